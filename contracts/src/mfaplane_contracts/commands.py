@@ -1,0 +1,75 @@
+"""Commands: what a caller asks a service to do. A command id makes a retry apply once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from pydantic import Field
+
+from mfaplane_contracts.envelope import Message
+from mfaplane_contracts.mfa_events import EnrollmentDays, Scope
+
+DEFAULT_ENROLLMENT_DAYS = 7
+TotpCode = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z-]+$")
+
+
+class Command(Message):
+    command_type: ClassVar[str]
+    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    actor: str = Field(min_length=1, max_length=200)
+    correlation_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+
+
+class _EnrollmentCommand(Command):
+    principal_id: uuid.UUID
+    scope: Scope = "user_portal"
+
+
+class RequireMFA(_EnrollmentCommand):
+    command_type: ClassVar[str] = "RequireMFA"
+    enrollment_days: int | None = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+
+
+class RemoveMFARequirement(_EnrollmentCommand):
+    command_type: ClassVar[str] = "RemoveMFARequirement"
+
+
+class ExtendEnrollment(_EnrollmentCommand):
+    command_type: ClassVar[str] = "ExtendEnrollment"
+    enrollment_days: int = EnrollmentDays
+
+
+class ResetMFA(_EnrollmentCommand):
+    command_type: ClassVar[str] = "ResetMFA"
+    enrollment_days: int = EnrollmentDays
+
+
+class BeginTOTPSetup(_EnrollmentCommand):
+    command_type: ClassVar[str] = "BeginTOTPSetup"
+
+
+class ConfirmTOTPSetup(_EnrollmentCommand):
+    command_type: ClassVar[str] = "ConfirmTOTPSetup"
+    code: str = TotpCode
+
+
+class VerifyTOTP(_EnrollmentCommand):
+    command_type: ClassVar[str] = "VerifyTOTP"
+    code: str = TotpCode
+
+
+class DismissEnrollmentPrompt(_EnrollmentCommand):
+    command_type: ClassVar[str] = "DismissEnrollmentPrompt"
+
+
+COMMANDS: tuple[type[Command], ...] = (
+    RequireMFA,
+    RemoveMFARequirement,
+    ExtendEnrollment,
+    ResetMFA,
+    BeginTOTPSetup,
+    ConfirmTOTPSetup,
+    VerifyTOTP,
+    DismissEnrollmentPrompt,
+)

@@ -1,0 +1,45 @@
+"""The envelope every event travels in, on the bus and in every event store."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    """Base of every contract model: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventPayload(Message):
+    """A typed event body. Subclasses name their type and current schema version."""
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    aggregate_type: ClassVar[str]
+    topic: ClassVar[str]
+
+
+class Envelope(Message):
+    event_id: uuid.UUID
+    type: str
+    schema_version: int = Field(ge=1)
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int = Field(ge=1)
+    occurred_at: datetime
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    command_id: uuid.UUID | None = None
+    actor: str
+    payload: dict[str, Any]
+
+    def body(self) -> EventPayload:
+        """The payload as its typed model, upcast to the current schema version."""
+        from mfaplane_contracts.registry import decode_payload
+
+        return decode_payload(self.type, self.schema_version, self.payload)

@@ -1,0 +1,75 @@
+"""Events of the identity service: who exists, and which resources ask for MFA.
+
+Password hashes never travel here; the identity service keeps them in its own table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar, Literal
+
+from pydantic import EmailStr, Field
+
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.topics import IDENTITY_EVENTS
+
+Name = Field(min_length=1, max_length=200)
+
+
+class _IdentityEvent(EventPayload):
+    topic: ClassVar[str] = IDENTITY_EVENTS.name
+
+
+class _UserEvent(_IdentityEvent):
+    aggregate_type: ClassVar[str] = "user"
+    user_id: uuid.UUID
+
+
+class UserCreated(_UserEvent):
+    event_type: ClassVar[str] = "UserCreated"
+    email: EmailStr
+    name: str = Name
+
+
+class UserUpdated(_UserEvent):
+    event_type: ClassVar[str] = "UserUpdated"
+    email: EmailStr
+    name: str = Name
+
+
+class UserPasswordChanged(_UserEvent):
+    event_type: ClassVar[str] = "UserPasswordChanged"
+
+
+class UserDeleted(_UserEvent):
+    event_type: ClassVar[str] = "UserDeleted"
+
+
+class AdminCreated(_IdentityEvent):
+    event_type: ClassVar[str] = "AdminCreated"
+    aggregate_type: ClassVar[str] = "admin"
+    admin_id: uuid.UUID
+    email: EmailStr
+    name: str = Name
+
+
+ResourceKind = Literal["macos", "linux", "sso_application"]
+
+
+class _SystemEvent(_IdentityEvent):
+    aggregate_type: ClassVar[str] = "system"
+    system_id: uuid.UUID
+
+
+class SystemRegistered(_SystemEvent):
+    event_type: ClassVar[str] = "SystemRegistered"
+    name: str = Name
+    kind: ResourceKind
+
+
+class SystemMFAEnabled(_SystemEvent):
+    event_type: ClassVar[str] = "SystemMFAEnabled"
+
+
+class SystemMFADisabled(_SystemEvent):
+    event_type: ClassVar[str] = "SystemMFADisabled"

@@ -1,0 +1,112 @@
+"""Events of the enrollment aggregate: one per principal (user or admin) and scope.
+
+No TOTP key, code or recovery code ever appears here: the mfa service keeps key material in its
+own encrypted table and events refer to it by `secret_id` only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.topics import MFA_EVENTS, SCHEDULER_EVENTS
+
+Scope = Literal["user_portal", "admin_portal"]
+PrincipalKind = Literal["user", "admin"]
+EnrollmentDays = Field(ge=1, le=365)
+
+
+def enrollment_id(scope: str, principal_id: uuid.UUID | str) -> str:
+    """The aggregate id of a principal's enrollment in a scope (also the Kafka key)."""
+    return f"{scope}:{principal_id}"
+
+
+class _EnrollmentEvent(EventPayload):
+    aggregate_type: ClassVar[str] = "enrollment"
+    topic: ClassVar[str] = MFA_EVENTS.name
+    principal_id: uuid.UUID
+    scope: Scope
+
+
+class MFARequired(_EnrollmentEvent):
+    event_type: ClassVar[str] = "MFARequired"
+    principal_kind: PrincipalKind
+    enrollment_days: int | None = EnrollmentDays
+    deadline: datetime | None  # None: required with no enrollment period
+
+
+class MFARequirementRemoved(_EnrollmentEvent):
+    event_type: ClassVar[str] = "MFARequirementRemoved"
+
+
+class EnrollmentExtended(_EnrollmentEvent):
+    event_type: ClassVar[str] = "EnrollmentExtended"
+    enrollment_days: int = EnrollmentDays
+    deadline: datetime
+
+
+class MFAReset(_EnrollmentEvent):
+    event_type: ClassVar[str] = "MFAReset"
+    enrollment_days: int = EnrollmentDays
+    deadline: datetime
+    shredded_secret_id: uuid.UUID | None
+
+
+class TOTPSecretIssued(_EnrollmentEvent):
+    event_type: ClassVar[str] = "TOTPSecretIssued"
+    secret_id: uuid.UUID
+
+
+class TOTPEnrolled(_EnrollmentEvent):
+    event_type: ClassVar[str] = "TOTPEnrolled"
+    secret_id: uuid.UUID
+    time_step: int
+    recovery_codes_issued: int
+
+
+class TOTPVerified(_EnrollmentEvent):
+    event_type: ClassVar[str] = "TOTPVerified"
+    method: Literal["totp", "recovery_code"]
+    time_step: int | None
+    recovery_codes_left: int
+
+
+class TOTPVerificationFailed(_EnrollmentEvent):
+    event_type: ClassVar[str] = "TOTPVerificationFailed"
+    consecutive_failures: int
+    total_failures: int
+
+
+class TOTPThrottled(_EnrollmentEvent):
+    event_type: ClassVar[str] = "TOTPThrottled"
+    until: datetime
+    consecutive_failures: int
+
+
+class TOTPFactorLocked(_EnrollmentEvent):
+    event_type: ClassVar[str] = "TOTPFactorLocked"
+    total_failures: int
+
+
+class EnrollmentPromptDismissed(_EnrollmentEvent):
+    event_type: ClassVar[str] = "EnrollmentPromptDismissed"
+    days_remaining: int
+
+
+class _TimerEvent(_EnrollmentEvent):
+    aggregate_type: ClassVar[str] = "deadline_timer"
+    topic: ClassVar[str] = SCHEDULER_EVENTS.name
+    deadline: datetime
+    due_at: datetime
+
+
+class EnrollmentExpiring(_TimerEvent):
+    event_type: ClassVar[str] = "EnrollmentExpiring"
+
+
+class EnrollmentExpired(_TimerEvent):
+    event_type: ClassVar[str] = "EnrollmentExpired"

@@ -1,0 +1,33 @@
+"""The topic catalog: every topic the system uses, with its partitions and retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    retention_ms: int  # -1 keeps forever
+    description: str
+
+
+FOREVER = -1
+SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+
+IDENTITY_EVENTS = Topic("mfaplane.identity.events", 6, FOREVER, "Users, admins, systems and applications")
+MFA_EVENTS = Topic("mfaplane.mfa.events", 6, FOREVER, "Enrollment aggregates: requirement, setup, verification")
+SCHEDULER_EVENTS = Topic("mfaplane.scheduler.events", 6, FOREVER, "Deadline timers that fired")
+
+EVENT_TOPICS = (IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS)
+
+
+def dead_letter_topic(consumer_group: str) -> Topic:
+    """Where a consumer group parks messages it cannot handle after bounded retries."""
+    return Topic(f"mfaplane.{consumer_group}.dead-letter", 1, SEVEN_DAYS_MS, f"Poison messages of {consumer_group}")
+
+
+CONSUMER_GROUPS = ("scheduler", "notifier", "gateway", "mfa")
+DEAD_LETTER_TOPICS = tuple(dead_letter_topic(g) for g in CONSUMER_GROUPS)
+ALL_TOPICS = EVENT_TOPICS + DEAD_LETTER_TOPICS
