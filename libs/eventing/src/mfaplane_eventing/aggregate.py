@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.envelope import Envelope, EventPayload
 
 S = TypeVar("S")
 
@@ -32,3 +32,8 @@ def fold(apply: Callable[[S, EventPayload], S], initial: S, events: Iterable[Eve
     for event in events:
         state = apply(state, event)
     return state
+
+
+def replayer(apply: Callable[[S, EventPayload], S], initial: S) -> Callable[[Iterable[Envelope]], S]:
+    """The state after a stored history, each event decoded (and upcast) first."""
+    return lambda history: fold(apply, initial, (envelope.body() for envelope in history))

@@ -1,0 +1,152 @@
+"""The one way services consume events: idempotent handlers, bounded retries, a dead-letter topic.
+
+faust-streaming stays behind this module; services only see `Consumer` and write handlers of the
+form `async def handle(conn, envelope)`. Each event is handled in a database transaction that also
+records its event id, so redelivery (at-least-once delivery, a republish, a rebalance) finds the id
+and skips. A handler that keeps failing after bounded retries with backoff parks the message on
+the group's dead-letter topic (and in `dead_letters`) and the partition moves on. A message that
+cannot even be decoded is parked at once: retrying cannot fix it.
+
+Handlers must be quick database work; anything slow (SMTP) is queued in a table by the handler and
+done by a separate loop, so the poll loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import faust
+from pydantic import ValidationError
+
+from mfaplane_contracts.envelope import Envelope
+from mfaplane_contracts.registry import UnknownEventType, UnknownSchemaVersion
+from mfaplane_contracts.topics import Topic, dead_letter_topic
+from mfaplane_eventing import logs
+from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+MAX_MESSAGE_BYTES = 1_000_000
+UNDECODABLE = (ValueError, ValidationError, UnknownEventType, UnknownSchemaVersion)
+
+
+class Poison(Exception):
+    """A message no retry can fix."""
+
+
+def decode(value: bytes | None) -> Envelope:
+    if value is None or len(value) > MAX_MESSAGE_BYTES:
+        raise Poison("empty or oversized message")
+    try:
+        envelope = Envelope.model_validate(json.loads(value))
+        envelope.body()
+    except UNDECODABLE as error:
+        raise Poison(f"undecodable: {error}") from error
+    return envelope
+
+
+class Consumer:
+    def __init__(
+        self,
+        group: str,
+        bootstrap_servers: str,
+        pool: asyncpg.Pool,
+        topics: tuple[Topic, ...],
+        handler: Handler,
+        max_retries: int = 5,
+        retry_base_seconds: float = 0.2,
+    ) -> None:
+        self._pool = pool
+        self._handler = handler
+        self._max_retries = max_retries
+        self._retry_base = retry_base_seconds
+        self._app = faust.App(
+            f"mfaplane-{group}",
+            broker=[f"kafka://{server}" for server in bootstrap_servers.split(",")],
+            store="memory://",
+            web_enabled=False,
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=1.0,
+            broker_rebalance_timeout=6.0,
+            broker_commit_interval=1.0,
+        )
+        self._source = self._app.topic(*(t.name for t in topics), value_serializer="raw", key_serializer="raw")
+        self._dead_letters = self._app.topic(dead_letter_topic(group).name, value_serializer="raw", key_serializer="raw")
+        self._app.agent(self._source, name=f"{group}-events")(self._consume)
+
+    async def start(self) -> None:
+        await self._app.start()
+
+    async def stop(self) -> None:
+        """Finishes the message in hand, commits offsets and leaves the group."""
+        await self._app.stop()
+
+    async def _consume(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            lag = self._app.consumer.highwater(message.tp) - message.offset - 1
+            CONSUMER_LAG.labels(message.topic, message.partition).set(max(lag, 0))
+            await self.process(message.topic, message.partition, message.offset, message.value)
+
+    async def process(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        try:
+            envelope = decode(value)
+        except Poison as poison:
+            await self._park(topic, partition, offset, value, None, str(poison))
+            return
+        token = logs.correlation_id.set(str(envelope.correlation_id))
+        try:
+            await self._handle_with_retries(topic, partition, offset, value, envelope)
+        finally:
+            logs.correlation_id.reset(token)
+
+    async def _handle_with_retries(self, topic, partition, offset, value, envelope: Envelope) -> None:
+        for attempt in range(1, self._max_retries + 1):
+            try:
+                outcome = await self._handle_once(envelope)
+            except Exception as error:  # noqa: BLE001 - any handler failure is retried, then parked
+                HANDLER_ERRORS.labels(topic).inc()
+                log.warning("handler failed", extra={"event_id": str(envelope.event_id), "type": envelope.type,
+                                                     "attempt": attempt, "error": repr(error)})
+                if attempt == self._max_retries:
+                    await self._park(topic, partition, offset, value, envelope, repr(error))
+                    return
+                await asyncio.sleep(self._retry_base * 2 ** (attempt - 1) * (0.5 + random.random()))
+            else:
+                EVENTS_CONSUMED.labels(topic, outcome).inc()
+                return
+
+    async def _handle_once(self, envelope: Envelope) -> str:
+        async with self._pool.acquire() as conn, conn.transaction():
+            first_time = await conn.fetchval(
+                "INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+                envelope.event_id,
+            )
+            if not first_time:
+                return "duplicate"
+            await self._handler(conn, envelope)
+            return "handled"
+
+    async def _park(self, topic, partition, offset, value, envelope: Envelope | None, error: str) -> None:
+        log.error("message dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset,
+                                                   "error": error[:500]})
+        await self._pool.execute(
+            'INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            topic, partition, offset, envelope.event_id if envelope else None, error[:2000], value,
+        )
+        headers = {"error": error[:500].encode(), "source-topic": topic.encode(),
+                   "source-partition": str(partition).encode(), "source-offset": str(offset).encode()}
+        await self._dead_letters.send(value=value or b"", headers=headers)
+        DEAD_LETTERS.labels(topic).inc()
+        EVENTS_CONSUMED.labels(topic, "dead_lettered").inc()

@@ -1,0 +1,65 @@
+"""Connection pools and schema migrations. Each service owns one PostgreSQL schema."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+EVENTING_MIGRATIONS = Path(__file__).parent / "migrations"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _checked(schema: str) -> str:
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"DATABASE_SCHEMA must be a lower-case identifier, got {schema!r}")
+    return schema
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"search_path": _checked(schema), "application_name": f"mfaplane-{schema}"},
+    )
+
+
+async def migrate(url: str, schema: str, directories: list[Path]) -> list[str]:
+    """Applies every not yet applied `NNNN_name.sql`, in name order; safe to run again and concurrently."""
+    schema = _checked(schema)
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            # One migrator per schema at a time; a second waits, then finds nothing to do.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-migrate:' || $1))", schema)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await conn.execute(f"SET LOCAL search_path TO {schema}")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            applied = []
+            for path in sorted((p for d in directories for p in d.glob("*.sql")), key=lambda p: (p.parent != EVENTING_MIGRATIONS, p.name)):
+                name = f"{path.parent.parent.name}/{path.name}"
+                if name in done:
+                    continue
+                await conn.execute(path.read_text())
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
+        for name in applied:
+            log.info("migration applied", extra={"migration": name, "schema": schema})
+        return applied
+    finally:
+        await conn.close()

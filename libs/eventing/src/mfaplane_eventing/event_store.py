@@ -1,0 +1,225 @@
+"""The event store: append with an expected version and a command id, load, read in global order.
+
+Appending writes the events and their outbox rows in one transaction, so an event is stored if and
+only if it will be published.
+
+Reading the global stream without skipping (the subtle part). `position` comes from a sequence, and
+sequence values are taken when a row is inserted, not when its transaction commits. Two writers can
+take positions 10 and 11, and 11 can commit first: a reader that has seen 11 and then asks for
+"after 11" would never see 10. A table lock on append would make commits happen in position order,
+but it serialises every writer in the system behind one lock, for the whole commit.
+
+Instead every row records its transaction id (`tx_id`, xid8) and readers only take rows whose
+transaction is older than the oldest transaction still running (`pg_snapshot_xmin` of the current
+snapshot). Such a transaction has finished, so no row can appear later among them. The stream is
+ordered by (tx_id, position) and a reader's cursor is that pair: rows that commit later always
+belong to transactions at or above the horizon the reader used, so they sort after its cursor.
+Writers never wait for each other; readers see a row once its transaction and every older one
+have finished, which in practice is milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_eventing.clock import Clock
+from mfaplane_eventing.metrics import EVENTS_APPENDED
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the aggregate since it was loaded."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Who asked and why: recorded on every event a command produces."""
+
+    actor: str
+    correlation_id: uuid.UUID
+    command_id: uuid.UUID | None = None
+    causation_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    """A reader's place in the global stream (see the module docstring)."""
+
+    tx_id: int
+    position: int
+
+    def __str__(self) -> str:
+        return f"{self.tx_id}.{self.position}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        tx_id, position = text.split(".")
+        return cls(int(tx_id), int(position))
+
+
+START = Position(0, 0)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    events: list[Envelope]
+    version: int  # the aggregate's version after the append
+    duplicate: bool  # the command id was seen before: nothing was written
+
+
+_COLUMNS = (
+    "event_id, type, schema_version, aggregate_type, aggregate_id, aggregate_version, occurred_at, "
+    "correlation_id, causation_id, command_id, actor, payload"
+)
+
+
+def _envelope(row: asyncpg.Record) -> Envelope:
+    return Envelope.model_validate({key: row[key] for key in Envelope.model_fields})
+
+
+def encode(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json().encode()
+
+
+class EventStore:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
+        self.pool = pool
+        self.clock = clock
+
+    async def load(self, aggregate_id: str, conn: asyncpg.Connection | None = None) -> list[Envelope]:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY aggregate_version"
+        rows = await (conn or self.pool).fetch(sql, aggregate_id)
+        return [_envelope(row) for row in rows]
+
+    async def earlier_result(self, command_id: uuid.UUID) -> AppendResult | None:
+        """What a command id produced before, or None if it was never recorded."""
+        async with self.pool.acquire() as conn:
+            aggregate_id = await conn.fetchval("SELECT aggregate_id FROM commands WHERE command_id = $1", command_id)
+            return None if aggregate_id is None else await self._duplicate(conn, command_id, aggregate_id)
+
+    @staticmethod
+    async def _duplicate(conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> AppendResult:
+        rows = await conn.fetch(f"SELECT {_COLUMNS} FROM events WHERE command_id = $1 ORDER BY position", command_id)
+        version = await conn.fetchval("SELECT max(aggregate_version) FROM events WHERE aggregate_id = $1", aggregate_id)
+        return AppendResult([_envelope(row) for row in rows], version or 0, duplicate=True)
+
+    async def append(
+        self,
+        aggregate_id: str,
+        expected_version: int,
+        events: Sequence[EventPayload],
+        cause: Cause,
+        conn: asyncpg.Connection | None = None,
+    ) -> AppendResult:
+        """Appends atomically. With `conn`, joins the caller's transaction (for its own rows)."""
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                result = await self._append(own, aggregate_id, expected_version, events, cause)
+            EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
+            return result
+        async with conn.transaction():
+            return await self._append(conn, aggregate_id, expected_version, events, cause)
+
+    async def _append(self, conn, aggregate_id, expected_version, events, cause) -> AppendResult:
+        if cause.command_id is not None and not await self._record_command(conn, cause.command_id, aggregate_id):
+            return await self._duplicate(conn, cause.command_id, aggregate_id)
+        now = self.clock.now()
+        envelopes = [
+            self._wrap(aggregate_id, expected_version + offset, event, cause, now)
+            for offset, event in enumerate(events, start=1)
+        ]
+        try:
+            await self._insert(conn, envelopes, [type(e).topic for e in events])
+        except asyncpg.UniqueViolationError as error:
+            raise ConcurrencyConflict(f"{aggregate_id} changed since version {expected_version}") from error
+        return AppendResult(envelopes, expected_version + len(envelopes), duplicate=False)
+
+    @staticmethod
+    async def _record_command(conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> bool:
+        # A concurrent twin blocks on the primary key until the first commits, then sees it.
+        inserted = await conn.fetchval(
+            "INSERT INTO commands (command_id, aggregate_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            command_id,
+            aggregate_id,
+        )
+        return bool(inserted)
+
+    @staticmethod
+    def _wrap(aggregate_id: str, version: int, event: EventPayload, cause: Cause, now: datetime) -> Envelope:
+        return Envelope(
+            event_id=uuid.uuid4(),
+            type=event.event_type,
+            schema_version=event.schema_version,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=aggregate_id,
+            aggregate_version=version,
+            occurred_at=now,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.causation_id,
+            command_id=cause.command_id,
+            actor=cause.actor,
+            payload=event.model_dump(mode="json"),
+        )
+
+    @staticmethod
+    async def _insert(conn: asyncpg.Connection, envelopes: list[Envelope], topics: list[str]) -> None:
+        for envelope, topic in zip(envelopes, topics, strict=True):
+            position = await conn.fetchval(
+                f"INSERT INTO events ({_COLUMNS}, topic) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
+                "RETURNING position",
+                envelope.event_id,
+                envelope.type,
+                envelope.schema_version,
+                envelope.aggregate_type,
+                envelope.aggregate_id,
+                envelope.aggregate_version,
+                envelope.occurred_at,
+                envelope.correlation_id,
+                envelope.causation_id,
+                envelope.command_id,
+                envelope.actor,
+                envelope.payload,
+                topic,
+            )
+            await conn.execute(
+                "INSERT INTO outbox (position, topic, key, value) VALUES ($1, $2, $3, $4)",
+                position,
+                topic,
+                envelope.aggregate_id,
+                encode(envelope),
+            )
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[tuple[Position, Envelope]]:
+        """Events in global order after `after`, never skipping one that commits late."""
+        rows = await self.pool.fetch(
+            f"SELECT tx_id::text::bigint AS tx, position, {_COLUMNS} FROM events "
+            "WHERE (tx_id, position) > ($1::text::xid8, $2) "
+            "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
+            "ORDER BY tx_id, position LIMIT $3",
+            str(after.tx_id),
+            after.position,
+            limit,
+        )
+        return [(Position(row["tx"], row["position"]), _envelope(row)) for row in rows]
+
+    async def republish(self, from_position: int, batch: int = 5000) -> int:
+        """Queues stored events again for the relay (after a broker lost its data)."""
+        queued, after = 0, from_position - 1
+        while rows := await self.pool.fetch(
+            f"SELECT position, topic, {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            after,
+            batch,
+        ):
+            await self.pool.executemany(
+                "INSERT INTO outbox (position, topic, key, value) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (position) DO NOTHING",
+                [(r["position"], r["topic"], r["aggregate_id"], encode(_envelope(r))) for r in rows],
+            )
+            queued += len(rows)
+            after = rows[-1]["position"]
+        return queued

@@ -1,0 +1,66 @@
+"""RFC 9457 problem details: every error any service returns, with a stable `type` per error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.event_store import ConcurrencyConflict
+
+MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = "2"
+
+
+def problem_type(code: str) -> str:
+    return f"urn:mfaplane:problem:{code}"
+
+
+def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extensions: Any) -> JSONResponse:
+    body = {"type": problem_type(code), "title": title, "status": status, "detail": detail, "code": code}
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _rejected(_: Request, error: Rejected) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if error.status == 503 else None
+    return problem(error.status, error.code, error.code.replace("_", " ").capitalize(), error.detail, headers,
+                   **error.extra)
+
+
+async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    # Echo where and why, never the submitted values: they may be passwords or codes.
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    return problem(422, "validation_error", "Invalid request", "The request does not match the schema.",
+                   errors=errors)
+
+
+async def _http(_: Request, error: HTTPException) -> JSONResponse:
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            413: "request_too_large"}.get(error.status_code, "http_error")
+    return problem(error.status_code, code, str(error.detail), str(error.detail), headers=error.headers)
+
+
+async def _conflict(_: Request, error: ConcurrencyConflict) -> JSONResponse:
+    return problem(409, "concurrent_modification", "Concurrent modification",
+                   "Another change to the same record was saved first; retry.")
+
+
+async def _database_down(_: Request, error: Exception) -> JSONResponse:
+    return problem(503, "service_unavailable", "Service unavailable", "The database is not reachable; retry.",
+                   headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Rejected, _rejected)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(ConcurrencyConflict, _conflict)
+    for error in (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.ConnectionFailureError):
+        app.add_exception_handler(error, _database_down)

@@ -1,0 +1,92 @@
+"""The event store against a real PostgreSQL: versions, command ids, global order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from mfaplane_contracts.identity_events import UserCreated, UserUpdated
+from mfaplane_eventing.event_store import START, Cause, ConcurrencyConflict, EventStore
+
+
+def created(user_id: uuid.UUID) -> UserCreated:
+    return UserCreated(user_id=user_id, email=f"{user_id.hex[:8]}@example.com", name="Ada")
+
+
+def updated(user_id: uuid.UUID, name: str) -> UserUpdated:
+    return UserUpdated(user_id=user_id, email=f"{user_id.hex[:8]}@example.com", name=name)
+
+
+def cause(command_id: uuid.UUID | None = None) -> Cause:
+    return Cause(actor="admin:test", correlation_id=uuid.uuid4(), command_id=command_id)
+
+
+async def test_append_then_load_returns_events_in_version_order(store: EventStore) -> None:
+    user = uuid.uuid4()
+    await store.append(str(user), 0, [created(user), updated(user, "Ada L")], cause())
+    loaded = await store.load(str(user))
+    assert [(e.type, e.aggregate_version) for e in loaded] == [("UserCreated", 1), ("UserUpdated", 2)]
+    assert loaded[1].body() == updated(user, "Ada L")
+
+
+async def test_stale_expected_version_conflicts_and_writes_nothing(store: EventStore) -> None:
+    user = uuid.uuid4()
+    await store.append(str(user), 0, [created(user)], cause())
+    with pytest.raises(ConcurrencyConflict):
+        await store.append(str(user), 0, [updated(user, "late writer")], cause())
+    assert [e.type for e in await store.load(str(user))] == ["UserCreated"]
+    outbox = await store.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(user))
+    assert outbox == 1
+
+
+async def test_same_command_id_twice_returns_first_result_and_writes_nothing(store: EventStore) -> None:
+    user, command_id = uuid.uuid4(), uuid.uuid4()
+    first = await store.append(str(user), 0, [created(user)], cause(command_id))
+    again = await store.append(str(user), 1, [updated(user, "retried")], cause(command_id))
+    assert again.duplicate and not first.duplicate
+    assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
+    assert len(await store.load(str(user))) == 1
+
+
+async def test_every_append_has_its_outbox_row(store: EventStore) -> None:
+    user = uuid.uuid4()
+    result = await store.append(str(user), 0, [created(user), updated(user, "B")], cause())
+    rows = await store.pool.fetch("SELECT topic, key FROM outbox WHERE key = $1 ORDER BY position", str(user))
+    assert [(r["topic"], r["key"]) for r in rows] == [("mfaplane.identity.events", str(user))] * 2
+    assert result.version == 2
+
+
+async def test_read_all_never_skips_an_event_that_commits_late(store: EventStore) -> None:
+    """A transaction takes its position first but commits after a later one: readers still see it."""
+    cursor = await _drain(store, START)
+    early, late = uuid.uuid4(), uuid.uuid4()
+    async with store.pool.acquire() as slow_conn:
+        slow = slow_conn.transaction()
+        await slow.start()
+        await store.append(str(early), 0, [created(early)], cause(), conn=slow_conn)  # takes the lower position
+        await store.append(str(late), 0, [created(late)], cause())  # commits first
+        seen_while_open = [e.aggregate_id for _, e in await store.read_all(cursor)]
+        await slow.commit()
+    assert str(late) not in seen_while_open, "a reader must not pass a transaction that is still open"
+    seen = [e.aggregate_id for _, e in await store.read_all(cursor)]
+    assert seen.index(str(early)) < seen.index(str(late)), "global order follows the transactions"
+
+
+async def test_concurrent_writers_on_one_aggregate_lose_no_update(store: EventStore) -> None:
+    user = uuid.uuid4()
+    await store.append(str(user), 0, [created(user)], cause())
+    outcomes = await asyncio.gather(
+        *(store.append(str(user), 1, [updated(user, f"n{i}")], cause()) for i in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+    assert all(isinstance(o, ConcurrencyConflict) for o in outcomes if isinstance(o, Exception))
+    assert len(await store.load(str(user))) == 2
+
+
+async def _drain(store: EventStore, cursor):
+    while batch := await store.read_all(cursor):
+        cursor = batch[-1][0]
+    return cursor

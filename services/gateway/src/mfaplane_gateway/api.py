@@ -1,0 +1,191 @@
+"""The public portal API under /v1: admin operations on users, and their MFA status lists."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
+from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway import principals_query, read_your_writes
+from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.principals_query import PrincipalFilter, SortKey
+from mfaplane_gateway.projector import LIVE_TABLES
+
+router = APIRouter(prefix="/v1")
+IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Apply a retried request once")]
+ConsistentWith = Annotated[str | None, Query(max_length=300, description="A receipt's consistency_token to wait for")]
+ACTOR = "admin:api"
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewUser(Body):
+    email: EmailStr
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=8, max_length=256)
+
+
+class UserChanges(Body):
+    email: EmailStr | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class EnrollmentPeriod(Body):
+    enrollment_days: int = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+
+
+class RequirePeriod(Body):
+    enrollment_days: int | None = Field(
+        default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365,
+        description="days to set up MFA (1 to 365); null requires setup at the next sign-in",
+    )
+
+
+class Receipt(BaseModel):
+    aggregate_id: str
+    version: int
+    event_ids: list[uuid.UUID]
+    duplicate: bool
+    consistency_token: str
+
+
+class User(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    status: MFAStatus
+    required: bool
+    mfa_active: bool
+    deadline: datetime | None
+    time_remaining_seconds: int | None
+    enrollment_days: int | None
+    dismissals: int
+    last_verified_at: datetime | None
+
+
+class UserPage(BaseModel):
+    items: list[User]
+    next_cursor: str | None
+
+
+def forwarder(request: Request) -> Forwarder:
+    return request.app.state.forwarder
+
+
+ForwarderDep = Annotated[Forwarder, Depends(forwarder)]
+
+
+def _receipt(answer: dict[str, Any]) -> Receipt:
+    return Receipt(**answer, consistency_token=read_your_writes.token(answer["aggregate_id"], answer["version"]))
+
+
+def _user(row: Any, now: datetime) -> User:
+    remaining = None
+    if row["status"] == MFAStatus.ENROLLING:
+        remaining = int((row["deadline"] - now).total_seconds())
+    return User(
+        id=row["principal_id"], email=row["email"], name=row["name"], status=row["status"], required=row["required"],
+        mfa_active=row["configured"], deadline=row["deadline"], time_remaining_seconds=remaining,
+        enrollment_days=row["enrollment_days"], dismissals=row["dismissals"],
+        last_verified_at=row["last_verified_at"],
+    )
+
+
+def user_filter(
+    status: Annotated[list[MFAStatus] | None, Query(description="any of these statuses")] = None,
+    required: bool | None = None,
+    mfa_active: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in email or name")] = None,
+) -> PrincipalFilter:
+    return PrincipalFilter(kind="user", statuses=tuple(status or ()), required=required, mfa_active=mfa_active,
+                           search=q)
+
+
+UserFilterDep = Annotated[PrincipalFilter, Depends(user_filter)]
+
+
+@router.post("/users", status_code=201, tags=["users"])
+async def create_user(body: NewUser, forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
+    return _receipt(await forward.send("identity", "POST", "/users", ACTOR, body.model_dump(), idempotency_key))
+
+
+@router.get("/users", tags=["users"])
+async def list_users(
+    runtime: RuntimeDep, flt: UserFilterDep,
+    sort: SortKey = "email",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    consistent_with: ConsistentWith = None,
+) -> UserPage:
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
+    now = runtime.clock.now()
+    rows, next_cursor = await principals_query.page(runtime.pool, LIVE_TABLES["principals"], now, flt, sort, limit,
+                                                    cursor)
+    return UserPage(items=[_user(row, now) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/users/status-counts", tags=["users"])
+async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep) -> dict[MFAStatus, int]:
+    return await principals_query.status_counts(runtime.pool, LIVE_TABLES["principals"], runtime.clock.now(), flt)
+
+
+@router.get("/users/{user_id}", tags=["users"])
+async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, consistent_with: ConsistentWith = None) -> User:
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
+    now = runtime.clock.now()
+    row = await principals_query.one(runtime.pool, LIVE_TABLES["principals"], now, user_id)
+    if row is None:
+        raise Rejected("user_not_found", "No such user.", status=404)
+    return _user(row, now)
+
+
+@router.patch("/users/{user_id}", tags=["users"])
+async def update_user(user_id: uuid.UUID, body: UserChanges, forward: ForwarderDep,
+                      idempotency_key: IdempotencyKey = None) -> Receipt:
+    payload = body.model_dump(exclude_none=True)
+    return _receipt(await forward.send("identity", "PATCH", f"/users/{user_id}", ACTOR, payload, idempotency_key))
+
+
+@router.delete("/users/{user_id}", tags=["users"])
+async def delete_user(user_id: uuid.UUID, forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
+    return _receipt(await forward.send("identity", "DELETE", f"/users/{user_id}", ACTOR, None, idempotency_key))
+
+
+async def _enrollment(forward: Forwarder, user_id: uuid.UUID, action: str, body: BaseModel | None,
+                      idempotency_key: str | None) -> Receipt:
+    path = f"/enrollments/user_portal/{user_id}/{action}"
+    payload = body.model_dump() if body is not None else {}
+    return _receipt(await forward.send("mfa", "POST", path, ACTOR, payload, idempotency_key))
+
+
+@router.post("/users/{user_id}/mfa/require", tags=["mfa"])
+async def require_mfa(user_id: uuid.UUID, body: RequirePeriod, forward: ForwarderDep,
+                      idempotency_key: IdempotencyKey = None) -> Receipt:
+    return await _enrollment(forward, user_id, "require", body, idempotency_key)
+
+
+@router.post("/users/{user_id}/mfa/remove-requirement", tags=["mfa"])
+async def remove_mfa_requirement(user_id: uuid.UUID, forward: ForwarderDep,
+                                 idempotency_key: IdempotencyKey = None) -> Receipt:
+    return await _enrollment(forward, user_id, "remove-requirement", None, idempotency_key)
+
+
+@router.post("/users/{user_id}/mfa/extend", tags=["mfa"])
+async def extend_enrollment(user_id: uuid.UUID, body: EnrollmentPeriod, forward: ForwarderDep,
+                            idempotency_key: IdempotencyKey = None) -> Receipt:
+    return await _enrollment(forward, user_id, "extend", body, idempotency_key)
+
+
+@router.post("/users/{user_id}/mfa/reset", tags=["mfa"])
+async def reset_mfa(user_id: uuid.UUID, body: EnrollmentPeriod, forward: ForwarderDep,
+                    idempotency_key: IdempotencyKey = None) -> Receipt:
+    return await _enrollment(forward, user_id, "reset", body, idempotency_key)

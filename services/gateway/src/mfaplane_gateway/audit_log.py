@@ -1,0 +1,74 @@
+"""The auditors' append-only log of every event, with a hash chain for tamper evidence.
+
+Record n's hash is SHA-256 over (n, the previous record's hash, the canonical JSON of the event).
+Changing, removing or reordering any record changes every hash after it, so `verify` finds the
+first broken link. Appends are serialised by a transaction-scoped advisory lock: the chain has
+one head, and gateway replicas consuming different partitions must not both extend it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from mfaplane_contracts.envelope import Envelope
+
+GENESIS = "0" * 64
+
+
+def canonical(envelope: dict[str, Any]) -> str:
+    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def link_hash(seq: int, prev_hash: str, envelope: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{seq}|{prev_hash}|{canonical(envelope)}".encode()).hexdigest()
+
+
+async def append(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-audit-log'))")
+    head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    seq, prev_hash = (head["seq"] + 1, head["hash"]) if head else (1, GENESIS)
+    document = envelope.model_dump(mode="json")
+    body = envelope.body()
+    principal = getattr(body, "principal_id", None) or getattr(body, "user_id", None) or getattr(body, "admin_id", None)
+    await conn.execute(
+        "INSERT INTO audit_log (seq, event_id, type, aggregate_id, principal_id, actor, occurred_at, envelope, "
+        "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        seq, envelope.event_id, envelope.type, envelope.aggregate_id, principal, envelope.actor,
+        envelope.occurred_at, document, prev_hash, link_hash(seq, prev_hash, document),
+    )
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    seq: int
+    reason: str
+
+
+def verify(records: Iterable[tuple[int, str, str, dict[str, Any]]]) -> BrokenLink | None:
+    """Checks (seq, prev_hash, hash, envelope) records in order; returns the first broken link."""
+    expected_seq, expected_prev = 1, GENESIS
+    for seq, prev_hash, digest, envelope in records:
+        if seq != expected_seq:
+            return BrokenLink(expected_seq, f"record {expected_seq} is missing (found {seq})")
+        if prev_hash != expected_prev:
+            return BrokenLink(seq, "does not follow the previous record")
+        if link_hash(seq, prev_hash, envelope) != digest:
+            return BrokenLink(seq, "content does not match its hash")
+        expected_seq, expected_prev = seq + 1, digest
+    return None
+
+
+async def stored_records(pool: asyncpg.Pool, batch: int = 5000) -> AsyncIterator[tuple[int, str, str, dict]]:
+    after = 0
+    while rows := await pool.fetch(
+        "SELECT seq, prev_hash, hash, envelope FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, batch
+    ):
+        for row in rows:
+            yield row["seq"], row["prev_hash"], row["hash"], row["envelope"]
+        after = rows[-1]["seq"]

@@ -1,0 +1,115 @@
+"""Queries over the principals read model: filters, keyset pages and counts per status."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_eventing.aggregate import Rejected
+
+# The SQL twin of mfaplane_contracts.mfa_status.mfa_status; $1 is the clock's now.
+STATUS_SQL = (
+    "CASE WHEN configured AND required THEN 'active' WHEN configured THEN 'configured_not_required' "
+    "WHEN NOT required THEN 'none' WHEN deadline IS NULL THEN 'required_no_period' "
+    "WHEN deadline > $1 THEN 'enrolling' ELSE 'expired' END"
+)
+SortKey = Literal["email", "name", "deadline"]
+SORTS: dict[str, tuple[str, str]] = {
+    "email": ("lower(email)", "text"),
+    "name": ("lower(name)", "text"),
+    "deadline": ("COALESCE(deadline, 'infinity'::timestamptz)", "timestamptz"),
+}
+COLUMNS = (
+    "principal_id, kind, email, name, required, configured, deadline, enrollment_days, dismissals, "
+    f"last_verified_at, {STATUS_SQL} AS status"
+)
+
+
+@dataclass(frozen=True)
+class PrincipalFilter:
+    kind: str = "user"
+    statuses: tuple[MFAStatus, ...] = ()
+    required: bool | None = None
+    mfa_active: bool | None = None
+    search: str | None = None
+
+    def where(self, params: list[Any]) -> str:
+        """SQL conditions; appends their values to `params` (whose $1 is now)."""
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        conditions = ["NOT deleted", "email IS NOT NULL", f"kind = {bind(self.kind)}"]
+        if self.statuses:
+            conditions.append(f"({STATUS_SQL}) = ANY({bind([s.value for s in self.statuses])}::text[])")
+        if self.required is not None:
+            conditions.append(f"required = {bind(self.required)}")
+        if self.mfa_active is not None:
+            conditions.append(f"configured = {bind(self.mfa_active)}")
+        if self.search:
+            pattern = "%" + self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            placeholder = bind(pattern)
+            conditions.append(f"(email ILIKE {placeholder} OR name ILIKE {placeholder})")
+        return " AND ".join(conditions)
+
+
+def encode_cursor(sort_value: Any, principal_id: uuid.UUID) -> str:
+    value = sort_value.isoformat() if isinstance(sort_value, datetime) else sort_value
+    raw = json.dumps([value, str(principal_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, uuid.UUID]:
+    try:
+        value, principal = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return value, uuid.UUID(principal)
+    except (ValueError, TypeError) as error:
+        raise Rejected("invalid_cursor", "The cursor is not one this API returned.", status=400) from error
+
+
+async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime, flt: PrincipalFilter,
+               sort: SortKey, limit: int, cursor: str | None) -> tuple[list[asyncpg.Record], str | None]:
+    expression, sql_type = SORTS[sort]
+    params: list[Any] = [now]
+    where = flt.where(params)
+    if cursor:
+        value, principal = decode_cursor(cursor)
+        params += [value, principal]
+        where += f" AND ({expression}, principal_id) > (${len(params) - 1}::{sql_type}, ${len(params)})"
+    params.append(limit + 1)
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS}, {expression} AS sort_value FROM {table} WHERE {where} "
+        f"ORDER BY {expression}, principal_id LIMIT ${len(params)}",
+        *params,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["sort_value"], rows[-1]["principal_id"]) if more else None
+    return rows, next_cursor
+
+
+async def status_counts(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,
+                        flt: PrincipalFilter) -> dict[str, int]:
+    params: list[Any] = [now]
+    rows = await conn.fetch(
+        f"SELECT {STATUS_SQL} AS status, count(*) AS n FROM {table} WHERE {flt.where(params)} GROUP BY 1", *params
+    )
+    counts = {status.value: 0 for status in MFAStatus}
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+async def one(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,
+              principal_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM {table} WHERE principal_id = $2 AND NOT deleted AND email IS NOT NULL",
+        now, principal_id,
+    )

@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from mfaplane_eventing.service import ServiceSpec, main
+from mfaplane_identity.api import router
+from mfaplane_identity.settings import IdentitySettings
+
+SPEC = ServiceSpec(
+    name="identity",
+    settings_type=IdentitySettings,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+)
+
+if __name__ == "__main__":
+    main(SPEC)

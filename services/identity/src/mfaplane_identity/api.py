@@ -1,0 +1,178 @@
+"""The identity service's command API, called by the gateway only."""
+
+from __future__ import annotations
+
+import uuid
+import functools
+from collections.abc import Sequence
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from mfaplane_contracts.commands import CommandReceipt
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.identity_events import ResourceKind
+from mfaplane_eventing.aggregate import Rejected, replayer
+from mfaplane_eventing.command_handler import execute, receipt
+from mfaplane_eventing.request_context import CauseDep
+from mfaplane_eventing.service import RuntimeDep
+from mfaplane_identity import account, resource
+from mfaplane_identity.account import Account
+from mfaplane_identity.passwords import Passwords
+from mfaplane_identity.resource import Resource
+
+router = APIRouter()
+Password = Field(min_length=8, max_length=256)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewPrincipal(Body):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    email: EmailStr
+    name: str = Field(min_length=1, max_length=200)
+    password: str = Password
+
+
+class UserChanges(Body):
+    email: EmailStr | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class NewPassword(Body):
+    password: str = Password
+
+
+class NewResource(Body):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    name: str = Field(min_length=1, max_length=200)
+    kind: ResourceKind
+
+
+class MFASwitch(Body):
+    enabled: bool
+
+
+class SignInCheck(Body):
+    kind: str = Field(pattern="^(user|admin)$")
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class Principal(BaseModel):
+    principal_id: uuid.UUID
+    email: str
+
+
+@functools.cache
+def _passwords(time_cost: int, memory_cost_kib: int, parallelism: int) -> Passwords:
+    return Passwords(time_cost, memory_cost_kib, parallelism)
+
+
+def passwords(runtime: RuntimeDep) -> Passwords:
+    s = runtime.settings
+    return _passwords(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism)
+
+
+PasswordsDep = Annotated[Passwords, Depends(passwords)]
+
+
+_accounts = replayer(account.apply, Account())
+_resources = replayer(resource.apply, Resource())
+
+
+async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, email, password_hash) -> None:
+    try:
+        await conn.execute(
+            "INSERT INTO credentials (principal_id, kind, email, password_hash) VALUES ($1, $2, $3, $4)",
+            principal_id, kind, email, password_hash,
+        )
+    except asyncpg.UniqueViolationError:
+        raise Rejected("email_taken", "This email is already in use.") from None
+
+
+async def _create(runtime, cause, body: NewPrincipal, kind: str, decide, password_hash: str) -> CommandReceipt:
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await _insert_credentials(conn, body.id, kind, body.email, password_hash)
+
+    result = await execute(runtime.store, str(body.id), _accounts,
+                           lambda state: decide(state, body.id, body.email, body.name), cause, write)
+    return receipt(str(body.id), result)
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
+    return await _create(runtime, cause, body, "user", account.create_user, await pw.hash(body.password))
+
+
+@router.post("/admins", status_code=201)
+async def create_admin(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
+    return await _create(runtime, cause, body, "admin", account.create_admin, await pw.hash(body.password))
+
+
+@router.patch("/users/{user_id}")
+async def update_user(user_id: uuid.UUID, body: UserChanges, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    async def write(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
+        for event in events:
+            try:
+                await conn.execute("UPDATE credentials SET email = $2 WHERE principal_id = $1", user_id, event.email)
+            except asyncpg.UniqueViolationError:
+                raise Rejected("email_taken", "This email is already in use.") from None
+
+    result = await execute(runtime.store, str(user_id), _accounts,
+                           lambda state: account.update_user(state, user_id, body.email, body.name), cause, write)
+    return receipt(str(user_id), result)
+
+
+@router.put("/users/{user_id}/password")
+async def change_password(user_id: uuid.UUID, body: NewPassword, runtime: RuntimeDep, cause: CauseDep,
+                          pw: PasswordsDep) -> CommandReceipt:
+    password_hash = await pw.hash(body.password)
+
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("UPDATE credentials SET password_hash = $2 WHERE principal_id = $1", user_id, password_hash)
+
+    result = await execute(runtime.store, str(user_id), _accounts,
+                           lambda state: account.change_password(state, user_id), cause, write)
+    return receipt(str(user_id), result)
+
+
+@router.delete("/users/{user_id}")
+async def delete_user(user_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("UPDATE credentials SET deleted = true, password_hash = '' WHERE principal_id = $1", user_id)
+
+    result = await execute(runtime.store, str(user_id), _accounts,
+                           lambda state: account.delete_user(state, user_id), cause, write)
+    return receipt(str(user_id), result)
+
+
+@router.post("/authenticate")
+async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: PasswordsDep) -> Principal:
+    """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
+    row = await runtime.pool.fetchrow(
+        "SELECT principal_id, email, password_hash FROM credentials WHERE kind = $1 AND lower(email) = lower($2) "
+        "AND NOT deleted",
+        body.kind, body.email,
+    )
+    if not await pw.verify(row["password_hash"] if row else None, body.password):
+        raise Rejected("invalid_credentials", "The email or password is wrong.", status=401)
+    return Principal(principal_id=row["principal_id"], email=row["email"])
+
+
+@router.post("/systems", status_code=201)
+async def register_system(body: NewResource, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(body.id), _resources,
+                           lambda state: resource.register(state, body.id, body.name, body.kind), cause)
+    return receipt(str(body.id), result)
+
+
+@router.put("/systems/{system_id}/mfa")
+async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(system_id), _resources,
+                           lambda state: resource.set_mfa(state, system_id, body.enabled), cause)
+    return receipt(str(system_id), result)

@@ -1,0 +1,9 @@
+from mfaplane_eventing.settings import ServiceSettings
+
+
+class IdentitySettings(ServiceSettings):
+    database_schema: str = "identity"
+    # argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
+    argon2_time_cost: int = 3
+    argon2_memory_cost_kib: int = 65536
+    argon2_parallelism: int = 4

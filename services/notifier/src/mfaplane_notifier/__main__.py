@@ -1,0 +1,26 @@
+from pathlib import Path
+
+from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS
+from mfaplane_eventing.service import Runtime, ServiceSpec, main
+from mfaplane_notifier import mail_queue
+from mfaplane_notifier.mail_loop import MailLoop
+from mfaplane_notifier.settings import NotifierSettings
+from mfaplane_notifier.smtp import SmtpServer
+
+
+def mail_loop(runtime: Runtime) -> MailLoop:
+    s = runtime.settings
+    return MailLoop(runtime, SmtpServer.from_url(s.smtp_url, s.smtp_username, s.smtp_password, s.smtp_timeout_seconds))
+
+
+SPEC = ServiceSpec(
+    name="notifier",
+    settings_type=NotifierSettings,
+    migrations=Path(__file__).parent / "migrations",
+    consumes=(IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS),
+    handler=lambda runtime: mail_queue.handle,
+    background=lambda runtime: mail_loop(runtime).tasks(),
+)
+
+if __name__ == "__main__":
+    main(SPEC)

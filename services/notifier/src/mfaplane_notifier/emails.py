@@ -1,0 +1,63 @@
+"""Renders a notification into an email with a plain-text and an HTML part (Jinja2, autoescaped)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html.j2"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+)
+
+SUBJECTS = {
+    "required": "Action needed: set up multi-factor authentication",
+    "reminder": "Reminder: your MFA enrollment period ends soon",
+    "expired": "Your MFA enrollment period has expired",
+    "extended": "Your MFA enrollment period has changed",
+    "reset": "Your MFA has been reset",
+    "setup_complete": "MFA setup complete",
+}
+TEMPLATE_OF_KIND = {"extended": "period_changed", "reset": "period_changed"}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str
+    is_admin: bool
+
+
+def readable(moment: datetime) -> str:
+    return moment.strftime("%A %-d %B %Y, %H:%M UTC")
+
+
+def render(kind: str, recipient: Recipient, deadline: datetime | None, now: datetime, mail_from: str,
+           portal_url: str) -> EmailMessage:
+    subject = SUBJECTS[kind] + (" (admin portal)" if recipient.is_admin else "")
+    remaining = (deadline - now).total_seconds() if deadline else 0
+    context = {
+        "subject": subject,
+        "name": recipient.name,
+        "deadline": readable(deadline) if deadline else None,
+        "days_remaining": max(math.ceil(remaining / 86400), 0),
+        "hours_remaining": max(math.ceil(remaining / 3600), 1),
+        "reset": kind == "reset",
+        "portal_url": portal_url,
+        "portal_name": "Admin Portal" if recipient.is_admin else "User Portal",
+    }
+    template = TEMPLATE_OF_KIND.get(kind, kind)
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = recipient.email
+    message["Subject"] = subject
+    message.set_content(_templates.get_template(f"{template}.txt.j2").render(context))
+    message.add_alternative(_templates.get_template(f"{template}.html.j2").render(context), subtype="html")
+    return message

@@ -1,0 +1,55 @@
+"""Which email an event calls for, and whether it still makes sense when its turn comes (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from mfaplane_contracts import mfa_events as mfa
+from mfaplane_contracts.envelope import EventPayload
+
+KIND_OF_EVENT: dict[type[EventPayload], str] = {
+    mfa.MFARequired: "required",
+    mfa.EnrollmentExpiring: "reminder",
+    mfa.EnrollmentExpired: "expired",
+    mfa.EnrollmentExtended: "extended",
+    mfa.MFAReset: "reset",
+    mfa.TOTPEnrolled: "setup_complete",
+}
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    required: bool
+    configured: bool
+    deadline: datetime | None
+
+
+def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | None) -> bool:
+    """A reminder after the user has set up, or for a deadline since moved, is not sent."""
+    if enrollment is None:
+        return False
+    if kind == "setup_complete":
+        return enrollment.configured
+    if kind == "required":
+        return enrollment.required
+    current_period = enrollment.required and enrollment.deadline == deadline
+    if kind in ("reminder", "expired"):
+        return current_period and not enrollment.configured
+    return current_period  # extended, reset
+
+
+def enrollment_after(event: EventPayload, before: Enrollment | None) -> Enrollment | None:
+    state = before or Enrollment(required=False, configured=False, deadline=None)
+    match event:
+        case mfa.MFARequired(deadline=deadline):
+            return Enrollment(True, state.configured, deadline)
+        case mfa.MFARequirementRemoved():
+            return Enrollment(False, state.configured, None)
+        case mfa.EnrollmentExtended(deadline=deadline):
+            return Enrollment(state.required, state.configured, deadline)
+        case mfa.MFAReset(deadline=deadline):
+            return Enrollment(True, False, deadline)
+        case mfa.TOTPEnrolled():
+            return Enrollment(state.required, True, state.deadline)
+    return before

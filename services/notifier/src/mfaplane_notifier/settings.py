@@ -1,0 +1,19 @@
+from pydantic import Field
+
+from mfaplane_eventing.settings import ServiceSettings
+
+
+class NotifierSettings(ServiceSettings):
+    database_schema: str = "notifier"
+    smtp_url: str = Field(description="smtp://host:port, smtps:// for implicit TLS; ?starttls=true to upgrade")
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "MFA <mfa@localhost>"
+    user_portal_url: str = "http://127.0.0.1:8000/portal"
+    admin_portal_url: str = "http://127.0.0.1:8000/admin"
+    mail_max_attempts: int = 8
+    mail_retry_base_seconds: float = 2.0
+    mail_retry_max_seconds: float = 600.0
+    mail_senders: int = 4
+    mail_tick_seconds: float = 0.5

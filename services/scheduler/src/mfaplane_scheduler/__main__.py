@@ -1,0 +1,19 @@
+from pathlib import Path
+
+from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
+from mfaplane_eventing.service import ServiceSpec, main
+from mfaplane_scheduler import firing
+from mfaplane_scheduler.settings import SchedulerSettings
+from mfaplane_scheduler.timer_updates import handler
+
+SPEC = ServiceSpec(
+    name="scheduler",
+    settings_type=SchedulerSettings,
+    migrations=Path(__file__).parent / "migrations",
+    consumes=(MFA_EVENTS, IDENTITY_EVENTS),
+    handler=lambda runtime: handler(runtime.settings.reminder_offsets_seconds),
+    background=lambda runtime: [firing.run(runtime)],
+)
+
+if __name__ == "__main__":
+    main(SPEC)

@@ -1,0 +1,59 @@
+"""Fires due timers: exactly one event per timer, however many scheduler replicas run.
+
+Each batch claims due rows with FOR UPDATE SKIP LOCKED, so replicas take disjoint rows; in the same
+transaction it appends the EnrollmentExpiring/EnrollmentExpired event (and its outbox row) and
+deletes the timer. Either all of that commits or none of it, so a crash can neither lose nor repeat
+a firing. Timers missed while the scheduler was down are simply due: they fire on start, oldest
+first, each with its original due time in the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import asyncpg
+
+from mfaplane_contracts.mfa_events import EnrollmentExpired, EnrollmentExpiring
+from mfaplane_eventing.event_store import Cause, EventStore
+from mfaplane_eventing.service import Runtime
+from mfaplane_scheduler.timers import EXPIRY
+
+log = logging.getLogger(__name__)
+ACTOR = "system:scheduler"
+
+
+async def fire_due(store: EventStore, now, batch_size: int) -> int:
+    async with store.pool.acquire() as conn, conn.transaction():
+        due = await conn.fetch(
+            "SELECT enrollment_id, timer, principal_id, scope, deadline, due_at FROM deadline_timers "
+            "WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now, batch_size,
+        )
+        for timer in due:
+            await _fire(conn, store, timer)
+        return len(due)
+
+
+async def _fire(conn: asyncpg.Connection, store: EventStore, timer: asyncpg.Record) -> None:
+    kind = EnrollmentExpired if timer["timer"] == EXPIRY else EnrollmentExpiring
+    event = kind(principal_id=timer["principal_id"], scope=timer["scope"], deadline=timer["deadline"],
+                 due_at=timer["due_at"])
+    aggregate_id = timer["enrollment_id"]
+    version = await conn.fetchval("SELECT coalesce(max(aggregate_version), 0) FROM events WHERE aggregate_id = $1",
+                                  aggregate_id)
+    await store.append(aggregate_id, version, [event], Cause(actor=ACTOR, correlation_id=uuid.uuid4()), conn=conn)
+    await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = $1 AND timer = $2",
+                       aggregate_id, timer["timer"])
+
+
+async def run(runtime: Runtime) -> None:
+    settings = runtime.settings
+    while True:
+        try:
+            while await fire_due(runtime.store, runtime.clock.now(), settings.fire_batch_size):
+                pass
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("firing timers failed, retrying", extra={"error": repr(error)})
+        await asyncio.sleep(settings.tick_seconds)
