@@ -1,0 +1,38 @@
+"""Embedded infrastructure (PostgreSQL, a Kafka-compatible broker, an SMTP catcher) and a
+process supervisor, for `make run` and the test suite. Real servers on 127.0.0.1, free ports."""
+
+from .kafka import ensure_topics, start_kafka
+from .postgres import start_postgres
+from .mail import (
+    clear_fault,
+    envelope_recipients,
+    read_mail,
+    set_fault,
+    start_smtp_catcher,
+    wait_for_mail,
+)
+from .stack import INFRA, SERVICES, Infra, Stack, default_data_dir
+from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, tcp_open
+
+__all__ = [
+    "INFRA",
+    "SERVICES",
+    "ChildFailed",
+    "ChildSpec",
+    "Infra",
+    "Stack",
+    "Supervisor",
+    "clear_fault",
+    "default_data_dir",
+    "ensure_topics",
+    "envelope_recipients",
+    "free_port",
+    "http_ok",
+    "read_mail",
+    "set_fault",
+    "start_kafka",
+    "start_postgres",
+    "start_smtp_catcher",
+    "tcp_open",
+    "wait_for_mail",
+]

@@ -1,0 +1,103 @@
+"""`python -m mfaplane_devstack run` starts the whole platform locally; `mail` lists caught mail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from .mail import RECEIVED_AT, envelope_recipients, read_mail
+from .stack import Stack, default_data_dir
+from .supervisor import ChildFailed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mfaplane_devstack")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="start infrastructure and services; Ctrl-C stops everything")
+    run_parser.add_argument("--data-dir", type=Path, default=None, help="default: $MFAPLANE_DATA_DIR or <repo>/.data")
+    run_parser.add_argument("--infra-only", action="store_true", help="PostgreSQL, Kafka and SMTP only")
+    run_parser.add_argument("--gateway-port", type=int, default=None, help="default: a free port")
+    mail_parser = commands.add_parser("mail", help="list the mail caught by the local SMTP catcher")
+    mail_parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "mail":
+        return list_mail(args.data_dir or default_data_dir())
+    return run(Stack(args.data_dir), infra_only=args.infra_only, gateway_port=args.gateway_port)
+
+
+def run(stack: Stack, *, infra_only: bool = False, gateway_port: int | None = None) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)  # explicitly: SIGINT starts out ignored in a background job
+    try:
+        stack.start_infra()
+        if not infra_only:
+            stack.start_services(gateway_port=gateway_port)
+        summary = describe(stack)
+        (stack.data_dir / "stack.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(render(summary), flush=True)
+        watch(stack)
+    except KeyboardInterrupt:
+        pass
+    except ChildFailed as failure:
+        print(f"startup failed: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not abandon half-stopped children
+        print("stopping ...", flush=True)
+        stack.stop()
+        (stack.data_dir / "stack.json").unlink(missing_ok=True)
+        print("stopped", flush=True)
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def watch(stack: Stack) -> None:
+    """Block until interrupted, reporting any process that exits on its own."""
+    reported: set[str] = set()
+    while True:
+        for name, code in stack.supervisor.exited().items():
+            if name not in reported and not name.endswith("-migrate"):
+                print(f"!! {name} exited with code {code}; see {stack.supervisor.log_path(name)}", flush=True)
+                reported.add(name)
+        time.sleep(1)
+
+
+def describe(stack: Stack) -> dict[str, str]:
+    infra = stack.infra
+    summary = {}
+    if stack.ports:
+        gateway = stack.url("gateway")
+        summary |= {"gateway": gateway, "api_docs": f"{gateway}/docs", "user_portal": f"{gateway}/portal"}
+    summary |= {
+        "mail": str(infra.maildir) if infra.maildir else f"external {infra.smtp_url}",
+        "smtp": infra.smtp_url,
+        "postgres": infra.database_url,
+        "kafka": infra.kafka_bootstrap,
+        "logs": str(stack.supervisor.log_dir),
+    }
+    return summary
+
+
+def render(summary: dict[str, str]) -> str:
+    lines = [f"  {key:<12} {value}" for key, value in summary.items()]
+    return "\n".join(["mfaplane is running (Ctrl-C stops everything):", *lines])
+
+
+def list_mail(data_dir: Path) -> int:
+    for message in read_mail(data_dir / "mail"):
+        to = ", ".join(envelope_recipients(message))
+        print(f"{message[RECEIVED_AT]}  to {to}  {message['Subject']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The whole platform on one machine: infrastructure plus the five services, all data in one folder.
+
+Layout of the data folder: `postgres/` (cluster), `mail/` (Maildir of the SMTP catcher),
+`logs/<name>.log` (one per process). Each piece of infrastructure is replaced by an external
+server when its variable is set: `DATABASE_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SMTP_URL`
+(`smtp://host:port`).
+
+    stack = Stack(tmp_path, environ={})        # {}: always embedded servers
+    infra = stack.start_infra()
+    stack.start_services({"MFA_ENCRYPTION_KEYS": "..."})
+    httpx.get(stack.url("gateway") + "/readyz")
+    stack.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mfaplane_contracts.topics import ALL_TOPICS
+
+from .kafka import ensure_topics, run_blocking, start_kafka
+from .postgres import start_postgres
+from .mail import start_smtp_catcher
+from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, log_tail
+
+SERVICES = ("identity", "mfa", "scheduler", "notifier", "gateway")
+INFRA = ("postgres", "kafka", "smtp")
+HOST = "127.0.0.1"
+MIGRATE_TIMEOUT = 120.0
+SERVICE_READY_TIMEOUT = 60.0
+
+
+def default_data_dir() -> Path:
+    """`$MFAPLANE_DATA_DIR`, else `<repo>/.data` (git-ignored)."""
+    if "MFAPLANE_DATA_DIR" in os.environ:
+        return Path(os.environ["MFAPLANE_DATA_DIR"])
+    repo = Path(__file__).resolve().parents[4]
+    return (repo if (repo / "libs" / "devstack").is_dir() else Path.cwd()) / ".data"
+
+
+@dataclass(frozen=True)
+class Infra:
+    database_url: str
+    kafka_bootstrap: str
+    smtp_host: str
+    smtp_port: int
+    maildir: Path | None  # None when mail goes to an external SMTP server
+
+    @property
+    def smtp_url(self) -> str:
+        return f"smtp://{self.smtp_host}:{self.smtp_port}"
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        durable: bool = True,
+        log_level: str | None = None,
+    ) -> None:
+        """`environ` is where external servers are looked up (default `os.environ`).
+
+        `durable=False` skips initdb's fsync, for throw-away test clusters.
+        """
+        self.data_dir = Path(data_dir or default_data_dir()).absolute()
+        self.environ = os.environ if environ is None else environ
+        self.durable = durable
+        self.log_level = log_level or os.environ.get("LOG_LEVEL", "INFO")
+        self.supervisor = Supervisor(self.data_dir / "logs")
+        self.infra: Infra | None = None
+        self.ports: dict[str, int] = {}
+        self.extra_env: dict[str, str] = {}
+
+    # -- infrastructure -------------------------------------------------------------------
+
+    def start_infra(self) -> Infra:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        database_url = self.environ.get("DATABASE_URL") or start_postgres(
+            self.supervisor, self.data_dir / "postgres", durable=self.durable
+        )
+        kafka_bootstrap = self.environ.get("KAFKA_BOOTSTRAP_SERVERS") or start_kafka(self.supervisor)
+        run_blocking(ensure_topics(kafka_bootstrap, ALL_TOPICS))
+        smtp_host, smtp_port, maildir = self._smtp()
+        self.infra = Infra(database_url, kafka_bootstrap, smtp_host, smtp_port, maildir)
+        return self.infra
+
+    def _smtp(self) -> tuple[str, int, Path | None]:
+        if self.environ.get("SMTP_URL"):
+            url = urlsplit(self.environ["SMTP_URL"])
+            return url.hostname or HOST, url.port or 25, None
+        maildir = self.data_dir / "mail"
+        return HOST, start_smtp_catcher(self.supervisor, maildir), maildir
+
+    # -- services -------------------------------------------------------------------------
+
+    def start_services(
+        self,
+        extra_env: Mapping[str, str] | None = None,
+        services: Iterable[str] = SERVICES,
+        *,
+        gateway_port: int | None = None,
+    ) -> None:
+        """Run every service's migrations (in parallel), then start the services and wait until ready."""
+        services = list(services)
+        self.extra_env.update(extra_env or {})
+        self.ports = {s: self.ports.get(s) or free_port() for s in (*SERVICES, *services)}
+        if gateway_port:
+            self.ports["gateway"] = gateway_port
+        self.migrate(services)
+        for service in services:
+            self.supervisor.start(self._service_spec(service), wait=False)
+        for service in services:
+            self.supervisor.wait_ready(service)
+
+    def migrate(self, services: Iterable[str] = SERVICES) -> None:
+        names = {service: f"{service}-migrate" for service in services}
+        for service, name in names.items():
+            argv = [sys.executable, "-m", f"mfaplane_{service}", "migrate"]
+            self.supervisor.start(ChildSpec(name, argv, env=self.service_env(service)), wait=False)
+        for service, name in names.items():
+            code = self.supervisor.wait_exit(name, MIGRATE_TIMEOUT)
+            if code != 0:
+                log = self.supervisor.log_path(name)
+                raise ChildFailed(f"{name} exited with code {code}; log {log}:\n{log_tail(log)}")
+
+    def _service_spec(self, service: str) -> ChildSpec:
+        return ChildSpec(
+            name=service,
+            argv=[sys.executable, "-m", f"mfaplane_{service}", "serve"],
+            env=self.service_env(service),
+            ready=http_ok(self.url(service) + "/readyz"),
+            ready_timeout=SERVICE_READY_TIMEOUT,
+        )
+
+    def service_env(self, service: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment `service` runs with: ours, then the stack's settings, then the extras."""
+        infra = self._require_infra()
+        env = {
+            **os.environ,
+            "DATABASE_URL": infra.database_url,
+            "DATABASE_SCHEMA": service,
+            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+            "SMTP_URL": infra.smtp_url,
+            "HTTP_HOST": HOST,
+            "HTTP_PORT": str(self.ports[service]),
+            "LOG_LEVEL": self.log_level,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if service == "gateway":
+            env["IDENTITY_URL"] = self.url("identity")
+            env["MFA_URL"] = self.url("mfa")
+        if service == "notifier":
+            env["USER_PORTAL_URL"] = self.url("gateway") + "/portal"
+        return {**env, **self.extra_env, **(extra_env or {})}
+
+    def url(self, service: str) -> str:
+        if service not in self.ports:
+            raise KeyError(f"{service} has no port yet; call start_services first")
+        return f"http://{HOST}:{self.ports[service]}"
+
+    # -- faults and shutdown --------------------------------------------------------------
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a service or embedded server's process group (SIGKILL: a crash; SIGSTOP: a hang)."""
+        self.supervisor.kill(name, sig)
+
+    def take_down(self, name: str) -> None:
+        """Stop one process cleanly (e.g. "smtp" for an outage); `restart` brings it back."""
+        self.supervisor.stop(name)
+
+    def restart(self, name: str) -> None:
+        """Stop (if running) and start again on the same port and data; wait until ready.
+
+        Restarting "kafka" loses all its messages (Tansu keeps them in memory); topics are recreated.
+        """
+        self.supervisor.restart(name)
+        if name == "kafka":
+            run_blocking(ensure_topics(self._require_infra().kafka_bootstrap, ALL_TOPICS))
+
+    def stop(self) -> None:
+        """Stop everything: services first, then the infrastructure."""
+        self.supervisor.stop_all()
+
+    def _require_infra(self) -> Infra:
+        if self.infra is None:
+            raise RuntimeError("call start_infra first")
+        return self.infra
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
