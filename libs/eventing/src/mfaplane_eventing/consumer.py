@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
 MAX_MESSAGE_BYTES = 1_000_000
+DEAD_LETTER_COPY_BYTES = 64 * 1024  # the full value stays in the dead_letters table
 UNDECODABLE = (ValueError, ValidationError, UnknownEventType, UnknownSchemaVersion)
 
 
@@ -145,8 +146,13 @@ class Consumer:
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             topic, partition, offset, envelope.event_id if envelope else None, error[:2000], value,
         )
+        copy = (value or b"")[:DEAD_LETTER_COPY_BYTES]
         headers = {"error": error[:500].encode(), "source-topic": topic.encode(),
-                   "source-partition": str(partition).encode(), "source-offset": str(offset).encode()}
-        await self._dead_letters.send(value=value or b"", headers=headers)
+                   "source-partition": str(partition).encode(), "source-offset": str(offset).encode(),
+                   "truncated": str(len(copy) < len(value or b"")).lower().encode()}
+        try:
+            await self._dead_letters.send(value=copy, headers=headers)
+        except Exception as failure:  # noqa: BLE001 - the dead_letters row is the durable record
+            log.error("could not publish dead letter", extra={"error": repr(failure)})
         DEAD_LETTERS.labels(topic).inc()
         EVENTS_CONSUMED.labels(topic, "dead_lettered").inc()

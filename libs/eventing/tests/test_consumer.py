@@ -1,0 +1,134 @@
+"""The consumer helper: idempotent handling, bounded retries, dead letters, and the faust agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mfaplane_contracts.topics import IDENTITY_EVENTS, dead_letter_topic
+from mfaplane_eventing.consumer import Consumer
+
+GROUP = "gateway"  # any group with a dead-letter topic in the catalog
+
+
+def _message(user: uuid.UUID | None = None) -> tuple[uuid.UUID, bytes]:
+    user = user or uuid.uuid4()
+    event_id = uuid.uuid4()
+    envelope = {
+        "event_id": str(event_id), "type": "UserCreated", "schema_version": 1, "aggregate_type": "user",
+        "aggregate_id": str(user), "aggregate_version": 1, "occurred_at": datetime.now(UTC).isoformat(),
+        "correlation_id": str(uuid.uuid4()), "causation_id": None, "command_id": None, "actor": "admin:test",
+        "payload": {"user_id": str(user), "email": "c@example.com", "name": "C"},
+    }
+    return event_id, json.dumps(envelope).encode()
+
+
+class Recorder:
+    def __init__(self, failures: int = 0) -> None:
+        self.calls: list[uuid.UUID] = []
+        self.failures = failures
+
+    async def __call__(self, conn, envelope) -> None:
+        self.calls.append(envelope.event_id)
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("handler failed")
+        await conn.execute("CREATE TABLE IF NOT EXISTS consumer_test_rows (event_id uuid PRIMARY KEY)")
+        await conn.execute("INSERT INTO consumer_test_rows VALUES ($1)", envelope.event_id)
+
+
+@pytest.fixture
+async def consumers(infra, pool):
+    """Makes consumers of the test group and stops them (and their producers) afterwards."""
+    made: list[Consumer] = []
+
+    def make(handler, retries: int = 3) -> Consumer:
+        made.append(Consumer(GROUP, infra.kafka_bootstrap, pool, (IDENTITY_EVENTS,), handler, max_retries=retries,
+                             retry_base_seconds=0.01))
+        return made[-1]
+
+    yield make
+    for consumer in made:
+        await consumer.stop()
+
+
+async def test_a_redelivered_event_is_handled_once(consumers, pool) -> None:
+    handler = Recorder()
+    consumer = consumers(handler)
+    event_id, value = _message()
+    for offset in (1, 2):
+        await consumer.process(IDENTITY_EVENTS.name, 0, offset, value)
+    assert handler.calls == [event_id]
+    assert await pool.fetchval("SELECT count(*) FROM consumer_test_rows WHERE event_id = $1", event_id) == 1
+
+
+async def test_a_failing_handler_is_retried_and_its_writes_roll_back(consumers, pool) -> None:
+    handler = Recorder(failures=2)
+    event_id, value = _message()
+    await consumers(handler).process(IDENTITY_EVENTS.name, 0, 10, value)
+    assert handler.calls == [event_id] * 3
+    assert await pool.fetchval("SELECT count(*) FROM consumer_test_rows WHERE event_id = $1", event_id) == 1
+
+
+@pytest.mark.parametrize("value", [b"{not json", b'{"type": "NoSuchEvent"}', None, b"x" * 1_000_001])
+async def test_poison_messages_are_dead_lettered_without_calling_the_handler(consumers, pool, value) -> None:
+    handler = Recorder()
+    offset = uuid.uuid4().int % 10**9
+    await consumers(handler).process(IDENTITY_EVENTS.name, 3, offset, value)
+    assert handler.calls == []
+    assert await pool.fetchval('SELECT count(*) FROM dead_letters WHERE "offset" = $1', offset) == 1
+
+
+async def test_a_handler_that_keeps_failing_parks_the_message_and_the_dead_letter_topic_gets_it(
+    consumers, pool, infra
+) -> None:
+    handler = Recorder(failures=99)
+    event_id, value = _message()
+    await consumers(handler, retries=2).process(IDENTITY_EVENTS.name, 1, 77, value)
+    assert len(handler.calls) == 2
+    row = await pool.fetchrow("SELECT error FROM dead_letters WHERE event_id = $1", event_id)
+    assert "handler failed" in row["error"]
+    assert await _dead_lettered_ids(infra) >= {str(event_id)}
+    assert not await pool.fetchval("SELECT count(*) FROM processed_events WHERE event_id = $1", event_id)
+
+
+async def test_the_agent_consumes_from_kafka(consumers, infra) -> None:
+    handler = Recorder()
+    consumer = consumers(handler)
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await producer.start()
+    await consumer.start()
+    try:
+        event_id, value = _message()
+        await producer.send_and_wait(IDENTITY_EVENTS.name, value, key=b"k")
+        async with asyncio.timeout(60):
+            while event_id not in handler.calls:
+                await asyncio.sleep(0.1)
+    finally:
+        await producer.stop()
+
+
+async def _dead_lettered_ids(infra) -> set[str]:
+    topic = dead_letter_topic(GROUP).name
+    reader = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        reader.assign([partition])
+        await reader.seek_to_beginning(partition)
+        batches = await reader.getmany(timeout_ms=2000)
+        return {_event_id(m.value) for messages in batches.values() for m in messages}
+    finally:
+        await reader.stop()
+
+
+def _event_id(value: bytes) -> str | None:
+    try:
+        return json.loads(value)["event_id"]
+    except (ValueError, KeyError, TypeError):
+        return None  # the undecodable messages parked by the poison test

@@ -1,0 +1,99 @@
+"""The outbox relay against real PostgreSQL and the Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mfaplane_contracts.identity_events import UserCreated, UserUpdated
+from mfaplane_contracts.topics import IDENTITY_EVENTS
+from mfaplane_eventing.event_store import Cause, EventStore
+from mfaplane_eventing.outbox_relay import OutboxRelay
+
+
+@pytest.fixture(scope="module")
+async def producer(infra):
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def _published_for(infra, key: str, expected: int) -> list[dict]:
+    """Reads every partition of the identity topic from the start; returns the messages of `key`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(IDENTITY_EVENTS.name, p) for p in range(IDENTITY_EVENTS.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[dict] = []
+        async with asyncio.timeout(15):
+            while len(found) < expected:
+                batches = await consumer.getmany(timeout_ms=500)
+                for messages in batches.values():
+                    found += [json.loads(m.value) for m in messages if m.key == key.encode()]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _cause() -> Cause:
+    return Cause(actor="admin:test", correlation_id=uuid.uuid4())
+
+
+async def _append_user(store: EventStore, names: list[str]) -> str:
+    user = uuid.uuid4()
+    events = [UserCreated(user_id=user, email=f"{user.hex[:8]}@example.com", name=names[0])]
+    events += [UserUpdated(user_id=user, email=f"{user.hex[:8]}@example.com", name=n) for n in names[1:]]
+    await store.append(str(user), 0, events, _cause())
+    return str(user)
+
+
+async def _drain(relay: OutboxRelay) -> None:
+    while await relay.publish_batch():
+        pass
+
+
+async def test_relay_publishes_in_order_keyed_by_aggregate_and_empties_the_outbox(store, producer, infra) -> None:
+    key = await _append_user(store, ["a", "b", "c"])
+    await _drain(OutboxRelay(store.pool, producer, "eventing-test", batch_size=2))
+    published = await _published_for(infra, key, 3)
+    assert [m["aggregate_version"] for m in published] == [1, 2, 3]
+    assert [m["payload"]["name"] for m in published] == ["a", "b", "c"]
+    assert await store.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_only_one_relay_per_service_publishes(store, producer) -> None:
+    first = OutboxRelay(store.pool, producer, "eventing-test-lock", batch_size=10)
+    second = OutboxRelay(store.pool, producer, "eventing-test-lock", batch_size=10)
+    holder = asyncio.create_task(first.run())
+    await asyncio.sleep(0.3)
+    try:
+        async with store.pool.acquire() as conn:
+            held = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('mfaplane-outbox-relay:eventing-test-lock'))")
+        assert not held, "the first relay holds the service's relay lock"
+        standby = asyncio.create_task(second.run())
+        await asyncio.sleep(0.2)
+        assert not standby.done()
+        standby.cancel()
+    finally:
+        holder.cancel()
+        await asyncio.gather(holder, return_exceptions=True)
+
+
+async def test_republish_sends_stored_history_again(store, producer, infra) -> None:
+    key = await _append_user(store, ["x", "y"])
+    relay = OutboxRelay(store.pool, producer, "eventing-test", batch_size=100)
+    await _drain(relay)
+    first_position = await store.pool.fetchval("SELECT min(position) FROM events WHERE aggregate_id = $1", key)
+    queued = await store.republish(first_position)
+    assert queued >= 2
+    await _drain(relay)
+    published = await _published_for(infra, key, 4)
+    assert [m["aggregate_version"] for m in published] == [1, 2, 1, 2]
+    assert published[0]["event_id"] == published[2]["event_id"], "the same events, not new ones"
