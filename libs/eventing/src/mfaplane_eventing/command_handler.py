@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -20,7 +21,7 @@ async def execute(
     store: EventStore,
     aggregate_id: str,
     replay: Callable[[list[Envelope]], S],
-    decide: Callable[[S], Sequence[EventPayload]],
+    decide: Callable[[S], Sequence[EventPayload] | Awaitable[Sequence[EventPayload]]],
     cause: Cause,
     write_rows: Callable[[asyncpg.Connection, Sequence[EventPayload]], Awaitable[None]] | None = None,
 ) -> AppendResult:
@@ -30,14 +31,18 @@ async def execute(
     deciding again. When another writer got in first, the command is decided again on the new
     state, so it either still holds or is refused for the reason that now applies.
     `write_rows` writes the service's own rows (a password hash, an encrypted key) in the same
-    transaction as the events.
+    transaction as the events. A decision with no events writes nothing at all.
     """
     if cause.command_id is not None and (earlier := await store.earlier_result(cause.command_id)) is not None:
         return earlier
     for attempts_left in range(ATTEMPTS - 1, -1, -1):
         history = await store.load(aggregate_id)
         events = decide(replay(history))
+        if inspect.isawaitable(events):
+            events = await events
         version = history[-1].aggregate_version if history else 0
+        if not events:
+            return AppendResult([], version, duplicate=False)
         try:
             async with store.pool.acquire() as conn, conn.transaction():
                 result = await store.append(aggregate_id, version, events, cause, conn=conn)
