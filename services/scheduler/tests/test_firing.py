@@ -1,0 +1,102 @@
+"""Firing due timers against a real PostgreSQL: once per timer, with replicas, after downtime."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import mfaplane_scheduler
+from mfaplane_contracts import mfa_events as mfa
+from mfaplane_contracts.envelope import Envelope
+from mfaplane_eventing import db
+from mfaplane_eventing.clock import SystemClock
+from mfaplane_eventing.event_store import EventStore
+from mfaplane_scheduler.firing import fire_due
+from mfaplane_scheduler.timer_updates import handler
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+MIGRATIONS = Path(mfaplane_scheduler.__file__).parent / "migrations"
+
+
+@pytest.fixture(scope="module")
+async def store(infra):
+    schema = f"scheduler_test_{uuid.uuid4().hex[:8]}"
+    await db.migrate(infra.database_url, schema, [db.EVENTING_MIGRATIONS, MIGRATIONS])
+    pool = await db.create_pool(infra.database_url, schema, max_size=20)
+    yield EventStore(pool, SystemClock())
+    await pool.close()
+
+
+async def _receive(store: EventStore, event: mfa._EnrollmentEvent, at: datetime = NOW) -> None:
+    envelope = Envelope(
+        event_id=uuid.uuid4(), type=event.event_type, schema_version=1, aggregate_type="enrollment",
+        aggregate_id=mfa.enrollment_id(event.scope, event.principal_id), aggregate_version=1, occurred_at=at,
+        correlation_id=uuid.uuid4(), actor="admin:test", payload=event.model_dump(mode="json"),
+    )
+    async with store.pool.acquire() as conn, conn.transaction():
+        await handler([86400])(conn, envelope)
+
+
+def _required(principal: uuid.UUID, deadline: datetime) -> mfa.MFARequired:
+    return mfa.MFARequired(principal_id=principal, scope="user_portal", principal_kind="user", enrollment_days=7,
+                           deadline=deadline)
+
+
+async def _fired(store: EventStore, principal: uuid.UUID) -> list[tuple[str, datetime, datetime]]:
+    events = await store.load(f"user_portal:{principal}")
+    return [(e.type, e.body().deadline, e.body().due_at) for e in events]
+
+
+async def test_each_due_timer_fires_once_with_its_due_time(store) -> None:
+    principal = uuid.uuid4()
+    await _receive(store, _required(principal, NOW + 7 * DAY))
+    await fire_due(store, NOW + 5 * DAY, 100)
+    assert await _fired(store, principal) == []
+    await fire_due(store, NOW + 6 * DAY, 100)
+    await fire_due(store, NOW + 6 * DAY + timedelta(hours=1), 100)
+    assert await _fired(store, principal) == [("EnrollmentExpiring", NOW + 7 * DAY, NOW + 6 * DAY)]
+    await fire_due(store, NOW + 30 * DAY, 100)
+    assert [f[0] for f in await _fired(store, principal)] == ["EnrollmentExpiring", "EnrollmentExpired"]
+    outbox = await store.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", f"user_portal:{principal}")
+    assert outbox == 2
+
+
+async def test_timers_missed_during_downtime_fire_once_oldest_first(store) -> None:
+    principal = uuid.uuid4()
+    await _receive(store, _required(principal, NOW + 7 * DAY))
+    await fire_due(store, NOW + 60 * DAY, 100)  # the scheduler was down for both
+    assert await _fired(store, principal) == [
+        ("EnrollmentExpiring", NOW + 7 * DAY, NOW + 6 * DAY),
+        ("EnrollmentExpired", NOW + 7 * DAY, NOW + 7 * DAY),
+    ]
+
+
+async def test_an_extension_before_the_reminder_replaces_the_old_timers(store) -> None:
+    principal = uuid.uuid4()
+    await _receive(store, _required(principal, NOW + 7 * DAY))
+    extended = mfa.EnrollmentExtended(principal_id=principal, scope="user_portal", enrollment_days=14,
+                                      deadline=NOW + 2 * DAY + 14 * DAY)
+    await _receive(store, extended, at=NOW + 2 * DAY)
+    await fire_due(store, NOW + 10 * DAY, 100)
+    assert await _fired(store, principal) == [], "the old reminder and expiry never fire"
+    await fire_due(store, NOW + 15 * DAY, 100)
+    assert await _fired(store, principal) == [("EnrollmentExpiring", NOW + 16 * DAY, NOW + 15 * DAY)]
+
+
+async def test_concurrent_replicas_fire_each_timer_exactly_once(store) -> None:
+    principals = [uuid.uuid4() for _ in range(200)]
+    for principal in principals:
+        await _receive(store, _required(principal, NOW + 7 * DAY))
+    await asyncio.gather(*(fire_due(store, NOW + 8 * DAY, 25) for _ in range(8)))
+    while await fire_due(store, NOW + 8 * DAY, 25):
+        pass
+    counts = await store.pool.fetch(
+        "SELECT aggregate_id, count(*) AS n FROM events WHERE aggregate_id = ANY($1::text[]) GROUP BY 1",
+        [f"user_portal:{p}" for p in principals],
+    )
+    assert len(counts) == 200 and {row["n"] for row in counts} == {2}
