@@ -73,3 +73,12 @@ COMMANDS: tuple[type[Command], ...] = (
     VerifyTOTP,
     DismissEnrollmentPrompt,
 )
+
+
+class CommandReceipt(Message):
+    """What a service answers to an accepted command: enough for read-your-writes."""
+
+    aggregate_id: str
+    version: int = Field(ge=0, description="the aggregate's version after the command")
+    event_ids: list[uuid.UUID]
+    duplicate: bool = Field(description="the idempotency key was seen before; nothing new was written")

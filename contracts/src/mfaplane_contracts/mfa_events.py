@@ -36,7 +36,8 @@ class MFARequired(_EnrollmentEvent):
     event_type: ClassVar[str] = "MFARequired"
     principal_kind: PrincipalKind
     enrollment_days: int | None = EnrollmentDays
-    deadline: datetime | None  # None: required with no enrollment period
+    deadline: datetime | None  # None: required with no enrollment period, or already set up
+    already_set_up: bool = False  # TOTP was set up before: MFA is active at once, no period
 
 
 class MFARequirementRemoved(_EnrollmentEvent):
@@ -59,6 +60,7 @@ class MFAReset(_EnrollmentEvent):
 class TOTPSecretIssued(_EnrollmentEvent):
     event_type: ClassVar[str] = "TOTPSecretIssued"
     secret_id: uuid.UUID
+    replaced_secret_id: uuid.UUID | None = None  # an unconfirmed secret to destroy
 
 
 class TOTPEnrolled(_EnrollmentEvent):
@@ -73,6 +75,7 @@ class TOTPVerified(_EnrollmentEvent):
     method: Literal["totp", "recovery_code"]
     time_step: int | None
     recovery_codes_left: int
+    recovery_code_index: int | None = Field(default=None, ge=0)  # which code was used up
 
 
 class TOTPVerificationFailed(_EnrollmentEvent):

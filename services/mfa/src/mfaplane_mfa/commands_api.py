@@ -1,0 +1,169 @@
+"""The mfa service's command API, called by the gateway: one route per enrollment command."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from mfaplane_contracts import commands as c
+from mfaplane_contracts.commands import CommandReceipt
+from mfaplane_contracts.mfa_events import Scope, enrollment_id
+from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_eventing.event_store import AppendResult, Cause
+from mfaplane_eventing.request_context import CauseDep
+from mfaplane_eventing.service import RuntimeDep
+from mfaplane_mfa import enrollment
+from mfaplane_mfa.enrollment_commands import EnrollmentCommands
+from mfaplane_mfa.setup_material import setup_material
+
+router = APIRouter(prefix="/enrollments/{scope}/{principal_id}")
+Days = Field(ge=1, le=365)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequireBody(Body):
+    enrollment_days: int | None = Field(default=c.DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+
+
+class PeriodBody(Body):
+    enrollment_days: int = Days
+
+
+class SetupBody(Body):
+    account: str = Field(min_length=1, max_length=320, description="shown in the authenticator app (the email)")
+
+
+class CodeBody(Body):
+    code: str = c.TotpCode
+
+
+class SetupResponse(CommandReceipt):
+    key_text: str
+    otpauth_uri: str
+    qr_svg: str
+    qr_png_base64: str
+
+
+class ConfirmResponse(CommandReceipt):
+    recovery_codes: list[str] = Field(description="shown once; store them safely")
+
+
+class DismissResponse(CommandReceipt):
+    days_remaining: int
+
+
+class EnrollmentView(BaseModel):
+    scope: Scope
+    principal_id: uuid.UUID
+    status: MFAStatus
+    required: bool
+    set_up: bool
+    deadline: datetime | None
+    days_remaining: int | None
+    throttled_until: datetime | None
+    locked: bool
+    recovery_codes_left: int
+
+
+def commands(request: Request) -> EnrollmentCommands:
+    return request.app.state.enrollment_commands
+
+
+CommandsDep = Annotated[EnrollmentCommands, Depends(commands)]
+
+
+def _fields(scope: Scope, principal_id: uuid.UUID, cause: Cause) -> dict:
+    return {"scope": scope, "principal_id": principal_id, "actor": cause.actor, "command_id": cause.command_id,
+            "correlation_id": cause.correlation_id}
+
+
+def _receipt(scope: Scope, principal_id: uuid.UUID, result: AppendResult) -> dict:
+    return {"aggregate_id": enrollment_id(scope, principal_id), "version": result.version,
+            "event_ids": [e.event_id for e in result.events], "duplicate": result.duplicate}
+
+
+@router.post("/require")
+async def require(scope: Scope, principal_id: uuid.UUID, body: RequireBody, cause: CauseDep,
+                  run: CommandsDep) -> CommandReceipt:
+    command = c.RequireMFA(**_fields(scope, principal_id, cause), enrollment_days=body.enrollment_days)
+    result, _ = await run(command, cause)
+    return CommandReceipt(**_receipt(scope, principal_id, result))
+
+
+@router.post("/remove-requirement")
+async def remove_requirement(scope: Scope, principal_id: uuid.UUID, cause: CauseDep,
+                             run: CommandsDep) -> CommandReceipt:
+    result, _ = await run(c.RemoveMFARequirement(**_fields(scope, principal_id, cause)), cause)
+    return CommandReceipt(**_receipt(scope, principal_id, result))
+
+
+@router.post("/extend")
+async def extend(scope: Scope, principal_id: uuid.UUID, body: PeriodBody, cause: CauseDep,
+                 run: CommandsDep) -> CommandReceipt:
+    command = c.ExtendEnrollment(**_fields(scope, principal_id, cause), enrollment_days=body.enrollment_days)
+    result, _ = await run(command, cause)
+    return CommandReceipt(**_receipt(scope, principal_id, result))
+
+
+@router.post("/reset")
+async def reset(scope: Scope, principal_id: uuid.UUID, body: PeriodBody, cause: CauseDep,
+                run: CommandsDep) -> CommandReceipt:
+    command = c.ResetMFA(**_fields(scope, principal_id, cause), enrollment_days=body.enrollment_days)
+    result, _ = await run(command, cause)
+    return CommandReceipt(**_receipt(scope, principal_id, result))
+
+
+@router.post("/begin-setup")
+async def begin_setup(scope: Scope, principal_id: uuid.UUID, body: SetupBody, cause: CauseDep, run: CommandsDep,
+                      runtime: RuntimeDep) -> SetupResponse:
+    result, decision = await run(c.BeginTOTPSetup(**_fields(scope, principal_id, cause)), cause)
+    secret = decision.new_secret if decision else await run.issued_secret(result)
+    material = setup_material(secret, account=body.account, issuer=runtime.settings.totp_issuer)
+    return SetupResponse(**_receipt(scope, principal_id, result), key_text=material.key_text,
+                         otpauth_uri=material.otpauth_uri, qr_svg=material.qr_svg,
+                         qr_png_base64=base64.b64encode(material.qr_png).decode())
+
+
+@router.post("/confirm-setup")
+async def confirm_setup(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: CauseDep,
+                        run: CommandsDep) -> ConfirmResponse:
+    result, decision = await run(c.ConfirmTOTPSetup(**_fields(scope, principal_id, cause), code=body.code), cause)
+    codes = list(decision.recovery_codes.codes) if decision and decision.recovery_codes else []
+    return ConfirmResponse(**_receipt(scope, principal_id, result), recovery_codes=codes)
+
+
+@router.post("/verify")
+async def verify(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: CauseDep,
+                 run: CommandsDep) -> CommandReceipt:
+    result, _ = await run(c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
+    return CommandReceipt(**_receipt(scope, principal_id, result))
+
+
+@router.post("/dismiss-prompt")
+async def dismiss_prompt(scope: Scope, principal_id: uuid.UUID, cause: CauseDep, run: CommandsDep) -> DismissResponse:
+    result, _ = await run(c.DismissEnrollmentPrompt(**_fields(scope, principal_id, cause)), cause)
+    dismissed = [e.body() for e in result.events]
+    return DismissResponse(**_receipt(scope, principal_id, result),
+                           days_remaining=dismissed[-1].days_remaining if dismissed else 0)
+
+
+@router.get("")
+async def view(scope: Scope, principal_id: uuid.UUID, runtime: RuntimeDep, run: CommandsDep) -> EnrollmentView:
+    state = await run.state(enrollment_id(scope, principal_id))
+    now = runtime.clock.now()
+    status = enrollment.status(state, now)
+    return EnrollmentView(
+        scope=scope, principal_id=principal_id, status=status, required=state.required, set_up=state.set_up,
+        deadline=state.deadline,
+        days_remaining=enrollment.days_remaining(state.deadline, now) if status == "enrolling" else None,
+        throttled_until=state.paused_until if state.paused_until and state.paused_until > now else None,
+        locked=state.locked, recovery_codes_left=state.recovery_codes_issued - len(state.used_recovery_codes),
+    )

@@ -1,0 +1,75 @@
+"""Runs enrollment commands: opens the key material `decide` needs, appends, keeps keys in step.
+
+A refused verification is still recorded (its failure events are what the throttle counts), so
+the events are appended first and the refusal raised after. A retried command id returns its
+first result, except a verification: replaying a verify request must never pass as a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from mfaplane_contracts.commands import Command, VerifyTOTP
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.mfa_events import TOTPSecretIssued, enrollment_id
+from mfaplane_eventing.aggregate import Rejected, replayer
+from mfaplane_eventing.command_handler import execute
+from mfaplane_eventing.event_store import AppendResult, Cause, EventStore
+from mfaplane_eventing.clock import Clock
+from mfaplane_mfa import enrollment
+from mfaplane_mfa.enrollment import Decision, Enrollment
+from mfaplane_mfa.key_material import KeyMaterial
+from mfaplane_mfa.throttle import ThrottlePolicy
+from mfaplane_mfa.totp import TOTPSecret
+
+replay = replayer(enrollment.apply, Enrollment())
+
+
+class EnrollmentCommands:
+    def __init__(self, store: EventStore, clock: Clock, keys: KeyMaterial, policy: ThrottlePolicy) -> None:
+        self._store = store
+        self._clock = clock
+        self._keys = keys
+        self._policy = policy
+
+    async def state(self, aggregate_id: str) -> Enrollment:
+        return replay(await self._store.load(aggregate_id))
+
+    async def __call__(self, command: Command, cause: Cause) -> tuple[AppendResult, Decision | None]:
+        aggregate_id = enrollment_id(command.scope, command.principal_id)
+        decisions: list[Decision] = []
+
+        async def decide(state: Enrollment) -> Sequence[EventPayload]:
+            decisions.append(await self._decide(state, command))
+            return decisions[-1].events
+
+        async def record(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
+            await self._keys.record(conn, aggregate_id, events, decisions[-1])
+
+        result = await execute(self._store, aggregate_id, replay, decide, cause, record)
+        if result.duplicate:
+            if isinstance(command, VerifyTOTP):
+                raise Rejected("replayed_request", "This verification request was already used.", 401)
+            return result, None
+        if decisions[-1].rejection is not None:
+            raise decisions[-1].rejection
+        return result, decisions[-1]
+
+    async def _decide(self, state: Enrollment, command: Command) -> Decision:
+        secret, hashes = None, []
+        if (secret_id := enrollment.secret_id_to_open(state, command)) is not None:
+            secret = await self._keys.open(self._store.pool, secret_id)
+            if isinstance(command, VerifyTOTP):
+                hashes = await self._keys.recovery_code_hashes(self._store.pool, secret_id)
+        return enrollment.decide(state, command, now=self._clock.now(), secret=secret, recovery_code_hashes=hashes,
+                                 policy=self._policy)
+
+    async def issued_secret(self, result: AppendResult) -> TOTPSecret:
+        """The key a repeated BeginTOTPSetup issued the first time, if it is still the pending one."""
+        issued = [e.body() for e in result.events if e.type == TOTPSecretIssued.event_type]
+        secret = await self._keys.open(self._store.pool, issued[-1].secret_id) if issued else None
+        if secret is None:
+            raise Rejected("setup_superseded", "That setup was replaced or completed; begin setup again.")
+        return secret

@@ -1,0 +1,34 @@
+"""What the mfa service does when identity changes: a deleted user's requirement ends and its
+key material is destroyed (crypto-shredding); the history of the enrollment stays."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from mfaplane_contracts.commands import RemoveMFARequirement
+from mfaplane_contracts.envelope import Envelope
+from mfaplane_contracts.identity_events import UserDeleted
+from mfaplane_contracts.mfa_events import enrollment_id
+from mfaplane_eventing.event_store import Cause
+from mfaplane_mfa.enrollment_commands import EnrollmentCommands
+from mfaplane_mfa.key_material import KeyMaterial
+
+_NAMESPACE = uuid.UUID("0b9d3f5e-2f7c-4c36-9a55-3f1e8d2c7a41")
+
+
+def handler(commands: EnrollmentCommands):
+    async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
+        body = envelope.body()
+        if not isinstance(body, UserDeleted):
+            return
+        # The command id follows from the event id, so a redelivered UserDeleted changes nothing.
+        cause = Cause(actor=envelope.actor, correlation_id=envelope.correlation_id,
+                      command_id=uuid.uuid5(_NAMESPACE, str(envelope.event_id)), causation_id=envelope.event_id)
+        command = RemoveMFARequirement(principal_id=body.user_id, scope="user_portal", actor=cause.actor,
+                                       command_id=cause.command_id, correlation_id=cause.correlation_id)
+        await commands(command, cause)
+        await KeyMaterial.destroy_all(conn, enrollment_id("user_portal", body.user_id))
+
+    return handle
