@@ -7,16 +7,16 @@ as separate processes, with the fake clock enabled so tests can move time forwar
 
 from __future__ import annotations
 
-import base64
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mfaplane_devstack import Infra, Stack
 
-TEST_ENCRYPTION_KEY = base64.b64encode(b"k" * 32).decode()
+ROLES = ("admin", "auditor", "portal", "system_agent")
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +47,6 @@ def clock_file(stack_dir: Path) -> Path:
 def stack(_stack: Stack, infra: Infra, clock_file: Path) -> Stack:
     _stack.start_services({
         "MFAPLANE_FAKE_CLOCK_FILE": str(clock_file),
-        "MFA_ENCRYPTION_KEYS": f'{{"test-1": "{TEST_ENCRYPTION_KEY}"}}',
-        "MFA_ACTIVE_KEY_ID": "test-1",
         "TICK_SECONDS": "0.2",
         "MAIL_TICK_SECONDS": "0.2",
         "MAIL_RETRY_BASE_SECONDS": "0.5",
@@ -57,3 +55,25 @@ def stack(_stack: Stack, infra: Infra, clock_file: Path) -> Stack:
         "ARGON2_MEMORY_COST_KIB": "8192",
     })
     return _stack
+
+
+@pytest.fixture(scope="session")
+def api_keys(stack: Stack) -> dict[str, str]:
+    """One API key per role, made with the identity service's bootstrap command."""
+    return {role: stack.create_api_key(role, f"tests {role}") for role in ROLES}
+
+
+def client(stack: Stack, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30, headers={"Authorization": f"Bearer {key}"})
+
+
+@pytest.fixture
+async def admin(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with client(stack, api_keys["admin"]) as http:
+        yield http
+
+
+@pytest.fixture
+async def portal(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with client(stack, api_keys["portal"]) as http:
+        yield http

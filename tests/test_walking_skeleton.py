@@ -7,28 +7,26 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import httpx
 
 from mfaplane_devstack import wait_for_mail
 
 
-async def test_require_mfa_reaches_every_service(stack) -> None:
+async def test_require_mfa_reaches_every_service(stack, admin) -> None:
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
-    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as gateway:
-        created = (await gateway.post("/v1/users", json={"email": email, "name": "Ada Lovelace",
-                                                         "password": "correct horse battery"})).json()
-        user_id = created["aggregate_id"]
-        before = datetime.now(UTC)
-        required = await gateway.post(f"/v1/users/{user_id}/mfa/require", json={"enrollment_days": 7})
-        assert required.status_code == 200, required.text
+    created = (await admin.post("/v1/users", json={"email": email, "name": "Ada Lovelace",
+                                                     "password": "correct horse battery"})).json()
+    user_id = created["aggregate_id"]
+    before = datetime.now(UTC)
+    required = await admin.post(f"/v1/users/{user_id}/mfa/require", json={"enrollment_days": 7})
+    assert required.status_code == 200, required.text
 
-        detail = (await gateway.get(f"/v1/users/{user_id}",
-                                    params={"consistent_with": required.json()["consistency_token"]})).json()
-        assert detail["status"] == "enrolling"
-        deadline = datetime.fromisoformat(detail["deadline"])
-        assert before + timedelta(days=7) <= deadline <= datetime.now(UTC) + timedelta(days=7)
-        listed = (await gateway.get("/v1/users", params={"status": "enrolling", "q": email})).json()["items"]
-        assert [u["id"] for u in listed] == [user_id]
+    detail = (await admin.get(f"/v1/users/{user_id}",
+                                params={"consistent_with": required.json()["consistency_token"]})).json()
+    assert detail["status"] == "enrolling"
+    deadline = datetime.fromisoformat(detail["deadline"])
+    assert before + timedelta(days=7) <= deadline <= datetime.now(UTC) + timedelta(days=7)
+    listed = (await admin.get("/v1/users", params={"status": "enrolling", "q": email})).json()["items"]
+    assert [u["id"] for u in listed] == [user_id]
 
     timers = await _scheduler_timers(stack, f"user_portal:{user_id}")
     assert timers == {("expiry", deadline), ("reminder:86400", deadline - timedelta(days=1))}

@@ -11,7 +11,8 @@ from mfaplane_contracts.envelope import Message
 from mfaplane_contracts.mfa_events import EnrollmentDays, Scope
 
 DEFAULT_ENROLLMENT_DAYS = 7
-TotpCode = Field(min_length=6, max_length=32, pattern=r"^[0-9A-Za-z-]+$")
+CODE_PATTERN = r"^[0-9A-Za-z-]+$"  # a 6-digit TOTP code or a recovery code (letters, digits, dashes)
+TotpCode = Field(min_length=6, max_length=32, pattern=CODE_PATTERN)
 
 
 class Command(Message):

@@ -73,3 +73,23 @@ class SystemMFAEnabled(_SystemEvent):
 
 class SystemMFADisabled(_SystemEvent):
     event_type: ClassVar[str] = "SystemMFADisabled"
+
+
+ApiRole = Literal["admin", "auditor", "portal", "system_agent"]
+
+
+class _ApiKeyEvent(_IdentityEvent):
+    aggregate_type: ClassVar[str] = "api_key"
+    key_id: uuid.UUID
+
+
+class ApiKeyCreated(_ApiKeyEvent):
+    """The key itself and its hash stay in the identity service; only its id travels."""
+
+    event_type: ClassVar[str] = "ApiKeyCreated"
+    role: ApiRole
+    name: str = Name
+
+
+class ApiKeyRevoked(_ApiKeyEvent):
+    event_type: ClassVar[str] = "ApiKeyRevoked"

@@ -38,7 +38,11 @@ def run(stack: Stack, *, infra_only: bool = False, gateway_port: int | None = No
         if not infra_only:
             stack.start_services(gateway_port=gateway_port)
         summary = describe(stack)
-        (stack.data_dir / "stack.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if not infra_only:
+            summary |= {f"{role}_api_key": stack.create_api_key(role, "make run") for role in ("admin", "portal")}
+        summary_file = stack.data_dir / "stack.json"
+        summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+        summary_file.chmod(0o600)
         print(render(summary), flush=True)
         watch(stack)
     except KeyboardInterrupt:
@@ -72,6 +76,7 @@ def watch(stack: Stack) -> None:
 
 
 def describe(stack: Stack) -> dict[str, str]:
+    """Where to reach everything (and, once services run, API keys made for this run)."""
     infra = stack.infra
     summary = {}
     if stack.ports:

@@ -14,8 +14,12 @@ server when its variable is set: `DATABASE_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SMT
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import signal
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -154,12 +158,34 @@ class Stack:
             "LOG_LEVEL": self.log_level,
             "PYTHONUNBUFFERED": "1",
         }
+        env.update({k: v for k, v in self.dev_secrets().items() if k not in self.environ})
         if service == "gateway":
             env["IDENTITY_URL"] = self.url("identity")
             env["MFA_URL"] = self.url("mfa")
         if service == "notifier":
             env["USER_PORTAL_URL"] = self.url("gateway") + "/portal"
         return {**env, **self.extra_env, **(extra_env or {})}
+
+    def dev_secrets(self) -> dict[str, str]:
+        """Keys for local runs, made once per data folder (production takes them from a Secret)."""
+        path = self.data_dir / "dev-secrets.json"
+        if not path.exists():
+            key = base64.b64encode(secrets.token_bytes(32)).decode()
+            path.write_text(json.dumps({
+                "MFA_ENCRYPTION_KEYS": json.dumps({"dev-1": key}),
+                "MFA_ACTIVE_KEY_ID": "dev-1",
+                "GATEWAY_SIGNING_KEY": secrets.token_urlsafe(48),
+            }))
+            path.chmod(0o600)
+        return json.loads(path.read_text())
+
+    def create_api_key(self, role: str, name: str) -> str:
+        """A new API key with `role`, made with the identity service's own CLI command."""
+        argv = [sys.executable, "-m", "mfaplane_identity", "create-api-key", "--role", role, "--name", name]
+        done = subprocess.run(argv, env=self.service_env("identity"), capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise ChildFailed(f"create-api-key failed: {done.stderr[-2000:]}")
+        return done.stdout.strip().splitlines()[-1]
 
     def url(self, service: str) -> str:
         if service not in self.ports:

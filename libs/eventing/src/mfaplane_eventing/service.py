@@ -47,6 +47,15 @@ class Runtime:
     producer: AIOKafkaProducer
 
 
+@dataclass(frozen=True)
+class CliCommand:
+    """An operator command of a service, e.g. `python -m mfaplane_identity create-api-key ...`."""
+
+    help: str
+    run: Callable[[Any, argparse.Namespace], Coroutine[Any, Any, None]]
+    arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
+
+
 @dataclass
 class ServiceSpec:
     name: str
@@ -59,7 +68,7 @@ class ServiceSpec:
     # Resources of the service's own (HTTP clients, key material): entered at start-up, each value
     # set as an attribute of app.state, and closed at shutdown.
     state: Callable[[Runtime], contextlib.AbstractAsyncContextManager[dict[str, Any]]] | None = None
-    commands: dict[str, Callable[[Any, argparse.Namespace], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+    commands: dict[str, CliCommand] = field(default_factory=dict)
 
     def migration_dirs(self) -> list[Path]:
         return [db.EVENTING_MIGRATIONS] + ([self.migrations] if self.migrations else [])
@@ -171,8 +180,10 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="apply database migrations (safe to rerun)")
     republish = sub.add_parser("republish", help="publish stored events again, from a position on")
     republish.add_argument("--from-position", type=int, default=1)
-    for name in spec.commands:
-        sub.add_parser(name)
+    for name, command in spec.commands.items():
+        command_parser = sub.add_parser(name, help=command.help)
+        for flags, options in command.arguments:
+            command_parser.add_argument(*flags, **options)
     args = parser.parse_args(argv)
     settings = load(spec.settings_type)
     logs.configure(spec.name, settings.log_level)
@@ -184,4 +195,4 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     elif args.command == "republish":
         asyncio.run(_republish(spec, settings, args.from_position))
     else:
-        asyncio.run(spec.commands[args.command](settings, args))
+        asyncio.run(spec.commands[args.command].run(settings, args))

@@ -5,20 +5,26 @@ from typing import Any
 
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
-from mfaplane_gateway import projector
-from mfaplane_gateway.api import router
+from mfaplane_gateway import admin_api, api, enrollment_admin, projector, resources_api, sign_in
+from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.sessions import Tokens
 from mfaplane_gateway.settings import GatewaySettings
 
 
 @contextlib.asynccontextmanager
 async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
-    forwarder = Forwarder({"identity": runtime.settings.identity_url, "mfa": runtime.settings.mfa_url})
+    s = runtime.settings
+    forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url})
+    tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds)
     try:
-        yield {"forwarder": forwarder}
+        yield {"forwarder": forwarder, "tokens": tokens, "key_cache": KeyCache()}
     finally:
         await forwarder.close()
 
+
+ROUTERS = [api.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router, resources_api.router,
+           sign_in.user_portal, sign_in.admin_portal]
 
 SPEC = ServiceSpec(
     name="gateway",
@@ -26,7 +32,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     consumes=EVENT_TOPICS,
     handler=lambda runtime: projector.handle,
-    routers=[router],
+    routers=ROUTERS,
     state=gateway_state,
 )
 

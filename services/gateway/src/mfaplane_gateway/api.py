@@ -9,19 +9,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway import principals_query, read_your_writes
-from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.auth import Admin, Reader
+from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.principals_query import PrincipalFilter, SortKey
 from mfaplane_gateway.projector import LIVE_TABLES
 
 router = APIRouter(prefix="/v1")
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Apply a retried request once")]
 ConsistentWith = Annotated[str | None, Query(max_length=300, description="A receipt's consistency_token to wait for")]
-ACTOR = "admin:api"
 
 
 class Body(BaseModel):
@@ -37,25 +37,6 @@ class NewUser(Body):
 class UserChanges(Body):
     email: EmailStr | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-class EnrollmentPeriod(Body):
-    enrollment_days: int = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
-
-
-class RequirePeriod(Body):
-    enrollment_days: int | None = Field(
-        default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365,
-        description="days to set up MFA (1 to 365); null requires setup at the next sign-in",
-    )
-
-
-class Receipt(BaseModel):
-    aggregate_id: str
-    version: int
-    event_ids: list[uuid.UUID]
-    duplicate: bool
-    consistency_token: str
 
 
 class User(BaseModel):
@@ -77,15 +58,6 @@ class UserPage(BaseModel):
     next_cursor: str | None
 
 
-def forwarder(request: Request) -> Forwarder:
-    return request.app.state.forwarder
-
-
-ForwarderDep = Annotated[Forwarder, Depends(forwarder)]
-
-
-def _receipt(answer: dict[str, Any]) -> Receipt:
-    return Receipt(**answer, consistency_token=read_your_writes.token(answer["aggregate_id"], answer["version"]))
 
 
 def _user(row: Any, now: datetime) -> User:
@@ -114,13 +86,14 @@ UserFilterDep = Annotated[PrincipalFilter, Depends(user_filter)]
 
 
 @router.post("/users", status_code=201, tags=["users"])
-async def create_user(body: NewUser, forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
-    return _receipt(await forward.send("identity", "POST", "/users", ACTOR, body.model_dump(), idempotency_key))
+async def create_user(body: NewUser, caller: Admin, forward: ForwarderDep,
+                      idempotency_key: IdempotencyKey = None) -> Receipt:
+    return receipt(await forward.send("identity", "POST", "/users", caller.actor, body.model_dump(), idempotency_key))
 
 
 @router.get("/users", tags=["users"])
 async def list_users(
-    runtime: RuntimeDep, flt: UserFilterDep,
+    runtime: RuntimeDep, flt: UserFilterDep, caller: Reader,
     sort: SortKey = "email",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -134,12 +107,12 @@ async def list_users(
 
 
 @router.get("/users/status-counts", tags=["users"])
-async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep) -> dict[MFAStatus, int]:
+async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader) -> dict[MFAStatus, int]:
     return await principals_query.status_counts(runtime.pool, LIVE_TABLES["principals"], runtime.clock.now(), flt)
 
 
 @router.get("/users/{user_id}", tags=["users"])
-async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, consistent_with: ConsistentWith = None) -> User:
+async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, caller: Reader, consistent_with: ConsistentWith = None) -> User:
     await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
     now = runtime.clock.now()
     row = await principals_query.one(runtime.pool, LIVE_TABLES["principals"], now, user_id)
@@ -149,43 +122,15 @@ async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, consistent_with: Con
 
 
 @router.patch("/users/{user_id}", tags=["users"])
-async def update_user(user_id: uuid.UUID, body: UserChanges, forward: ForwarderDep,
+async def update_user(user_id: uuid.UUID, body: UserChanges, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
     payload = body.model_dump(exclude_none=True)
-    return _receipt(await forward.send("identity", "PATCH", f"/users/{user_id}", ACTOR, payload, idempotency_key))
+    return receipt(await forward.send("identity", "PATCH", f"/users/{user_id}", caller.actor, payload,
+                                       idempotency_key))
 
 
 @router.delete("/users/{user_id}", tags=["users"])
-async def delete_user(user_id: uuid.UUID, forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
-    return _receipt(await forward.send("identity", "DELETE", f"/users/{user_id}", ACTOR, None, idempotency_key))
-
-
-async def _enrollment(forward: Forwarder, user_id: uuid.UUID, action: str, body: BaseModel | None,
-                      idempotency_key: str | None) -> Receipt:
-    path = f"/enrollments/user_portal/{user_id}/{action}"
-    payload = body.model_dump() if body is not None else {}
-    return _receipt(await forward.send("mfa", "POST", path, ACTOR, payload, idempotency_key))
-
-
-@router.post("/users/{user_id}/mfa/require", tags=["mfa"])
-async def require_mfa(user_id: uuid.UUID, body: RequirePeriod, forward: ForwarderDep,
+async def delete_user(user_id: uuid.UUID, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
-    return await _enrollment(forward, user_id, "require", body, idempotency_key)
-
-
-@router.post("/users/{user_id}/mfa/remove-requirement", tags=["mfa"])
-async def remove_mfa_requirement(user_id: uuid.UUID, forward: ForwarderDep,
-                                 idempotency_key: IdempotencyKey = None) -> Receipt:
-    return await _enrollment(forward, user_id, "remove-requirement", None, idempotency_key)
-
-
-@router.post("/users/{user_id}/mfa/extend", tags=["mfa"])
-async def extend_enrollment(user_id: uuid.UUID, body: EnrollmentPeriod, forward: ForwarderDep,
-                            idempotency_key: IdempotencyKey = None) -> Receipt:
-    return await _enrollment(forward, user_id, "extend", body, idempotency_key)
-
-
-@router.post("/users/{user_id}/mfa/reset", tags=["mfa"])
-async def reset_mfa(user_id: uuid.UUID, body: EnrollmentPeriod, forward: ForwarderDep,
-                    idempotency_key: IdempotencyKey = None) -> Receipt:
-    return await _enrollment(forward, user_id, "reset", body, idempotency_key)
+    return receipt(await forward.send("identity", "DELETE", f"/users/{user_id}", caller.actor, None,
+                                       idempotency_key))

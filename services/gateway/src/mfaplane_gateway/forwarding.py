@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from fastapi import Depends, Request
 
 from mfaplane_eventing import logs
 from mfaplane_eventing.aggregate import Rejected
@@ -48,3 +49,10 @@ class Forwarder:
             extra = {k: v for k, v in problem.items() if k not in {"type", "title", "status", "detail", "code"}}
             raise Rejected(problem.get("code", "refused"), problem.get("detail", ""), response.status_code, **extra)
         return response.json()
+
+
+def forwarder(request: Request) -> Forwarder:
+    return request.app.state.forwarder
+
+
+ForwarderDep = Annotated[Forwarder, Depends(forwarder)]

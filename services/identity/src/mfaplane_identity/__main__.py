@@ -2,6 +2,7 @@ from pathlib import Path
 
 from mfaplane_eventing.service import ServiceSpec, main
 from mfaplane_identity.api import router
+from mfaplane_identity.cli import CREATE_API_KEY
 from mfaplane_identity.settings import IdentitySettings
 
 SPEC = ServiceSpec(
@@ -9,6 +10,7 @@ SPEC = ServiceSpec(
     settings_type=IdentitySettings,
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
+    commands={"create-api-key": CREATE_API_KEY},
 )
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import ResourceKind
+from mfaplane_contracts.identity_events import ApiRole, ResourceKind
 from mfaplane_eventing.aggregate import Rejected, replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_identity import account, resource
+from mfaplane_identity import account, api_keys, password_guard, resource
 from mfaplane_identity.account import Account
 from mfaplane_identity.passwords import Passwords
 from mfaplane_identity.resource import Resource
@@ -83,6 +83,7 @@ PasswordsDep = Annotated[Passwords, Depends(passwords)]
 
 _accounts = replayer(account.apply, Account())
 _resources = replayer(resource.apply, Resource())
+_api_keys = replayer(api_keys.apply, api_keys.ApiKey())
 
 
 async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, email, password_hash) -> None:
@@ -154,13 +155,17 @@ async def delete_user(user_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) 
 @router.post("/authenticate")
 async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: PasswordsDep) -> Principal:
     """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
+    guard = password_guard.PasswordGuard(runtime.pool, runtime.clock, runtime.settings)
+    await guard.check(body.kind, body.email)
     row = await runtime.pool.fetchrow(
         "SELECT principal_id, email, password_hash FROM credentials WHERE kind = $1 AND lower(email) = lower($2) "
         "AND NOT deleted",
         body.kind, body.email,
     )
     if not await pw.verify(row["password_hash"] if row else None, body.password):
+        await guard.failed(body.kind, body.email)
         raise Rejected("invalid_credentials", "The email or password is wrong.", status=401)
+    await guard.succeeded(body.kind, body.email)
     return Principal(principal_id=row["principal_id"], email=row["email"])
 
 
@@ -176,3 +181,59 @@ async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: Runtime
     result = await execute(runtime.store, str(system_id), _resources,
                            lambda state: resource.set_mfa(state, system_id, body.enabled), cause)
     return receipt(str(system_id), result)
+
+
+class NewApiKey(Body):
+    role: ApiRole
+    name: str = Field(min_length=1, max_length=200)
+
+
+class IssuedApiKey(CommandReceipt):
+    key_id: uuid.UUID
+    role: ApiRole
+    key: str = Field(description="shown once; only its hash is kept")
+
+
+class KeyCheck(Body):
+    key: str = Field(min_length=1, max_length=200)
+
+
+class KeyIdentity(BaseModel):
+    key_id: uuid.UUID
+    role: ApiRole
+
+
+async def issue_api_key(store, cause, role: ApiRole, name: str) -> IssuedApiKey:
+    key_id = uuid.uuid4()
+    key = api_keys.new_key(key_id)
+
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash) VALUES ($1, $2, $3, $4)",
+                           key_id, role, name, api_keys.key_hash(key))
+
+    result = await execute(store, str(key_id), _api_keys, lambda state: api_keys.create(state, key_id, role, name),
+                           cause, write)
+    return IssuedApiKey(**receipt(str(key_id), result).model_dump(), key_id=key_id, role=role, key=key)
+
+
+@router.post("/api-keys", status_code=201)
+async def create_api_key(body: NewApiKey, runtime: RuntimeDep, cause: CauseDep) -> IssuedApiKey:
+    return await issue_api_key(runtime.store, cause, body.role, body.name)
+
+
+@router.delete("/api-keys/{key_id}")
+async def revoke_api_key(key_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("UPDATE api_keys SET revoked = true WHERE key_id = $1", key_id)
+
+    result = await execute(runtime.store, str(key_id), _api_keys, lambda state: api_keys.revoke(state, key_id),
+                           cause, write)
+    return receipt(str(key_id), result)
+
+
+@router.post("/api-keys/verify")
+async def verify_api_key(body: KeyCheck, runtime: RuntimeDep) -> KeyIdentity:
+    found = await api_keys.role_of(runtime.pool, body.key)
+    if found is None:
+        raise Rejected("invalid_api_key", "The API key is unknown or revoked.", status=401)
+    return KeyIdentity(key_id=found[0], role=found[1])

@@ -7,3 +7,6 @@ class IdentitySettings(ServiceSettings):
     argon2_time_cost: int = 3
     argon2_memory_cost_kib: int = 65536
     argon2_parallelism: int = 4
+    # Password guessing: after this many failures for one email within the window, refuse until it ends.
+    password_max_failures: int = 10
+    password_failure_window_seconds: int = 15 * 60

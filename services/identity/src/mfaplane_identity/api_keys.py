@@ -1,0 +1,76 @@
+"""API credentials: keys with a role, stored hashed, created and revoked as events.
+
+A key is `mfp_<key id hex>_<43 characters of secret>`. The id finds the row; the SHA-256 of the
+whole key is compared in constant time. Neither the key nor its hash is ever in an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.identity_events import ApiKeyCreated, ApiKeyRevoked, ApiRole
+from mfaplane_eventing.aggregate import Rejected
+
+PREFIX = "mfp_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    exists: bool = False
+    revoked: bool = False
+
+
+def apply(state: ApiKey, event: EventPayload) -> ApiKey:
+    match event:
+        case ApiKeyCreated():
+            return ApiKey(exists=True)
+        case ApiKeyRevoked():
+            return ApiKey(exists=True, revoked=True)
+    return state
+
+
+def create(state: ApiKey, key_id: uuid.UUID, role: ApiRole, name: str) -> list[EventPayload]:
+    if state.exists:
+        raise Rejected("api_key_exists", "An API key with this id already exists.")
+    return [ApiKeyCreated(key_id=key_id, role=role, name=name)]
+
+
+def revoke(state: ApiKey, key_id: uuid.UUID) -> list[EventPayload]:
+    if not state.exists:
+        raise Rejected("api_key_not_found", "No such API key.", status=404)
+    return [] if state.revoked else [ApiKeyRevoked(key_id=key_id)]
+
+
+def new_key(key_id: uuid.UUID) -> str:
+    return f"{PREFIX}{key_id.hex}_{secrets.token_urlsafe(32)}"
+
+
+def key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def key_id_of(key: str) -> uuid.UUID | None:
+    parts = key.split("_")
+    if len(parts) < 3 or f"{parts[0]}_" != PREFIX:
+        return None
+    try:
+        return uuid.UUID(hex=parts[1])
+    except ValueError:
+        return None
+
+
+async def role_of(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> tuple[uuid.UUID, str] | None:
+    """The key's id and role, or None for an unknown, revoked or forged key."""
+    key_id = key_id_of(key)
+    row = await conn.fetchrow("SELECT role, key_hash FROM api_keys WHERE key_id = $1 AND NOT revoked",
+                              key_id) if key_id else None
+    if row is None or not hmac.compare_digest(row["key_hash"], key_hash(key)):
+        return None
+    return key_id, row["role"]
