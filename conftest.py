@@ -8,15 +8,19 @@ as separate processes, with the fake clock enabled so tests can move time forwar
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from mfaplane_devstack import Infra, Stack
+from mfaplane_eventing.clock import FileOffsetClock, set_offset
+from mfaplane_gateway.auth import ROLES
 
-ROLES = ("admin", "auditor", "portal", "system_agent")
+
 
 
 @pytest.fixture(scope="session")
@@ -63,17 +67,46 @@ def api_keys(stack: Stack) -> dict[str, str]:
     return {role: stack.create_api_key(role, f"tests {role}") for role in ROLES}
 
 
-def client(stack: Stack, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30, headers={"Authorization": f"Bearer {key}"})
+@pytest.fixture
+async def gateway_as(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
+    """Makes gateway clients calling with a role's API key (None: no key); closes them after the test."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(role: str | None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {api_keys[role]}"} if role else {}
+        made.append(httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30, headers=headers))
+        return made[-1]
+
+    yield make
+    for http in made:
+        await http.aclose()
 
 
 @pytest.fixture
-async def admin(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    async with client(stack, api_keys["admin"]) as http:
-        yield http
+def admin(gateway_as) -> httpx.AsyncClient:
+    return gateway_as("admin")
 
 
 @pytest.fixture
-async def portal(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    async with client(stack, api_keys["portal"]) as http:
-        yield http
+def portal(gateway_as) -> httpx.AsyncClient:
+    return gateway_as("portal")
+
+
+class FakeClock:
+    """Moves the services' clock (a shared offset file; MFAPLANE_FAKE_CLOCK_FILE) and reads it."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._reader = FileOffsetClock(path)
+
+    def now(self) -> datetime:
+        return self._reader.now()
+
+    def advance(self, delta: timedelta) -> None:
+        offset = self.now() - datetime.now(UTC) + delta
+        set_offset(self._path, offset)
+
+
+@pytest.fixture(scope="session")
+def clock(clock_file: Path) -> FakeClock:
+    return FakeClock(clock_file)

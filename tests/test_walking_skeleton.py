@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
 from mfaplane_devstack import wait_for_mail
 
 
-async def test_require_mfa_reaches_every_service(stack, admin) -> None:
+async def test_require_mfa_reaches_every_service(stack, admin, clock) -> None:
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
     created = (await admin.post("/v1/users", json={"email": email, "name": "Ada Lovelace",
                                                      "password": "correct horse battery"})).json()
     user_id = created["aggregate_id"]
-    before = datetime.now(UTC)
+    before = clock.now()
     required = await admin.post(f"/v1/users/{user_id}/mfa/require", json={"enrollment_days": 7})
     assert required.status_code == 200, required.text
 
     detail = (await admin.get(f"/v1/users/{user_id}",
-                                params={"consistent_with": required.json()["consistency_token"]})).json()
+                                params={"consistent_with": [created["consistency_token"],
+                                                    required.json()["consistency_token"]]})).json()
     assert detail["status"] == "enrolling"
     deadline = datetime.fromisoformat(detail["deadline"])
-    assert before + timedelta(days=7) <= deadline <= datetime.now(UTC) + timedelta(days=7)
+    assert before + timedelta(days=7) <= deadline <= clock.now() + timedelta(days=7)
     listed = (await admin.get("/v1/users", params={"status": "enrolling", "q": email})).json()["items"]
     assert [u["id"] for u in listed] == [user_id]
 

@@ -21,7 +21,10 @@ from mfaplane_gateway.projector import LIVE_TABLES
 
 router = APIRouter(prefix="/v1")
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Apply a retried request once")]
-ConsistentWith = Annotated[str | None, Query(max_length=300, description="A receipt's consistency_token to wait for")]
+ConsistentWith = Annotated[
+    list[str] | None,
+    Query(max_length=20, description="receipts' consistency_token values to wait for (bounded) before reading"),
+]
 
 
 class Body(BaseModel):

@@ -24,11 +24,15 @@ def parse(consistency_token: str) -> tuple[str, int]:
     return aggregate_id, int(version)
 
 
-async def wait_for(pool: asyncpg.Pool, consistency_token: str | None, timeout: float) -> None:
-    if not consistency_token:
-        return
-    aggregate_id, version = parse(consistency_token)
+async def wait_for(pool: asyncpg.Pool, consistency_tokens: list[str] | None, timeout: float) -> None:
+    """Returns once every token's aggregate version is projected (each token names one aggregate)."""
     deadline = time.monotonic() + timeout
+    for consistency_token in consistency_tokens or ():
+        await _wait_for_one(pool, parse(consistency_token), deadline)
+
+
+async def _wait_for_one(pool: asyncpg.Pool, wanted: tuple[str, int], deadline: float) -> None:
+    aggregate_id, version = wanted
     while (await pool.fetchval("SELECT version FROM projected_versions WHERE aggregate_id = $1", aggregate_id) or 0) < version:
         if time.monotonic() > deadline:
             raise Rejected("projection_behind", "The change is not visible yet; retry shortly.", 503,

@@ -1,14 +1,17 @@
 """Sends queued notifications: each at most once, retried while the SMTP server is unavailable.
 
-A sender claims one due notification with FOR UPDATE SKIP LOCKED (so replicas and concurrent
-senders never take the same one), checks it is still pending and still makes sense, sends it, and
-marks it sent in the same transaction. The one window: if the process dies after the SMTP server
-accepted the message and before that transaction commits, the notification is still pending and
-is sent again. Every other crash either sends nothing or has recorded the send.
+A sender claims one due notification by giving it a lease (`claimed_until`, committed at once),
+so replicas and concurrent senders never take the same one and no row lock is held while the
+SMTP server is talked to. It then checks the notification still makes sense, sends it, and marks
+it sent. The documented window: if the process dies (or cannot reach the database) after the SMTP
+server accepted the message and before it is marked sent, the notification is sent again once its
+lease runs out. Every other failure either sends nothing or has recorded the send.
 
 Temporary failures (server down, 4xx) back off exponentially with jitter; after the configured
 number of attempts, or at once on a permanent 5xx, the notification is marked dead, counted, and
-put on the notifier's dead-letter topic, and the others flow on.
+put on the notifier's dead-letter topic, and the others flow on. Leases and retries follow the
+database's wall clock (delivery happens in real time); what an email says follows the service
+clock.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import asyncio
 import json
 import logging
 import random
-from datetime import timedelta
 
 import asyncpg
 from prometheus_client import Counter
@@ -32,11 +34,19 @@ from mfaplane_notifier.smtp import PermanentFailure, SmtpServer, TemporaryFailur
 log = logging.getLogger(__name__)
 MAILS = Counter("mfaplane_notifications_total", "Notifications by outcome", ["kind", "outcome"])
 SMTP_FAILURES = Counter("mfaplane_smtp_failures_total", "Failed SMTP attempts", ["permanent"])
+CLAIM = (
+    "UPDATE notifications SET claimed_until = now() + make_interval(secs => $1) WHERE event_id = ("
+    "  SELECT event_id FROM notifications WHERE status = 'pending' "
+    "  AND greatest(next_attempt_at, claimed_until) <= now() "
+    "  ORDER BY greatest(next_attempt_at, claimed_until) LIMIT 1 FOR UPDATE SKIP LOCKED"
+    ") RETURNING *"
+)
 
 
 class MailLoop:
     def __init__(self, runtime: Runtime, server: SmtpServer) -> None:
         self._runtime = runtime
+        self._pool = runtime.pool
         self._server = server
         self._settings = runtime.settings
 
@@ -53,59 +63,54 @@ class MailLoop:
             await asyncio.sleep(self._settings.mail_tick_seconds)
 
     async def send_next(self) -> bool:
-        now = self._runtime.clock.now()
-        async with self._runtime.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT n.*, r.email, r.name, r.kind AS recipient_kind, r.deleted FROM notifications n "
-                "LEFT JOIN recipients r USING (principal_id) "
-                "WHERE n.status = 'pending' AND n.next_attempt_at <= $1 ORDER BY n.next_attempt_at LIMIT 1 "
-                "FOR UPDATE OF n SKIP LOCKED",
-                now,
-            )
-            if row is None:
-                return False
-            await self._deliver(conn, row, now)
-            return True
+        lease = self._settings.smtp_timeout_seconds * 3 + 30
+        row = await self._pool.fetchrow(CLAIM, lease)
+        if row is None:
+            return False
+        await self._deliver(row)
+        return True
 
-    async def _deliver(self, conn: asyncpg.Connection, row: asyncpg.Record, now) -> None:
-        if row["email"] is None:
-            await self._failed(conn, row, now, TemporaryFailure("recipient not known yet"))
+    async def _deliver(self, row: asyncpg.Record) -> None:
+        recipient = await self._pool.fetchrow("SELECT email, name, kind, deleted FROM recipients WHERE principal_id = $1",
+                                              row["principal_id"])
+        if recipient is None:
+            await self._failed(row, TemporaryFailure("recipient not known yet"))
             return
-        enrollment = await load_enrollment(conn, row["enrollment_id"])
-        if row["deleted"] or not still_holds(row["kind"], row["deadline"], enrollment):
-            await self._mark(conn, row, "skipped", now)
+        enrollment = await load_enrollment(self._pool, row["enrollment_id"])
+        if recipient["deleted"] or not still_holds(row["kind"], row["deadline"], enrollment):
+            await self._finish(row, "skipped")
             return
-        recipient = Recipient(row["email"], row["name"], is_admin=row["recipient_kind"] == "admin")
-        portal = self._settings.admin_portal_url if recipient.is_admin else self._settings.user_portal_url
-        message = render(row["kind"], recipient, row["deadline"], now, self._settings.mail_from, portal)
+        to = Recipient(recipient["email"], recipient["name"], is_admin=recipient["kind"] == "admin")
+        portal = self._settings.admin_portal_url if to.is_admin else self._settings.user_portal_url
+        message = render(row["kind"], to, row["deadline"], self._runtime.clock.now(), self._settings.mail_from, portal)
         try:
             await self._server.send(message)
         except (TemporaryFailure, PermanentFailure) as failure:
-            await self._failed(conn, row, now, failure)
+            await self._failed(row, failure)
         else:
-            await self._mark(conn, row, "sent", now)
+            await self._finish(row, "sent")
 
-    async def _mark(self, conn: asyncpg.Connection, row: asyncpg.Record, status: str, now, error: str | None = None):
-        await conn.execute(
-            "UPDATE notifications SET status = $2, sent_at = CASE WHEN $2 = 'sent' THEN $3 END, "
-            "attempts = attempts + (CASE WHEN $2 = 'skipped' THEN 0 ELSE 1 END), last_error = $4 "
-            "WHERE event_id = $1",
-            row["event_id"], status, now, error,
+    async def _finish(self, row: asyncpg.Record, status: str, error: str | None = None) -> None:
+        await self._pool.execute(
+            "UPDATE notifications SET status = $2, claimed_until = NULL, last_error = $3, "
+            "attempts = attempts + $4, sent_at = CASE WHEN $2::text = 'sent' THEN now() END WHERE event_id = $1",
+            row["event_id"], status, error, 0 if status == "skipped" else 1,
         )
         MAILS.labels(row["kind"], status).inc()
 
-    async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, now, failure: Exception) -> None:
+    async def _failed(self, row: asyncpg.Record, failure: Exception) -> None:
         permanent = isinstance(failure, PermanentFailure)
         SMTP_FAILURES.labels(str(permanent).lower()).inc()
         attempts = row["attempts"] + 1
         if permanent or attempts >= self._settings.mail_max_attempts:
-            await self._mark(conn, row, "dead", now, str(failure))
+            await self._finish(row, "dead", str(failure))
             await self._dead_letter(row, str(failure))
             return
         delay = min(self._settings.mail_retry_base_seconds * 2 ** (attempts - 1), self._settings.mail_retry_max_seconds)
-        await conn.execute(
-            "UPDATE notifications SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE event_id = $1",
-            row["event_id"], attempts, now + timedelta(seconds=delay * (0.5 + random.random())), str(failure),
+        await self._pool.execute(
+            "UPDATE notifications SET attempts = $2, claimed_until = NULL, last_error = $4, "
+            "next_attempt_at = now() + make_interval(secs => $3) WHERE event_id = $1",
+            row["event_id"], attempts, delay * (0.5 + random.random()), str(failure),
         )
         log.warning("notification not sent, will retry", extra={"event_id": str(row["event_id"]),
                                                                  "attempts": attempts, "error": str(failure)})

@@ -28,7 +28,7 @@ async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
     if kind is not None:
         await conn.execute(
             "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, next_attempt_at, "
-            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
+            "created_at) VALUES ($1, $2, $3, $4, $5, now(), $6) ON CONFLICT DO NOTHING",
             envelope.event_id, kind, body.principal_id, mfa.enrollment_id(body.scope, body.principal_id),
             getattr(body, "deadline", None), envelope.occurred_at,
         )

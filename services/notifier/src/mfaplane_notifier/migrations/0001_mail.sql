@@ -24,9 +24,11 @@ CREATE TABLE IF NOT EXISTS notifications (
     deadline        timestamptz,
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'skipped', 'dead')),
     attempts        integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL,
+    next_attempt_at timestamptz NOT NULL,  -- wall-clock time, like claimed_until: delivery is real time
+    claimed_until   timestamptz,           -- a sender's lease while it talks to the SMTP server
     last_error      text,
     created_at      timestamptz NOT NULL,
     sent_at         timestamptz
 );
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (greatest(next_attempt_at, claimed_until))
+    WHERE status = 'pending';

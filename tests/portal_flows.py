@@ -1,0 +1,51 @@
+"""Steps a portal and an admin take through the public API, shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pyotp
+
+PASSWORD = "correct horse battery"
+
+
+def ok(response: httpx.Response) -> Any:
+    assert response.status_code < 300, f"{response.request.method} {response.request.url}: {response.text}"
+    return response.json() if response.content else None
+
+
+def problem(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == code and body["type"].endswith(code), body
+    return body
+
+
+async def new_user(admin: httpx.AsyncClient, **require: Any) -> tuple[str, str]:
+    """Creates a user (and requires MFA when `require` gives enrollment_days); returns id and email."""
+    email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+    user_id = ok(await admin.post("/v1/users", json={"email": email, "name": "Test User",
+                                                     "password": PASSWORD}))["aggregate_id"]
+    if require:
+        ok(await admin.post(f"/v1/users/{user_id}/mfa/require", json=require))
+    return user_id, email
+
+
+async def sign_in(portal: httpx.AsyncClient, email: str, password: str = PASSWORD,
+                  prefix: str = "/v1/portal") -> dict:
+    return ok(await portal.post(f"{prefix}/sign-in", json={"email": email, "password": password}))
+
+
+def code_now(key_text: str, clock) -> str:
+    return pyotp.TOTP(key_text.replace(" ", "")).at(clock.now())
+
+
+async def set_up(portal: httpx.AsyncClient, challenge: str, clock, prefix: str = "/v1/portal") -> tuple[str, dict]:
+    """Begins and confirms setup like an authenticator app would; returns the key and the answer."""
+    material = ok(await portal.post(f"{prefix}/setup/begin", json={"challenge": challenge}))
+    answer = ok(await portal.post(f"{prefix}/setup/confirm",
+                                  json={"challenge": challenge, "code": code_now(material["key_text"], clock)}))
+    return material["key_text"], answer

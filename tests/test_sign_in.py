@@ -1,0 +1,154 @@
+"""Sign-in to the user portal, the admin portal and protected systems, end to end (rules 7, 10, 11)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pyotp
+
+from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
+
+STEP = timedelta(seconds=30)
+
+
+async def test_a_user_without_required_mfa_is_signed_in(admin, portal) -> None:
+    _, email = await new_user(admin)
+    answer = await sign_in(portal, email)
+    assert answer["outcome"] == "signed_in"
+    session = ok(await portal.post("/v1/portal/session", json={"session": answer["session"]}))
+    assert session["kind"] == "user"
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_answer(admin, portal) -> None:
+    _, email = await new_user(admin)
+    wrong = await portal.post("/v1/portal/sign-in", json={"email": email, "password": "not the password"})
+    unknown = await portal.post("/v1/portal/sign-in", json={"email": "nobody@example.com", "password": PASSWORD})
+    assert problem(wrong, 401, "invalid_credentials") == problem(unknown, 401, "invalid_credentials")
+
+
+async def test_enrollment_prompt_dismiss_then_setup_then_code(admin, portal, clock) -> None:
+    _, email = await new_user(admin, enrollment_days=7)
+    prompt = await sign_in(portal, email)
+    assert (prompt["outcome"], prompt["days_remaining"]) == ("enrollment_prompt", 7)
+
+    dismissed = ok(await portal.post("/v1/portal/dismiss-prompt", json={"challenge": prompt["challenge"]}))
+    assert (dismissed["outcome"], dismissed["days_remaining"]) == ("signed_in", 7)
+
+    clock.advance(timedelta(days=2))
+    prompt = await sign_in(portal, email)
+    assert prompt["days_remaining"] == 5
+    key, completed = await set_up(portal, prompt["challenge"], clock)
+    assert completed["outcome"] == "signed_in" and len(completed["recovery_codes"]) == 10
+
+    clock.advance(STEP)
+    step_one = await sign_in(portal, email)
+    assert step_one["outcome"] == "mfa_required" and step_one["session"] is None
+    code = code_now(key, clock)
+    signed_in = ok(await portal.post("/v1/portal/verify", json={"challenge": step_one["challenge"], "code": code}))
+    assert signed_in["outcome"] == "signed_in"
+    replayed = await portal.post("/v1/portal/verify", json={"challenge": step_one["challenge"], "code": code})
+    problem(replayed, 401, "invalid_code")
+
+
+async def test_required_with_no_period_must_set_up_first(admin, portal) -> None:
+    _, email = await new_user(admin, enrollment_days=None)
+    answer = await sign_in(portal, email)
+    assert answer["outcome"] == "setup_required" and answer["session"] is None
+    dismiss = await portal.post("/v1/portal/dismiss-prompt", json={"challenge": answer["challenge"]})
+    problem(dismiss, 401, "invalid_challenge")
+
+
+async def test_expired_user_is_locked_out_until_extended(admin, portal, clock) -> None:
+    user_id, email = await new_user(admin, enrollment_days=1)
+    clock.advance(timedelta(days=1, minutes=1))
+    locked = await sign_in(portal, email)
+    assert locked["outcome"] == "locked_out" and locked["challenge"] is None and locked["session"] is None
+    assert "administrator" in locked["reason"]
+    ok(await admin.post(f"/v1/users/{user_id}/mfa/extend", json={"enrollment_days": 3}))
+    again = await sign_in(portal, email)
+    assert (again["outcome"], again["days_remaining"]) == ("enrollment_prompt", 3)
+
+
+async def test_reset_user_signs_in_without_code_is_prompted_and_loses_old_sessions(admin, portal, clock) -> None:
+    user_id, email = await new_user(admin, enrollment_days=7)
+    prompt = await sign_in(portal, email)
+    _, completed = await set_up(portal, prompt["challenge"], clock)
+    reset = ok(await admin.post(f"/v1/users/{user_id}/mfa/reset", json={"enrollment_days": 2}))
+    answer = await sign_in(portal, email)
+    assert (answer["outcome"], answer["days_remaining"]) == ("enrollment_prompt", 2)
+    # The gateway ends sessions when it projects the reset: read it back first.
+    ok(await admin.get(f"/v1/users/{user_id}", params={"consistent_with": reset["consistency_token"]}))
+    problem(await portal.post("/v1/portal/session", json={"session": completed["session"]}), 401, "invalid_session")
+    assert (await sign_in(portal, email))["session"] is None, "a new sign-in still goes through the prompt"
+
+
+async def test_recovery_code_works_once(admin, portal, clock) -> None:
+    _, email = await new_user(admin, enrollment_days=7)
+    _, completed = await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
+    recovery = completed["recovery_codes"][3].lower()
+    first = await sign_in(portal, email)
+    ok(await portal.post("/v1/portal/verify", json={"challenge": first["challenge"], "code": recovery}))
+    second = await sign_in(portal, email)
+    problem(await portal.post("/v1/portal/verify", json={"challenge": second["challenge"], "code": recovery}),
+            401, "invalid_code")
+
+
+async def test_wrong_codes_are_throttled(admin, portal, clock) -> None:
+    _, email = await new_user(admin, enrollment_days=7)
+    key, _ = await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
+    challenge = (await sign_in(portal, email))["challenge"]
+    for _ in range(5):
+        problem(await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": "000000"}),
+                401, "invalid_code")
+    clock.advance(STEP)
+    throttled = problem(await portal.post("/v1/portal/verify",
+                                          json={"challenge": challenge, "code": code_now(key, clock)}),
+                        429, "throttled")
+    assert 0 < throttled["retry_after"] <= 15 * 60
+
+
+async def test_systems_ask_for_a_code_only_from_users_who_set_up(admin, portal, gateway_as, clock) -> None:
+    linux = ok(await admin.post("/v1/systems", json={"name": "build-01", "kind": "linux"}))["aggregate_id"]
+    off = ok(await admin.post("/v1/systems", json={"name": "laptop-7", "kind": "macos"}))["aggregate_id"]
+    ok(await admin.put(f"/v1/systems/{linux}/mfa", json={"enabled": True}))
+    _, without_setup = await new_user(admin, enrollment_days=7)
+    _, with_setup = await new_user(admin, enrollment_days=7)
+    key, _ = await set_up(portal, (await sign_in(portal, with_setup))["challenge"], clock)
+    agent = gateway_as("system_agent")
+
+    async def decide(system: str, email: str, code: str | None = None) -> dict:
+        for _ in range(100):  # the read model learns about new systems from events
+            response = await agent.post(f"/v1/systems/{system}/authorize",
+                                        json={"email": email, "password": PASSWORD, "code": code})
+            if response.status_code != 404:
+                return ok(response)
+            await asyncio.sleep(0.1)
+        raise AssertionError("system never became known")
+
+    assert (await decide(linux, without_setup))["decision"] == "allow"
+    assert (await decide(linux, with_setup))["decision"] == "code_required"
+    clock.advance(STEP)
+    assert (await decide(linux, with_setup, code_now(key, clock)))["decision"] == "allow"
+    assert (await decide(linux, with_setup, "123456"))["decision"] == "deny"
+    assert (await decide(off, with_setup))["decision"] == "allow"
+
+
+async def test_admin_portal_has_its_own_enrollment(admin, portal, clock) -> None:
+    email = f"admin-{pyotp.random_base32()[:8].lower()}@example.com"
+    admin_id = ok(await admin.post("/v1/admins", json={"email": email, "name": "Root", "password": PASSWORD}))[
+        "aggregate_id"]
+    assert (await sign_in(portal, email, prefix="/v1/admin-portal"))["outcome"] == "signed_in"
+    problem(await portal.post("/v1/portal/sign-in", json={"email": email, "password": PASSWORD}),
+            401, "invalid_credentials")
+    ok(await admin.post(f"/v1/admins/{admin_id}/mfa/require", json={"enrollment_days": 3}))
+    prompt = await sign_in(portal, email, prefix="/v1/admin-portal")
+    assert (prompt["outcome"], prompt["days_remaining"]) == ("enrollment_prompt", 3)
+    problem(await portal.post("/v1/portal/setup/begin", json={"challenge": prompt["challenge"]}),
+            401, "invalid_challenge")
+    key, _ = await set_up(portal, prompt["challenge"], clock, prefix="/v1/admin-portal")
+    clock.advance(STEP)
+    step_one = await sign_in(portal, email, prefix="/v1/admin-portal")
+    assert step_one["outcome"] == "mfa_required"
+    ok(await portal.post("/v1/admin-portal/verify", json={"challenge": step_one["challenge"],
+                                                          "code": code_now(key, clock)}))
