@@ -1,3 +1,4 @@
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -5,8 +6,9 @@ from typing import Any
 
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
-from mfaplane_gateway import admin_api, api, enrollment_admin, projector, resources_api, sign_in
+from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, projector, resources_api, sign_in
 from mfaplane_gateway.auth import KeyCache
+from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
 from mfaplane_gateway.sessions import Tokens
 from mfaplane_gateway.settings import GatewaySettings
@@ -17,14 +19,18 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     s = runtime.settings
     forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url})
     tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds)
+    workers = [asyncio.create_task(job) for job in BulkWorker(runtime, forwarder).tasks()]
     try:
         yield {"forwarder": forwarder, "tokens": tokens, "key_cache": KeyCache()}
     finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         await forwarder.close()
 
 
-ROUTERS = [api.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router, resources_api.router,
-           sign_in.user_portal, sign_in.admin_portal]
+ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
+           resources_api.router, sign_in.user_portal, sign_in.admin_portal]
 
 SPEC = ServiceSpec(
     name="gateway",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
 from mfaplane_gateway.api import IdempotencyKey
-from mfaplane_gateway.auth import Admin, Caller
+from mfaplane_gateway.auth import Admin
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
 
@@ -32,10 +32,10 @@ class RequirePeriod(BaseModel):
     )
 
 
-async def send_enrollment_command(forward: Forwarder, caller: Caller, scope: str, principal_id: uuid.UUID,
+async def send_enrollment_command(forward: Forwarder, actor: str, scope: str, principal_id: uuid.UUID,
                                   action: str, body: dict, idempotency_key: str | None = None) -> Receipt:
     path = f"/enrollments/{scope}/{principal_id}/{action}"
-    return receipt(await forward.send("mfa", "POST", path, caller.actor, body, idempotency_key))
+    return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key))
 
 
 def enrollment_router(collection: str, scope: str, tag: str) -> APIRouter:
@@ -44,25 +44,25 @@ def enrollment_router(collection: str, scope: str, tag: str) -> APIRouter:
     @router.post("/require")
     async def require_mfa(principal_id: uuid.UUID, body: RequirePeriod, caller: Admin, forward: ForwarderDep,
                           idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller, scope, principal_id, "require", body.model_dump(),
+        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "require", body.model_dump(),
                                              idempotency_key)
 
     @router.post("/remove-requirement")
     async def remove_mfa_requirement(principal_id: uuid.UUID, caller: Admin, forward: ForwarderDep,
                                      idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller, scope, principal_id, "remove-requirement", {},
+        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "remove-requirement", {},
                                              idempotency_key)
 
     @router.post("/extend")
     async def extend_enrollment(principal_id: uuid.UUID, body: EnrollmentPeriod, caller: Admin,
                                 forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller, scope, principal_id, "extend", body.model_dump(),
+        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "extend", body.model_dump(),
                                              idempotency_key)
 
     @router.post("/reset")
     async def reset_mfa(principal_id: uuid.UUID, body: EnrollmentPeriod, caller: Admin, forward: ForwarderDep,
                         idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller, scope, principal_id, "reset", body.model_dump(),
+        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "reset", body.model_dump(),
                                              idempotency_key)
 
     return router

@@ -82,7 +82,7 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
     where = flt.where(params)
     if cursor:
         value, principal = decode_cursor(cursor)
-        params += [value, principal]
+        params += [datetime.fromisoformat(value) if sql_type == "timestamptz" else value, principal]
         where += f" AND ({expression}, principal_id) > (${len(params) - 1}::{sql_type}, ${len(params)})"
     params.append(limit + 1)
     rows = await conn.fetch(
