@@ -29,5 +29,8 @@ test-containers: $(STAMP)
 schemas: $(STAMP)
 	$(UV) run --frozen python -m mfaplane_contracts.generate
 
+openapi: $(STAMP)
+	$(UV) run --frozen python -m mfaplane_gateway openapi > services/gateway/openapi.json
+
 clean:
 	rm -rf .data

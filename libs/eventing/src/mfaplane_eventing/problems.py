@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from mfaplane_eventing.aggregate import Rejected
@@ -17,14 +18,36 @@ MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
 
 
+class Problem(BaseModel):
+    """RFC 9457 problem details; `code` is the stable identifier that `type` ends with."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"description": "The request was refused", "model": Problem,
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+    "5XX": {"description": "A service is unavailable; retry after Retry-After seconds", "model": Problem,
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+}
+
+
 def problem_type(code: str) -> str:
     return f"urn:mfaplane:problem:{code}"
 
 
+def problem_body(status: int, code: str, title: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    return {"type": problem_type(code), "title": title, "status": status, "detail": detail, "code": code,
+            **extensions}
+
+
 def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
             **extensions: Any) -> JSONResponse:
-    body = {"type": problem_type(code), "title": title, "status": status, "detail": detail, "code": code}
-    body.update(extensions)
+    body = problem_body(status, code, title, detail, **extensions)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 

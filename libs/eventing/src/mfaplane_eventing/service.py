@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import sys
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -26,12 +28,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mfaplane_contracts.topics import Topic
 from mfaplane_eventing import clock as clocks
 from mfaplane_eventing import db, logs, problems
+from mfaplane_eventing.body_limit import BodyLimit
 from mfaplane_eventing.consumer import Consumer, Handler
 from mfaplane_eventing.event_store import EventStore
 from mfaplane_eventing.outbox_relay import OutboxRelay
 from mfaplane_eventing.settings import ServiceSettings, load
 
 log = logging.getLogger(__name__)
+API_VERSION = "1.0.0"
 READY_TIMEOUT_SECONDS = 2.0
 BROKER_RETRY_SECONDS = 1.0
 
@@ -127,14 +131,25 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
             await producer.stop()
             await pool.close()
 
-    app = FastAPI(title=f"mfaplane {spec.name}", lifespan=lifespan)
+    return http_app(spec, settings.max_request_bytes, lifespan)
+
+
+def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) -> FastAPI:
+    """The service's HTTP surface; without a lifespan it only serves to describe the API (OpenAPI)."""
+    app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan)
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     for router in spec.routers:
-        app.include_router(router)
+        app.include_router(router, responses=problems.ERROR_RESPONSES)
     app.add_api_route("/healthz", lambda: {"status": "alive"}, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", _readiness, methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
     return app
+
+
+def openapi_document(spec: ServiceSpec) -> str:
+    document = http_app(spec, ServiceSettings.model_fields["max_request_bytes"].default).openapi()
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 async def _readiness(runtime: RuntimeDep) -> JSONResponse:
@@ -178,6 +193,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service")
     sub.add_parser("migrate", help="apply database migrations (safe to rerun)")
+    sub.add_parser("openapi", help="print the OpenAPI document of the service's HTTP API")
     republish = sub.add_parser("republish", help="publish stored events again, from a position on")
     republish.add_argument("--from-position", type=int, default=1)
     for name, command in spec.commands.items():
@@ -185,6 +201,9 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         for flags, options in command.arguments:
             command_parser.add_argument(*flags, **options)
     args = parser.parse_args(argv)
+    if args.command == "openapi":
+        sys.stdout.write(openapi_document(spec))
+        return
     settings = load(spec.settings_type)
     logs.configure(spec.name, settings.log_level)
     if args.command == "serve":

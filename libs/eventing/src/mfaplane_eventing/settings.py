@@ -22,6 +22,7 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     relay_batch_size: int = 500
     consumer_max_retries: int = 5
+    max_request_bytes: int = 64 * 1024
     mfaplane_fake_clock_file: str | None = None
 
 

@@ -8,7 +8,6 @@ class GatewaySettings(ServiceSettings):
     identity_url: str
     mfa_url: str
     read_your_writes_timeout_seconds: float = 5.0
-    max_request_bytes: int = 65536
     # Signs sign-in challenges and session tokens; at least 32 random bytes, from a Secret.
     gateway_signing_key: str = Field(min_length=32, repr=False)
     challenge_ttl_seconds: int = 300
