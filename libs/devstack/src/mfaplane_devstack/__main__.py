@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from . import containers
 from .mail import RECEIVED_AT, envelope_recipients, read_mail
 from .stack import Stack, default_data_dir
 from .supervisor import ChildFailed
@@ -22,11 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--data-dir", type=Path, default=None, help="default: $MFAPLANE_DATA_DIR or <repo>/.data")
     run_parser.add_argument("--infra-only", action="store_true", help="PostgreSQL, Kafka and SMTP only")
     run_parser.add_argument("--gateway-port", type=int, default=None, help="default: a free port")
+    containers_parser = commands.add_parser("containers", help="run the test suite against servers in Docker")
+    containers_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     mail_parser = commands.add_parser("mail", help="list the mail caught by the local SMTP catcher")
     mail_parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.command == "mail":
         return list_mail(args.data_dir or default_data_dir())
+    if args.command == "containers":
+        return containers.run([a for a in args.pytest_args if a != "--"])
     return run(Stack(args.data_dir), infra_only=args.infra_only, gateway_port=args.gateway_port)
 
 
