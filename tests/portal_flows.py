@@ -9,6 +9,8 @@ import httpx
 import pyotp
 
 PASSWORD = "correct horse battery"
+# Every secret the tests were shown (TOTP keys, recovery codes); the final scan looks for them.
+SHOWN_SECRETS: list[str] = [PASSWORD]
 
 
 def ok(response: httpx.Response) -> Any:
@@ -46,6 +48,9 @@ def code_now(key_text: str, clock) -> str:
 async def set_up(portal: httpx.AsyncClient, challenge: str, clock, prefix: str = "/v1/portal") -> tuple[str, dict]:
     """Begins and confirms setup like an authenticator app would; returns the key and the answer."""
     material = ok(await portal.post(f"{prefix}/setup/begin", json={"challenge": challenge}))
+    SHOWN_SECRETS.append(material["key_text"].replace(" ", ""))
     answer = ok(await portal.post(f"{prefix}/setup/confirm",
                                   json={"challenge": challenge, "code": code_now(material["key_text"], clock)}))
+    SHOWN_SECRETS.extend(code.replace("-", "") for code in answer["recovery_codes"])
+    SHOWN_SECRETS.extend(answer["recovery_codes"])
     return material["key_text"], answer

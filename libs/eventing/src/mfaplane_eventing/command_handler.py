@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -14,7 +16,8 @@ from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict, EventStore
 
 S = TypeVar("S")
-ATTEMPTS = 5
+ATTEMPTS = 8
+CONFLICT_BACKOFF_SECONDS = 0.02
 
 
 async def execute(
@@ -53,6 +56,7 @@ async def execute(
         except ConcurrencyConflict:
             if not attempts_left:
                 raise
+            await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS))  # let the winner's readers pass
     raise ConcurrencyConflict(aggregate_id)  # only reached with ATTEMPTS == 0
 
 

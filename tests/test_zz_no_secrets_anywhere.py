@@ -1,0 +1,45 @@
+"""Last of the suite: no TOTP key, recovery code, password, password hash or API key appears in any
+Kafka message or any service log written during the run (named to run after the others)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from mfaplane_contracts.topics import ALL_TOPICS
+from portal_flows import SHOWN_SECRETS, new_user, set_up, sign_in
+
+FORBIDDEN_MARKERS = ("$argon2", "otpauth://")
+
+
+async def _every_message(bootstrap: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t.name, p) for t in ALL_TOPICS for p in range(t.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        values: list[bytes] = []
+        async with asyncio.timeout(60):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                batches = await consumer.getmany(timeout_ms=500)
+                values += [m.value or b"" for messages in batches.values() for m in messages]
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def test_no_secret_in_any_message_or_log(stack, admin, portal, clock, api_keys) -> None:
+    _, email = await new_user(admin, enrollment_days=7)  # at least one setup, even when run alone
+    await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
+    secrets = [s for s in SHOWN_SECRETS + list(api_keys.values()) if len(s) >= 8]
+    assert len(secrets) >= 13, "the scan must have secrets to look for"
+
+    messages = await _every_message(stack.infra.kafka_bootstrap)
+    logs = {path.name: path.read_bytes() for path in stack.supervisor.log_dir.glob("*.log")}
+    assert messages and logs
+    for source, text in [*(("kafka", m) for m in messages), *logs.items()]:
+        for secret in [*secrets, *FORBIDDEN_MARKERS]:
+            assert secret.encode() not in text, f"a secret appears in {source}"
