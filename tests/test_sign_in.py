@@ -134,7 +134,7 @@ async def test_systems_ask_for_a_code_only_from_users_who_set_up(admin, portal, 
     assert (await decide(off, with_setup))["decision"] == "allow"
 
 
-async def test_admin_portal_has_its_own_enrollment(admin, portal, clock) -> None:
+async def test_admin_portal_has_its_own_enrollment(admin, portal, gateway_as, clock) -> None:
     email = f"admin-{pyotp.random_base32()[:8].lower()}@example.com"
     admin_id = ok(await admin.post("/v1/admins", json={"email": email, "name": "Root", "password": PASSWORD}))[
         "aggregate_id"]
@@ -150,5 +150,16 @@ async def test_admin_portal_has_its_own_enrollment(admin, portal, clock) -> None
     clock.advance(STEP)
     step_one = await sign_in(portal, email, prefix="/v1/admin-portal")
     assert step_one["outcome"] == "mfa_required"
-    ok(await portal.post("/v1/admin-portal/verify", json={"challenge": step_one["challenge"],
-                                                          "code": code_now(key, clock)}))
+    signed_in = ok(await portal.post("/v1/admin-portal/verify", json={"challenge": step_one["challenge"],
+                                                                       "code": code_now(key, clock)}))
+
+    # The admin's session works as an admin credential for the admin API (what the admin console uses).
+    as_admin = gateway_as(None)
+    as_admin.headers["Authorization"] = f"Bearer {signed_in['session']}"
+    created = ok(await as_admin.post("/v1/users", json={"email": f"by-{email}", "name": "Made by admin",
+                                                        "password": PASSWORD}))
+    assert created["version"] == 1
+    user_session = (await sign_in(portal, f"by-{email}"))["session"]
+    as_user = gateway_as(None)
+    as_user.headers["Authorization"] = f"Bearer {user_session}"
+    problem(await as_user.get("/v1/users"), 401, "unauthenticated")

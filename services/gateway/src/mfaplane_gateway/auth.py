@@ -1,5 +1,9 @@
 """API keys and roles: every /v1 endpoint declares which roles may call it.
 
+Callers present `Authorization: Bearer <token>`. A token is either an API key (`mfp_...`) with a
+role, or the session token of an admin signed in to the admin portal (with the admin's own MFA),
+which acts with the `admin` role and is recorded as that admin.
+
 Keys are checked by the identity service, which alone holds their hashes. A verified key is
 remembered for a few seconds (keyed by a hash of the key, never the key) so a busy portal does not
 cost a round trip per request; a revocation takes effect within that time.
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,18 +23,15 @@ from mfaplane_eventing.aggregate import Rejected
 from mfaplane_gateway.forwarding import Forwarder
 
 CACHE_SECONDS = 5.0
+PREFIX = "mfp_"  # the API key format of the identity service
 ROLES = ("admin", "auditor", "portal", "system_agent")
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mfp_...`")
 
 
 @dataclass(frozen=True)
 class Caller:
-    key_id: uuid.UUID
     role: str
-
-    @property
-    def actor(self) -> str:
-        return f"api_key:{self.key_id}"
+    actor: str  # recorded on every event the call causes: api_key:<id> or admin:<id>
 
 
 class KeyCache:
@@ -44,7 +44,7 @@ class KeyCache:
         if entry and entry[0] > time.monotonic():
             return entry[1]
         answer = await forward.send("identity", "POST", "/api-keys/verify", "gateway:auth", {"key": key})
-        caller = Caller(uuid.UUID(answer["key_id"]), answer["role"])
+        caller = Caller(answer["role"], f"api_key:{answer['key_id']}")
         self._entries[digest] = (time.monotonic() + CACHE_SECONDS, caller)
         return caller
 
@@ -60,15 +60,29 @@ class Roles:
                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Rejected("unauthenticated", "An API key is required: Authorization: Bearer <key>.", 401)
-        try:
-            caller = await request.app.state.key_cache.caller(request.app.state.forwarder, credentials.credentials)
-        except Rejected as refused:
-            if refused.status == 503:
-                raise
-            raise Rejected("unauthenticated", "The API key is unknown or revoked.", 401) from None
+        token = credentials.credentials
+        caller = await (_by_api_key(request, token) if token.startswith(PREFIX) else _by_admin_session(request, token))
         if caller.role not in self.roles:
             raise Rejected("forbidden", f"This operation needs one of the roles: {', '.join(self.roles)}.", 403)
         return caller
+
+
+async def _by_api_key(request: Request, key: str) -> Caller:
+    try:
+        return await request.app.state.key_cache.caller(request.app.state.forwarder, key)
+    except Rejected as refused:
+        if refused.status == 503:
+            raise
+        raise Rejected("unauthenticated", "The API key is unknown or revoked.", 401) from None
+
+
+async def _by_admin_session(request: Request, token: str) -> Caller:
+    runtime = request.app.state.runtime
+    try:
+        session = await request.app.state.tokens.session(runtime.pool, token, "admin", runtime.clock.now())
+    except Rejected:
+        raise Rejected("unauthenticated", "The API key or admin session is invalid or expired.", 401) from None
+    return Caller("admin", f"admin:{session['principal_id']}")
 
 
 Admin = Annotated[Caller, Depends(Roles("admin"))]
