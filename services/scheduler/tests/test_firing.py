@@ -15,7 +15,7 @@ from mfaplane_contracts.envelope import Envelope
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.event_store import EventStore
-from mfaplane_scheduler.firing import fire_due
+from mfaplane_scheduler.firing import CLAIM_DUE, fire_due
 from mfaplane_scheduler.timer_updates import handler
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -100,3 +100,27 @@ async def test_concurrent_replicas_fire_each_timer_exactly_once(store) -> None:
         [f"user_portal:{p}" for p in principals],
     )
     assert len(counts) == 200 and {row["n"] for row in counts} == {2}
+
+
+async def test_claiming_due_timers_reads_the_index_not_every_pending_timer(store) -> None:
+    """100,000 pending timers: the claim walks the due_at index from the start and stops at the limit."""
+    await store.pool.execute(
+        "INSERT INTO deadline_timers (enrollment_id, timer, principal_id, scope, deadline, due_at) "
+        "SELECT 'load:' || i, 'expiry', gen_random_uuid(), 'user_portal', $1::timestamptz + i * interval '1 second', "
+        "$1::timestamptz + i * interval '1 second' FROM generate_series(1, 100000) AS i",
+        NOW + 400 * DAY,
+    )
+    await store.pool.execute("ANALYZE deadline_timers")
+    plan = await store.pool.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {CLAIM_DUE}", NOW + 401 * DAY, 100)
+    root = plan[0]["Plan"]
+    scans = list(_nodes(root))
+    index_scans = [n for n in scans if n.get("Index Name") == "deadline_timers_due"]
+    assert index_scans, f"expected the due_at index, got {[n['Node Type'] for n in scans]}"
+    assert all(n["Actual Rows"] <= 100 for n in index_scans), "no more rows read than the batch takes"
+    await store.pool.execute("DELETE FROM deadline_timers WHERE enrollment_id LIKE 'load:%'")
+
+
+def _nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)

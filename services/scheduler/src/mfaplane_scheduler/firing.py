@@ -24,13 +24,15 @@ log = logging.getLogger(__name__)
 ACTOR = "system:scheduler"
 
 
+CLAIM_DUE = (
+    "SELECT enrollment_id, timer, principal_id, scope, deadline, due_at FROM deadline_timers "
+    "WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+)
+
+
 async def fire_due(store: EventStore, now, batch_size: int) -> int:
     async with store.pool.acquire() as conn, conn.transaction():
-        due = await conn.fetch(
-            "SELECT enrollment_id, timer, principal_id, scope, deadline, due_at FROM deadline_timers "
-            "WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-            now, batch_size,
-        )
+        due = await conn.fetch(CLAIM_DUE, now, batch_size)
         for timer in due:
             await _fire(conn, store, timer)
         return len(due)
