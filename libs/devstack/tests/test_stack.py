@@ -86,6 +86,17 @@ def test_services_are_migrated_started_restarted_and_stopped(tmp_path: Path) -> 
     assert not alive(stack.supervisor.pid("fakesvc"))
 
 
+def test_the_reference_portal_key_is_made_once_per_data_folder(tmp_path: Path, monkeypatch) -> None:
+    stack = Stack(tmp_path, environ={})
+    made: list[tuple[str, str]] = []
+    monkeypatch.setattr(stack, "create_api_key", lambda role, name: made.append((role, name)) or "mfp_made_once")
+
+    assert stack.reference_portal_key() == "mfp_made_once"
+    assert Stack(tmp_path, environ={}).reference_portal_key() == "mfp_made_once"  # `make run` again
+    assert made == [("portal", "reference portals")]
+    assert (tmp_path / "reference-portal-key").stat().st_mode & 0o077 == 0
+
+
 def _stack_with_fake_infra(tmp_path: Path) -> Stack:
     stack = Stack(tmp_path, environ={})
     stack.infra = Infra("postgresql://postgres@127.0.0.1:5432/postgres", "127.0.0.1:9092", "127.0.0.1", 2525, None)

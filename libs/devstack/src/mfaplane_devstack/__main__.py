@@ -86,7 +86,8 @@ def describe(stack: Stack) -> dict[str, str]:
     summary = {}
     if stack.ports:
         gateway = stack.url("gateway")
-        summary |= {"gateway": gateway, "api_docs": f"{gateway}/docs", "user_portal": f"{gateway}/portal"}
+        summary |= {"gateway": gateway, "api_docs": f"{gateway}/docs", "user_portal": f"{gateway}/portal",
+                    "admin_console": f"{gateway}/admin"}
     summary |= {
         "mail": str(infra.maildir) if infra.maildir else f"external {infra.smtp_url}",
         "smtp": infra.smtp_url,
@@ -98,7 +99,7 @@ def describe(stack: Stack) -> dict[str, str]:
 
 
 def render(summary: dict[str, str]) -> str:
-    lines = [f"  {key:<12} {value}" for key, value in summary.items()]
+    lines = [f"  {key:<14} {value}" for key, value in summary.items()]
     return "\n".join(["mfaplane is running (Ctrl-C stops everything):", *lines])
 
 

@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, projector, resources_api, sign_in
+from mfaplane_gateway import audit_api, audit_verify, read_models, reference_portals, replay
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -17,6 +19,7 @@ from mfaplane_gateway.settings import GatewaySettings
 @contextlib.asynccontextmanager
 async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     s = runtime.settings
+    await read_models.refresh(runtime.pool)
     forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url})
     tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds)
     workers = [asyncio.create_task(job) for job in BulkWorker(runtime, forwarder).tasks()]
@@ -30,16 +33,19 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
 
 
 ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
-           resources_api.router, sign_in.user_portal, sign_in.admin_portal]
+           resources_api.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
+           reference_portals.router]
 
 SPEC = ServiceSpec(
     name="gateway",
     settings_type=GatewaySettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=EVENT_TOPICS,
-    handler=lambda runtime: projector.handle,
+    handler=lambda runtime: functools.partial(projector.handle, clock=runtime.clock),
     routers=ROUTERS,
+    background=lambda runtime: [read_models.keep_current(runtime.pool)],
     state=gateway_state,
+    commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},
 )
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ def link_hash(seq: int, prev_hash: str, envelope: dict[str, Any]) -> str:
     return hashlib.sha256(f"{seq}|{prev_hash}|{canonical(envelope)}".encode()).hexdigest()
 
 
-async def append(conn: asyncpg.Connection, envelope: Envelope) -> None:
+async def lock(conn: asyncpg.Connection) -> None:
+    """Holds the chain's head until the transaction ends (also how a replay's switch pauses the projector)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-audit-log'))")
+
+
+async def append(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    await lock(conn)
     head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
     seq, prev_hash = (head["seq"] + 1, head["hash"]) if head else (1, GENESIS)
     document = envelope.model_dump(mode="json")
@@ -50,21 +55,32 @@ class BrokenLink:
     reason: str
 
 
-def verify(records: Iterable[tuple[int, str, str, dict[str, Any]]]) -> BrokenLink | None:
-    """Checks (seq, prev_hash, hash, envelope) records in order; returns the first broken link."""
-    expected_seq, expected_prev = 1, GENESIS
-    for seq, prev_hash, digest, envelope in records:
-        if seq != expected_seq:
-            return BrokenLink(expected_seq, f"record {expected_seq} is missing (found {seq})")
-        if prev_hash != expected_prev:
+class Chain:
+    """Checks records one at a time, in order, so a chain of any length is verified in constant memory."""
+
+    def __init__(self) -> None:
+        self.seq, self.head = 0, GENESIS
+
+    def check(self, seq: int, prev_hash: str, digest: str, envelope: dict[str, Any]) -> BrokenLink | None:
+        expected = self.seq + 1
+        if seq != expected:
+            return BrokenLink(expected, f"record {expected} is missing (found {seq})")
+        if prev_hash != self.head:
             return BrokenLink(seq, "does not follow the previous record")
         if link_hash(seq, prev_hash, envelope) != digest:
             return BrokenLink(seq, "content does not match its hash")
-        expected_seq, expected_prev = seq + 1, digest
-    return None
+        self.seq, self.head = seq, digest
+        return None
 
 
-async def stored_records(pool: asyncpg.Pool, batch: int = 5000) -> AsyncIterator[tuple[int, str, str, dict]]:
+def verify(records: Iterable[tuple[int, str, str, dict[str, Any]]]) -> BrokenLink | None:
+    """Checks (seq, prev_hash, hash, envelope) records in order; returns the first broken link."""
+    chain = Chain()
+    return next((broken for record in records if (broken := chain.check(*record))), None)
+
+
+async def stored_records(pool: asyncpg.Pool | asyncpg.Connection,
+                         batch: int = 5000) -> AsyncIterator[tuple[int, str, str, dict]]:
     after = 0
     while rows := await pool.fetch(
         "SELECT seq, prev_hash, hash, envelope FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2", after, batch

@@ -17,8 +17,11 @@ from mfaplane_contracts.commands import CODE_PATTERN
 from mfaplane_contracts.identity_events import ResourceKind
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway import read_your_writes
+from mfaplane_gateway.api import ConsistentWith
 from mfaplane_gateway.auth import Admin, Reader, SystemAgent
 from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.projector import LIVE_TABLES
 from mfaplane_gateway.receipts import Receipt, receipt
 
 router = APIRouter(prefix="/v1/systems", tags=["systems and applications"])
@@ -73,9 +76,10 @@ async def register(body: NewResource, caller: Admin, forward: ForwarderDep) -> R
 
 @router.get("")
 async def list_resources(runtime: RuntimeDep, _: Reader, kind: ResourceKind | None = None,
-                         mfa_enabled: bool | None = None) -> list[Resource]:
+                         mfa_enabled: bool | None = None, consistent_with: ConsistentWith = None) -> list[Resource]:
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
     rows = await runtime.pool.fetch(
-        "SELECT system_id, name, kind, mfa_enabled FROM resources_v1 WHERE name IS NOT NULL "
+        f"SELECT system_id, name, kind, mfa_enabled FROM {LIVE_TABLES['resources']} WHERE name IS NOT NULL "
         "AND ($1::text IS NULL OR kind = $1) AND ($2::boolean IS NULL OR mfa_enabled = $2) ORDER BY lower(name)",
         kind, mfa_enabled,
     )
@@ -104,7 +108,8 @@ async def switch_mfa_in_bulk(body: BulkMFASwitch, caller: Admin, forward: Forwar
 @router.post("/{system_id}/authorize")
 async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, _: SystemAgent, runtime: RuntimeDep,
                     forward: ForwarderDep) -> Decision:
-    enabled = await runtime.pool.fetchval("SELECT mfa_enabled FROM resources_v1 WHERE system_id = $1", system_id)
+    enabled = await runtime.pool.fetchval(f"SELECT mfa_enabled FROM {LIVE_TABLES['resources']} WHERE system_id = $1",
+                                          system_id)
     if enabled is None:
         raise Rejected("system_not_found", "No such system or application.", 404)
     try:

@@ -1,0 +1,258 @@
+// The sign-in flow of both portals (rules 7, 8, 11): email and password, then by the answer's outcome
+// a code, the dismissable setup prompt, required setup, or the locked-out page; setup shows the QR
+// code, the key for typing, asks for the first code and shows the recovery codes once.
+
+import { busy, codeTimer, copyButton, days, errorBox, field, focusHeading, formatDate, h } from "./ui.js";
+
+const CODE = /^[0-9A-Za-z-]{6,32}$/;
+const RESTART = new Set(["invalid_challenge", "setup_superseded", "no_setup_in_progress"]);
+
+function message(error) {
+  switch (error.code) {
+    case "invalid_credentials": return "The email address or password is not correct.";
+    case "invalid_challenge": return "Your sign-in took too long. Please sign in again.";
+    case "invalid_code":
+      return "That code is not correct, has expired or was already used. Wait for the next code in your app and try again.";
+    case "unauthenticated": return "This portal's API key is not accepted by the gateway. Ask your administrator.";
+    default: return error.message;
+  }
+}
+
+export class SignIn {
+  /**
+   * root: where the flow renders; api: an Api with the portal key; prefix: "/portal" or "/admin-portal";
+   * product: "the user portal" or "the admin console"; onSignedIn({session, daysRemaining, dismissed, setUp}).
+   */
+  constructor({ root, api, prefix, product, onSignedIn }) {
+    Object.assign(this, { root, api, prefix, product, onSignedIn });
+    this.cleanups = [];
+  }
+
+  show(...nodes) {
+    this.cleanups.splice(0).forEach((stop) => stop());
+    const card = h("section", { class: "card" }, nodes);
+    this.root.replaceChildren(card);
+    return card;
+  }
+
+  timer() {
+    const t = codeTimer();
+    this.cleanups.push(t.stop);
+    return t.el;
+  }
+
+  done(result) {
+    this.cleanups.splice(0).forEach((stop) => stop());
+    this.onSignedIn({ ...result, email: this.email });
+  }
+
+  /** Step one. `note` is shown above the form (e.g. "You are signed out."). */
+  start(note, { focusForm = false } = {}) {
+    const error = errorBox();
+    const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true, spellcheck: "false" });
+    const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true });
+    const form = h("form", { novalidate: true, "aria-labelledby": "sign-in-heading" },
+      field("Email address", email), field("Password", password), error,
+      h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      error.clear();
+      if (!email.value.trim() || !password.value) {
+        error.show("Enter your email address and your password.");
+        (email.value.trim() ? password : email).focus();
+        return;
+      }
+      busy(form, async () => {
+        try {
+          this.email = email.value.trim();
+          const answer = await this.api.post(`${this.prefix}/sign-in`, { email: this.email, password: password.value });
+          this.outcome(answer);
+        } catch (failure) {
+          error.show(message(failure));
+          password.value = "";
+          password.focus();
+        }
+      });
+    });
+    const card = this.show(h("h1", { id: "sign-in-heading" }, `Sign in to ${this.product}`),
+      note ? h("p", { class: "status", role: "status" }, note) : null, form);
+    if (focusForm) email.focus(); else focusHeading(card);
+  }
+
+  outcome(answer) {
+    switch (answer.outcome) {
+      case "signed_in": return this.done({ session: answer.session });
+      case "mfa_required": return this.codeStep(answer.challenge);
+      case "enrollment_prompt": return this.promptStep(answer);
+      case "setup_required": return this.setupRequiredStep(answer.challenge);
+      case "locked_out": return this.lockedStep(answer);
+      default: return this.start(`Unexpected answer from the gateway: ${answer.outcome}.`);
+    }
+  }
+
+  failed(failure, error, input) {
+    if (RESTART.has(failure.code)) return this.start(message(failure));
+    error.show(message(failure));
+    if (input) {
+      input.value = "";
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+    return undefined;
+  }
+
+  /** `numeric`: a TOTP code only (setup); otherwise recovery codes (letters) are welcome too. */
+  codeInput(numeric = false) {
+    return h("input", {
+      type: "text", name: "code", class: "code", inputmode: numeric ? "numeric" : "text", autocomplete: "one-time-code",
+      maxlength: "32", required: true, spellcheck: "false",
+    });
+  }
+
+  /** Reads a code field; says what is wrong with it. */
+  code(input, error) {
+    const code = input.value.replace(/\s+/g, "");
+    if (!CODE.test(code)) {
+      error.show("Enter the 6-digit code from your authenticator app.");
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      return null;
+    }
+    input.removeAttribute("aria-invalid");
+    return code;
+  }
+
+  codeStep(challenge) {
+    const error = errorBox();
+    const input = this.codeInput();
+    const form = h("form", { novalidate: true },
+      field("Verification code", input, "The 6-digit code your authenticator app shows, or one of your recovery codes."),
+      this.timer(), error,
+      h("div", { class: "actions" }, h("button", { type: "submit" }, "Verify"),
+        h("button", { type: "button", class: "link", onclick: () => this.start() }, "Cancel")));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      error.clear();
+      const code = this.code(input, error);
+      if (code) {
+        busy(form, async () => {
+          try {
+            this.done({ session: (await this.api.post(`${this.prefix}/verify`, { challenge, code })).session });
+          } catch (failure) { this.failed(failure, error, input); }
+        });
+      }
+    });
+    const card = this.show(h("h1", {}, "Enter your verification code"),
+      h("p", {}, `Open your authenticator app and type the code it shows for ${this.product}.`), form);
+    focusHeading(card);
+  }
+
+  promptStep(answer) {
+    const error = errorBox();
+    const later = h("button", { type: "button", class: "secondary" }, "Not now");
+    const now = h("button", { type: "button", onclick: () => this.setupStep(answer.challenge) }, "Set up now");
+    later.addEventListener("click", () => busy(card, async () => {
+      try {
+        const done = await this.api.post(`${this.prefix}/dismiss-prompt`, { challenge: answer.challenge });
+        this.done({ session: done.session, daysRemaining: done.days_remaining, dismissed: true });
+      } catch (failure) { this.failed(failure, error); }
+    }));
+    const card = this.show(
+      h("h1", {}, "Set up multi-factor authentication"),
+      h("p", {}, `Your administrator requires multi-factor authentication (MFA) for ${this.product}. `,
+        "Each time you sign in you will also type a code from an authenticator app on your phone."),
+      h("p", { class: "notice" }, h("strong", {}, `${days(answer.days_remaining)} left`),
+        ` to set it up: until ${formatDate(answer.deadline)}. After that you are locked out until an administrator helps you.`),
+      h("p", {}, "You need an authenticator app, such as Google Authenticator, Microsoft Authenticator, FreeOTP or Aegis. ",
+        "You can set it up now or later, until the deadline."),
+      error, h("div", { class: "actions" }, now, later));
+    focusHeading(card);
+  }
+
+  setupRequiredStep(challenge) {
+    const card = this.show(
+      h("h1", {}, "Set up multi-factor authentication to continue"),
+      h("p", {}, `Your administrator requires multi-factor authentication (MFA) for ${this.product}, `,
+        "with no enrollment period: set it up now to sign in."),
+      h("p", {}, "You need an authenticator app, such as Google Authenticator, Microsoft Authenticator, FreeOTP or Aegis."),
+      h("div", { class: "actions" },
+        h("button", { type: "button", onclick: () => this.setupStep(challenge) }, "Set up now"),
+        h("button", { type: "button", class: "link", onclick: () => this.start() }, "Cancel")));
+    focusHeading(card);
+  }
+
+  lockedStep(answer) {
+    const card = this.show(
+      h("h1", {}, "You are locked out"),
+      h("p", { class: "error", role: "alert" }, answer.reason || "You cannot sign in now."),
+      answer.deadline ? h("p", {}, `Your MFA enrollment period ended on ${formatDate(answer.deadline)}.`) : null,
+      h("p", {}, "Contact your administrator. Once they extend your enrollment period, reset your MFA or remove the ",
+        "requirement, you can sign in again."),
+      h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", onclick: () => this.start() }, "Back to sign-in")));
+    focusHeading(card);
+  }
+
+  async setupStep(challenge) {
+    const loading = this.show(h("h1", {}, "Set up your authenticator app"), h("p", { role: "status" }, "Preparing your key…"));
+    focusHeading(loading);
+    let material;
+    try {
+      material = await this.api.post(`${this.prefix}/setup/begin`, { challenge });
+    } catch (failure) {
+      this.start(message(failure));
+      return;
+    }
+    const error = errorBox();
+    const input = this.codeInput(true);
+    const form = h("form", { novalidate: true },
+      field("First code from your app", input), this.timer(), error,
+      h("div", { class: "actions" }, h("button", { type: "submit" }, "Confirm and finish setup"),
+        h("button", { type: "button", class: "link", onclick: () => this.start() }, "Cancel")));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      error.clear();
+      const code = this.code(input, error);
+      if (code) {
+        busy(form, async () => {
+          try {
+            this.recoveryStep(await this.api.post(`${this.prefix}/setup/confirm`, { challenge, code }));
+          } catch (failure) { this.failed(failure, error, input); }
+        });
+      }
+    });
+    const key = h("code", { class: "key", id: "setup-key" }, material.key_text);
+    const card = this.show(
+      h("h1", {}, "Set up your authenticator app"),
+      h("ol", { class: "steps" },
+        h("li", {}, h("h2", {}, "Scan this QR code"),
+          h("p", {}, "In your authenticator app, choose to add an account and scan the code."),
+          h("img", { class: "qr", src: `data:image/png;base64,${material.qr_png_base64}`, width: "224", height: "224",
+            alt: "QR code that adds this account to an authenticator app. If you cannot scan it, type the key below." }),
+          h("p", {}, h("a", { href: material.otpauth_uri }, "Or open it in an authenticator app on this device"))),
+        h("li", {}, h("h2", {}, "Can't scan it? Type this key"),
+          h("p", { id: "key-label" }, "The key, in groups of four characters (spaces do not matter):"),
+          key, copyButton("Copy key", () => material.key_text.replace(/\s+/g, "")),
+          h("p", { class: "notice" }, h("strong", {}, "Keep this key safe. "),
+            "Store it somewhere private, such as a password manager: with it you can add your MFA to a new phone ",
+            "if you lose this one. Anyone who has it can make your codes.")),
+        h("li", {}, h("h2", {}, "Enter the first code"), h("p", {}, "Type the 6-digit code your app now shows."), form)));
+    key.setAttribute("aria-labelledby", "key-label");
+    focusHeading(card);
+  }
+
+  recoveryStep(answer) {
+    const codes = answer.recovery_codes;
+    const card = this.show(
+      h("h1", {}, "MFA setup is complete"),
+      h("p", { class: "success", role: "status" }, "From now on you will type a code from your app each time you sign in."),
+      h("h2", {}, "Your recovery codes"),
+      h("p", {}, "Each code signs you in once if you cannot use your phone. ",
+        h("strong", {}, "They are shown only this once: store them somewhere safe now.")),
+      h("ol", { class: "recovery-codes", id: "recovery-codes" }, codes.map((c) => h("li", {}, h("code", {}, c)))),
+      h("div", { class: "actions" }, copyButton("Copy recovery codes", () => codes.join("\n")),
+        h("button", { type: "button", onclick: () => this.done({ session: answer.session, setUp: true }) },
+          "I have stored my recovery codes: continue")));
+    focusHeading(card);
+  }
+}
