@@ -15,7 +15,7 @@ from mfaplane_contracts.envelope import Envelope
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.event_store import EventStore
-from mfaplane_scheduler.firing import CLAIM_DUE, fire_due
+from mfaplane_scheduler.firing import CLAIM_DUE, fire_due, timer_aggregate_id
 from mfaplane_scheduler.timer_updates import handler
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -48,7 +48,7 @@ def _required(principal: uuid.UUID, deadline: datetime) -> mfa.MFARequired:
 
 
 async def _fired(store: EventStore, principal: uuid.UUID) -> list[tuple[str, datetime, datetime]]:
-    events = await store.load(f"user_portal:{principal}")
+    events = await store.load(timer_aggregate_id(f"user_portal:{principal}"))
     return [(e.type, e.body().deadline, e.body().due_at) for e in events]
 
 
@@ -62,7 +62,8 @@ async def test_each_due_timer_fires_once_with_its_due_time(store) -> None:
     assert await _fired(store, principal) == [("EnrollmentExpiring", NOW + 7 * DAY, NOW + 6 * DAY)]
     await fire_due(store, NOW + 30 * DAY, 100)
     assert [f[0] for f in await _fired(store, principal)] == ["EnrollmentExpiring", "EnrollmentExpired"]
-    outbox = await store.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", f"user_portal:{principal}")
+    outbox = await store.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1",
+                                       timer_aggregate_id(f"user_portal:{principal}"))
     assert outbox == 2
 
 
@@ -97,7 +98,7 @@ async def test_concurrent_replicas_fire_each_timer_exactly_once(store) -> None:
         pass
     counts = await store.pool.fetch(
         "SELECT aggregate_id, count(*) AS n FROM events WHERE aggregate_id = ANY($1::text[]) GROUP BY 1",
-        [f"user_portal:{p}" for p in principals],
+        [timer_aggregate_id(f"user_portal:{p}") for p in principals],
     )
     assert len(counts) == 200 and {row["n"] for row in counts} == {2}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.identity_events import ApiRole
-from mfaplane_gateway.api import IdempotencyKey
+from mfaplane_gateway.api import IdempotencyKey, NewPrincipal
 from mfaplane_gateway.auth import Admin
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
@@ -18,12 +18,6 @@ router = APIRouter(prefix="/v1", tags=["admins and API keys"])
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class NewAdmin(Body):
-    email: EmailStr
-    name: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=8, max_length=256)
 
 
 class NewApiKey(Body):
@@ -38,7 +32,7 @@ class IssuedApiKey(Receipt):
 
 
 @router.post("/admins", status_code=201)
-async def create_admin(body: NewAdmin, caller: Admin, forward: ForwarderDep,
+async def create_admin(body: NewPrincipal, caller: Admin, forward: ForwarderDep,
                        idempotency_key: IdempotencyKey = None) -> Receipt:
     return receipt(await forward.send("identity", "POST", "/admins", caller.actor, body.model_dump(), idempotency_key))
 

@@ -35,7 +35,9 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NewUser(Body):
+class NewPrincipal(Body):
+    """A new user or admin."""
+
     email: EmailStr
     name: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=8, max_length=256)
@@ -93,7 +95,7 @@ UserFilterDep = Annotated[PrincipalFilter, Depends(user_filter)]
 
 
 @router.post("/users", status_code=201, tags=["users"])
-async def create_user(body: NewUser, caller: Admin, forward: ForwarderDep,
+async def create_user(body: NewPrincipal, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
     return receipt(await forward.send("identity", "POST", "/users", caller.actor, body.model_dump(), idempotency_key))
 

@@ -90,35 +90,36 @@ def _receipt(scope: Scope, principal_id: uuid.UUID, result: AppendResult) -> dic
             "event_ids": [e.event_id for e in result.events], "duplicate": result.duplicate}
 
 
+async def _receipt_of(run: EnrollmentCommands, command: c.Command, cause: Cause) -> CommandReceipt:
+    result, _ = await run(command, cause)
+    return CommandReceipt(**_receipt(command.scope, command.principal_id, result))
+
+
 @router.post("/require")
 async def require(scope: Scope, principal_id: uuid.UUID, body: RequireBody, cause: CauseDep,
                   run: CommandsDep) -> CommandReceipt:
-    command = c.RequireMFA(**_fields(scope, principal_id, cause), enrollment_days=body.enrollment_days)
-    result, _ = await run(command, cause)
-    return CommandReceipt(**_receipt(scope, principal_id, result))
+    fields = _fields(scope, principal_id, cause)
+    return await _receipt_of(run, c.RequireMFA(**fields, enrollment_days=body.enrollment_days), cause)
 
 
 @router.post("/remove-requirement")
 async def remove_requirement(scope: Scope, principal_id: uuid.UUID, cause: CauseDep,
                              run: CommandsDep) -> CommandReceipt:
-    result, _ = await run(c.RemoveMFARequirement(**_fields(scope, principal_id, cause)), cause)
-    return CommandReceipt(**_receipt(scope, principal_id, result))
+    return await _receipt_of(run, c.RemoveMFARequirement(**_fields(scope, principal_id, cause)), cause)
 
 
 @router.post("/extend")
 async def extend(scope: Scope, principal_id: uuid.UUID, body: PeriodBody, cause: CauseDep,
                  run: CommandsDep) -> CommandReceipt:
-    command = c.ExtendEnrollment(**_fields(scope, principal_id, cause), enrollment_days=body.enrollment_days)
-    result, _ = await run(command, cause)
-    return CommandReceipt(**_receipt(scope, principal_id, result))
+    fields = _fields(scope, principal_id, cause)
+    return await _receipt_of(run, c.ExtendEnrollment(**fields, enrollment_days=body.enrollment_days), cause)
 
 
 @router.post("/reset")
 async def reset(scope: Scope, principal_id: uuid.UUID, body: PeriodBody, cause: CauseDep,
                 run: CommandsDep) -> CommandReceipt:
-    command = c.ResetMFA(**_fields(scope, principal_id, cause), enrollment_days=body.enrollment_days)
-    result, _ = await run(command, cause)
-    return CommandReceipt(**_receipt(scope, principal_id, result))
+    fields = _fields(scope, principal_id, cause)
+    return await _receipt_of(run, c.ResetMFA(**fields, enrollment_days=body.enrollment_days), cause)
 
 
 @router.post("/begin-setup")
@@ -143,8 +144,7 @@ async def confirm_setup(scope: Scope, principal_id: uuid.UUID, body: CodeBody, c
 @router.post("/verify")
 async def verify(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: CauseDep,
                  run: CommandsDep) -> CommandReceipt:
-    result, _ = await run(c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
-    return CommandReceipt(**_receipt(scope, principal_id, result))
+    return await _receipt_of(run, c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
 
 
 @router.post("/dismiss-prompt")

@@ -42,12 +42,18 @@ async def _fire(conn: asyncpg.Connection, store: EventStore, timer: asyncpg.Reco
     kind = EnrollmentExpired if timer["timer"] == EXPIRY else EnrollmentExpiring
     event = kind(principal_id=timer["principal_id"], scope=timer["scope"], deadline=timer["deadline"],
                  due_at=timer["due_at"])
-    aggregate_id = timer["enrollment_id"]
+    aggregate_id = timer_aggregate_id(timer["enrollment_id"])
     version = await conn.fetchval("SELECT coalesce(max(aggregate_version), 0) FROM events WHERE aggregate_id = $1",
                                   aggregate_id)
     await store.append(aggregate_id, version, [event], Cause(actor=ACTOR, correlation_id=uuid.uuid4()), conn=conn)
     await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = $1 AND timer = $2",
-                       aggregate_id, timer["timer"])
+                       timer["enrollment_id"], timer["timer"])
+
+
+def timer_aggregate_id(enrollment_id: str) -> str:
+    """The deadline timers of an enrollment are their own aggregate, with their own versions: sharing
+    the enrollment's id would mix two version sequences wherever versions are compared."""
+    return f"deadline_timer:{enrollment_id}"
 
 
 async def run(runtime: Runtime) -> None:
