@@ -44,7 +44,14 @@ def test_enrollment_state_follows_the_events() -> None:
     ("required", DEADLINE, None, False),
 ])
 def test_an_email_is_sent_only_while_its_state_still_holds(kind, deadline, enrollment, expected) -> None:
-    assert still_holds(kind, deadline, enrollment) is expected
+    assert still_holds(kind, deadline, enrollment, NOW) is expected
+
+
+def test_a_reminder_due_before_a_deadline_that_has_passed_is_not_sent() -> None:
+    # the scheduler or the notifier was down over the deadline: the late expiry mail is what holds
+    assert still_holds("reminder", DEADLINE, ENROLLING, DEADLINE - timedelta(seconds=1)) is True
+    assert still_holds("reminder", DEADLINE, ENROLLING, DEADLINE) is False
+    assert still_holds("expired", DEADLINE, ENROLLING, DEADLINE + timedelta(days=3)) is True
 
 
 def test_required_email_has_name_deadline_days_and_link_in_both_parts() -> None:

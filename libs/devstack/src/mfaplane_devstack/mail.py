@@ -6,6 +6,10 @@ envelope recipients) and `X-Catcher-Received` (ISO time of receipt), added on re
 Fault mode: while the file `<maildir>/smtp-fault` exists, the catcher refuses every message at
 DATA with the SMTP reply written in it (default: a 451 temporary failure, so senders must retry
 later; write a 5xx reply for a permanent failure). It is read per message: no restart needed.
+
+Refused recipients: `refuse_recipient(maildir, address, reply)` makes the catcher answer RCPT TO
+for that one address with `reply` (default a permanent 550 "no such mailbox"; a 4xx reply refuses
+it for now), while mail to everyone else is stored. `clear_refusals` ends it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
+
 from .supervisor import ChildSpec, Supervisor, free_port, tcp_open
 
 FAULT_FILE = "smtp-fault"
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure (injected by the mfaplane SMTP catcher)"
+REFUSED_FILE = "smtp-refused-recipients"
+NO_SUCH_MAILBOX = "550 5.1.1 No such mailbox (injected by the mfaplane SMTP catcher)"
 ENVELOPE_FROM = "X-Envelope-From"
 ENVELOPE_TO = "X-Envelope-To"
 RECEIVED_AT = "X-Catcher-Received"
@@ -64,11 +72,42 @@ def current_fault(maildir: Path) -> str | None:
         return None
 
 
+def refuse_recipient(maildir: Path, address: str, reply: str = NO_SUCH_MAILBOX) -> None:
+    """Answer RCPT TO for `address` (case-insensitive) with `reply` from now on; others are accepted."""
+    if not _SMTP_REPLY.match(reply):
+        raise ValueError(f"not an SMTP reply: {reply!r}")
+    if not address or any(c.isspace() for c in address):
+        raise ValueError(f"not an address: {address!r}")
+    Path(maildir).mkdir(parents=True, exist_ok=True)
+    with open(Path(maildir) / REFUSED_FILE, "a") as refusals:
+        refusals.write(f"{address.lower()} {reply}\n")
+
+
+def clear_refusals(maildir: Path) -> None:
+    (Path(maildir) / REFUSED_FILE).unlink(missing_ok=True)
+
+
+def current_refusal(maildir: Path, address: str) -> str | None:
+    """The reply RCPT TO `address` gets now, when it is refused (the latest refusal of it wins)."""
+    try:
+        lines = (Path(maildir) / REFUSED_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    wanted, found = address.strip().strip("<>").lower(), None
+    for line in lines:
+        refused, _, reply = line.partition(" ")
+        if refused == wanted and reply:
+            found = reply
+    return found
+
+
 # -- reading ------------------------------------------------------------------------------
 
 
-def read_mail(maildir: Path) -> list[EmailMessage]:
-    """Every stored message, oldest first."""
+def read_mail(maildir: Path | str) -> list[EmailMessage]:
+    """Every stored message, oldest first: from the catcher's Maildir, or from a Mailpit API URL."""
+    if str(maildir).startswith(("http://", "https://")):
+        return _read_mailpit(str(maildir))
     if not (Path(maildir) / "new").is_dir():
         return []
     box = mailbox.Maildir(maildir, create=False)
@@ -79,6 +118,20 @@ def read_mail(maildir: Path) -> list[EmailMessage]:
         except (KeyError, FileNotFoundError):  # moved or deleted by a mail client meanwhile
             continue
         messages.append(email.message_from_bytes(raw, policy=email.policy.default))
+    return sorted(messages, key=lambda message: str(message.get(RECEIVED_AT, "")))
+
+
+def _read_mailpit(api: str) -> list[EmailMessage]:
+    """Mail caught by Mailpit (make test-containers), with the same envelope headers as the catcher's."""
+    with httpx.Client(base_url=api.rstrip("/"), timeout=10) as mailpit:
+        summaries = mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
+        messages = []
+        for summary in summaries:
+            message = email.message_from_bytes(mailpit.get(f"/api/v1/message/{summary['ID']}/raw").content,
+                                               policy=email.policy.default)
+            message[ENVELOPE_TO] = ", ".join(r["Address"] for r in summary["To"] + summary.get("Bcc", []))
+            message[RECEIVED_AT] = summary["Created"]
+            messages.append(message)
     return sorted(messages, key=lambda message: str(message.get(RECEIVED_AT, "")))
 
 

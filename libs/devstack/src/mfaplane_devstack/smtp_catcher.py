@@ -3,7 +3,8 @@
     python -m mfaplane_devstack.smtp_catcher --host 127.0.0.1 --port 2525 --maildir .data/mail
 
 Read the mail with `mfaplane_devstack.mail.read_mail` (or any Maildir-aware mail client);
-that module also documents the added headers and the fault mode (`<maildir>/smtp-fault`).
+that module also documents the added headers, the fault mode (`<maildir>/smtp-fault`) and
+refused recipients (`<maildir>/smtp-refused-recipients`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from .mail import ENVELOPE_FROM, ENVELOPE_TO, RECEIVED_AT, current_fault
+from .mail import ENVELOPE_FROM, ENVELOPE_TO, RECEIVED_AT, current_fault, current_refusal
 
 
 class MaildirHandler:
@@ -26,6 +27,16 @@ class MaildirHandler:
     def __init__(self, maildir: Path) -> None:
         self.maildir = Path(maildir)
         self.mailbox = mailbox.Maildir(self.maildir, create=True)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        refusal = current_refusal(self.maildir, address)
+        if refusal:
+            print(f"refused recipient {address}: {refusal}", flush=True)
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         fault = current_fault(self.maildir)

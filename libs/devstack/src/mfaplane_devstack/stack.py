@@ -21,12 +21,15 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mfaplane_contracts.topics import ALL_TOPICS
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
 
 from .kafka import ensure_topics, run_blocking, start_kafka
 from .postgres import start_postgres
@@ -38,6 +41,7 @@ INFRA = ("postgres", "kafka", "smtp")
 HOST = "127.0.0.1"
 MIGRATE_TIMEOUT = 120.0
 SERVICE_READY_TIMEOUT = 60.0
+GROUP_SETTLE_TIMEOUT = 30.0
 
 
 def default_data_dir() -> Path:
@@ -54,7 +58,7 @@ class Infra:
     kafka_bootstrap: str
     smtp_host: str
     smtp_port: int
-    maildir: Path | None  # None when mail goes to an external SMTP server
+    maildir: Path | str | None  # a Mailpit API URL, or None, when mail goes to an external SMTP server
 
     @property
     def smtp_url(self) -> str:
@@ -82,6 +86,7 @@ class Stack:
         self.infra: Infra | None = None
         self.ports: dict[str, int] = {}
         self.extra_env: dict[str, str] = {}
+        self.replicas: dict[str, str] = {}  # a replica's process name -> its service
 
     # -- infrastructure -------------------------------------------------------------------
 
@@ -96,10 +101,11 @@ class Stack:
         self.infra = Infra(database_url, kafka_bootstrap, smtp_host, smtp_port, maildir)
         return self.infra
 
-    def _smtp(self) -> tuple[str, int, Path | None]:
+    def _smtp(self) -> tuple[str, int, Path | str | None]:
         if self.environ.get("SMTP_URL"):
             url = urlsplit(self.environ["SMTP_URL"])
-            return url.hostname or HOST, url.port or 25, None
+            # An external catcher with an API (Mailpit) can still be read by the tests.
+            return url.hostname or HOST, url.port or 25, self.environ.get("MAILPIT_API_URL")
         maildir = self.data_dir / "mail"
         return HOST, start_smtp_catcher(self.supervisor, maildir), maildir
 
@@ -115,10 +121,12 @@ class Stack:
         """Run every service's migrations (in parallel), then start the services and wait until ready."""
         services = list(services)
         self.extra_env.update(extra_env or {})
-        self.ports = {s: self.ports.get(s) or free_port() for s in (*SERVICES, *services)}
+        self.ports = {**self.ports, **{s: self.ports.get(s) or free_port() for s in (*SERVICES, *services)}}
         if gateway_port:
             self.ports["gateway"] = gateway_port
         self.migrate(services)
+        if "gateway" in services and "REFERENCE_PORTAL_API_KEY" not in self.environ:
+            self.extra_env.setdefault("REFERENCE_PORTAL_API_KEY", self.reference_portal_key())
         for service in services:
             self.supervisor.start(self._service_spec(service), wait=False)
         for service in services:
@@ -135,14 +143,32 @@ class Stack:
                 log = self.supervisor.log_path(name)
                 raise ChildFailed(f"{name} exited with code {code}; log {log}:\n{log_tail(log)}")
 
-    def _service_spec(self, service: str) -> ChildSpec:
+    def _service_spec(self, service: str, name: str | None = None,
+                      extra_env: Mapping[str, str] | None = None) -> ChildSpec:
+        name = name or service
         return ChildSpec(
-            name=service,
+            name=name,
             argv=[sys.executable, "-m", f"mfaplane_{service}", "serve"],
-            env=self.service_env(service),
-            ready=http_ok(self.url(service) + "/readyz"),
+            env=self.service_env(service, {"HTTP_PORT": str(self.ports[name]), **(extra_env or {})}),
+            ready=http_ok(self.url(name) + "/readyz"),
             ready_timeout=SERVICE_READY_TIMEOUT,
         )
+
+    def start_replica(self, service: str, name: str, extra_env: Mapping[str, str] | None = None) -> str:
+        """Start another process of `service` as `name`, like a second pod of its deployment.
+
+        It shares the service's database schema, consumer group and settings (plus `extra_env`) and
+        gets its own HTTP port and log. Waits until it is ready and returns its URL; `kill(name)`,
+        `restart(name)` and `take_down(name)` work on it like on any other process.
+        """
+        if service not in SERVICES:
+            raise ValueError(f"{service!r} is not a service; known: {SERVICES}")
+        if name in (*SERVICES, *INFRA):
+            raise ValueError(f"{name!r} is taken by the stack itself; name the replica e.g. {service}-2")
+        self.ports[name] = self.ports.get(name) or free_port()
+        self.replicas[name] = service
+        self.supervisor.start(self._service_spec(service, name, extra_env))
+        return self.url(name)
 
     def service_env(self, service: str, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment `service` runs with: ours, then the stack's settings, then the extras."""
@@ -187,6 +213,17 @@ class Stack:
             raise ChildFailed(f"create-api-key failed: {done.stderr[-2000:]}")
         return done.stdout.strip().splitlines()[-1]
 
+    def reference_portal_key(self) -> str:
+        """The `portal` key the gateway gives its reference portals (/admin, /portal), made once per data folder.
+
+        Made after the migrations and before the gateway starts: identity's CLI writes it to the database.
+        """
+        path = self.data_dir / "reference-portal-key"
+        if not path.exists():
+            path.write_text(self.create_api_key("portal", "reference portals"))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def url(self, service: str) -> str:
         if service not in self.ports:
             raise KeyError(f"{service} has no port yet; call start_services first")
@@ -199,15 +236,62 @@ class Stack:
         self.supervisor.kill(name, sig)
 
     def take_down(self, name: str) -> None:
-        """Stop one process cleanly (e.g. "smtp" for an outage); `restart` brings it back."""
+        """Stop one process cleanly (e.g. "smtp" for an outage); `restart` brings it back.
+
+        A service that consumes leaves its consumer group when stopped cleanly. Tansu (0.6.0) wedges
+        a group when a member leaves while it rebalances: it keeps the departed member as leader,
+        and every later member joins as a follower and waits forever for the leader's assignment.
+        So a clean stop first waits (bounded) until the group is not rebalancing.
+        """
+        self._settle_group_of(name)
         self.supervisor.stop(name)
 
-    def restart(self, name: str) -> None:
+    def group_state(self, service: str) -> tuple[str, int]:
+        """The state of `service`'s consumer group ("Stable", "Empty", or rebalancing) and its member count."""
+        return run_blocking(_describe_group(self._require_infra().kafka_bootstrap, f"mfaplane-{service}"))
+
+    def wait_for_group(self, service: str, members: int | None = None, timeout: float = 60.0) -> None:
+        """Wait until `service`'s consumer group is stable (with `members` members, when given):
+        its consumers hold their partitions and consume."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state, count = self.group_state(service)
+            if state == "Stable" and members in (None, count):
+                return
+            if time.monotonic() > deadline:
+                raise ChildFailed(f"consumer group of {service} not stable with {members} member(s) after "
+                                  f"{timeout:.0f}s: {state}, {count} member(s)")
+            time.sleep(0.2)
+
+    def _settle_group_of(self, name: str) -> None:
+        service = self.replicas.get(name, name)
+        if service not in CONSUMER_GROUPS or not self.supervisor.is_running(name):
+            return
+        deadline = time.monotonic() + GROUP_SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if self.group_state(service)[0] in ("Stable", "Empty", "Dead"):
+                    return
+            except (KafkaError, OSError, IndexError):
+                return  # no broker (or no such group): nothing to wedge
+            time.sleep(0.2)
+
+    def restart(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         """Stop (if running) and start again on the same port and data; wait until ready.
 
+        With `extra_env` (services and replicas only) the process starts again with the stack's
+        environment plus `extra_env`, and keeps it for later restarts.
         Restarting "kafka" loses all its messages (Tansu keeps them in memory); topics are recreated.
         """
-        self.supervisor.restart(name)
+        service = self.replicas.get(name, name)
+        if extra_env is not None and service not in SERVICES:
+            raise ValueError(f"only a service's environment can be changed, not {name!r}'s")
+        self._settle_group_of(name)  # see take_down
+        if extra_env is None:
+            self.supervisor.restart(name)
+        else:
+            self.supervisor.stop(name)
+            self.supervisor.start(self._service_spec(service, name, extra_env))
         if name == "kafka":
             run_blocking(ensure_topics(self._require_infra().kafka_bootstrap, ALL_TOPICS))
 
@@ -225,3 +309,14 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def _describe_group(bootstrap: str, group_id: str) -> tuple[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        group = (await admin.describe_consumer_groups([group_id]))[0].groups[0]
+        _error, _group_id, state, _protocol_type, _protocol, members = group[:6]
+        return state, len(members)
+    finally:
+        await admin.close()

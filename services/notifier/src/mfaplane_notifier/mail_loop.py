@@ -7,6 +7,10 @@ it sent. The documented window: if the process dies (or cannot reach the databas
 server accepted the message and before it is marked sent, the notification is sent again once its
 lease runs out. Every other failure either sends nothing or has recorded the send.
 
+A reminder or expiry comes on the scheduler's topic and can overtake the mfa event that set its
+deadline; until the notifier has seen that deadline it is retried like an unknown recipient, not
+judged stale. A reminder whose deadline has passed (a scheduler or notifier was down) is skipped.
+
 Temporary failures (server down, 4xx) back off exponentially with jitter; after the configured
 number of attempts, or at once on a permanent 5xx, the notification is marked dead, counted, and
 put on the notifier's dead-letter topic, and the others flow on. Leases and retries follow the
@@ -27,7 +31,7 @@ from prometheus_client import Counter
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_eventing.service import Runtime
 from mfaplane_notifier.emails import Recipient, render
-from mfaplane_notifier.mail_queue import load_enrollment
+from mfaplane_notifier.mail_queue import deadline_seen, load_enrollment
 from mfaplane_notifier.notifications import still_holds
 from mfaplane_notifier.smtp import PermanentFailure, SmtpServer, TemporaryFailure
 
@@ -76,13 +80,19 @@ class MailLoop:
         if recipient is None:
             await self._failed(row, TemporaryFailure("recipient not known yet"))
             return
+        if (not recipient["deleted"] and row["kind"] in ("reminder", "expired")
+                and not await deadline_seen(self._pool, row["enrollment_id"], row["deadline"])):
+            # the scheduler's event overtook the mfa event that set this deadline (another topic)
+            await self._failed(row, TemporaryFailure("enrollment not known yet"))
+            return
         enrollment = await load_enrollment(self._pool, row["enrollment_id"])
-        if recipient["deleted"] or not still_holds(row["kind"], row["deadline"], enrollment):
+        now = self._runtime.clock.now()
+        if recipient["deleted"] or not still_holds(row["kind"], row["deadline"], enrollment, now):
             await self._finish(row, "skipped")
             return
         to = Recipient(recipient["email"], recipient["name"], is_admin=recipient["kind"] == "admin")
         portal = self._settings.admin_portal_url if to.is_admin else self._settings.user_portal_url
-        message = render(row["kind"], to, row["deadline"], self._runtime.clock.now(), self._settings.mail_from, portal)
+        message = render(row["kind"], to, row["deadline"], now, self._settings.mail_from, portal)
         try:
             await self._server.send(message)
         except (TemporaryFailure, PermanentFailure) as failure:

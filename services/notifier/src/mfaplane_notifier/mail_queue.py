@@ -6,6 +6,8 @@ the Kafka poll loop.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from mfaplane_contracts import identity_events as identity
@@ -50,11 +52,21 @@ async def load_enrollment(conn: asyncpg.Connection, enrollment_id: str) -> Enrol
     return Enrollment(row["required"], row["configured"], row["deadline"]) if row else None
 
 
+async def deadline_seen(conn: asyncpg.Connection | asyncpg.Pool, enrollment_id: str, deadline: datetime) -> bool:
+    """Whether an mfa event has set this deadline yet (a reminder or expiry can overtake that event)."""
+    return bool(await conn.fetchval(
+        "SELECT deadline = $2 OR $2 = ANY(seen_deadlines) FROM enrollments WHERE enrollment_id = $1",
+        enrollment_id, deadline,
+    ))
+
+
 async def _save_enrollment(conn: asyncpg.Connection, enrollment_id: str, body: EventPayload) -> None:
     after = enrollment_after(body, await load_enrollment(conn, enrollment_id))
     await conn.execute(
-        "INSERT INTO enrollments (enrollment_id, required, configured, deadline) VALUES ($1, $2, $3, $4) "
+        "INSERT INTO enrollments (enrollment_id, required, configured, deadline, seen_deadlines) "
+        "VALUES ($1, $2, $3, $4, array_remove(ARRAY[$4::timestamptz], NULL)) "
         "ON CONFLICT (enrollment_id) DO UPDATE SET required = EXCLUDED.required, configured = EXCLUDED.configured, "
-        "deadline = EXCLUDED.deadline",
+        "deadline = EXCLUDED.deadline, seen_deadlines = CASE WHEN EXCLUDED.deadline = ANY(enrollments.seen_deadlines) "
+        "THEN enrollments.seen_deadlines ELSE enrollments.seen_deadlines || EXCLUDED.seen_deadlines END",
         enrollment_id, after.required, after.configured, after.deadline,
     )

@@ -25,8 +25,10 @@ class Enrollment:
     deadline: datetime | None
 
 
-def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | None) -> bool:
-    """A reminder after the user has set up, or for a deadline since moved, is not sent."""
+def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | None, now: datetime) -> bool:
+    """A reminder after the user has set up, for a deadline since moved, or once the deadline has
+    passed (a scheduler or notifier that was down sends it late; the expiry mail says what holds) is
+    not sent."""
     if enrollment is None:
         return False
     if kind == "setup_complete":
@@ -34,7 +36,9 @@ def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | N
     if kind == "required":
         return enrollment.required
     current_period = enrollment.required and enrollment.deadline == deadline
-    if kind in ("reminder", "expired"):
+    if kind == "reminder":
+        return current_period and not enrollment.configured and deadline is not None and now < deadline
+    if kind == "expired":
         return current_period and not enrollment.configured
     return current_period  # extended, reset
 

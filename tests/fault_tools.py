@@ -1,0 +1,232 @@
+"""Helpers of the fault tests (tests/test_*faults*.py): waiting, reading the services' tables, mail and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import inspect
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from mfaplane_contracts.topics import dead_letter_topic
+from mfaplane_devstack import envelope_recipients
+from mfaplane_scheduler.firing import timer_aggregate_id
+from portal_flows import new_user, ok
+
+T = TypeVar("T")
+
+REQUIRED = "Action needed: set up multi-factor authentication"
+REMINDER = "Reminder: your MFA enrollment period ends soon"
+EXPIRED = "Your MFA enrollment period has expired"
+
+
+async def eventually(probe: Callable[[], T | Awaitable[T]], timeout: float, what: str, interval: float = 0.1,
+                     done: Callable[[T], bool] = bool) -> T:
+    """The first value of `probe` (sync or async) that is `done` (default: truthy); fails after `timeout`
+    seconds with `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}; last seen: {value!r}")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def schema(stack, name: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to one service's schema, for looking at what the service wrote."""
+    conn = await asyncpg.connect(stack.infra.database_url, server_settings={"search_path": name})
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def new_users(admin: httpx.AsyncClient, count: int, **require: Any) -> list[tuple[str, str]]:
+    """`count` fresh users, made concurrently; each (id, email)."""
+    return list(await asyncio.gather(*(new_user(admin, **require) for _ in range(count))))
+
+
+async def require_all(admin: httpx.AsyncClient, user_ids: Iterable[str], enrollment_days: int | None) -> None:
+    await asyncio.gather(*(_require(admin, user_id, enrollment_days) for user_id in user_ids))
+
+
+async def _require(admin: httpx.AsyncClient, user_id: str, enrollment_days: int | None) -> None:
+    ok(await admin.post(f"/v1/users/{user_id}/mfa/require", json={"enrollment_days": enrollment_days}))
+
+
+class MailWatch:
+    """The mail caught from now on: by the catcher (a Maildir, read file by file, as the session's
+    Maildir grows) or by Mailpit (its API URL, under make test-containers)."""
+
+    def __init__(self, maildir: Path | str) -> None:
+        self._api = str(maildir).rstrip("/") if str(maildir).startswith(("http://", "https://")) else None
+        self._new = Path(maildir) / "new" if self._api is None else Path()
+        self._read: dict[str, tuple[list[str], str]] = {}  # file name or Mailpit ID -> (recipients, subject)
+        self._before = set(self._names())
+
+    def _names(self) -> list[str]:
+        if self._api is not None:
+            return [m["ID"] for m in self._mailpit_summaries()]
+        return os.listdir(self._new) if self._new.is_dir() else []
+
+    def _mailpit_summaries(self) -> list[dict]:
+        with httpx.Client(base_url=self._api, timeout=10) as mailpit:
+            return mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
+
+    def _refresh(self) -> None:
+        if self._api is not None:
+            for summary in self._mailpit_summaries():
+                if summary["ID"] not in self._before and summary["ID"] not in self._read:
+                    to = [r["Address"] for r in summary["To"] + (summary.get("Bcc") or [])]
+                    self._read[summary["ID"]] = (to, summary["Subject"])
+            return
+        for name in self._names():
+            if name not in self._before and name not in self._read:
+                message = email.message_from_bytes((self._new / name).read_bytes(), policy=email.policy.default)
+                self._read[name] = (envelope_recipients(message), str(message["Subject"]))
+
+    def count(self) -> int:
+        self._refresh()
+        return len(self._read)
+
+    def each_got(self, addresses: Iterable[str], *subjects: str) -> bool:
+        """Whether every address got at least one mail of each subject since the watch began."""
+        got = self.subjects(addresses)
+        return all(got[address][subject] for address in got for subject in subjects)
+
+    def subjects(self, addresses: Iterable[str]) -> dict[str, Counter]:
+        """Per address, how many mails of each subject it got since the watch began."""
+        self._refresh()
+        wanted = set(addresses)
+        got: dict[str, Counter] = {address: Counter() for address in wanted}
+        for recipients, subject in self._read.values():
+            for to in recipients:
+                if to in wanted:
+                    got[to][subject] += 1
+        return got
+
+
+async def notifier_knows(stack, principal_ids: Iterable[str]) -> None:
+    """Waits until the notifier has every one of these users as a recipient (identity and mfa events
+    come on different topics: a mail queued before its recipient is known is retried, one attempt more)."""
+    wanted = list(principal_ids)
+
+    async def known() -> bool:
+        async with schema(stack, "notifier") as conn:
+            count = await conn.fetchval("SELECT count(*) FROM recipients WHERE principal_id = ANY($1::uuid[])", wanted)
+        return count == len(wanted)
+
+    await eventually(known, 60, "the notifier knows every recipient")
+
+
+async def notifications(stack, principal_ids: Iterable[str], kind: str) -> dict[str, asyncpg.Record]:
+    """The notifier's queue rows of `kind` for these principals, by principal id."""
+    async with schema(stack, "notifier") as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM notifications WHERE principal_id = ANY($1::uuid[]) AND kind = $2",
+            list(principal_ids), kind,
+        )
+    return {str(row["principal_id"]): row for row in rows}
+
+
+async def counter_total(url: str, sample: str, **labels: str) -> float:
+    """The sum of a Prometheus sample over the series whose labels include `labels`, from a /metrics page."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(url + "/metrics")).raise_for_status().text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+class DeadLetterTap:
+    """Reads a consumer group's dead-letter topic from the offset it had when the tap was opened."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self._bootstrap = bootstrap
+        self._partition = TopicPartition(dead_letter_topic(group).name, 0)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._start = 0
+
+    async def __aenter__(self) -> DeadLetterTap:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="earliest")
+        await self._consumer.start()
+        self._consumer.assign([self._partition])
+        self._start = (await self._consumer.end_offsets([self._partition]))[self._partition]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._consumer is not None
+        await self._consumer.stop()
+
+    async def records_since(self, settle: float = 2.0) -> list[bytes]:
+        """Every record published since the tap opened, reading until none came for `settle` seconds."""
+        assert self._consumer is not None
+        self._consumer.seek(self._partition, self._start)
+        values: list[bytes] = []
+        while batch := await self._consumer.getmany(self._partition, timeout_ms=int(settle * 1000)):
+            values += [record.value for record in batch.get(self._partition, [])]
+        return values
+
+
+def json_records(values: Iterable[bytes]) -> list[dict]:
+    """The JSON objects among `values` (a group's dead-letter topic also holds parked raw events)."""
+    found = []
+    for value in values:
+        with contextlib.suppress(ValueError, TypeError):
+            record = json.loads(value)
+            if isinstance(record, dict):
+                found.append(record)
+    return found
+
+
+async def scheduler_events(stack, enrollment_ids: Iterable[str]) -> dict[str, list[tuple[str, datetime, datetime]]]:
+    """Per enrollment, the scheduler's events in position order: (type, deadline, due_at)."""
+    of_timer = {timer_aggregate_id(e): e for e in enrollment_ids}
+    async with schema(stack, "scheduler") as conn:
+        rows = await conn.fetch(
+            "SELECT aggregate_id, type, payload->>'deadline' AS deadline, payload->>'due_at' AS due_at "
+            "FROM events WHERE aggregate_id = ANY($1::text[]) ORDER BY position",
+            list(of_timer),
+        )
+    fired: dict[str, list[tuple[str, datetime, datetime]]] = defaultdict(list)
+    for row in rows:
+        fired[of_timer[row["aggregate_id"]]].append((row["type"], datetime.fromisoformat(row["deadline"]),
+                                                     datetime.fromisoformat(row["due_at"])))
+    return fired
+
+
+async def timers(stack, enrollment_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per enrollment, its pending deadline timers: timer name -> due_at."""
+    async with schema(stack, "scheduler") as conn:
+        rows = await conn.fetch("SELECT enrollment_id, timer, due_at FROM deadline_timers "
+                                "WHERE enrollment_id = ANY($1::text[])", list(enrollment_ids))
+    pending: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in rows:
+        pending[row["enrollment_id"]][row["timer"]] = row["due_at"]
+    return pending
+
+
+def enrollment(user_id: str) -> str:
+    return f"user_portal:{user_id}"

@@ -1,0 +1,235 @@
+"""Mail delivery under faults, against the real notifier process, SMTP catcher and broker.
+
+The notifier runs with MAIL_RETRY_BASE_SECONDS=0.5 and MAIL_RETRY_MAX_SECONDS=2 (conftest), so a
+temporary failure is retried after about 0.5, 1, 2, 2, ... seconds, and the mail is dead after
+MAIL_MAX_ATTEMPTS attempts (about 12 s at the default 8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fault_tools import (
+    REMINDER,
+    REQUIRED,
+    DeadLetterTap,
+    MailWatch,
+    counter_total,
+    eventually,
+    json_records,
+    new_users,
+    notifications,
+    notifier_knows,
+    require_all,
+    schema,
+)
+from mfaplane_contracts import identity_events, mfa_events
+from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_devstack import clear_refusals, refuse_recipient
+from mfaplane_eventing import db
+from mfaplane_eventing.clock import SystemClock
+from mfaplane_notifier import mail_queue
+from mfaplane_notifier.__main__ import SPEC as NOTIFIER
+from mfaplane_notifier.mail_loop import MailLoop
+from mfaplane_notifier.settings import NotifierSettings
+from mfaplane_notifier.smtp import SmtpServer
+
+pytestmark = pytest.mark.slow
+SETTLE_SECONDS = 2  # after the last expected mail, time for a duplicate to show up if there were one
+
+
+@pytest.fixture(autouse=True)
+def embedded_catcher(stack) -> None:
+    """These faults are injected through the embedded SMTP catcher (its process and its Maildir)."""
+    if not isinstance(stack.infra.maildir, Path) or "smtp" not in stack.supervisor.names():
+        pytest.skip("needs the embedded SMTP catcher (SMTP_URL is set)")
+
+
+def max_attempts(stack) -> int:
+    return int(stack.service_env("notifier").get("MAIL_MAX_ATTEMPTS", "8"))
+
+
+def senders(stack) -> int:
+    return int(stack.service_env("notifier").get("MAIL_SENDERS", "4"))
+
+
+async def test_an_smtp_outage_within_the_retry_budget_delivers_every_mail_once(stack, admin) -> None:
+    mail = MailWatch(stack.infra.maildir)
+    users = await new_users(admin, 5)
+    ids, emails = [u for u, _ in users], [e for _, e in users]
+
+    stack.take_down("smtp")
+    try:
+        await require_all(admin, ids, 7)
+
+        async def each_failed_three_times():
+            rows = await notifications(stack, ids, "required")
+            assert all(r["status"] == "pending" for r in rows.values()), {k: r["status"] for k, r in rows.items()}
+            return len(rows) == len(ids) and all(r["attempts"] >= 3 for r in rows.values()) and rows
+
+        await eventually(each_failed_three_times, 30, "every notification failed three times while SMTP is down")
+        assert mail.count() == 0
+    finally:
+        stack.restart("smtp")
+
+    async def all_sent():
+        rows = await notifications(stack, ids, "required")
+        return all(r["status"] == "sent" for r in rows.values()) and rows
+
+    rows = await eventually(all_sent, 30, "every notification sent once SMTP is back")
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert mail.subjects(emails) == {e: Counter({REQUIRED: 1}) for e in emails}
+    assert all(r["attempts"] >= 4 and r["last_error"] is None for r in rows.values()), rows
+
+
+async def test_refused_mailboxes_are_dead_lettered_while_other_mail_flows(stack, admin) -> None:
+    maildir = stack.infra.maildir
+    mail = MailWatch(maildir)
+    notifier = stack.url("notifier")
+    dead_before = await counter_total(notifier, "mfaplane_notifications_total", outcome="dead")
+    users = await new_users(admin, 7)
+    (gone_id, gone), (busy_id, busy) = users[:2]
+    others = users[2:]
+    other_ids, other_emails = [u for u, _ in others], [e for _, e in others]
+    await notifier_knows(stack, [u for u, _ in users])  # so that each attempt below is an SMTP attempt
+    refuse_recipient(maildir, gone)  # 550: the mailbox does not exist, for good
+    refuse_recipient(maildir, busy, "450 4.2.1 Mailbox busy, try again later")  # never accepted: over budget
+    try:
+        async with DeadLetterTap(stack.infra.kafka_bootstrap, "notifier") as tap:
+            await require_all(admin, [u for u, _ in users], 7)
+
+            async def others_sent_and_gone_dead():
+                rows = await notifications(stack, [u for u, _ in users], "required")
+                done = (len(rows) == len(users) and rows[gone_id]["status"] == "dead"
+                        and all(rows[u]["status"] == "sent" for u in other_ids))
+                return done and rows
+
+            rows = await eventually(others_sent_and_gone_dead, 30, "the others' mail sent, the 550 one dead")
+            # the other mail went out while the busy mailbox was still being retried
+            assert rows[busy_id]["status"] == "pending" and rows[busy_id]["attempts"] < max_attempts(stack)
+
+            async def busy_dead():
+                row = (await notifications(stack, [busy_id], "required"))[busy_id]
+                return row["status"] == "dead" and row
+
+            busy_row = await eventually(busy_dead, 60, "the 450 mailbox's notification dead after its retries")
+            letters = json_records(await tap.records_since())
+    finally:
+        clear_refusals(maildir)
+
+    gone_row = rows[gone_id]
+    assert (gone_row["attempts"], gone_row["last_error"]) == (1, "[550]")
+    assert (busy_row["attempts"], busy_row["last_error"]) == (max_attempts(stack), "[450]")
+    assert all(rows[u]["attempts"] == 1 for u in other_ids)
+
+    ours = {str(gone_row["event_id"]), str(busy_row["event_id"])}
+    parked = sorted((r["principal_id"], r["kind"], r["error"]) for r in letters if r.get("event_id") in ours)
+    assert parked == sorted([(gone_id, "required", "[550]"), (busy_id, "required", "[450]")])
+    dead_after = await counter_total(notifier, "mfaplane_notifications_total", outcome="dead")
+    assert dead_after - dead_before == 2
+
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert mail.subjects([gone, busy, *other_emails]) == {
+        gone: Counter(), busy: Counter(), **{e: Counter({REQUIRED: 1}) for e in other_emails}
+    }
+
+
+async def test_a_notifier_killed_mid_batch_loses_nothing_and_repeats_at_most_its_leases(stack, admin) -> None:
+    # A sender's lease is 3 * SMTP_TIMEOUT_SECONDS + 30 s: mail the killed process had claimed waits
+    # that long. A 1 s SMTP timeout (plenty for the local catcher) keeps the wait at 33 s.
+    stack.restart("notifier", {"SMTP_TIMEOUT_SECONDS": "1"})
+    stack.wait_for_group("notifier", members=1)
+    users = await new_users(admin, 30)
+    ids, emails = [u for u, _ in users], [e for _, e in users]
+    mail = MailWatch(stack.infra.maildir)
+
+    requiring = asyncio.create_task(require_all(admin, ids, 7))
+
+    async def some_mail_arrived():
+        return sum(sum(c.values()) for c in mail.subjects(emails).values()) >= 3
+
+    await eventually(some_mail_arrived, 60, "the first mails of the batch", interval=0.01)
+    stack.kill("notifier")
+    await requiring
+    rows_at_kill = await notifications(stack, ids, "required")
+    marked_sent = {e for u, e in users if u in rows_at_kill and rows_at_kill[u]["status"] == "sent"}
+    await asyncio.sleep(0.5)  # a message whose DATA the catcher had in full is stored even though the sender died
+    stored = {e for e, c in mail.subjects(emails).items() if c[REQUIRED]}
+    # The documented window: accepted by SMTP, not yet marked sent. One sender holds one mail at a time.
+    in_window = stored - marked_sent
+    print(f"\nkilled the notifier with {len(stored)}/30 mails stored, {len(marked_sent)} marked sent; "
+          f"queue at kill: {Counter(r['status'] for r in rows_at_kill.values())} of {len(rows_at_kill)} queued")
+    assert 0 < len(stored) < len(ids), "the kill did not land mid-batch"
+    assert marked_sent <= stored and len(in_window) <= senders(stack)
+
+    stack.restart("notifier")
+    stack.wait_for_group("notifier", members=1)
+
+    async def all_sent():
+        rows = await notifications(stack, ids, "required")
+        return len(rows) == len(ids) and all(r["status"] == "sent" for r in rows.values()) and rows
+
+    await eventually(all_sent, 90, "every notification sent after the restart", interval=0.5)
+    await asyncio.sleep(SETTLE_SECONDS)
+    got = mail.subjects(emails)
+    duplicates = {e: got[e][REQUIRED] - 1 for e in emails if got[e][REQUIRED] > 1}
+    print(f"after the restart: {sum(1 for e in emails if got[e][REQUIRED])}/30 delivered, duplicates {duplicates}")
+    assert all(set(c) == {REQUIRED} for c in got.values()), got  # every email present, nothing else
+    assert set(duplicates) <= in_window and set(duplicates.values()) <= {1}, (duplicates, in_window)
+
+
+async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(stack) -> None:
+    """The scheduler's topic is not ordered with the mfa topic: a reminder due at once (a one-day
+    period) can reach the notifier before the MFARequired that set its deadline. It must wait for
+    it, not be judged stale and skipped. The real mail loop on its own schema, the real catcher."""
+    infra = stack.infra
+    name = f"notifier_order_{uuid.uuid4().hex[:8]}"
+    await db.migrate(infra.database_url, name, NOTIFIER.migration_dirs())
+    pool = await db.create_pool(infra.database_url, name)
+    settings = NotifierSettings(database_url=infra.database_url, database_schema=name, smtp_url=infra.smtp_url,
+                                kafka_bootstrap_servers=infra.kafka_bootstrap)
+    loop = MailLoop(SimpleNamespace(settings=settings, clock=SystemClock(), pool=pool, producer=None),
+                    SmtpServer.from_url(infra.smtp_url, None, None, 10))
+    mail = MailWatch(infra.maildir)
+    user, email = uuid.uuid4(), f"order-{uuid.uuid4().hex[:8]}@example.com"
+    now = datetime.now(UTC)
+    deadline = now + timedelta(days=1)
+    required = mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                      enrollment_days=1, deadline=deadline)
+    reminder = mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline, due_at=now)
+    try:
+        await _receive(pool, identity_events.UserCreated(user_id=user, email=email, name="Ada"), str(user))
+        await _receive(pool, reminder, f"user_portal:{user}")  # overtook MFARequired
+        assert await loop.send_next()
+        row = await pool.fetchrow("SELECT status, attempts, last_error FROM notifications WHERE kind = 'reminder'")
+        assert dict(row) == {"status": "pending", "attempts": 1, "last_error": "enrollment not known yet"}
+
+        await _receive(pool, required, f"user_portal:{user}")
+        await pool.execute("UPDATE notifications SET next_attempt_at = now()")  # no need to wait for the backoff
+        while await loop.send_next():
+            pass
+        statuses = dict(await pool.fetch("SELECT kind, status FROM notifications"))
+        assert statuses == {"reminder": "sent", "required": "sent"}
+        await asyncio.sleep(SETTLE_SECONDS)
+        assert mail.subjects([email]) == {email: Counter({REQUIRED: 1, REMINDER: 1})}
+    finally:
+        await pool.close()
+        async with schema(stack, "public") as conn:
+            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+async def _receive(pool, event: EventPayload, aggregate_id: str) -> None:
+    envelope = Envelope(
+        event_id=uuid.uuid4(), type=event.event_type, schema_version=1, aggregate_type=event.aggregate_type,
+        aggregate_id=aggregate_id, aggregate_version=1, occurred_at=datetime.now(UTC), correlation_id=uuid.uuid4(),
+        actor="test", payload=event.model_dump(mode="json"),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await mail_queue.handle(conn, envelope)
