@@ -11,7 +11,7 @@ from mfaplane_eventing import logs
 from mfaplane_eventing.event_store import Cause
 
 
-def cause(
+async def cause(
     x_actor: Annotated[str, Header(min_length=1, max_length=200)] = "system:unknown",
     x_correlation_id: Annotated[uuid.UUID | None, Header()] = None,
     idempotency_key: Annotated[uuid.UUID | None, Header()] = None,

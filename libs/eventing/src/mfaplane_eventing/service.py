@@ -91,7 +91,7 @@ async def _start_producer(bootstrap: str) -> AIOKafkaProducer:
             await asyncio.sleep(BROKER_RETRY_SECONDS)
 
 
-def current_runtime(request: Request) -> Runtime:
+async def current_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 

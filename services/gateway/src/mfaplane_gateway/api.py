@@ -81,7 +81,7 @@ def _user(row: Any, now: datetime) -> User:
     )
 
 
-def user_filter(
+async def user_filter(
     status: Annotated[list[MFAStatus] | None, Query(description="any of these statuses")] = None,
     required: bool | None = None,
     mfa_active: bool | None = None,

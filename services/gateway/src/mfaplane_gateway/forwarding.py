@@ -51,7 +51,7 @@ class Forwarder:
         return response.json()
 
 
-def forwarder(request: Request) -> Forwarder:
+async def forwarder(request: Request) -> Forwarder:
     return request.app.state.forwarder
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -85,10 +86,9 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
         params += [datetime.fromisoformat(value) if sql_type == "timestamptz" else value, principal]
         where += f" AND ({expression}, principal_id) > (${len(params) - 1}::{sql_type}, ${len(params)})"
     params.append(limit + 1)
-    rows = await conn.fetch(
-        f"SELECT {COLUMNS}, {expression} AS sort_value FROM {table} WHERE {where} "
-        f"ORDER BY {expression}, principal_id LIMIT ${len(params)}",
-        *params,
+    rows = await _fetch(
+        conn, f"SELECT {COLUMNS}, {expression} AS sort_value FROM {table} WHERE {where} "
+        f"ORDER BY {expression}, principal_id LIMIT ${len(params)}", params, custom_plan=bool(flt.search),
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -99,12 +99,30 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
 async def status_counts(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,
                         flt: PrincipalFilter) -> dict[str, int]:
     params: list[Any] = [now]
-    rows = await conn.fetch(
-        f"SELECT {STATUS_SQL} AS status, count(*) AS n FROM {table} WHERE {flt.where(params)} GROUP BY 1", *params
-    )
+    where = flt.where(params)
+    rows = await _fetch(conn, f"SELECT {STATUS_SQL} AS status, count(*) AS n FROM {table} WHERE {where} GROUP BY 1",
+                        params, custom_plan=bool(flt.search))
     counts = {status.value: 0 for status in MFAStatus}
     counts.update({row["status"]: row["n"] for row in rows})
     return counts
+
+
+async def _fetch(conn: asyncpg.Connection | asyncpg.Pool, sql: str, params: list[Any], *,
+                 custom_plan: bool) -> list[asyncpg.Record]:
+    """Runs a query; with `custom_plan`, planned for its own parameter values every time.
+
+    How to run a text search depends on how many rows its pattern matches: few (a name, an email) want
+    the trigram indexes, many want the walk in sort order. After five runs of a prepared statement
+    (asyncpg caches them) PostgreSQL may switch to one generic plan for every pattern, and a generic
+    plan walks the sort order: a search matching a single user then reads every row (seconds at a
+    million users; docs/performance.md).
+    """
+    if not custom_plan:
+        return await conn.fetch(sql, *params)
+    acquire = conn.acquire() if isinstance(conn, asyncpg.Pool) else contextlib.nullcontext(conn)
+    async with acquire as connection, connection.transaction():
+        await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        return await connection.fetch(sql, *params)
 
 
 async def one(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,

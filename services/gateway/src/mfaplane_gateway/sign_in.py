@@ -75,7 +75,7 @@ class SessionInfo(BaseModel):
     expires_at: datetime
 
 
-def tokens(request: Request) -> Tokens:
+async def tokens(request: Request) -> Tokens:
     return request.app.state.tokens
 
 

@@ -73,7 +73,7 @@ class EnrollmentView(BaseModel):
     recovery_codes_left: int
 
 
-def commands(request: Request) -> EnrollmentCommands:
+async def commands(request: Request) -> EnrollmentCommands:
     return request.app.state.enrollment_commands
 
 
