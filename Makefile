@@ -32,5 +32,10 @@ schemas: $(STAMP)
 openapi: $(STAMP)
 	$(UV) run --frozen python -m mfaplane_gateway openapi > services/gateway/openapi.json
 
+# Benchmarks against the embedded servers (or external ones, like the tests); one table, JSON in bench/results/.
+# One scenario with its own sizes: make bench BENCH_ARGS="bulk --users 2000"; a smoke run: BENCH_ARGS=--quick
+bench: $(STAMP)
+	$(UV) run --frozen python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf .data
