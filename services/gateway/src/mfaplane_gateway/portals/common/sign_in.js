@@ -122,13 +122,12 @@ export class SignIn {
     return code;
   }
 
-  codeStep(challenge) {
+  /** A code form (with the code's timer and Cancel); `send(code)` gets a well-formed code, its failures are shown. */
+  codeForm({ label, help, numeric = false, submit, send }) {
     const error = errorBox();
-    const input = this.codeInput();
-    const form = h("form", { novalidate: true },
-      field("Verification code", input, "The 6-digit code your authenticator app shows, or one of your recovery codes."),
-      this.timer(), error,
-      h("div", { class: "actions" }, h("button", { type: "submit" }, "Verify"),
+    const input = this.codeInput(numeric);
+    const form = h("form", { novalidate: true }, field(label, input, help), this.timer(), error,
+      h("div", { class: "actions" }, h("button", { type: "submit" }, submit),
         h("button", { type: "button", class: "link", onclick: () => this.start() }, "Cancel")));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -136,11 +135,19 @@ export class SignIn {
       const code = this.code(input, error);
       if (code) {
         busy(form, async () => {
-          try {
-            this.done({ session: (await this.api.post(`${this.prefix}/verify`, { challenge, code })).session });
-          } catch (failure) { this.failed(failure, error, input); }
+          try { await send(code); } catch (failure) { this.failed(failure, error, input); }
         });
       }
+    });
+    return form;
+  }
+
+  codeStep(challenge) {
+    const form = this.codeForm({
+      label: "Verification code",
+      help: "The 6-digit code your authenticator app shows, or one of your recovery codes.",
+      submit: "Verify",
+      send: async (code) => this.done({ session: (await this.api.post(`${this.prefix}/verify`, { challenge, code })).session }),
     });
     const card = this.show(h("h1", {}, "Enter your verification code"),
       h("p", {}, `Open your authenticator app and type the code it shows for ${this.product}.`), form);
@@ -203,23 +210,11 @@ export class SignIn {
       this.start(message(failure));
       return;
     }
-    const error = errorBox();
-    const input = this.codeInput(true);
-    const form = h("form", { novalidate: true },
-      field("First code from your app", input), this.timer(), error,
-      h("div", { class: "actions" }, h("button", { type: "submit" }, "Confirm and finish setup"),
-        h("button", { type: "button", class: "link", onclick: () => this.start() }, "Cancel")));
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      error.clear();
-      const code = this.code(input, error);
-      if (code) {
-        busy(form, async () => {
-          try {
-            this.recoveryStep(await this.api.post(`${this.prefix}/setup/confirm`, { challenge, code }));
-          } catch (failure) { this.failed(failure, error, input); }
-        });
-      }
+    const form = this.codeForm({
+      label: "First code from your app",
+      numeric: true,
+      submit: "Confirm and finish setup",
+      send: async (code) => this.recoveryStep(await this.api.post(`${this.prefix}/setup/confirm`, { challenge, code })),
     });
     const key = h("code", { class: "key", id: "setup-key" }, material.key_text);
     const card = this.show(
