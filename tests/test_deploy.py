@@ -39,6 +39,8 @@ import pytest
 import yaml
 
 from mfaplane_contracts.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, EVENT_TOPICS
+from mfaplane_eventing.settings import ServiceSettings
+from mfaplane_gateway import bulk
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -607,16 +609,33 @@ def test_network_policies(rendered: tuple[str, list[dict[str, Any]]]) -> None:
         assert traffic(docs, labels, "Egress") == egress, service
 
 
+def ingress_paths(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every (Ingress, path) pair of the rendered manifests."""
+    for ingress in of_kind(docs, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                yield ingress, path
+
+
 def test_only_the_gateway_is_exposed(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, docs = rendered
-    (ingress,) = of_kind(docs, "Ingress")
-    backends = {
-        (path["backend"]["service"]["name"], path["path"])
-        for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
-    }
+    backends = {(path["backend"]["service"]["name"], path["path"]) for _, path in ingress_paths(docs)}
     assert {name for name, _ in backends} == {"mfaplane-gateway"}
     assert not {p for _, p in backends} & {"/", "/metrics", "/healthz", "/readyz"}
-    assert ingress["spec"]["tls"]
+    assert all(ingress["spec"]["tls"] for ingress in of_kind(docs, "Ingress"))
+
+
+def body_size_limit(ingress: dict[str, Any]) -> int:
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    return int(size[:-1]) * {"k": 1024, "m": 1024 ** 2}[size[-1]]
+
+
+def test_the_proxy_lets_through_the_bodies_the_gateway_accepts(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """The bulk route takes more than the gateway's default limit; its Ingress must pass that much."""
+    _, docs = rendered
+    limit = {path["path"]: body_size_limit(ingress) for ingress, path in ingress_paths(docs)}
+    assert limit["/v1"] == ServiceSettings.model_fields["max_request_bytes"].default
+    assert limit[bulk.PATH] >= bulk.MAX_REQUEST_BYTES
     for service in of_kind(docs, "Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]
 
