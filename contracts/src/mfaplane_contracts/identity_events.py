@@ -6,14 +6,28 @@ Password hashes never travel here; the identity service keeps them in its own ta
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import EmailStr, Field
+import email_validator
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.topics import IDENTITY_EVENTS
 
 Name = Field(min_length=1, max_length=200)
+
+
+def _valid_as_written(address: str) -> str:
+    """Checks an address as pydantic's EmailStr does but keeps it byte for byte: EmailStr would store
+    "Ada@EXAMPLE.com" as "Ada@example.com". Lookups and uniqueness ignore case (identity service)."""
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as error:
+        raise ValueError(f"value is not a valid email address: {error}") from None
+    return address
+
+
+Email = Annotated[str, AfterValidator(_valid_as_written), WithJsonSchema({"type": "string", "format": "email"})]
 
 
 class _IdentityEvent(EventPayload):
@@ -27,13 +41,13 @@ class _UserEvent(_IdentityEvent):
 
 class UserCreated(_UserEvent):
     event_type: ClassVar[str] = "UserCreated"
-    email: EmailStr
+    email: Email
     name: str = Name
 
 
 class UserUpdated(_UserEvent):
     event_type: ClassVar[str] = "UserUpdated"
-    email: EmailStr
+    email: Email
     name: str = Name
 
 
@@ -49,7 +63,7 @@ class AdminCreated(_IdentityEvent):
     event_type: ClassVar[str] = "AdminCreated"
     aggregate_type: ClassVar[str] = "admin"
     admin_id: uuid.UUID
-    email: EmailStr
+    email: Email
     name: str = Name
 
 

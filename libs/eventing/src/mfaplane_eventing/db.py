@@ -12,6 +12,10 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 EVENTING_MIGRATIONS = Path(__file__).parent / "migrations"
+# What asyncpg raises while the server is away (down, starting, shutting down, a connection cut):
+# never the fault of the request or event in hand, and over once the server is back.
+DATABASE_AWAY = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                 asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

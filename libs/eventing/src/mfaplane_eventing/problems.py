@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from mfaplane_eventing import db
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import ConcurrencyConflict
 
@@ -75,6 +76,11 @@ async def _conflict(_: Request, error: ConcurrencyConflict) -> JSONResponse:
                    "Another change to the same record was saved first; retry.")
 
 
+async def _unstorable_text(_: Request, error: asyncpg.DataError) -> JSONResponse:
+    return problem(422, "unstorable_text", "Invalid text",
+                   "Text may not contain NUL characters or code points the database cannot store.")
+
+
 async def _database_down(_: Request, error: Exception) -> JSONResponse:
     return problem(503, "service_unavailable", "Service unavailable", "The database is not reachable; retry.",
                    headers={"Retry-After": RETRY_AFTER_SECONDS})
@@ -85,5 +91,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(ConcurrencyConflict, _conflict)
-    for error in (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.ConnectionFailureError):
+    for error in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
+        app.add_exception_handler(error, _unstorable_text)
+    for error in (*db.DATABASE_AWAY, asyncpg.InterfaceError):
         app.add_exception_handler(error, _database_down)

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from mfaplane_contracts.identity_events import Email
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
@@ -38,13 +39,13 @@ class Body(BaseModel):
 class NewPrincipal(Body):
     """A new user or admin."""
 
-    email: EmailStr
+    email: Email
     name: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=8, max_length=256)
 
 
 class UserChanges(Body):
-    email: EmailStr | None = None
+    email: Email | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus
@@ -28,8 +28,21 @@ from mfaplane_gateway.auth import Reader
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 NDJSON = "application/x-ndjson"
 BATCH = 1000
+MAX_SEQ = 2**63 - 1  # audit_log.seq is a PostgreSQL bigint
 NOT_SET_UP = (MFAStatus.ENROLLING, MFAStatus.EXPIRED, MFAStatus.REQUIRED_NO_PERIOD)
-Moment = Annotated[AwareDatetime | None, Query(description="a past moment, with its UTC offset; default now")]
+
+
+def _not_a_number(value: Any) -> Any:
+    """pydantic would read 1700000000 as Unix seconds; the contract is an RFC 3339 date-time."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return value
+    raise ValueError("expected an RFC 3339 date-time with its UTC offset")
+
+
+DateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+Moment = Annotated[DateTime | None, Query(description="a past moment, with its UTC offset; default now")]
 
 
 class NDJSONResponse(StreamingResponse):
@@ -120,9 +133,9 @@ async def export_events(
     principal_id: Annotated[uuid.UUID | None, Query(description="events about this user or admin")] = None,
     event_type: Annotated[list[str] | None, Query(alias="type", max_length=50, description="any of these")] = None,
     actor: Annotated[str | None, Query(max_length=300, description="e.g. api_key:<id>, user:<id>")] = None,
-    occurred_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
-    after: Annotated[int, Query(ge=0, description="resume after this seq (the last one received)")] = 0,
+    occurred_from: Annotated[DateTime | None, Query(alias="from")] = None,
+    occurred_to: Annotated[DateTime | None, Query(alias="to")] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="resume after this seq (the last one received)")] = 0,
     limit: Annotated[int | None, Query(ge=1, description="at most this many records; default all")] = None,
 ) -> NDJSONResponse:
     where, params = _event_filter(principal_id, event_type, actor, occurred_from, occurred_to)

@@ -20,14 +20,15 @@ from mfaplane_gateway.receipts import Receipt, receipt
 
 class EnrollmentPeriod(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enrollment_days: int = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365,
+    # strict: a whole number of days, never true, 7.0 or "7" (rule 1: anything else is refused)
+    enrollment_days: int = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365, strict=True,
                                  description="days, counted from now, to set up MFA (1 to 365)")
 
 
 class RequirePeriod(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enrollment_days: int | None = Field(
-        default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365,
+        default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365, strict=True,
         description="days to set up MFA (1 to 365); null requires setup at the next sign-in",
     )
 

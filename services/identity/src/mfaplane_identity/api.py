@@ -9,11 +9,11 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import ApiRole, ResourceKind
+from mfaplane_contracts.identity_events import ApiRole, Email, ResourceKind
 from mfaplane_eventing.aggregate import Rejected, replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.request_context import CauseDep
@@ -33,13 +33,13 @@ class Body(BaseModel):
 
 class NewPrincipal(Body):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    email: EmailStr
+    email: Email
     name: str = Field(min_length=1, max_length=200)
     password: str = Password
 
 
 class UserChanges(Body):
-    email: EmailStr | None = None
+    email: Email | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
