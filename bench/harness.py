@@ -6,9 +6,7 @@ Servers are embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS / SMTP_URL na
 - ARGON2_TIME_COST=1, ARGON2_MEMORY_COST_KIB=8192: the test suite's cheap password hashing, so
   that tens of thousands of users can be created before a run (creation is not timed);
 - MFAPLANE_FAKE_CLOCK_FILE: the expiry storm moves the services' clock past a deadline, and the
-  sign-in scenario moves it past TOTP steps already used;
-- MAX_REQUEST_BYTES=4 MiB: one bulk request naming 10,000 user ids is ~390 KB, over the 64 KiB
-  default (see docs/performance.md).
+  sign-in scenario moves it past TOTP steps already used.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ GATEWAY_MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
 SERVICE_ENV = {
     "ARGON2_TIME_COST": "1",
     "ARGON2_MEMORY_COST_KIB": "8192",
-    "MAX_REQUEST_BYTES": str(4 * 1024 * 1024),
 }
 
 

@@ -1,4 +1,4 @@
-"""Bulk actions over many users, a dry run, a gateway restart mid-way, and the CSV export."""
+"""Bulk actions over many users, a dry run, a gateway restart mid-way, the route's size limit, the CSV export."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 import io
 import uuid
 
+from mfaplane_gateway.bulk import MAX_REQUEST_BYTES
 from portal_flows import PASSWORD, ok, problem
 
 USERS = 1000
@@ -43,6 +44,15 @@ async def _until(admin, tag: str, done, what: str, params: dict, limit: int = 50
     raise AssertionError(f"{what} never reached the expected state")
 
 
+async def _completed(admin, operation_id: str) -> dict:
+    for _ in range(600):
+        progress = ok(await admin.get(f"/v1/bulk-operations/{operation_id}"))
+        if progress["state"] == "completed":
+            return progress
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"bulk operation {operation_id} never completed")
+
+
 async def test_bulk_require_over_1000_users_with_invalid_ids_and_a_restart(stack, admin) -> None:
     tag = f"bulk{uuid.uuid4().hex[:6]}"
     ids = await _create_users(admin, tag, USERS)
@@ -59,12 +69,8 @@ async def test_bulk_require_over_1000_users_with_invalid_ids_and_a_restart(stack
     await asyncio.sleep(0.5)
     stack.restart("gateway")  # mid-way: the operation survives and is finished
 
-    for _ in range(600):
-        progress = ok(await admin.get(f"/v1/bulk-operations/{operation['id']}"))
-        if progress["state"] == "completed":
-            break
-        await asyncio.sleep(0.2)
-    assert (progress["done"], progress["state"]) == (USERS, "completed")
+    progress = await _completed(admin, operation["id"])
+    assert progress["done"] == USERS
     assert sorted(f["user_id"] for f in progress["failed"]) == sorted(invalid)
     assert {f["reason"] for f in progress["failed"]} == {"user_not_found"}
     enrolling = await _until(admin, tag, lambda page: len(page) == USERS, "enrolling", {"status": "enrolling"})
@@ -92,6 +98,23 @@ async def test_bulk_by_filter_and_the_dry_run_changes_nothing(admin) -> None:
                                                           "user_ids": ids}), 422, "validation_error")
 
 
+async def test_a_bulk_extend_refused_for_some_users_fails_only_those(admin) -> None:
+    tag = f"ext{uuid.uuid4().hex[:6]}"
+    ids = await _create_users(admin, tag, 4)
+    for user_id in ids[:2]:
+        ok(await admin.post(f"/v1/users/{user_id}/mfa/require", json={"enrollment_days": 3}))
+    await _until(admin, tag, lambda page: len(page) == 2, "required", {"required": "true"})
+
+    operation = ok(await admin.post("/v1/users/mfa/bulk", json={"action": "extend", "enrollment_days": 20,
+                                                                 "user_ids": ids}))
+    progress = await _completed(admin, operation["id"])
+    assert progress["done"] == 2
+    assert sorted((f["user_id"], f["reason"]) for f in progress["failed"]) == \
+        sorted((user_id, "not_required") for user_id in ids[2:])
+    await _until(admin, tag, lambda page: sorted(u["enrollment_days"] for u in page) == [20, 20], "extended",
+                 {"status": "enrolling"})
+
+
 async def test_csv_export_has_every_filtered_user(admin) -> None:
     tag = f"csv{uuid.uuid4().hex[:6]}"
     ids = await _create_users(admin, tag, 12)
@@ -100,3 +123,17 @@ async def test_csv_export_has_every_filtered_user(admin) -> None:
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert {r["status"] for r in rows} == {"none"}
+
+
+async def test_the_bulk_route_takes_10000_ids_and_refuses_more_than_its_own_limit(admin) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(10_000)]  # about 390 KB of JSON, over the 64 KiB of other routes
+    dry = ok(await admin.post("/v1/users/mfa/bulk", json={"action": "require", "user_ids": ids, "dry_run": True}))
+    assert len(dry["not_found"]) == 10_000
+
+    padding = "x" * (MAX_REQUEST_BYTES + 1)
+    refused = problem(await admin.post("/v1/users/mfa/bulk", json={"action": "require", "user_ids": ids,
+                                                                     "dry_run": True, "padding": padding}),
+                      413, "request_too_large")
+    assert str(MAX_REQUEST_BYTES) in refused["detail"]
+    problem(await admin.post("/v1/users", json={"email": "big@example.com", "name": "x" * 70_000,
+                                                "password": PASSWORD}), 413, "request_too_large")

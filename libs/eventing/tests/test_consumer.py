@@ -7,23 +7,30 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from mfaplane_contracts.identity_events import UserCreated
 from mfaplane_contracts.topics import IDENTITY_EVENTS, dead_letter_topic
+from mfaplane_eventing import consumer as consumer_module
 from mfaplane_eventing.consumer import Consumer
 
 GROUP = "gateway"  # any group with a dead-letter topic in the catalog
 
 
-def _message(user: uuid.UUID | None = None) -> tuple[uuid.UUID, bytes]:
+def _created(user: uuid.UUID) -> dict:
+    return {"user_id": str(user), "email": "c@example.com", "name": "C"}
+
+
+def _message(user: uuid.UUID | None = None, kind: str = "UserCreated", payload=_created) -> tuple[uuid.UUID, bytes]:
     user = user or uuid.uuid4()
     event_id = uuid.uuid4()
     envelope = {
-        "event_id": str(event_id), "type": "UserCreated", "schema_version": 1, "aggregate_type": "user",
+        "event_id": str(event_id), "type": kind, "schema_version": 1, "aggregate_type": "user",
         "aggregate_id": str(user), "aggregate_version": 1, "occurred_at": datetime.now(UTC).isoformat(),
         "correlation_id": str(uuid.uuid4()), "causation_id": None, "command_id": None, "actor": "admin:test",
-        "payload": {"user_id": str(user), "email": "c@example.com", "name": "C"},
+        "payload": payload(user),
     }
     return event_id, json.dumps(envelope).encode()
 
@@ -47,9 +54,9 @@ async def consumers(infra, pool):
     """Makes consumers of the test group and stops them (and their producers) afterwards."""
     made: list[Consumer] = []
 
-    def make(handler, retries: int = 3) -> Consumer:
+    def make(handler, retries: int = 3, handles=None) -> Consumer:
         made.append(Consumer(GROUP, infra.kafka_bootstrap, pool, (IDENTITY_EVENTS,), handler, max_retries=retries,
-                             retry_base_seconds=0.01))
+                             retry_base_seconds=0.01, handles=handles))
         return made[-1]
 
     yield make
@@ -73,6 +80,25 @@ async def test_a_failing_handler_is_retried_and_its_writes_roll_back(consumers, 
     await consumers(handler).process(IDENTITY_EVENTS.name, 0, 10, value)
     assert handler.calls == [event_id] * 3
     assert await pool.fetchval("SELECT count(*) FROM consumer_test_rows WHERE event_id = $1", event_id) == 1
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "as a batch"])
+async def test_event_types_the_handler_does_not_handle_are_passed_over_without_a_trace(consumers, pool,
+                                                                                       together) -> None:
+    handler = Recorder()
+    consumer = consumers(handler, handles=(UserCreated,))
+    other_id, other = _message(kind="UserDeleted", payload=lambda user: {"user_id": str(user)})
+    created_id, created = _message()
+    messages = [(IDENTITY_EVENTS.name, 0, 1, other), (IDENTITY_EVENTS.name, 0, 2, created)]
+    if together:
+        await consumer.process_batch(messages)
+    else:
+        for message in messages:
+            await consumer.process(*message)
+    assert handler.calls == [created_id]
+    recorded = await pool.fetch("SELECT event_id FROM processed_events WHERE event_id = ANY($1)",
+                                [other_id, created_id])
+    assert [r["event_id"] for r in recorded] == [created_id]
 
 
 @pytest.mark.parametrize("value", [b"{not json", b'{"type": "NoSuchEvent"}', None, b"x" * 1_000_001])
@@ -132,3 +158,59 @@ def _event_id(value: bytes) -> str | None:
         return json.loads(value)["event_id"]
     except (ValueError, KeyError, TypeError):
         return None  # the undecodable messages parked by the poison test
+
+
+async def _row_transactions(pool, event_ids) -> int:
+    """How many transactions wrote the handler's rows of these events."""
+    return await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM consumer_test_rows WHERE event_id = ANY($1)",
+                               event_ids)
+
+
+async def test_a_batch_of_messages_is_handled_in_one_transaction_and_a_repeated_event_once(consumers, pool) -> None:
+    handler = Recorder()
+    consumer = consumers(handler)
+    (a_id, a), (b_id, b) = _message(), _message()
+    await consumer.process_batch([(IDENTITY_EVENTS.name, 0, 1, a), (IDENTITY_EVENTS.name, 0, 2, b),
+                                  (IDENTITY_EVENTS.name, 0, 3, a)])
+    await consumer.process_batch([(IDENTITY_EVENTS.name, 0, 1, a), (IDENTITY_EVENTS.name, 0, 2, b)])
+    assert handler.calls == [a_id, b_id]
+    assert await _row_transactions(pool, [a_id, b_id]) == 1
+
+
+async def test_a_batch_that_fails_is_rolled_back_and_its_messages_handled_one_by_one(consumers, pool) -> None:
+    handler = Recorder()
+    consumer = consumers(handler)
+    (a_id, a), (b_id, b) = _message(), _message()
+    offset = uuid.uuid4().int % 10**9
+    await consumer.process_batch([(IDENTITY_EVENTS.name, 0, 1, a), (IDENTITY_EVENTS.name, 4, offset, b"{not json"),
+                                  (IDENTITY_EVENTS.name, 0, 2, b)])
+    assert handler.calls == [a_id, b_id], "the poison message fails the batch before any handler runs"
+    assert await _row_transactions(pool, [a_id, b_id]) == 2
+    assert await pool.fetchval('SELECT count(*) FROM dead_letters WHERE "offset" = $1', offset) == 1
+
+    (c_id, c), (d_id, d) = _message(), _message()
+    handler.failures = 1
+    await consumer.process_batch([(IDENTITY_EVENTS.name, 0, 3, c), (IDENTITY_EVENTS.name, 0, 4, d)])
+    assert handler.calls[2:] == [c_id, c_id, d_id], "c failed in the batch, then was handled on its own"
+    assert await pool.fetchval("SELECT count(*) FROM processed_events WHERE event_id = ANY($1)", [c_id, d_id]) == 2
+
+
+class DatabaseAway(Recorder):
+    """A handler whose database connection is cut, `failures` times over."""
+
+    async def __call__(self, conn, envelope) -> None:
+        if self.failures:
+            self.calls.append(envelope.event_id)
+            self.failures -= 1
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        await super().__call__(conn, envelope)
+
+
+async def test_an_event_waits_for_the_database_however_long_it_is_away(consumers, pool, monkeypatch) -> None:
+    monkeypatch.setattr(consumer_module, "DATABASE_RETRY_SECONDS", 0.01)
+    handler = DatabaseAway(failures=5)
+    event_id, value = _message()
+    await consumers(handler, retries=2).process(IDENTITY_EVENTS.name, 0, 30, value)
+    assert handler.calls == [event_id] * 6  # more tries than the retries of a failing handler, and no parking
+    assert await pool.fetchval("SELECT count(*) FROM consumer_test_rows WHERE event_id = $1", event_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE event_id = $1", event_id) == 0

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
 from mfaplane_eventing.event_store import START, Cause, ConcurrencyConflict, EventStore
 
@@ -48,6 +49,42 @@ async def test_same_command_id_twice_returns_first_result_and_writes_nothing(sto
     assert again.duplicate and not first.duplicate
     assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
     assert len(await store.load(str(user))) == 1
+
+
+async def test_a_conflicting_append_does_not_record_its_command_id(store: EventStore) -> None:
+    user, command_id = uuid.uuid4(), uuid.uuid4()
+    await store.append(str(user), 0, [created(user)], cause())
+    with pytest.raises(ConcurrencyConflict):
+        await store.append(str(user), 0, [updated(user, "stale")], cause(command_id))
+    retried = await store.append(str(user), 1, [updated(user, "decided again")], cause(command_id))
+    assert not retried.duplicate and retried.version == 2
+    assert (await store.load(str(user)))[-1].body() == updated(user, "decided again")
+
+
+async def test_concurrent_twins_of_a_command_write_once_and_return_the_same_events(store: EventStore) -> None:
+    user, command_id = uuid.uuid4(), uuid.uuid4()
+    results = await asyncio.gather(*(store.append(str(user), 0, [created(user)], cause(command_id)) for _ in range(4)))
+    assert sorted(r.duplicate for r in results) == [False, True, True, True]
+    assert len({tuple(e.event_id for e in r.events) for r in results}) == 1
+    assert await store.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(user)) == 1
+
+
+async def test_the_outbox_row_is_the_stored_event(store: EventStore) -> None:
+    user = uuid.uuid4()
+    result = await store.append(str(user), 0, [created(user), updated(user, "B")], cause())
+    values = await store.pool.fetch("SELECT value FROM outbox WHERE key = $1 ORDER BY position", str(user))
+    assert [Envelope.model_validate_json(r["value"]) for r in values] == result.events == await store.load(str(user))
+
+
+async def test_loading_for_a_command_gives_the_history_or_the_earlier_result(store: EventStore) -> None:
+    user, command_id = uuid.uuid4(), uuid.uuid4()
+    assert await store.load_for_command(str(user), command_id) == ([], None)
+    first = await store.append(str(user), 0, [created(user)], cause())
+    history, earlier = await store.load_for_command(str(user), command_id)
+    assert (history, earlier) == (first.events, None)
+    retried = await store.append(str(user), 1, [updated(user, "B")], cause(command_id))
+    history, earlier = await store.load_for_command(str(user), command_id)
+    assert history == [] and earlier.duplicate and earlier.events == retried.events and earlier.version == 2
 
 
 async def test_every_append_has_its_outbox_row(store: EventStore) -> None:

@@ -1,4 +1,8 @@
-"""Load, decide, append: the loop every command goes through, retried on a concurrent write."""
+"""Load, decide, append: the loop every command goes through, retried on a concurrent write.
+
+`execute` runs one command; `execute_batch` runs many (a bulk action's) with a few queries and one
+transaction per attempt instead of several round trips and a commit per command.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,32 @@ import asyncio
 import inspect
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import asyncpg
 
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict, EventStore
 
 S = TypeVar("S")
 ATTEMPTS = 8
 CONFLICT_BACKOFF_SECONDS = 0.02
+Decide = Callable[[S], Sequence[EventPayload] | Awaitable[Sequence[EventPayload]]]
+WriteRows = Callable[[asyncpg.Connection, Sequence[EventPayload]], Awaitable[None]]
+Outcomes = dict[int, "AppendResult | Rejected | ConcurrencyConflict"]  # by the item's index in its batch
 
 
 async def execute(
     store: EventStore,
     aggregate_id: str,
     replay: Callable[[list[Envelope]], S],
-    decide: Callable[[S], Sequence[EventPayload] | Awaitable[Sequence[EventPayload]]],
+    decide: Decide[S],
     cause: Cause,
-    write_rows: Callable[[asyncpg.Connection, Sequence[EventPayload]], Awaitable[None]] | None = None,
+    write_rows: WriteRows | None = None,
 ) -> AppendResult:
     """Runs `decide` on the current state and appends its events with the loaded version.
 
@@ -36,10 +45,13 @@ async def execute(
     `write_rows` writes the service's own rows (a password hash, an encrypted key) in the same
     transaction as the events. A decision with no events writes nothing at all.
     """
-    if cause.command_id is not None and (earlier := await store.earlier_result(cause.command_id)) is not None:
-        return earlier
     for attempts_left in range(ATTEMPTS - 1, -1, -1):
-        history = await store.load(aggregate_id)
+        # The command id is looked up with the history (one snapshot) and on every attempt: the same command
+        # may be running on another replica (a client's retry), and deciding on its result would answer
+        # "nothing to do" instead.
+        history, earlier = await store.load_for_command(aggregate_id, cause.command_id)
+        if earlier is not None:
+            return earlier
         events = decide(replay(history))
         if inspect.isawaitable(events):
             events = await events
@@ -47,17 +59,112 @@ async def execute(
         if not events:
             return AppendResult([], version, duplicate=False)
         try:
-            async with store.pool.acquire() as conn, conn.transaction():
-                result = await store.append(aggregate_id, version, events, cause, conn=conn)
-                if write_rows is not None and not result.duplicate:
-                    await write_rows(conn, events)
-            EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
-            return result
+            result = await _append(store, aggregate_id, version, events, cause, write_rows)
         except ConcurrencyConflict:
             if not attempts_left:
                 raise
             await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS))  # let the winner's readers pass
+            continue
+        EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
+        return result
     raise ConcurrencyConflict(aggregate_id)  # only reached with ATTEMPTS == 0
+
+
+async def _append(store: EventStore, aggregate_id: str, version: int, events: Sequence[EventPayload], cause: Cause,
+                  write_rows: WriteRows | None) -> AppendResult:
+    if write_rows is None:
+        return await store.append(aggregate_id, version, events, cause)  # one statement, no BEGIN
+    async with store.pool.acquire() as conn, conn.transaction():
+        result = await store.append(aggregate_id, version, events, cause, conn=conn)
+        if not result.duplicate:
+            await write_rows(conn, events)
+    return result
+
+
+@dataclass(frozen=True)
+class BatchItem(Generic[S]):
+    """One command of a batch: what `execute` takes, for one aggregate."""
+
+    aggregate_id: str
+    decide: Decide[S]
+    cause: Cause
+    write_rows: WriteRows | None = None
+
+
+async def execute_batch(
+    store: EventStore, replay: Callable[[list[Envelope]], S], items: Sequence[BatchItem[S]],
+) -> list[AppendResult | Rejected | ConcurrencyConflict]:
+    """Runs many commands as `execute` runs one, each on its own aggregate, with per-item outcomes.
+
+    The histories are loaded in one query and the decisions appended in one transaction, each item
+    in its own savepoint with its loaded version: an item whose aggregate changed meanwhile is
+    decided again on the new state (up to ATTEMPTS times, then its outcome is the conflict), an
+    item whose `decide` raises `Rejected` has that refusal as its outcome, and neither touches the
+    other items. A retried command id returns its first result. Outcomes come in the items' order.
+    """
+    outcomes: Outcomes = {}
+    pending = list(range(len(items)))
+    for attempts_left in range(ATTEMPTS - 1, -1, -1):
+        histories = await store.load_many([items[i].aggregate_id for i in pending])
+        outcomes.update(await _earlier_results(store, items, pending))  # after the load: see `execute`
+        pending = [i for i in pending if i not in outcomes]
+        if not pending:
+            break
+        decided = await _decide_all(replay, items, pending, histories, outcomes)
+        pending = await _append_all(store, items, decided, outcomes)
+        if pending and attempts_left:
+            await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS))
+    for i in pending:
+        outcomes[i] = ConcurrencyConflict(items[i].aggregate_id)
+    return [outcomes[i] for i in range(len(items))]
+
+
+async def _earlier_results(store: EventStore, items: Sequence[BatchItem], pending: list[int]) -> Outcomes:
+    ids = {i: items[i].cause.command_id for i in pending if items[i].cause.command_id}
+    recorded = await store.recorded_commands(list(ids.values()))
+    return {i: await store.earlier_result(command_id) for i, command_id in ids.items() if command_id in recorded}
+
+
+async def _decide_all(replay: Callable[[list[Envelope]], S], items: Sequence[BatchItem[S]], pending: list[int],
+                      histories: dict[str, list[Envelope]], outcomes: Outcomes) -> list[tuple[int, int, Sequence[EventPayload]]]:
+    """(item, loaded version, events) of every pending item that has events to append."""
+    decided = []
+    for i in pending:
+        history = histories[items[i].aggregate_id]
+        version = history[-1].aggregate_version if history else 0
+        try:
+            events = items[i].decide(replay(history))
+            if inspect.isawaitable(events):
+                events = await events
+        except Rejected as refusal:
+            outcomes[i] = refusal
+            continue
+        if events:
+            decided.append((i, version, events))
+        else:
+            outcomes[i] = AppendResult([], version, duplicate=False)
+    return decided
+
+
+async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: list[tuple[int, int, Sequence]],
+                      outcomes: Outcomes) -> list[int]:
+    """Appends every decision in one transaction; returns the items that met a concurrent write."""
+    conflicted, appended = [], {}
+    if not decided:
+        return conflicted
+    async with store.pool.acquire() as conn, conn.transaction():
+        for i, version, events in decided:
+            item = items[i]
+            try:
+                appended[i] = await store.append(item.aggregate_id, version, events, item.cause, conn=conn)
+            except ConcurrencyConflict:
+                conflicted.append(i)
+                continue
+            if item.write_rows is not None and not appended[i].duplicate:
+                await item.write_rows(conn, events)
+    outcomes.update(appended)
+    EVENTS_APPENDED.inc(sum(len(result.events) for result in appended.values() if not result.duplicate))
+    return conflicted
 
 
 def receipt(aggregate_id: str, result: AppendResult) -> CommandReceipt:

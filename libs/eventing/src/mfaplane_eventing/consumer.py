@@ -7,6 +7,11 @@ and skips. A handler that keeps failing after bounded retries with backoff parks
 the group's dead-letter topic (and in `dead_letters`) and the partition moves on. A message that
 cannot even be decoded is parked at once: retrying cannot fix it.
 
+Messages that arrive together (up to BATCH_MAX_MESSAGES, collected for at most BATCH_WAIT_SECONDS)
+are handled in one transaction, with their ids recorded by one statement: one commit for many
+events. If anything in such a batch fails, it is rolled back whole and each of its messages goes
+through the single-message path above, with its own retries and dead letter.
+
 Handlers must be quick database work; anything slow (SMTP) is queued in a table by the handler and
 done by a separate loop, so the poll loop never waits on it.
 """
@@ -17,25 +22,29 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 import faust
 from pydantic import ValidationError
 
-from mfaplane_contracts.envelope import Envelope
+from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.registry import UnknownEventType, UnknownSchemaVersion
 from mfaplane_contracts.topics import Topic, dead_letter_topic
-from mfaplane_eventing import logs
+from mfaplane_eventing import db, logs
 from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
 MAX_MESSAGE_BYTES = 1_000_000
+DATABASE_RETRY_SECONDS = 1.0
 DEAD_LETTER_COPY_BYTES = 64 * 1024  # the full value stays in the dead_letters table
 UNDECODABLE = (ValueError, ValidationError, UnknownEventType, UnknownSchemaVersion)
+BATCH_MAX_MESSAGES = 200
+BATCH_WAIT_SECONDS = 0.02  # the longest a message waits for others to share its transaction
+Message = tuple[str, int, int, bytes | None]  # topic, partition, offset, value
 
 
 class Poison(Exception):
@@ -63,9 +72,12 @@ class Consumer:
         handler: Handler,
         max_retries: int = 5,
         retry_base_seconds: float = 0.2,
+        handles: tuple[type[EventPayload], ...] | None = None,
     ) -> None:
         self._pool = pool
         self._handler = handler
+        # The event types the handler does something with (None: all); the others cost no transaction.
+        self._handles = None if handles is None else frozenset(t.event_type for t in handles)
         self._max_retries = max_retries
         self._retry_base = retry_base_seconds
         self._app = faust.App(
@@ -89,21 +101,69 @@ class Consumer:
         await self._app.start()
 
     async def stop(self) -> None:
-        """Finishes the message in hand, commits offsets and leaves the group."""
+        """Finishes the messages in hand, commits offsets and leaves the group."""
         await self._app.stop()
 
     async def _consume(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            lag = self._app.consumer.highwater(message.tp) - message.offset - 1
-            CONSUMER_LAG.labels(message.topic, message.partition).set(max(lag, 0))
-            await self.process(message.topic, message.partition, message.offset, message.value)
+        async for events in stream.take_events(BATCH_MAX_MESSAGES, within=BATCH_WAIT_SECONDS):
+            messages = [event.message for event in events]
+            for message in messages:
+                lag = self._app.consumer.highwater(message.tp) - message.offset - 1
+                CONSUMER_LAG.labels(message.topic, message.partition).set(max(lag, 0))
+            await self.process_batch([(m.topic, m.partition, m.offset, m.value) for m in messages])
+
+    async def process_batch(self, messages: Sequence[Message]) -> None:
+        """Handles the messages in one transaction or, if that fails, one by one with `process`."""
+        if len(messages) > 1:
+            try:
+                outcomes = await self._handle_together(messages)
+            except Exception as error:  # noqa: BLE001 - each message is then handled (or parked) on its own
+                log.info("batch rolled back; handling its messages one by one",
+                         extra={"messages": len(messages), "error": repr(error)})
+            else:
+                for topic, outcome in outcomes:
+                    EVENTS_CONSUMED.labels(topic, outcome).inc()
+                return
+        for message in messages:
+            await self.process(*message)
+
+    async def _handle_together(self, messages: Sequence[Message]) -> list[tuple[str, str]]:
+        outcomes: list[tuple[str, str]] = []
+        wanted: list[tuple[str, Envelope]] = []
+        for topic, _, _, value in messages:
+            envelope = decode(value)  # Poison: the one-by-one path parks it
+            if self._handles is None or envelope.type in self._handles:
+                wanted.append((topic, envelope))
+            else:
+                outcomes.append((topic, "ignored"))
+        if not wanted:
+            return outcomes
+        async with self._pool.acquire() as conn, conn.transaction():
+            first_time = {row["event_id"] for row in await conn.fetch(
+                "INSERT INTO processed_events (event_id) SELECT DISTINCT unnest($1::uuid[]) "
+                "ON CONFLICT DO NOTHING RETURNING event_id", [e.event_id for _, e in wanted],
+            )}
+            for topic, envelope in wanted:
+                if envelope.event_id not in first_time:
+                    outcomes.append((topic, "duplicate"))
+                    continue
+                first_time.discard(envelope.event_id)  # the same event twice in a batch is handled once
+                token = logs.correlation_id.set(str(envelope.correlation_id))
+                try:
+                    await self._handler(conn, envelope)
+                finally:
+                    logs.correlation_id.reset(token)
+                outcomes.append((topic, "handled"))
+        return outcomes
 
     async def process(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         try:
             envelope = decode(value)
         except Poison as poison:
             await self._park(topic, partition, offset, value, None, str(poison))
+            return
+        if self._handles is not None and envelope.type not in self._handles:
+            EVENTS_CONSUMED.labels(topic, "ignored").inc()
             return
         token = logs.correlation_id.set(str(envelope.correlation_id))
         try:
@@ -112,10 +172,17 @@ class Consumer:
             logs.correlation_id.reset(token)
 
     async def _handle_with_retries(self, topic, partition, offset, value, envelope: Envelope) -> None:
-        for attempt in range(1, self._max_retries + 1):
+        attempt = 0
+        while True:
             try:
                 outcome = await self._handle_once(envelope)
+            except db.DATABASE_AWAY as error:
+                # Not the event's fault, and parking it needs the database too: the event waits for it.
+                log.warning("database unreachable, the event waits", extra={"event_id": str(envelope.event_id),
+                                                                            "error": repr(error)})
+                await asyncio.sleep(DATABASE_RETRY_SECONDS)
             except Exception as error:  # noqa: BLE001 - any handler failure is retried, then parked
+                attempt += 1
                 HANDLER_ERRORS.labels(topic).inc()
                 log.warning("handler failed", extra={"event_id": str(envelope.event_id), "type": envelope.type,
                                                      "attempt": attempt, "error": repr(error)})

@@ -1,7 +1,7 @@
 """The event store: append with an expected version and a command id, load, read in global order.
 
-Appending writes the events and their outbox rows in one transaction, so an event is stored if and
-only if it will be published.
+Appending writes the command id, the events and their outbox rows in one statement (one
+transaction), so an event is stored if and only if it will be published.
 
 Reading the global stream without skipping (the subtle part). `position` comes from a sequence, and
 sequence values are taken when a row is inserted, not when its transaction commits. Two writers can
@@ -20,6 +20,7 @@ have finished, which in practice is milliseconds.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,36 @@ _COLUMNS = (
 )
 
 
+# The command id, the events and their outbox rows in one statement (so one round trip, atomic even
+# without a transaction). A command id seen before inserts nothing: the result is then 0 rows.
+_APPEND = (
+    "WITH command AS ("
+    "  INSERT INTO commands (command_id, aggregate_id) SELECT $1::uuid, $2::text WHERE $1::uuid IS NOT NULL"
+    "  ON CONFLICT DO NOTHING RETURNING command_id"
+    "), new AS ("
+    "  SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[], $9::text[],"
+    "                       $10::bytea[])"
+    "  AS e(event_id, type, schema_version, aggregate_type, aggregate_version, topic, payload, value)"
+    "  WHERE $1::uuid IS NULL OR EXISTS (SELECT FROM command)"
+    "), event AS ("
+    f"  INSERT INTO events ({_COLUMNS}, topic)"
+    "  SELECT event_id, type, schema_version, aggregate_type, $2::text, aggregate_version, $11::timestamptz,"
+    "         $12::uuid, $13::uuid, $1::uuid, $14::text, payload::jsonb, topic FROM new"
+    "  RETURNING position, event_id"
+    ") "
+    "INSERT INTO outbox (position, topic, key, value) SELECT event.position, new.topic, $2::text, new.value "
+    "FROM event JOIN new USING (event_id)"
+)
+
+
+# One row at least: the command's aggregate if it was recorded, else the history (or nulls if none).
+_LOAD_FOR_COMMAND = (
+    "SELECT c.aggregate_id AS recorded_for, " + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + " "
+    "FROM (SELECT) AS one LEFT JOIN commands c ON c.command_id = $2 "
+    "LEFT JOIN events e ON e.aggregate_id = $1 AND c.command_id IS NULL ORDER BY e.aggregate_version"
+)
+
+
 def _envelope(row: asyncpg.Record) -> Envelope:
     return Envelope.model_validate({key: row[key] for key in Envelope.model_fields})
 
@@ -96,17 +127,46 @@ class EventStore:
         rows = await (conn or self.pool).fetch(sql, aggregate_id)
         return [_envelope(row) for row in rows]
 
+    async def load_for_command(self, aggregate_id: str,
+                               command_id: uuid.UUID | None) -> tuple[list[Envelope], AppendResult | None]:
+        """The aggregate's history and, if `command_id` was recorded before, what it produced: one query,
+        so both are read in one snapshot."""
+        if command_id is None:
+            return await self.load(aggregate_id), None
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_LOAD_FOR_COMMAND, aggregate_id, command_id)
+            if (recorded_for := rows[0]["recorded_for"]) is not None:
+                return [], await self._duplicate(conn, command_id, recorded_for)
+        return [_envelope(row) for row in rows if row["event_id"] is not None], None
+
+    async def load_many(self, aggregate_ids: Sequence[str]) -> dict[str, list[Envelope]]:
+        """Several aggregates' histories in one query; an aggregate without events maps to []."""
+        sql = (f"SELECT {_COLUMNS} FROM events WHERE aggregate_id = ANY($1::text[]) "
+               "ORDER BY aggregate_id, aggregate_version")
+        histories: dict[str, list[Envelope]] = {aggregate_id: [] for aggregate_id in aggregate_ids}
+        for row in await self.pool.fetch(sql, list(histories)):
+            histories[row["aggregate_id"]].append(_envelope(row))
+        return histories
+
+    async def recorded_commands(self, command_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these command ids were recorded before (their `earlier_result` exists)."""
+        rows = await self.pool.fetch("SELECT command_id FROM commands WHERE command_id = ANY($1::uuid[])", command_ids)
+        return {row["command_id"] for row in rows}
+
     async def earlier_result(self, command_id: uuid.UUID) -> AppendResult | None:
         """What a command id produced before, or None if it was never recorded."""
         async with self.pool.acquire() as conn:
             aggregate_id = await conn.fetchval("SELECT aggregate_id FROM commands WHERE command_id = $1", command_id)
             return None if aggregate_id is None else await self._duplicate(conn, command_id, aggregate_id)
 
-    @staticmethod
-    async def _duplicate(conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> AppendResult:
+    async def _duplicate(self, conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> AppendResult:
         rows = await conn.fetch(f"SELECT {_COLUMNS} FROM events WHERE command_id = $1 ORDER BY position", command_id)
-        version = await conn.fetchval("SELECT max(aggregate_version) FROM events WHERE aggregate_id = $1", aggregate_id)
-        return AppendResult([_envelope(row) for row in rows], version or 0, duplicate=True)
+        return AppendResult([_envelope(row) for row in rows], await self.version(aggregate_id, conn), duplicate=True)
+
+    async def version(self, aggregate_id: str, conn: asyncpg.Connection | None = None) -> int:
+        """The aggregate's current version: 0 when it has no events."""
+        sql = "SELECT coalesce(max(aggregate_version), 0) FROM events WHERE aggregate_id = $1"
+        return await (conn or self.pool).fetchval(sql, aggregate_id)
 
     async def append(
         self,
@@ -116,9 +176,10 @@ class EventStore:
         cause: Cause,
         conn: asyncpg.Connection | None = None,
     ) -> AppendResult:
-        """Appends atomically. With `conn`, joins the caller's transaction (for its own rows)."""
+        """Appends `events` (at least one) atomically. With `conn`, joins the caller's transaction (for its
+        own rows)."""
         if conn is None:
-            async with self.pool.acquire() as own, own.transaction():
+            async with self.pool.acquire() as own:  # one statement: atomic without BEGIN and COMMIT
                 result = await self._append(own, aggregate_id, expected_version, events, cause)
             EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
             return result
@@ -126,28 +187,19 @@ class EventStore:
             return await self._append(conn, aggregate_id, expected_version, events, cause)
 
     async def _append(self, conn, aggregate_id, expected_version, events, cause) -> AppendResult:
-        if cause.command_id is not None and not await self._record_command(conn, cause.command_id, aggregate_id):
-            return await self._duplicate(conn, cause.command_id, aggregate_id)
         now = self.clock.now()
         envelopes = [
             self._wrap(aggregate_id, expected_version + offset, event, cause, now)
             for offset, event in enumerate(events, start=1)
         ]
         try:
-            await self._insert(conn, envelopes, [type(e).topic for e in events])
+            inserted = await self._insert(conn, aggregate_id, now, envelopes, [type(e).topic for e in events], cause)
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyConflict(f"{aggregate_id} changed since version {expected_version}") from error
+        if not inserted:
+            # A concurrent twin blocked on the command id's primary key until the first committed.
+            return await self._duplicate(conn, cause.command_id, aggregate_id)
         return AppendResult(envelopes, expected_version + len(envelopes), duplicate=False)
-
-    @staticmethod
-    async def _record_command(conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> bool:
-        # A concurrent twin blocks on the primary key until the first commits, then sees it.
-        inserted = await conn.fetchval(
-            "INSERT INTO commands (command_id, aggregate_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-            command_id,
-            aggregate_id,
-        )
-        return bool(inserted)
 
     @staticmethod
     def _wrap(aggregate_id: str, version: int, event: EventPayload, cause: Cause, now: datetime) -> Envelope:
@@ -167,28 +219,27 @@ class EventStore:
         )
 
     @staticmethod
-    async def _insert(conn: asyncpg.Connection, envelopes: list[Envelope], topics: list[str]) -> None:
-        # The event and its outbox row in one statement: one round trip per event instead of two.
-        for envelope, topic in zip(envelopes, topics, strict=True):
-            await conn.execute(
-                f"WITH event AS (INSERT INTO events ({_COLUMNS}, topic) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING position) "
-                "INSERT INTO outbox (position, topic, key, value) SELECT position, $13, $5, $14 FROM event",
-                envelope.event_id,
-                envelope.type,
-                envelope.schema_version,
-                envelope.aggregate_type,
-                envelope.aggregate_id,
-                envelope.aggregate_version,
-                envelope.occurred_at,
-                envelope.correlation_id,
-                envelope.causation_id,
-                envelope.command_id,
-                envelope.actor,
-                envelope.payload,
-                topic,
-                encode(envelope),
-            )
+    async def _insert(conn: asyncpg.Connection, aggregate_id: str, now: datetime, envelopes: list[Envelope],
+                      topics: list[str], cause: Cause) -> bool:
+        """False if the command id was recorded before (nothing written). `envelopes` is never empty."""
+        status = await conn.execute(
+            _APPEND,
+            cause.command_id,
+            aggregate_id,
+            [e.event_id for e in envelopes],
+            [e.type for e in envelopes],
+            [e.schema_version for e in envelopes],
+            [e.aggregate_type for e in envelopes],
+            [e.aggregate_version for e in envelopes],
+            topics,
+            [json.dumps(e.payload) for e in envelopes],
+            [encode(e) for e in envelopes],
+            now,
+            cause.correlation_id,
+            cause.causation_id,
+            cause.actor,
+        )
+        return status != "INSERT 0 0"
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[tuple[Position, Envelope]]:
         """Events in global order after `after`, never skipping one that commits late."""

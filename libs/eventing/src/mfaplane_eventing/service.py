@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.topics import Topic
 from mfaplane_eventing import clock as clocks
 from mfaplane_eventing import db, logs, problems
@@ -67,12 +68,15 @@ class ServiceSpec:
     migrations: Path | None = None
     consumes: tuple[Topic, ...] = ()
     handler: Callable[[Runtime], Handler] | None = None
+    handles: tuple[type[EventPayload], ...] | None = None  # the event types the handler acts on (None: all)
     routers: list[APIRouter] = field(default_factory=list)
     background: Callable[[Runtime], list[Coroutine[Any, Any, None]]] = lambda runtime: []
     # Resources of the service's own (HTTP clients, key material): entered at start-up, each value
     # set as an attribute of app.state, and closed at shutdown.
     state: Callable[[Runtime], contextlib.AbstractAsyncContextManager[dict[str, Any]]] | None = None
     commands: dict[str, CliCommand] = field(default_factory=dict)
+    # Request size limits of single routes (by path) that take more than MAX_REQUEST_BYTES.
+    body_limits: dict[str, int] = field(default_factory=dict)
 
     def migration_dirs(self) -> list[Path]:
         return [db.EVENTING_MIGRATIONS] + ([self.migrations] if self.migrations else [])
@@ -116,7 +120,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         consumer = None
         if spec.handler is not None:
             consumer = Consumer(spec.name, settings.kafka_bootstrap_servers, pool, spec.consumes,
-                                spec.handler(runtime), settings.consumer_max_retries)
+                                spec.handler(runtime), settings.consumer_max_retries, handles=spec.handles)
             await consumer.start()
         log.info("service started", extra={"port": settings.http_port})
         try:
@@ -138,7 +142,7 @@ def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) ->
     """The service's HTTP surface; without a lifespan it only serves to describe the API (OpenAPI)."""
     app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan)
     problems.install(app)
-    app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_request_bytes, route_limits=spec.body_limits)
     for router in spec.routers:
         app.include_router(router, responses=problems.ERROR_RESPONSES)
     app.add_api_route("/healthz", lambda: {"status": "alive"}, methods=["GET"], include_in_schema=False)

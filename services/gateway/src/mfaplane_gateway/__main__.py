@@ -46,6 +46,7 @@ SPEC = ServiceSpec(
     background=lambda runtime: [read_models.keep_current(runtime.pool)],
     state=gateway_state,
     commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},
+    body_limits={bulk.PATH: bulk.MAX_REQUEST_BYTES},
 )
 
 if __name__ == "__main__":

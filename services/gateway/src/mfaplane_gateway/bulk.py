@@ -2,16 +2,19 @@
 
 A dry run answers who would change and writes nothing. Otherwise the request becomes an
 operation with one item per user, committed before the answer, and the bulk worker (in every
-gateway replica) works the items off: each item is claimed with a lease and forwarded to the mfa
-service with an idempotency key made from the operation and the user, so an item interrupted by
-a restart is applied once when it is picked up again.
+gateway replica) works the items off: it claims up to CHUNK items with a lease and sends them to
+the mfa service as one batch of commands, each with an idempotency key made from the operation
+and the user, so an item interrupted by a restart is applied once when it is picked up again.
+The route takes up to MAX_IDS ids, so it has its own request size limit (MAX_REQUEST_BYTES).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -23,8 +26,7 @@ from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Admin, Reader
-from mfaplane_gateway.enrollment_admin import send_enrollment_command
-from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.forwarding import Forwarder, command_id
 from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter
 from mfaplane_gateway.projector import LIVE_TABLES
 
@@ -32,7 +34,13 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["bulk actions"])
 Action = Literal["require", "extend", "reset"]
 MAX_IDS = 100_000
-WORKERS = 8
+ID_BYTES = 40  # one id in the JSON list: 36 characters, quotes, a comma and a space
+MAX_REQUEST_BYTES = MAX_IDS * ID_BYTES + 64 * 1024  # the ids and room for the rest of the request
+# Items in flight per replica: WORKERS batches of CHUNK. Larger batches save little more, and one
+# batch must stay well within the forwarder's 10 s timeout on a loaded machine (else it is retried).
+WORKERS = 2
+CHUNK = 200
+SCOPE = "user_portal"
 LEASE_SECONDS = 60
 IDLE_SECONDS = 0.2
 # Who an action changes, given the state in the read model (rule 6: extend only while not set up).
@@ -58,7 +66,7 @@ class Selection(BaseModel):
 class BulkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Action
-    enrollment_days: int | None = Field(default=7, ge=1, le=365)
+    enrollment_days: int | None = Field(default=7, ge=1, le=365, strict=True)
     user_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
     filter: Selection | None = None
     dry_run: bool = False
@@ -110,7 +118,10 @@ async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list
     )
 
 
-@router.post("/users/mfa/bulk", status_code=202, response_model=Operation | DryRun)
+PATH = f"{router.prefix}/users/mfa/bulk"
+
+
+@router.post(PATH.removeprefix(router.prefix), status_code=202, response_model=Operation | DryRun)
 async def start_bulk_action(body: BulkRequest, caller: Admin, runtime: RuntimeDep) -> Operation | DryRun:
     now = runtime.clock.now()
     targets = await _targets(runtime.pool, now, body)
@@ -173,44 +184,76 @@ class BulkWorker:
     async def _work(self) -> None:
         while True:
             try:
-                if not await self.process_one():
+                if not await self.process_chunk():
                     await asyncio.sleep(IDLE_SECONDS)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("bulk worker database error", extra={"error": repr(error)})
                 await asyncio.sleep(IDLE_SECONDS)
 
-    async def process_one(self) -> bool:
-        item = await self._pool.fetchrow(
-            "UPDATE bulk_operation_items i SET claimed_until = now() + make_interval(secs => $1) "
-            "FROM bulk_operations o WHERE o.operation_id = i.operation_id AND (i.operation_id, i.user_id) = ("
+    async def process_chunk(self) -> bool:
+        """Claims up to CHUNK pending items and applies them; False when none was pending."""
+        items = await self._pool.fetch(
+            "WITH claimable AS ("  # a locking CTE is evaluated once, never inlined
             "  SELECT operation_id, user_id FROM bulk_operation_items WHERE state = 'pending' "
-            "  AND (claimed_until IS NULL OR claimed_until < now()) LIMIT 1 FOR UPDATE SKIP LOCKED"
-            ") RETURNING i.operation_id, i.user_id, o.action, o.enrollment_days, o.actor",
-            LEASE_SECONDS,
+            "  AND (claimed_until IS NULL OR claimed_until < now()) LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ") UPDATE bulk_operation_items i SET claimed_until = now() + make_interval(secs => $1) "
+            "FROM claimable c, bulk_operations o "
+            "WHERE (i.operation_id, i.user_id) = (c.operation_id, c.user_id) AND o.operation_id = i.operation_id "
+            "RETURNING i.operation_id, i.user_id, o.action, o.enrollment_days, o.actor",
+            LEASE_SECONDS, CHUNK,
         )
-        if item is None:
-            return False
-        state, reason = "done", None
+        for _, operation_items in itertools.groupby(sorted(items, key=_operation), key=_operation):
+            await self._apply(list(operation_items))
+        return bool(items)
+
+    async def _apply(self, items: list[asyncpg.Record]) -> None:
+        """Sends one operation's claimed items to mfa as one batch and records each one's outcome."""
+        head = items[0]
+        commands = [{"command_id": _command_id(head, item["user_id"]), "action": head["action"], "scope": SCOPE,
+                     "principal_id": str(item["user_id"]), "enrollment_days": head["enrollment_days"]}
+                    for item in items]
         try:
-            await send_enrollment_command(
-                self._forward, item["actor"], "user_portal", item["user_id"], item["action"],
-                {"enrollment_days": item["enrollment_days"]}, idempotency_key=f"bulk:{item['operation_id']}",
-            )
+            answer = await self._forward.send("mfa", "POST", "/enrollments/batch", head["actor"],
+                                              {"commands": commands})
         except Rejected as refused:
             if refused.status == 503:
-                return True  # the lease runs out and the item is tried again
-            state, reason = "failed", refused.code
-        await self._finish(item["operation_id"], item["user_id"], state, reason)
-        return True
+                return  # the leases run out and the items are tried again
+            outcomes = [("failed", refused.code)] * len(items)
+        else:
+            outcomes = [_outcome(result) for result in answer["results"]]
+        finished = [(item["user_id"], *outcome) for item, outcome in zip(items, outcomes, strict=True) if outcome]
+        if finished:
+            await self._finish(head["operation_id"], finished)
 
-    async def _finish(self, operation_id: uuid.UUID, user_id: uuid.UUID, state: str, reason: str | None) -> None:
+    async def _finish(self, operation_id: uuid.UUID, outcomes: Sequence[tuple[uuid.UUID, str, str | None]]) -> None:
+        users, states, reasons = zip(*outcomes, strict=True)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE bulk_operation_items SET state = $3, reason = $4, claimed_until = NULL "
-                "WHERE operation_id = $1 AND user_id = $2", operation_id, user_id, state, reason,
+                "UPDATE bulk_operation_items i SET state = o.state, reason = o.reason, claimed_until = NULL "
+                "FROM unnest($2::uuid[], $3::text[], $4::text[]) AS o(user_id, state, reason) "
+                "WHERE i.operation_id = $1 AND i.user_id = o.user_id", operation_id, users, states, reasons,
             )
             await conn.execute(
                 "UPDATE bulk_operations SET completed_at = now() WHERE operation_id = $1 AND completed_at IS NULL "
                 "AND NOT EXISTS (SELECT 1 FROM bulk_operation_items WHERE operation_id = $1 AND state = 'pending')",
                 operation_id,
             )
+
+
+def _operation(item: asyncpg.Record) -> uuid.UUID:
+    return item["operation_id"]
+
+
+def _command_id(item: asyncpg.Record, user_id: uuid.UUID) -> str:
+    """The id the command had when each item was forwarded on its own: an operation started before
+    an upgrade still applies each item once."""
+    path = f"/enrollments/{SCOPE}/{user_id}/{item['action']}"
+    return command_id(item["actor"], f"POST {path}", f"bulk:{item['operation_id']}")
+
+
+def _outcome(result: dict) -> tuple[str, str | None] | None:
+    """An item's new state and reason, or None to leave it to be tried again when its lease runs out."""
+    problem = result["problem"]
+    if problem is None:
+        return "done", None
+    return None if problem["status"] >= 500 else ("failed", problem["code"])

@@ -1,20 +1,23 @@
-"""The mfa service's command API, called by the gateway: one route per enrollment command."""
+"""The mfa service's command API, called by the gateway: one route per enrollment command, and one
+route that takes a batch of the admin commands (a bulk action's) with a result per command."""
 
 from __future__ import annotations
 
 import base64
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts import commands as c
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.mfa_events import Scope, enrollment_id
 from mfaplane_contracts.mfa_status import MFAStatus
-from mfaplane_eventing.event_store import AppendResult, Cause
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict
+from mfaplane_eventing.problems import Problem, problem_body
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_mfa import enrollment
@@ -22,7 +25,15 @@ from mfaplane_mfa.enrollment_commands import EnrollmentCommands
 from mfaplane_mfa.setup_material import setup_material
 
 router = APIRouter(prefix="/enrollments/{scope}/{principal_id}")
+batch_router = APIRouter(prefix="/enrollments")
 Days = Field(ge=1, le=365)
+MAX_BATCH = 1000
+BATCH_ITEM_BYTES = 256  # a batch item's JSON is under 200 bytes
+MAX_BATCH_BYTES = MAX_BATCH * BATCH_ITEM_BYTES  # the batch route's own request size limit
+BATCH_COMMANDS: dict[str, type[c.Command]] = {
+    "require": c.RequireMFA, "remove-requirement": c.RemoveMFARequirement,
+    "extend": c.ExtendEnrollment, "reset": c.ResetMFA,
+}
 
 
 class Body(BaseModel):
@@ -58,6 +69,34 @@ class ConfirmResponse(CommandReceipt):
 
 class DismissResponse(CommandReceipt):
     days_remaining: int
+
+
+class BatchCommand(Body):
+    command_id: uuid.UUID = Field(description="the command's own idempotency key")
+    action: Literal["require", "remove-requirement", "extend", "reset"]
+    scope: Scope
+    principal_id: uuid.UUID
+    enrollment_days: int | None = Field(default=c.DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _days_where_needed(self) -> BatchCommand:
+        if self.enrollment_days is None and self.action in ("extend", "reset"):
+            raise ValueError("extend and reset need enrollment_days")
+        return self
+
+
+class BatchBody(Body):
+    commands: list[BatchCommand] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResult(BaseModel):
+    command_id: uuid.UUID
+    receipt: CommandReceipt | None = None
+    problem: Problem | None = Field(default=None, description="why this command was refused; the others stand")
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchResult]
 
 
 class EnrollmentView(BaseModel):
@@ -167,3 +206,31 @@ async def view(scope: Scope, principal_id: uuid.UUID, runtime: RuntimeDep, run: 
         throttled_until=state.paused_until if state.paused_until and state.paused_until > now else None,
         locked=state.locked, recovery_codes_left=state.recovery_codes_issued - len(state.used_recovery_codes),
     )
+
+
+@batch_router.post("/batch")
+async def run_batch(body: BatchBody, cause: CauseDep, run: CommandsDep) -> BatchResponse:
+    """Each command is decided and appended on its own (one refused or conflicting command leaves the
+    others applied), in a few transactions for the whole batch."""
+    causes = [Cause(cause.actor, cause.correlation_id, item.command_id) for item in body.commands]
+    commands = [_batch_command(item, item_cause) for item, item_cause in zip(body.commands, causes)]
+    outcomes = await run.batch(list(zip(commands, causes)))
+    return BatchResponse(results=[_batch_result(command, outcome) for command, outcome in zip(commands, outcomes)])
+
+
+def _batch_command(item: BatchCommand, cause: Cause) -> c.Command:
+    days = {} if item.action == "remove-requirement" else {"enrollment_days": item.enrollment_days}
+    return BATCH_COMMANDS[item.action](**_fields(item.scope, item.principal_id, cause), **days)
+
+
+def _batch_result(command: c.Command, outcome: AppendResult | Exception) -> BatchResult:
+    if isinstance(outcome, AppendResult):
+        return BatchResult(command_id=command.command_id,
+                           receipt=CommandReceipt(**_receipt(command.scope, command.principal_id, outcome)))
+    if isinstance(outcome, ConcurrencyConflict):
+        outcome = Rejected("concurrent_modification", "Another change to the same record was saved first; retry.")
+    if not isinstance(outcome, Rejected):
+        raise outcome
+    title = outcome.code.replace("_", " ").capitalize()
+    return BatchResult(command_id=command.command_id,
+                       problem=Problem(**problem_body(outcome.status, outcome.code, title, outcome.detail)))

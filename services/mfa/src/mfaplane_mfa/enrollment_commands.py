@@ -7,7 +7,7 @@ first result, except a verification: replaying a verify request must never pass 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -15,7 +15,7 @@ from mfaplane_contracts.commands import Command, VerifyTOTP
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import TOTPSecretIssued, enrollment_id
 from mfaplane_eventing.aggregate import Rejected, replayer
-from mfaplane_eventing.command_handler import execute
+from mfaplane_eventing.command_handler import BatchItem, execute, execute_batch
 from mfaplane_eventing.event_store import AppendResult, Cause, EventStore
 from mfaplane_eventing.clock import Clock
 from mfaplane_mfa import enrollment
@@ -38,24 +38,16 @@ class EnrollmentCommands:
         return replay(await self._store.load(aggregate_id))
 
     async def __call__(self, command: Command, cause: Cause) -> tuple[AppendResult, Decision | None]:
-        aggregate_id = enrollment_id(command.scope, command.principal_id)
-        decisions: list[Decision] = []
+        run = _Run(command, self._decide, self._keys)
+        return run.outcome(await execute(self._store, run.aggregate_id, replay, run.decide, cause, run.record))
 
-        async def decide(state: Enrollment) -> Sequence[EventPayload]:
-            decisions.append(await self._decide(state, command))
-            return decisions[-1].events
-
-        async def record(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
-            await self._keys.record(conn, aggregate_id, events, decisions[-1])
-
-        result = await execute(self._store, aggregate_id, replay, decide, cause, record)
-        if result.duplicate:
-            if isinstance(command, VerifyTOTP):
-                raise Rejected("replayed_request", "This verification request was already used.", 401)
-            return result, None
-        if decisions[-1].rejection is not None:
-            raise decisions[-1].rejection
-        return result, decisions[-1]
+    async def batch(self, commands: Sequence[tuple[Command, Cause]]) -> list[AppendResult | Exception]:
+        """Runs many commands (each on its own enrollment) in few transactions: each one's receipt, or
+        the refusal or conflict that stopped it, in order."""
+        runs = [_Run(command, self._decide, self._keys) for command, _ in commands]
+        items = [BatchItem(run.aggregate_id, run.decide, cause, run.record) for run, (_, cause) in zip(runs, commands)]
+        outcomes = await execute_batch(self._store, replay, items)
+        return [_result_or_refusal(run, outcome) for run, outcome in zip(runs, outcomes)]
 
     async def _decide(self, state: Enrollment, command: Command) -> Decision:
         secret, hashes = None, []
@@ -73,3 +65,40 @@ class EnrollmentCommands:
         if secret is None:
             raise Rejected("setup_superseded", "That setup was replaced or completed; begin setup again.")
         return secret
+
+
+class _Run:
+    """One command going through the command handler: its decisions (the last one counts) and its outcome."""
+
+    def __init__(self, command: Command, decide: Callable[[Enrollment, Command], Awaitable[Decision]],
+                 keys: KeyMaterial) -> None:
+        self.aggregate_id = enrollment_id(command.scope, command.principal_id)
+        self._command = command
+        self._decide = decide
+        self._keys = keys
+        self._decisions: list[Decision] = []
+
+    async def decide(self, state: Enrollment) -> Sequence[EventPayload]:
+        self._decisions.append(await self._decide(state, self._command))
+        return self._decisions[-1].events
+
+    async def record(self, conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
+        await self._keys.record(conn, self.aggregate_id, events, self._decisions[-1])
+
+    def outcome(self, result: AppendResult) -> tuple[AppendResult, Decision | None]:
+        if result.duplicate:
+            if isinstance(self._command, VerifyTOTP):
+                raise Rejected("replayed_request", "This verification request was already used.", 401)
+            return result, None
+        if self._decisions[-1].rejection is not None:
+            raise self._decisions[-1].rejection
+        return result, self._decisions[-1]
+
+
+def _result_or_refusal(run: _Run, outcome: AppendResult | Exception) -> AppendResult | Exception:
+    if isinstance(outcome, Exception):
+        return outcome
+    try:
+        return run.outcome(outcome)[0]
+    except Rejected as refusal:
+        return refusal

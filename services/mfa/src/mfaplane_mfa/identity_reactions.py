@@ -16,12 +16,13 @@ from mfaplane_mfa.enrollment_commands import EnrollmentCommands
 from mfaplane_mfa.key_material import KeyMaterial
 
 _NAMESPACE = uuid.UUID("0b9d3f5e-2f7c-4c36-9a55-3f1e8d2c7a41")
+HANDLES = (UserDeleted,)  # the consumer skips the other identity events
 
 
 def handler(commands: EnrollmentCommands):
     async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
         body = envelope.body()
-        if not isinstance(body, UserDeleted):
+        if not isinstance(body, HANDLES):
             return
         # The command id follows from the event id, so a redelivered UserDeleted changes nothing.
         cause = Cause(actor=envelope.actor, correlation_id=envelope.correlation_id,

@@ -43,8 +43,7 @@ async def _fire(conn: asyncpg.Connection, store: EventStore, timer: asyncpg.Reco
     event = kind(principal_id=timer["principal_id"], scope=timer["scope"], deadline=timer["deadline"],
                  due_at=timer["due_at"])
     aggregate_id = timer_aggregate_id(timer["enrollment_id"])
-    version = await conn.fetchval("SELECT coalesce(max(aggregate_version), 0) FROM events WHERE aggregate_id = $1",
-                                  aggregate_id)
+    version = await store.version(aggregate_id, conn)
     await store.append(aggregate_id, version, [event], Cause(actor=ACTOR, correlation_id=uuid.uuid4()), conn=conn)
     await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = $1 AND timer = $2",
                        timer["enrollment_id"], timer["timer"])

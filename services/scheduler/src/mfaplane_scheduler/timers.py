@@ -11,6 +11,9 @@ from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import EventPayload
 
 EXPIRY = "expiry"
+# The events that set, move or cancel timers; `plan` ignores the others and the consumer skips them.
+HANDLES = (mfa.MFARequired, mfa.EnrollmentExtended, mfa.MFAReset, mfa.MFARequirementRemoved, mfa.TOTPEnrolled,
+           identity.UserDeleted)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ def for_deadline(deadline: datetime, offsets_seconds: list[int], received_at: da
 
 
 def plan(event: EventPayload, offsets_seconds: list[int], received_at: datetime) -> Plan | None:
+    if not isinstance(event, HANDLES):
+        return None
     match event:
         case mfa.MFARequired() | mfa.EnrollmentExtended() | mfa.MFAReset() if event.deadline is not None:
             timers = for_deadline(event.deadline, offsets_seconds, received_at)
