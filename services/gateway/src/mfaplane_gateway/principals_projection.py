@@ -1,65 +1,135 @@
-"""Reducers from events to the principals and resources read models: one SQL statement each.
+"""Reducers from events to the principals and resources read models, and how runs of events are written.
 
 Topics are not ordered with respect to each other, so an enrollment event can arrive before the
 UserCreated it belongs to: every reducer upserts, touching only its own columns.
+
+A run of events (the live projector's one event, or a replay's chunk of thousands) is folded in
+memory into one net change per row, in seq order, then written with one upsert per row: the
+same rows as applying each event's upsert in turn, with a statement per row instead of per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
-from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_contracts.envelope import EventPayload
 
-Reducer = Callable[[asyncpg.Connection, dict[str, str], Envelope, EventPayload], Awaitable[None]]
+Value = Callable[[datetime, EventPayload], Any]  # (occurred_at, body) -> the column's new value
 KEY_FIELDS = ("principal_id", "user_id", "admin_id", "system_id")
+KEYS = {"principals": "principal_id", "resources": "system_id"}
 
 
-def upsert(model: str, fields: tuple[str, ...] = (), **columns: str | tuple[str, str]) -> Reducer:
-    """Upserts the row keyed by the event's subject in read model `model`.
-
-    `columns` maps a column to the SQL value it gets ($3, $4... are `fields` of the event, in
-    order); a pair gives the value for a new row and the expression for an existing one.
-    """
-    key = "system_id" if model == "resources" else "principal_id"
-    inserts = {c: v[0] if isinstance(v, tuple) else v for c, v in columns.items()}
-    updates = ", ".join(f"{c} = {v[1] if isinstance(v, tuple) else 'EXCLUDED.' + c}" for c, v in columns.items())
-    template = (
-        f"INSERT INTO {{table}} ({key}, updated_at, {', '.join(inserts)}) "
-        f"VALUES ($1, $2, {', '.join(inserts.values())}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET updated_at = EXCLUDED.updated_at, {updates}"
-    )
-
-    async def reduce(conn: asyncpg.Connection, tables: dict[str, str], envelope: Envelope, body: EventPayload) -> None:
-        subject = next(getattr(body, f) for f in KEY_FIELDS if hasattr(body, f))
-        await conn.execute(template.format(table=tables[model]), subject, envelope.occurred_at,
-                           *(getattr(body, f) for f in fields))
-
-    return reduce
+class _Increment:
+    """A column the event adds one to (the count of a new row starts at the column default, 0)."""
 
 
-def _principals(fields: tuple[str, ...] = (), **columns: str | tuple[str, str]) -> Reducer:
-    return upsert("principals", fields, **columns)
+INCREMENT = _Increment()
 
 
+def event_field(name: str) -> Value:
+    return lambda occurred_at, body: getattr(body, name)
+
+
+def constant(value: Any) -> Value:
+    return lambda occurred_at, body: value
+
+
+def occurred(occurred_at: datetime, body: EventPayload) -> datetime:
+    return occurred_at
+
+
+@dataclass(frozen=True)
+class Reducer:
+    model: str  # the read model whose row, keyed by the event's subject, the event upserts
+    columns: dict[str, Value | _Increment]
+
+
+def _principals(**columns: Value | _Increment) -> Reducer:
+    return Reducer("principals", columns)
+
+
+def _resources(**columns: Value | _Increment) -> Reducer:
+    return Reducer("resources", columns)
+
+
+_email, _name = event_field("email"), event_field("name")
+_deadline, _days = event_field("deadline"), event_field("enrollment_days")
 REDUCERS: dict[type[EventPayload], Reducer] = {
-    identity.UserCreated: _principals(("email", "name"), kind="'user'", email="$3", name="$4"),
-    identity.AdminCreated: _principals(("email", "name"), kind="'admin'", email="$3", name="$4"),
-    identity.UserUpdated: _principals(("email", "name"), email="$3", name="$4"),
-    identity.UserDeleted: _principals(deleted="true", required="false", configured="false"),
-    mfa.MFARequired: _principals(("deadline", "enrollment_days"), required="true", deadline="$3",
-                                 enrollment_days="$4"),
-    mfa.MFARequirementRemoved: _principals(required="false", deadline="NULL", enrollment_days="NULL"),
-    mfa.EnrollmentExtended: _principals(("deadline", "enrollment_days"), deadline="$3", enrollment_days="$4"),
-    mfa.MFAReset: _principals(("deadline", "enrollment_days"), required="true", configured="false",
-                              deadline="$3", enrollment_days="$4", dismissals="0"),
-    mfa.TOTPEnrolled: _principals(configured="true"),
-    mfa.TOTPVerified: _principals(last_verified_at="$2"),
-    mfa.EnrollmentPromptDismissed: _principals(dismissals=("1", "{table}.dismissals + 1")),
-    identity.SystemRegistered: upsert("resources", ("name", "kind"), name="$3", kind="$4"),
-    identity.SystemMFAEnabled: upsert("resources", mfa_enabled="true"),
-    identity.SystemMFADisabled: upsert("resources", mfa_enabled="false"),
+    identity.UserCreated: _principals(kind=constant("user"), email=_email, name=_name),
+    identity.AdminCreated: _principals(kind=constant("admin"), email=_email, name=_name),
+    identity.UserUpdated: _principals(email=_email, name=_name),
+    identity.UserDeleted: _principals(deleted=constant(True), required=constant(False), configured=constant(False)),
+    mfa.MFARequired: _principals(required=constant(True), deadline=_deadline, enrollment_days=_days),
+    mfa.MFARequirementRemoved: _principals(required=constant(False), deadline=constant(None),
+                                           enrollment_days=constant(None)),
+    mfa.EnrollmentExtended: _principals(deadline=_deadline, enrollment_days=_days),
+    mfa.MFAReset: _principals(required=constant(True), configured=constant(False), deadline=_deadline,
+                              enrollment_days=_days, dismissals=constant(0)),
+    mfa.TOTPEnrolled: _principals(configured=constant(True)),
+    mfa.TOTPVerified: _principals(last_verified_at=occurred),
+    mfa.EnrollmentPromptDismissed: _principals(dismissals=INCREMENT),
+    identity.SystemRegistered: _resources(name=_name, kind=event_field("kind")),
+    identity.SystemMFAEnabled: _resources(mfa_enabled=constant(True)),
+    identity.SystemMFADisabled: _resources(mfa_enabled=constant(False)),
 }
+HANDLED_TYPES = frozenset(payload.event_type for payload in REDUCERS)
+# The field naming the row each event type upserts (hasattr on a pydantic model costs an exception).
+_SUBJECT = {payload: next(f for f in KEY_FIELDS if f in payload.model_fields) for payload in REDUCERS}
+
+
+@dataclass
+class _RowChange:
+    updated_at: datetime | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # columns set, last event wins
+    increments: dict[str, int] = field(default_factory=dict)  # columns added to since the last set
+
+
+class Fold:
+    """The net change of a run of events to the read-model rows, applied in the order added."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, Any], _RowChange] = {}
+
+    def add(self, occurred_at: datetime, body: EventPayload) -> None:
+        reducer = REDUCERS.get(type(body))
+        if reducer is None:
+            return
+        subject = getattr(body, _SUBJECT[type(body)])
+        row = self._rows.setdefault((reducer.model, subject), _RowChange())
+        row.updated_at = occurred_at
+        for column, value in reducer.columns.items():
+            if value is not INCREMENT:
+                row.values[column] = value(occurred_at, body)
+                row.increments.pop(column, None)
+            elif column in row.values:
+                row.values[column] += 1
+            else:
+                row.increments[column] = row.increments.get(column, 0) + 1
+
+    async def write(self, conn: asyncpg.Connection, tables: dict[str, str]) -> None:
+        """Upserts every changed row into `tables` (read model -> table) and starts a new fold."""
+        shapes: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[tuple]] = defaultdict(list)
+        for (model, subject), row in self._rows.items():
+            sets, adds = tuple(sorted(row.values)), tuple(sorted(row.increments))
+            shapes[model, sets, adds].append((subject, row.updated_at, *(row.values[c] for c in sets),
+                                              *(row.increments[c] for c in adds)))
+        self._rows = {}
+        for (model, sets, adds), rows in shapes.items():
+            await conn.executemany(_upsert(tables[model], KEYS[model], sets, adds), rows)
+
+
+def _upsert(table: str, key: str, sets: tuple[str, ...], adds: tuple[str, ...]) -> str:
+    columns = (key, "updated_at", *sets, *adds)
+    updates = ["updated_at = EXCLUDED.updated_at", *(f"{c} = EXCLUDED.{c}" for c in sets),
+               *(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in adds)]
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${n}' for n in range(1, len(columns) + 1))}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}")

@@ -12,7 +12,7 @@ from mfaplane_eventing.clock import Clock
 from mfaplane_gateway import audit_log, read_models
 from mfaplane_gateway.read_models import LIVE_TABLES  # noqa: F401 - the query modules' name for it
 from mfaplane_gateway.sessions import end_sessions_before
-from mfaplane_gateway.principals_projection import REDUCERS
+from mfaplane_gateway.principals_projection import Fold
 
 PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
                        "Seconds from the newest projected event's occurred_at to its projection")
@@ -22,10 +22,9 @@ ENDS_SESSIONS = (MFAReset, UserPasswordChanged, UserDeleted)
 
 async def project(conn: asyncpg.Connection, envelope: Envelope, tables: dict[str, str]) -> None:
     """Applies the event to the read-model tables `tables` (the live ones, or a version being rebuilt)."""
-    body = envelope.body()
-    reducer = REDUCERS.get(type(body))
-    if reducer is not None:
-        await reducer(conn, tables, envelope, body)
+    fold = Fold()
+    fold.add(envelope.occurred_at, envelope.body())
+    await fold.write(conn, tables)
 
 
 async def handle(conn: asyncpg.Connection, envelope: Envelope, clock: Clock) -> None:
