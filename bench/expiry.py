@@ -9,8 +9,8 @@ Timed: the services' fake clock (MFAPLANE_FAKE_CLOCK_FILE) jumps one day and a m
 external SMTP server: until the notifier has marked N expiry emails sent).
 
 Raw limits: (a) storing and publishing N events with the bare clients (bench.raw); (b) sending N
-real "expired" emails (rendered by the notifier's own template) with aiosmtplib, one connection
-per message like the notifier, from as many concurrent senders as the notifier has (MAIL_SENDERS).
+real "expired" emails (rendered by the notifier's own template) with aiosmtplib from as many
+concurrent senders as the notifier has (MAIL_SENDERS), each on one reused connection like the notifier.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mfaplane_notifier.emails import SUBJECTS, Recipient, render
 from mfaplane_notifier.settings import NotifierSettings
 from mfaplane_notifier.smtp import SmtpServer
 from bench import bulk, raw
-from bench.harness import BenchStack, gather_limited
+from bench.harness import BenchStack
 from bench.runner import Measure, Row, log, wait_until
 from bench.users import create_users, new_tag
 
@@ -144,6 +144,16 @@ async def raw_mail_rate(bench: BenchStack, n: int) -> float:
     messages = [render("expired", Recipient(f"raw-{i}@bench.example.com", f"Raw {i}", False),
                        now - timedelta(minutes=1), now, "MFA <mfa@localhost>", "http://127.0.0.1/portal")
                 for i in range(n)]
+
+    async def sender(share: list) -> None:
+        session = server.session()
+        try:
+            for message in share:
+                await session.send(message)
+        finally:
+            await session.close()
+
+    count = senders()
     started = time.perf_counter()
-    await gather_limited(senders(), (server.send(m) for m in messages))
+    await asyncio.gather(*(sender(messages[k::count]) for k in range(count)))
     return n / (time.perf_counter() - started)

@@ -19,6 +19,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     consumes=(IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS),
     handler=lambda runtime: mail_queue.handle,
+    handles=mail_queue.HANDLES,
     background=lambda runtime: mail_loop(runtime).tasks(),
 )
 

@@ -1,15 +1,19 @@
 """Sends queued notifications: each at most once, retried while the SMTP server is unavailable.
 
-A sender claims one due notification by giving it a lease (`claimed_until`, committed at once),
-so replicas and concurrent senders never take the same one and no row lock is held while the
-SMTP server is talked to. It then checks the notification still makes sense, sends it, and marks
-it sent. The documented window: if the process dies (or cannot reach the database) after the SMTP
-server accepted the message and before it is marked sent, the notification is sent again once its
-lease runs out. Every other failure either sends nothing or has recorded the send.
+A sender claims a batch of due notifications by giving them a lease (`claimed_until`, committed
+at once), so replicas and concurrent senders never take the same one and no row lock is held while
+the SMTP server is talked to. For each in turn it checks the notification still makes sense, sends
+it on the sender's SMTP connection (kept open while there is mail), and marks it sent. It starts a
+notification only while the lease has at least one mail's worst case left, and hands the rest back
+otherwise. The documented window: if the process dies (or cannot reach the database) after the
+SMTP server accepted a message and before it is marked sent, that notification is sent again once
+its lease runs out. Every other failure either sends nothing or has recorded the send.
 
 A reminder or expiry comes on the scheduler's topic and can overtake the mfa event that set its
-deadline; until the notifier has seen that deadline it is retried like an unknown recipient, not
-judged stale. A reminder whose deadline has passed (a scheduler or notifier was down) is skipped.
+deadline; until the notifier has seen that deadline it waits like a mail to a recipient not known
+yet, not judged stale. Waiting is no SMTP failure and spends no attempt (a broker rebuilt from the
+event stores can keep a topic behind for minutes); it ends in `dead` only after MAIL_WAIT_MAX_SECONDS.
+A reminder whose deadline has passed (a scheduler or notifier was down) is skipped.
 
 Temporary failures (server down, 4xx) back off exponentially with jitter; after the configured
 number of attempts, or at once on a permanent 5xx, the notification is marked dead, counted, and
@@ -24,6 +28,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 
 import asyncpg
 from prometheus_client import Counter
@@ -31,20 +36,21 @@ from prometheus_client import Counter
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_eventing.service import Runtime
 from mfaplane_notifier.emails import Recipient, render
-from mfaplane_notifier.mail_queue import deadline_seen, load_enrollment
+from mfaplane_notifier.mail_queue import mail_facts
 from mfaplane_notifier.notifications import still_holds
-from mfaplane_notifier.smtp import PermanentFailure, SmtpServer, TemporaryFailure
+from mfaplane_notifier.smtp import PermanentFailure, SmtpServer, SmtpSession, TemporaryFailure
 
 log = logging.getLogger(__name__)
 MAILS = Counter("mfaplane_notifications_total", "Notifications by outcome", ["kind", "outcome"])
 SMTP_FAILURES = Counter("mfaplane_smtp_failures_total", "Failed SMTP attempts", ["permanent"])
 CLAIM = (
-    "UPDATE notifications SET claimed_until = now() + make_interval(secs => $1) WHERE event_id = ("
+    "UPDATE notifications SET claimed_until = now() + make_interval(secs => $1) WHERE event_id IN ("
     "  SELECT event_id FROM notifications WHERE status = 'pending' "
     "  AND greatest(next_attempt_at, claimed_until) <= now() "
-    "  ORDER BY greatest(next_attempt_at, claimed_until) LIMIT 1 FOR UPDATE SKIP LOCKED"
+    "  ORDER BY greatest(next_attempt_at, claimed_until) LIMIT $2 FOR UPDATE SKIP LOCKED"
     ") RETURNING *"
 )
+LEASE_SLACK_SECONDS = 30.0  # beyond one mail's worst case (three SMTP timeouts): database round trips
 
 
 class MailLoop:
@@ -58,47 +64,63 @@ class MailLoop:
         return [self._sender() for _ in range(self._settings.mail_senders)]
 
     async def _sender(self) -> None:
+        session = self._server.session()
         while True:
             try:
-                if await self.send_next():
+                if await self.send_next(session):
                     continue
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("mail loop database error", extra={"error": repr(error)})
+            await session.close()  # idle: servers drop idle clients anyway
             await asyncio.sleep(self._settings.mail_tick_seconds)
 
-    async def send_next(self) -> bool:
-        lease = self._settings.smtp_timeout_seconds * 3 + 30
-        row = await self._pool.fetchrow(CLAIM, lease)
-        if row is None:
+    async def send_next(self, session: SmtpSession | None = None) -> bool:
+        """Claims the next due notifications and delivers them; False if none was due."""
+        one_mail = self._settings.smtp_timeout_seconds * 3
+        claimed_at = time.monotonic()
+        rows = await self._pool.fetch(CLAIM, one_mail + LEASE_SLACK_SECONDS, self._settings.mail_batch)
+        if not rows:
             return False
-        await self._deliver(row)
+        own_session = session is None
+        session = session or self._server.session()
+        try:
+            for n, row in enumerate(rows):
+                if time.monotonic() - claimed_at > LEASE_SLACK_SECONDS / 2:
+                    # the lease might run out during the next one: someone else may take them then
+                    await self._release(rows[n:])
+                    break
+                await self._deliver(row, session)
+        finally:
+            if own_session:
+                await session.close()
         return True
 
-    async def _deliver(self, row: asyncpg.Record) -> None:
-        recipient = await self._pool.fetchrow("SELECT email, name, kind, deleted FROM recipients WHERE principal_id = $1",
-                                              row["principal_id"])
-        if recipient is None:
-            await self._failed(row, TemporaryFailure("recipient not known yet"))
+    async def _deliver(self, row: asyncpg.Record, session: SmtpSession) -> None:
+        facts = await mail_facts(self._pool, row["principal_id"], row["enrollment_id"], row["deadline"])
+        if facts is None:
+            await self._wait(row, "recipient not known yet")
             return
-        if (not recipient["deleted"] and row["kind"] in ("reminder", "expired")
-                and not await deadline_seen(self._pool, row["enrollment_id"], row["deadline"])):
+        if not facts.deleted and row["kind"] in ("reminder", "expired") and not facts.deadline_seen:
             # the scheduler's event overtook the mfa event that set this deadline (another topic)
-            await self._failed(row, TemporaryFailure("enrollment not known yet"))
+            await self._wait(row, "enrollment not known yet")
             return
-        enrollment = await load_enrollment(self._pool, row["enrollment_id"])
         now = self._runtime.clock.now()
-        if recipient["deleted"] or not still_holds(row["kind"], row["deadline"], enrollment, now):
+        if facts.deleted or not still_holds(row["kind"], row["deadline"], facts.enrollment, now):
             await self._finish(row, "skipped")
             return
-        to = Recipient(recipient["email"], recipient["name"], is_admin=recipient["kind"] == "admin")
+        to = Recipient(facts.email, facts.name, is_admin=facts.kind == "admin")
         portal = self._settings.admin_portal_url if to.is_admin else self._settings.user_portal_url
         message = render(row["kind"], to, row["deadline"], now, self._settings.mail_from, portal)
         try:
-            await self._server.send(message)
+            await session.send(message)
         except (TemporaryFailure, PermanentFailure) as failure:
             await self._failed(row, failure)
         else:
             await self._finish(row, "sent")
+
+    async def _release(self, rows: list[asyncpg.Record]) -> None:
+        await self._pool.execute("UPDATE notifications SET claimed_until = NULL WHERE event_id = ANY($1)",
+                                 [row["event_id"] for row in rows])
 
     async def _finish(self, row: asyncpg.Record, status: str, error: str | None = None) -> None:
         await self._pool.execute(
@@ -124,6 +146,23 @@ class MailLoop:
         )
         log.warning("notification not sent, will retry", extra={"event_id": str(row["event_id"]),
                                                                  "attempts": attempts, "error": str(failure)})
+
+    async def _wait(self, row: asyncpg.Record, reason: str) -> None:
+        """Tries again later, backing off with the time waited so far, until MAIL_WAIT_MAX_SECONDS."""
+        settings = self._settings
+        status = await self._pool.fetchval(
+            "UPDATE notifications SET claimed_until = NULL, last_error = $2, "
+            "  waiting_since = coalesce(waiting_since, now()), "
+            "  status = CASE WHEN now() - waiting_since > make_interval(secs => $3) THEN 'dead' ELSE status END, "
+            "  next_attempt_at = now() + least(greatest(make_interval(secs => $4), (now() - waiting_since) / 2), "
+            "                                  make_interval(secs => $5)) "
+            "WHERE event_id = $1 RETURNING status",
+            row["event_id"], reason, settings.mail_wait_max_seconds, settings.mail_retry_base_seconds,
+            settings.mail_retry_max_seconds,
+        )
+        if status == "dead":
+            MAILS.labels(row["kind"], status).inc()
+            await self._dead_letter(row, reason)
 
     async def _dead_letter(self, row: asyncpg.Record, error: str) -> None:
         record = {"event_id": str(row["event_id"]), "kind": row["kind"], "principal_id": str(row["principal_id"]),

@@ -6,6 +6,8 @@ the Kafka poll loop.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -16,16 +18,20 @@ from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after
 
 
+RECIPIENT_EVENTS = (identity.UserCreated, identity.UserUpdated, identity.AdminCreated)
+ENROLLMENT_EVENTS = (mfa.MFARequired, mfa.MFARequirementRemoved, mfa.EnrollmentExtended, mfa.MFAReset,
+                     mfa.TOTPEnrolled)
+HANDLES = (*RECIPIENT_EVENTS, identity.UserDeleted, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)  # the consumer skips others
+
+
 async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
     body = envelope.body()
-    match body:
-        case identity.UserCreated() | identity.UserUpdated() | identity.AdminCreated():
-            await _save_recipient(conn, body)
-        case identity.UserDeleted(user_id=user_id):
-            await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = $1", user_id)
-        case mfa.MFARequired() | mfa.MFARequirementRemoved() | mfa.EnrollmentExtended() | mfa.MFAReset() \
-                | mfa.TOTPEnrolled():
-            await _save_enrollment(conn, envelope.aggregate_id, body)
+    if isinstance(body, RECIPIENT_EVENTS):
+        await _save_recipient(conn, body)
+    elif isinstance(body, identity.UserDeleted):
+        await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = $1", body.user_id)
+    elif isinstance(body, ENROLLMENT_EVENTS):
+        await _save_enrollment(conn, envelope.aggregate_id, body)
     kind = KIND_OF_EVENT.get(type(body))
     if kind is not None:
         await conn.execute(
@@ -52,12 +58,32 @@ async def load_enrollment(conn: asyncpg.Connection, enrollment_id: str) -> Enrol
     return Enrollment(row["required"], row["configured"], row["deadline"]) if row else None
 
 
-async def deadline_seen(conn: asyncpg.Connection | asyncpg.Pool, enrollment_id: str, deadline: datetime) -> bool:
-    """Whether an mfa event has set this deadline yet (a reminder or expiry can overtake that event)."""
-    return bool(await conn.fetchval(
-        "SELECT deadline = $2 OR $2 = ANY(seen_deadlines) FROM enrollments WHERE enrollment_id = $1",
-        enrollment_id, deadline,
-    ))
+@dataclass(frozen=True)
+class MailFacts:
+    """What the mail loop checks before sending: the recipient and the enrollment, as the notifier knows them."""
+
+    email: str
+    name: str
+    kind: str
+    deleted: bool
+    enrollment: Enrollment | None
+    deadline_seen: bool  # whether an mfa event has set the notification's deadline yet
+
+
+async def mail_facts(conn: asyncpg.Connection | asyncpg.Pool, principal_id: uuid.UUID, enrollment_id: str,
+                     deadline: datetime | None) -> MailFacts | None:
+    """None while the recipient is not known yet. One query: the mail loop runs it for every email."""
+    row = await conn.fetchrow(
+        "SELECT r.email, r.name, r.kind, r.deleted, e.required, e.configured, e.deadline, "
+        "e.enrollment_id IS NOT NULL AS enrolled, "
+        "coalesce(e.deadline = $3 OR $3 = ANY(e.seen_deadlines), false) AS deadline_seen "
+        "FROM recipients r LEFT JOIN enrollments e ON e.enrollment_id = $2 WHERE r.principal_id = $1",
+        principal_id, enrollment_id, deadline,
+    )
+    if row is None:
+        return None
+    enrollment = Enrollment(row["required"], row["configured"], row["deadline"]) if row["enrolled"] else None
+    return MailFacts(row["email"], row["name"], row["kind"], row["deleted"], enrollment, row["deadline_seen"])
 
 
 async def _save_enrollment(conn: asyncpg.Connection, enrollment_id: str, body: EventPayload) -> None:

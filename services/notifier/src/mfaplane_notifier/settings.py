@@ -15,5 +15,8 @@ class NotifierSettings(ServiceSettings):
     mail_max_attempts: int = 8
     mail_retry_base_seconds: float = 2.0
     mail_retry_max_seconds: float = 600.0
+    # How long a mail may wait for its recipient or deadline to be known here (another topic behind)
+    mail_wait_max_seconds: float = 86400.0
     mail_senders: int = 4
+    mail_batch: int = 20  # notifications a sender claims at once
     mail_tick_seconds: float = 0.5

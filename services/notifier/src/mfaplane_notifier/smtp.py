@@ -1,7 +1,10 @@
-"""Sends one email with aiosmtplib and says whether a failure is worth retrying."""
+"""Sends emails with aiosmtplib over a reused connection and says whether a failure is worth retrying."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import socket
 from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
@@ -37,17 +40,72 @@ class SmtpServer:
         return cls(parts.hostname, parts.port or (465 if implicit else 25), implicit,
                    query.get("starttls", ["false"])[0] == "true", username, password, timeout)
 
+    def session(self) -> SmtpSession:
+        return SmtpSession(self)
+
+
+@functools.cache
+def _local_hostname() -> str:
+    # aiosmtplib would look it up (a DNS query) on every connection
+    return socket.getfqdn()
+
+
+class SmtpSession:
+    """One connection to the server, opened on the first send and reused by the next ones.
+
+    A failure that is not the server's answer to this message (timeout, dropped connection) closes
+    it; the next send connects again. A kept connection the server has closed meanwhile (it restarted,
+    or timed idle clients out) is only found out by using it: that send is made once more on a new one.
+    """
+
+    def __init__(self, server: SmtpServer) -> None:
+        self._server = server
+        self._client: aiosmtplib.SMTP | None = None
+
     async def send(self, message: EmailMessage) -> None:
+        kept = self._client is not None and self._client.is_connected
         try:
-            await aiosmtplib.send(
-                message, hostname=self.host, port=self.port, use_tls=self.implicit_tls, start_tls=self.starttls,
-                username=self.username, password=self.password, timeout=self.timeout,
-            )
+            try:
+                await (await self._connected()).send_message(message)
+            except aiosmtplib.SMTPServerDisconnected:
+                if not kept:
+                    raise
+                await self.close()
+                await (await self._connected()).send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
             raise (PermanentFailure if all(c >= 500 for c in codes) else TemporaryFailure)(str(codes)) from None
         except aiosmtplib.SMTPResponseException as error:
+            if error.code == 421:  # the server is closing this connection
+                await self.close()
             failure = PermanentFailure if error.code >= 500 else TemporaryFailure
             raise failure(f"{error.code} {error.message}") from None
         except (aiosmtplib.SMTPException, OSError) as error:
+            await self.close()
             raise TemporaryFailure(type(error).__name__) from None
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        server = self._server
+        client = aiosmtplib.SMTP(
+            hostname=server.host, port=server.port, use_tls=server.implicit_tls, start_tls=server.starttls,
+            username=server.username, password=server.password, timeout=server.timeout,
+            local_hostname=await asyncio.to_thread(_local_hostname),
+        )
+        try:
+            await client.connect()  # greeting, EHLO, STARTTLS and login
+        except BaseException:
+            client.close()  # never reuse a half-set-up connection (not upgraded, not logged in)
+            raise
+        self._client = client
+        return client
