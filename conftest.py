@@ -8,6 +8,7 @@ as separate processes, with the fake clock enabled so tests can move time forwar
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -48,8 +49,9 @@ def clock_file(stack_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(_stack: Stack, infra: Infra, clock_file: Path) -> Stack:
-    _stack.start_services({
+def service_env(clock_file: Path) -> dict[str, str]:
+    """The services' settings under test: the fake clock, quick ticks and retries, cheap password hashing."""
+    return {
         "MFAPLANE_FAKE_CLOCK_FILE": str(clock_file),
         "TICK_SECONDS": "0.2",
         "MAIL_TICK_SECONDS": "0.2",
@@ -57,7 +59,12 @@ def stack(_stack: Stack, infra: Infra, clock_file: Path) -> Stack:
         "MAIL_RETRY_MAX_SECONDS": "2",
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST_KIB": "8192",
-    })
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(_stack: Stack, infra: Infra, service_env: dict[str, str]) -> Stack:
+    _stack.start_services(service_env)
     return _stack
 
 
@@ -110,3 +117,13 @@ class FakeClock:
 @pytest.fixture(scope="session")
 def clock(clock_file: Path) -> FakeClock:
     return FakeClock(clock_file)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The report of the fault tests (tests/invariants.py): each fault, its load and the invariants checked."""
+    invariants = sys.modules.get("invariants")
+    if invariants is None or not invariants.REPORT:
+        return
+    terminalreporter.section("faults tried and invariants checked")
+    for line in invariants.report_lines():
+        terminalreporter.write_line(line)

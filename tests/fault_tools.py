@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
@@ -24,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_devstack import envelope_recipients
 from mfaplane_scheduler.firing import timer_aggregate_id
-from portal_flows import new_user, ok
+from portal_flows import PASSWORD, new_user, ok
 
 T = TypeVar("T")
 
@@ -147,6 +148,11 @@ async def notifications(stack, principal_ids: Iterable[str], kind: str) -> dict[
     return {str(row["principal_id"]): row for row in rows}
 
 
+def senders(stack) -> int:
+    """How many mails the notifier sends at once: at most that many are in flight when it fails."""
+    return int(stack.service_env("notifier").get("MAIL_SENDERS", "4"))
+
+
 async def counter_total(url: str, sample: str, **labels: str) -> float:
     """The sum of a Prometheus sample over the series whose labels include `labels`, from a /metrics page."""
     async with httpx.AsyncClient(timeout=10) as http:
@@ -230,3 +236,106 @@ async def timers(stack, enrollment_ids: Iterable[str]) -> dict[str, dict[str, An
 
 def enrollment(user_id: str) -> str:
     return f"user_portal:{user_id}"
+
+
+RETRY_BUDGET_SECONDS = 120.0  # how long a refused command is sent again before the load gives up on it
+
+
+class SteadyLoad:
+    """Admins' commands and users' sign-ins through the gateway, at a steady pace in the background.
+
+    Each worker repeats: create a user, require MFA, sign in, extend the period, reset MFA, sign in.
+    Every command carries an Idempotency-Key; one refused with 503 is sent again with the same key
+    after its Retry-After, as a client should, so it is applied once whatever happened to the first
+    try. Any other failure (a 500, a 503 that is not problem+json or has no Retry-After, a dropped
+    connection) is recorded in `unexpected`.
+    """
+
+    def __init__(self, admin: httpx.AsyncClient, portal: httpx.AsyncClient, workers: int = 3,
+                 pause: float = 0.05) -> None:
+        self._admin, self._portal, self._workers, self._pause = admin, portal, workers, pause
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.accepted: list[dict] = []  # the receipts of the accepted commands
+        self.refused: Counter = Counter()  # 503 answers, by request
+        self.sign_ins: Counter = Counter()  # sign-in outcomes
+        self.unexpected: list[str] = []
+
+    async def __aenter__(self) -> SteadyLoad:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stopping.set()
+        await asyncio.gather(*self._tasks)
+
+    async def served(self, commands: int, timeout: float = 120) -> None:
+        """Waits until `commands` more commands have been accepted."""
+        target = len(self.accepted) + commands
+        await eventually(lambda: len(self.accepted) >= target or self.unexpected, timeout,
+                         f"{commands} more commands accepted", 0.1)
+
+    def summary(self) -> str:
+        retried = sum(1 for receipt in self.accepted if receipt["duplicate"])
+        return (f"{self._workers} workers: {len(self.accepted)} commands accepted "
+                f"({retried} of them applied by a try that was refused, found by their Idempotency-Key), "
+                f"{sum(self.sign_ins.values())} sign-ins answered {dict(self.sign_ins)}, "
+                f"refused with 503 {dict(self.refused) or 'none'}, unexpected {len(self.unexpected)}")
+
+    async def _work(self) -> None:
+        while not self._stopping.is_set():
+            email = f"load-{uuid.uuid4().hex[:10]}@example.com"
+            created = await self._command("create user", "/v1/users",
+                                          {"email": email, "name": "Load User", "password": PASSWORD})
+            if created is None:
+                continue
+            mfa = f"/v1/users/{created['aggregate_id']}/mfa"
+            steps = [("require", {"enrollment_days": 7}), ("sign-in", None), ("extend", {"enrollment_days": 10}),
+                     ("reset", {"enrollment_days": 5}), ("sign-in", None)]
+            for step, body in steps:
+                await asyncio.sleep(self._pause)
+                if step == "sign-in":
+                    await self._sign_in(email)
+                elif await self._command(step, f"{mfa}/{step}", body) is None:
+                    break
+
+    async def _command(self, what: str, path: str, body: dict) -> dict | None:
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        deadline = time.monotonic() + RETRY_BUDGET_SECONDS
+        while True:
+            response = await self._send(what, self._admin, path, body, headers)
+            if response is None or not self._answered_cleanly(what, response):
+                return None
+            if response.status_code < 300:
+                self.accepted.append(response.json())
+                return response.json()
+            if time.monotonic() > deadline:
+                self.unexpected.append(f"{what}: still refused after {RETRY_BUDGET_SECONDS:.0f}s")
+                return None
+            await asyncio.sleep(float(response.headers["Retry-After"]))
+
+    async def _sign_in(self, email: str) -> None:
+        response = await self._send("sign-in", self._portal, "/v1/portal/sign-in",
+                                    {"email": email, "password": PASSWORD}, {})
+        if response is not None and self._answered_cleanly("sign-in", response) and response.status_code < 300:
+            self.sign_ins[response.json()["outcome"]] += 1
+
+    async def _send(self, what: str, http: httpx.AsyncClient, path: str, body: dict,
+                    headers: dict) -> httpx.Response | None:
+        try:
+            return await http.post(path, json=body, headers=headers)
+        except httpx.TransportError as error:
+            self.unexpected.append(f"{what}: {error!r}")
+            return None
+
+    def _answered_cleanly(self, what: str, response: httpx.Response) -> bool:
+        """Whether the answer is a success or a clean refusal (503 problem+json with Retry-After)."""
+        if response.status_code < 300:
+            return True
+        clean = (response.status_code == 503 and "Retry-After" in response.headers
+                 and response.headers["content-type"].startswith("application/problem+json"))
+        if clean:
+            self.refused[what] += 1
+        else:
+            self.unexpected.append(f"{what}: {response.status_code} {response.text[:300]}")
+        return clean

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from mfaplane_devstack import Infra, Stack, http_ok
+from mfaplane_contracts.topics import MFA_EVENTS
+from mfaplane_devstack import Infra, Stack, ensure_topics, http_ok
 
 from .conftest import alive
 
@@ -44,6 +47,36 @@ async def test_infra_is_usable_from_a_running_event_loop(tmp_path: Path) -> None
         connection = await asyncpg.connect(infra.database_url)
         assert await connection.fetchval("select 1") == 1
         await connection.close()
+
+
+async def test_restarted_infra_keeps_its_address_and_the_database_its_data_but_the_broker_loses_its_log(
+    tmp_path: Path,
+) -> None:
+    """What the infrastructure fault tests (tests/test_infra_faults.py) rely on."""
+    with Stack(tmp_path, environ={}, durable=False) as stack:
+        infra = stack.start_infra()
+        connection = await asyncpg.connect(infra.database_url)
+        await connection.execute("CREATE TABLE kept AS SELECT 1 AS x")
+        await connection.close()
+        partition = TopicPartition(MFA_EVENTS.name, 0)
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+        await producer.start()
+        await producer.send_and_wait(partition.topic, b"lost", partition=0)
+        await producer.stop()
+
+        await asyncio.to_thread(stack.restart, "postgres")
+        await asyncio.to_thread(stack.restart, "kafka")
+
+        connection = await asyncpg.connect(infra.database_url)
+        assert await connection.fetchval("SELECT x FROM kept") == 1
+        await connection.close()
+        assert await ensure_topics(infra.kafka_bootstrap) == []  # the catalog's topics are back...
+        consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap)
+        await consumer.start()
+        try:
+            assert await consumer.end_offsets([partition]) == {partition: 0}  # ...empty
+        finally:
+            await consumer.stop()
 
 
 def test_service_env_wires_each_service_to_the_others(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mfaplane_devstack import ChildFailed, ChildSpec, Supervisor, free_port, http_ok
+from mfaplane_devstack import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on
 from mfaplane_devstack.supervisor import descendants
 
 from .conftest import alive, embedded_env, wait_until_dead
@@ -94,3 +94,13 @@ def test_a_paused_child_still_stops_promptly(supervisor: Supervisor) -> None:
     started = time.monotonic()
     supervisor.stop("web")
     assert time.monotonic() - started < 2 and not alive(web.pid)
+
+
+def test_a_port_is_told_apart_from_one_another_process_holds(supervisor: Supervisor) -> None:
+    port = free_port()
+    server = supervisor.start(http_server("web", port))
+    bystander = supervisor.start(ChildSpec("bystander", [sys.executable, "-c", "import time; time.sleep(60)"]))
+
+    assert listens_on(server.pid, port)
+    assert not listens_on(bystander.pid, port)  # what a service sees whose port was taken before it bound
+    assert not listens_on(server.pid, free_port())

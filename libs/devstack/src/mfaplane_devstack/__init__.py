@@ -14,7 +14,7 @@ from .mail import (
     wait_for_mail,
 )
 from .stack import INFRA, SERVICES, Infra, Stack, default_data_dir
-from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, tcp_open
+from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, tcp_open
 
 __all__ = [
     "INFRA",
@@ -31,6 +31,7 @@ __all__ = [
     "envelope_recipients",
     "free_port",
     "http_ok",
+    "listens_on",
     "read_mail",
     "refuse_recipient",
     "set_fault",

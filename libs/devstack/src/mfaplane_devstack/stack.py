@@ -34,7 +34,7 @@ from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
 from .kafka import ensure_topics, run_blocking, start_kafka
 from .postgres import start_postgres
 from .mail import start_smtp_catcher
-from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, log_tail
+from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, log_tail
 
 SERVICES = ("identity", "mfa", "scheduler", "notifier", "gateway")
 INFRA = ("postgres", "kafka", "smtp")
@@ -150,9 +150,13 @@ class Stack:
             name=name,
             argv=[sys.executable, "-m", f"mfaplane_{service}", "serve"],
             env=self.service_env(service, {"HTTP_PORT": str(self.ports[name]), **(extra_env or {})}),
-            ready=http_ok(self.url(name) + "/readyz"),
+            ready=lambda: self._serves(name),
             ready_timeout=SERVICE_READY_TIMEOUT,
         )
+
+    def _serves(self, name: str) -> bool:
+        """Ready, and on its own port: another process may have taken the port before it could bind it."""
+        return http_ok(self.url(name) + "/readyz")() and listens_on(self.supervisor.pid(name), self.ports[name])
 
     def start_replica(self, service: str, name: str, extra_env: Mapping[str, str] | None = None) -> str:
         """Start another process of `service` as `name`, like a second pod of its deployment.

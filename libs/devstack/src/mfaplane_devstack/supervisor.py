@@ -72,6 +72,36 @@ def http_ok(url: str) -> Readiness:
     return check
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` itself holds a listening TCP socket on `port` (Linux /proc; elsewhere True).
+
+    A port from `free_port` can be taken by another process before the child binds it; the child
+    then fails while the other process answers its readiness probe. This tells the two apart.
+    """
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return True
+    listening = {
+        fields[9]
+        for table in tables if table.exists()
+        for fields in (line.split() for line in table.read_text().splitlines()[1:])
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port  # 0A: LISTEN
+    }
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    return any(_socket_inode(fd) in listening for fd in fds)
+
+
+def _socket_inode(fd: Path) -> str | None:
+    try:
+        target = os.readlink(fd)
+    except OSError:
+        return None
+    return target[len("socket:["):-1] if target.startswith("socket:[") else None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
