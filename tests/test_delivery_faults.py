@@ -8,12 +8,16 @@ MAIL_MAX_ATTEMPTS attempts (about 12 s at the default 8).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import asyncpg
 import pytest
 
 from fault_tools import (
@@ -197,22 +201,14 @@ async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(
     """The scheduler's topic is not ordered with the mfa topic: a reminder due at once (a one-day
     period) can reach the notifier before the MFARequired that set its deadline. It must wait for
     it, not be judged stale and skipped. The real mail loop on its own schema, the real catcher."""
-    infra = stack.infra
-    name = f"notifier_order_{uuid.uuid4().hex[:8]}"
-    await db.migrate(infra.database_url, name, NOTIFIER.migration_dirs())
-    pool = await db.create_pool(infra.database_url, name)
-    settings = NotifierSettings(database_url=infra.database_url, database_schema=name, smtp_url=infra.smtp_url,
-                                kafka_bootstrap_servers=infra.kafka_bootstrap)
-    loop = MailLoop(SimpleNamespace(settings=settings, clock=SystemClock(), pool=pool, producer=None),
-                    SmtpServer.from_url(infra.smtp_url, None, None, 10))
-    mail = MailWatch(infra.maildir)
-    user, email = uuid.uuid4(), f"order-{uuid.uuid4().hex[:8]}@example.com"
-    now = datetime.now(UTC)
-    deadline = now + timedelta(days=1)
-    required = mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
-                                      enrollment_days=1, deadline=deadline)
-    reminder = mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline, due_at=now)
-    try:
+    async with own_notifier(stack) as (pool, loop, settings):
+        mail = MailWatch(stack.infra.maildir)
+        user, email = uuid.uuid4(), f"order-{uuid.uuid4().hex[:8]}@example.com"
+        now = datetime.now(UTC)
+        deadline = now + timedelta(days=1)
+        required = mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                          enrollment_days=1, deadline=deadline)
+        reminder = mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline, due_at=now)
         await _receive(pool, identity_events.UserCreated(user_id=user, email=email, name="Ada"), str(user))
         await _receive(pool, reminder, f"user_portal:{user}")  # overtook MFARequired
         for _ in range(settings.mail_max_attempts + 1):  # waiting spends no attempt: more waits than attempts
@@ -229,6 +225,34 @@ async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(
         assert statuses == {"reminder": "sent", "required": "sent"}
         await asyncio.sleep(SETTLE_SECONDS)
         assert mail.subjects([email]) == {email: Counter({REQUIRED: 1, REMINDER: 1})}
+
+
+async def test_a_mail_whose_recipient_stays_unknown_goes_dead_after_the_wait_limit(stack) -> None:
+    async with own_notifier(stack, mail_wait_max_seconds=0) as (pool, loop, _):
+        user = uuid.uuid4()
+        deadline = datetime.now(UTC) + timedelta(days=1)
+        await _receive(pool, mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                                    enrollment_days=1, deadline=deadline), f"user_portal:{user}")
+        assert await loop.send_next()  # starts waiting
+        await pool.execute("UPDATE notifications SET next_attempt_at = now()")
+        assert await loop.send_next()  # waited longer than the limit (0 s)
+        row = await pool.fetchrow("SELECT status, attempts, last_error FROM notifications")
+        assert dict(row) == {"status": "dead", "attempts": 0, "last_error": "recipient not known yet"}
+
+
+@contextlib.asynccontextmanager
+async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Pool, MailLoop, NotifierSettings]]:
+    """The real mail loop on a schema of its own (so its queue holds only the test's mail), the real catcher."""
+    infra = stack.infra
+    name = f"notifier_own_{uuid.uuid4().hex[:8]}"
+    await db.migrate(infra.database_url, name, NOTIFIER.migration_dirs())
+    pool = await db.create_pool(infra.database_url, name)
+    config = NotifierSettings(database_url=infra.database_url, database_schema=name, smtp_url=infra.smtp_url,
+                              kafka_bootstrap_servers=infra.kafka_bootstrap, **settings)
+    loop = MailLoop(SimpleNamespace(settings=config, clock=SystemClock(), pool=pool, producer=None),
+                    SmtpServer.from_url(infra.smtp_url, None, None, 10))
+    try:
+        yield pool, loop, config
     finally:
         await pool.close()
         async with schema(stack, "public") as conn:
