@@ -4,7 +4,7 @@
 
 import { Api, loadConfig } from "./common/api.js";
 import { SignIn } from "./common/sign_in.js";
-import { h, logo } from "./common/ui.js";
+import { logo, notConfigured } from "./common/ui.js";
 import { systemsView } from "./systems.js";
 import { userView, usersView } from "./users.js";
 
@@ -17,16 +17,9 @@ const whoName = document.getElementById("who-name");
 const signOutButton = document.getElementById("sign-out");
 document.getElementById("brand").prepend(logo());
 
-function notConfigured() {
-  main.replaceChildren(h("section", { class: "card" },
-    h("h1", {}, "The admin console is not configured"),
-    h("p", {}, "The gateway has no portal API key for its reference portals. An operator sets ",
-      h("code", {}, "REFERENCE_PORTAL_API_KEY"), " (a key with the portal role) on the gateway to enable it.")));
-}
-
 async function start() {
   const config = await loadConfig();
-  if (!config.configured) return notConfigured();
+  if (!config.configured) return notConfigured(main, "The admin console");
   const portal = new Api(config.api_base, config.portal_api_key);
   let admin = null;
 

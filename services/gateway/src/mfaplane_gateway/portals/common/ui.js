@@ -125,3 +125,11 @@ export function logo() {
     s("path", { d: "M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z", fill: "#fff" }),
     s("path", { d: "M9 11V9a3 3 0 0 1 6 0v2M8 11h8v6H8z", fill: "none", stroke: "#083b67", "stroke-width": "1.6" }));
 }
+
+/** What a reference portal shows when the gateway has no portal API key for it; `what` names the portal. */
+export function notConfigured(root, what) {
+  root.replaceChildren(h("section", { class: "card" },
+    h("h1", {}, `${what} is not configured`),
+    h("p", {}, "The gateway has no portal API key for its reference portals. An operator sets ",
+      h("code", {}, "REFERENCE_PORTAL_API_KEY"), " (a key with the portal role) on the gateway to enable it.")));
+}

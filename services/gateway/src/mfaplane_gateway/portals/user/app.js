@@ -2,22 +2,15 @@
 
 import { Api, loadConfig } from "./common/api.js";
 import { SignIn } from "./common/sign_in.js";
-import { days, focusHeading, formatDate, h, logo } from "./common/ui.js";
+import { days, focusHeading, formatDate, h, logo, notConfigured } from "./common/ui.js";
 
 const SESSION = "mfaplane.portal.session";
 const main = document.getElementById("main");
 document.getElementById("brand").prepend(logo());
 
-function notConfigured() {
-  main.replaceChildren(h("section", { class: "card" },
-    h("h1", {}, "This portal is not configured"),
-    h("p", {}, "The gateway has no portal API key for its reference portals. An operator sets ",
-      h("code", {}, "REFERENCE_PORTAL_API_KEY"), " (a key with the portal role) on the gateway to enable it.")));
-}
-
 async function start() {
   const config = await loadConfig();
-  if (!config.configured) return notConfigured();
+  if (!config.configured) return notConfigured(main, "This portal");
   const api = new Api(config.api_base, config.portal_api_key);
   const flow = new SignIn({ root: main, api, prefix: "/portal", product: "the user portal", onSignedIn: signedIn });
 
