@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from prometheus_client import REGISTRY
+
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.command_handler import BatchItem, execute, execute_batch
@@ -111,3 +113,17 @@ async def test_one_command_sent_to_many_replicas_at_once_is_applied_once_and_tol
     assert sorted(r.duplicate for r in answers) == [False] + [True] * 11
     assert {tuple(e.event_id for e in r.events) for r in answers} == {tuple(e.event_id for e in results[0].events)}
     assert [e.body().name for e in await store.load(str(user))] == ["A", "B"]
+
+
+async def test_the_appended_events_metric_counts_each_event_once(store: EventStore) -> None:
+    user = await created(store)
+    appended = REGISTRY.get_sample_value("mfaplane_events_appended_total")
+
+    async def no_rows(conn, events) -> None:
+        return None
+
+    await execute(store, str(user), version_of, rename(user, "B"), cause())  # the one-statement path
+    await execute(store, str(user), version_of, rename(user, "C"), cause(), write_rows=no_rows)  # a transaction
+    await execute_batch(store, version_of, [BatchItem(str(user), rename(user, "D"), cause())])
+
+    assert REGISTRY.get_sample_value("mfaplane_events_appended_total") - appended == 3

@@ -52,14 +52,14 @@ async def execute(
         history, earlier = await store.load_for_command(aggregate_id, cause.command_id)
         if earlier is not None:
             return earlier
-        events = decide(replay(history))
-        if inspect.isawaitable(events):
-            events = await events
-        version = history[-1].aggregate_version if history else 0
+        events = await _decide(decide, replay(history))
         if not events:
-            return AppendResult([], version, duplicate=False)
+            return AppendResult([], _version(history), duplicate=False)
         try:
-            result = await _append(store, aggregate_id, version, events, cause, write_rows)
+            if write_rows is None:
+                return await store.append(aggregate_id, _version(history), events, cause)  # one statement, no BEGIN
+            async with store.pool.acquire() as conn, conn.transaction():
+                result = await _append_on(conn, store, aggregate_id, _version(history), events, cause, write_rows)
         except ConcurrencyConflict:
             if not attempts_left:
                 raise
@@ -70,14 +70,21 @@ async def execute(
     raise ConcurrencyConflict(aggregate_id)  # only reached with ATTEMPTS == 0
 
 
-async def _append(store: EventStore, aggregate_id: str, version: int, events: Sequence[EventPayload], cause: Cause,
-                  write_rows: WriteRows | None) -> AppendResult:
-    if write_rows is None:
-        return await store.append(aggregate_id, version, events, cause)  # one statement, no BEGIN
-    async with store.pool.acquire() as conn, conn.transaction():
-        result = await store.append(aggregate_id, version, events, cause, conn=conn)
-        if not result.duplicate:
-            await write_rows(conn, events)
+async def _decide(decide: Decide[S], state: S) -> Sequence[EventPayload]:
+    events = decide(state)
+    return await events if inspect.isawaitable(events) else events
+
+
+def _version(history: list[Envelope]) -> int:
+    return history[-1].aggregate_version if history else 0
+
+
+async def _append_on(conn: asyncpg.Connection, store: EventStore, aggregate_id: str, version: int,
+                     events: Sequence[EventPayload], cause: Cause, write_rows: WriteRows | None) -> AppendResult:
+    """Appends in the caller's transaction, with the service's own rows unless the command was a duplicate."""
+    result = await store.append(aggregate_id, version, events, cause, conn=conn)
+    if write_rows is not None and not result.duplicate:
+        await write_rows(conn, events)
     return result
 
 
@@ -121,8 +128,8 @@ async def execute_batch(
 
 async def _earlier_results(store: EventStore, items: Sequence[BatchItem], pending: list[int]) -> Outcomes:
     ids = {i: items[i].cause.command_id for i in pending if items[i].cause.command_id}
-    recorded = await store.recorded_commands(list(ids.values()))
-    return {i: await store.earlier_result(command_id) for i, command_id in ids.items() if command_id in recorded}
+    earlier = await store.earlier_results(list(ids.values()))
+    return {i: earlier[command_id] for i, command_id in ids.items() if command_id in earlier}
 
 
 async def _decide_all(replay: Callable[[list[Envelope]], S], items: Sequence[BatchItem[S]], pending: list[int],
@@ -131,24 +138,22 @@ async def _decide_all(replay: Callable[[list[Envelope]], S], items: Sequence[Bat
     decided = []
     for i in pending:
         history = histories[items[i].aggregate_id]
-        version = history[-1].aggregate_version if history else 0
         try:
-            events = items[i].decide(replay(history))
-            if inspect.isawaitable(events):
-                events = await events
+            events = await _decide(items[i].decide, replay(history))
         except Rejected as refusal:
             outcomes[i] = refusal
             continue
         if events:
-            decided.append((i, version, events))
+            decided.append((i, _version(history), events))
         else:
-            outcomes[i] = AppendResult([], version, duplicate=False)
+            outcomes[i] = AppendResult([], _version(history), duplicate=False)
     return decided
 
 
 async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: list[tuple[int, int, Sequence]],
                       outcomes: Outcomes) -> list[int]:
-    """Appends every decision in one transaction; returns the items that met a concurrent write."""
+    """Appends every decision in one transaction, each in a savepoint (a conflict undoes its item alone);
+    returns the items that met a concurrent write."""
     conflicted, appended = [], {}
     if not decided:
         return conflicted
@@ -156,12 +161,11 @@ async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: li
         for i, version, events in decided:
             item = items[i]
             try:
-                appended[i] = await store.append(item.aggregate_id, version, events, item.cause, conn=conn)
+                async with conn.transaction():
+                    appended[i] = await _append_on(conn, store, item.aggregate_id, version, events, item.cause,
+                                                   item.write_rows)
             except ConcurrencyConflict:
                 conflicted.append(i)
-                continue
-            if item.write_rows is not None and not appended[i].duplicate:
-                await item.write_rows(conn, events)
     outcomes.update(appended)
     EVENTS_APPENDED.inc(sum(len(result.events) for result in appended.values() if not result.duplicate))
     return conflicted

@@ -148,16 +148,13 @@ class EventStore:
             histories[row["aggregate_id"]].append(_envelope(row))
         return histories
 
-    async def recorded_commands(self, command_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of these command ids were recorded before (their `earlier_result` exists)."""
-        rows = await self.pool.fetch("SELECT command_id FROM commands WHERE command_id = ANY($1::uuid[])", command_ids)
-        return {row["command_id"] for row in rows}
-
-    async def earlier_result(self, command_id: uuid.UUID) -> AppendResult | None:
-        """What a command id produced before, or None if it was never recorded."""
+    async def earlier_results(self, command_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AppendResult]:
+        """What each of these command ids produced before, for those that were recorded."""
         async with self.pool.acquire() as conn:
-            aggregate_id = await conn.fetchval("SELECT aggregate_id FROM commands WHERE command_id = $1", command_id)
-            return None if aggregate_id is None else await self._duplicate(conn, command_id, aggregate_id)
+            rows = await conn.fetch("SELECT command_id, aggregate_id FROM commands WHERE command_id = ANY($1::uuid[])",
+                                    command_ids)
+            return {row["command_id"]: await self._duplicate(conn, row["command_id"], row["aggregate_id"])
+                    for row in rows}
 
     async def _duplicate(self, conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> AppendResult:
         rows = await conn.fetch(f"SELECT {_COLUMNS} FROM events WHERE command_id = $1 ORDER BY position", command_id)
@@ -177,14 +174,13 @@ class EventStore:
         conn: asyncpg.Connection | None = None,
     ) -> AppendResult:
         """Appends `events` (at least one) atomically. With `conn`, joins the caller's transaction (for its
-        own rows)."""
-        if conn is None:
-            async with self.pool.acquire() as own:  # one statement: atomic without BEGIN and COMMIT
-                result = await self._append(own, aggregate_id, expected_version, events, cause)
-            EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
-            return result
-        async with conn.transaction():
+        own rows; a conflict then aborts that transaction, and the caller counts the events once it commits)."""
+        if conn is not None:
             return await self._append(conn, aggregate_id, expected_version, events, cause)
+        async with self.pool.acquire() as own:  # one statement: atomic without BEGIN and COMMIT
+            result = await self._append(own, aggregate_id, expected_version, events, cause)
+        EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
+        return result
 
     async def _append(self, conn, aggregate_id, expected_version, events, cause) -> AppendResult:
         now = self.clock.now()
