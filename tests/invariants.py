@@ -252,16 +252,16 @@ async def _check_mail(stack, outcome: Outcome, stored: dict, mail: MailWatch, ma
     async with schema(stack, "notifier") as conn:
         rows = await conn.fetch(
             "SELECT r.email, r.kind AS recipient_kind, n.kind, n.status, n.last_error FROM notifications n "
-            "JOIN recipients r USING (principal_id) WHERE n.event_id = ANY($1::uuid[])", list(stored))
+            "LEFT JOIN recipients r USING (principal_id) WHERE n.event_id = ANY($1::uuid[])", list(stored))
     due = Counter((r["email"], SUBJECTS[r["kind"]] + (ADMIN_SUFFIX if r["recipient_kind"] == "admin" else ""))
                   for r in rows if r["status"] == "sent")
     caught = Counter()
-    for address, subjects in mail.subjects({r["email"] for r in rows}).items():
+    for address, subjects in mail.subjects({r["email"] for r in rows if r["email"]}).items():
         caught.update({(address, subject): n for subject, n in subjects.items()})
     missing = {k: due[k] - caught[k] for k in due if caught[k] < due[k]}
     extra = {k: caught[k] - due[k] for k in caught if caught[k] > due[k]}
-    # Given up on before the notifier had heard of the recipient or deadline: due, and never sent.
-    # (Dead after the SMTP server refused it, or stayed away past the retry budget, is by design.)
+    # Given up on before the notifier had heard of the recipient (no email then) or deadline: due, never
+    # sent. (Dead after the SMTP server refused it, or stayed away past the retry budget, is by design.)
     abandoned = [(r["email"], r["kind"]) for r in rows if r["status"] == "dead"
                  and (r["last_error"] or "").endswith("not known yet")]
     statuses = Counter(r["status"] for r in rows)

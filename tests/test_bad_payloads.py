@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow
 FEW = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 PROBLEM = "application/problem+json"
+OPENAPI = Path(__file__).parents[1] / "services/gateway/openapi.json"
 
 # Whole numbers of days only: 7.0, "7" and true are refused too.
 BAD_DAYS = st.one_of(
@@ -32,6 +34,14 @@ INJECTIONS = [
     ".*", "^.*$", "[a-z]+", "(?i)a", "{\"$ne\": null}", "null", "[]", "a\r\nSet-Cookie: injected=1",
     "a\nX-Injected: 1", "\u202eexample", "\x00", "a\x00b", "*", "?", "$1", "e" * 200, "e" * 201,
 ]
+LIST_PATHS = ("/v1/users", "/v1/users.csv", "/v1/users/status-counts", "/v1/systems")
+# (path, parameter) of every list filter the committed API document declares, except the free-text search
+LIST_FILTERS = sorted(
+    (path, parameter["name"])
+    for path in LIST_PATHS
+    for parameter in json.loads(OPENAPI.read_text())["paths"][path]["get"]["parameters"]
+    if parameter["name"] != "q"
+)
 ODD_EMAILS = [
     "user@bücher.example", "user@xn--bcher-kva.example", '"john doe"@example.com', '"a@b"@example.com',
     "user\u202e@example.com", "\u202euser@example.com", "us\x00er@example.com", "user@example.com\x00",
@@ -94,12 +104,13 @@ async def test_huge_strings_are_refused_and_write_nothing(stack, admin, text) ->
     assert await event_count(stack, "identity") == before
 
 
-async def created_or_refused(stack, admin, email: str, name: str) -> dict | None:
-    """The user as the API shows it once created, or None after checking the refusal wrote nothing."""
+async def created_or_refused(stack, admin, email: str, name: str, *refusals: int) -> dict | None:
+    """The user as the API shows it once created, or None after checking the refusal (one of `refusals`)
+    wrote nothing."""
     before = await event_count(stack, "identity")
     response = await admin.post("/v1/users", json={"email": email, "name": name, "password": PASSWORD})
     if response.status_code >= 300:
-        refused(response, 409, 422)
+        refused(response, *refusals)
         assert await event_count(stack, "identity") == before
         return None
     receipt = response.json()
@@ -114,7 +125,7 @@ async def created_or_refused(stack, admin, email: str, name: str) -> dict | None
 @example(email="Ada@EXAMPLE.com")
 @example(email="us\x00er@example.com")
 async def test_an_odd_email_is_refused_or_comes_back_byte_identical(stack, admin, email) -> None:
-    user = await created_or_refused(stack, admin, email, "Odd")
+    user = await created_or_refused(stack, admin, email, "Odd", 409, 422)  # 409: taken by an earlier example
     assert user is None or user["email"].encode() == email.encode(), (user, email)
 
 
@@ -123,7 +134,7 @@ async def test_an_odd_email_is_refused_or_comes_back_byte_identical(stack, admin
 @example(name="nul\x00inside")
 async def test_any_name_is_refused_or_comes_back_byte_identical(stack, admin, name) -> None:
     email = f"name-{uuid.uuid4().hex[:12]}@example.com"
-    user = await created_or_refused(stack, admin, email, name)
+    user = await created_or_refused(stack, admin, email, name, 422)
     assert user is None or user["name"].encode() == name.encode(), (user, name)
 
 
@@ -152,16 +163,10 @@ async def test_injection_in_the_search_matches_only_literal_text(stack, admin, s
 
 
 @FEW
-@given(value=st.sampled_from(INJECTIONS), name=st.sampled_from(["status", "sort", "required", "mfa_active",
-                                                                 "cursor", "limit", "consistent_with"]))
-async def test_injection_in_list_filters_is_refused_or_harmless(stack, admin, searchable, name, value) -> None:
-    before = await event_count(stack, "identity")
-    for path in ("/v1/users", "/v1/users.csv", "/v1/users/status-counts", "/v1/systems"):
-        response = await admin.get(path, params={name: value})
-        assert "injected" not in json.dumps(dict(response.headers)).lower()
-        if response.status_code >= 300:
-            refused(response, 400, 422)
-    assert await event_count(stack, "identity") == before
+@given(value=st.sampled_from(INJECTIONS), target=st.sampled_from(LIST_FILTERS))
+async def test_injection_in_list_filters_is_refused(stack, admin, searchable, target, value) -> None:
+    path, name = target  # none of the injections is a status, a sort, a boolean, a number, a cursor or a token
+    refused(await admin.get(path, params={name: value}), 400, 422)
 
 
 @FEW
@@ -172,3 +177,6 @@ async def test_huge_numbers_in_query_parameters_are_refused_or_answered_whole(ad
         response = await admin.get(path, params={name: number})  # a stream broken midway raises here
         if response.status_code >= 300:
             refused(response, 422)
+        else:  # whole: every NDJSON line of the audit stream (none after the last record), or the page, parses
+            for line in response.text.splitlines():
+                json.loads(line)

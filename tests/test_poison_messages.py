@@ -19,17 +19,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from fault_tools import DeadLetterTap, eventually, schema
+from invariants import CONSUMERS
 from mfaplane_contracts.topics import ALL_TOPICS
 from mfaplane_eventing.consumer import MAX_MESSAGE_BYTES
-from mfaplane_gateway.__main__ import SPEC as GATEWAY
-from mfaplane_mfa.__main__ import SPEC as MFA
-from mfaplane_notifier.__main__ import SPEC as NOTIFIER
-from mfaplane_scheduler.__main__ import SPEC as SCHEDULER
 from portal_flows import new_user, ok
 
 pytestmark = pytest.mark.slow
 
-CONSUMERS = {spec.name: {topic.name for topic in spec.consumes} for spec in (GATEWAY, MFA, NOTIFIER, SCHEDULER)}
 CONSUMED_TOPICS = [t for t in ALL_TOPICS if any(t.name in topics for topics in CONSUMERS.values())]
 POISON_KINDS = ("malformed_json", "not_an_object", "unknown_type", "unknown_version", "oversized")
 

@@ -127,7 +127,10 @@ async def test_two_replicas_of_every_service_make_no_duplicates(stack, gateways,
         return True
 
     await eventually(listed_everywhere, 60, "both gateways list every user in their final status")
-    await asyncio.sleep(2)  # time for a duplicate to show, if a replica were to make one
+    await check_and_record(stack, "two replicas of every service at once",
+                           f"{USERS} users made and required through both gateways (each require sent to both "
+                           f"with one Idempotency-Key), {USERS // 2} set up across both, the others expired",
+                           since)  # waits until idle: a duplicate, if a replica were to make one, is in by then
 
     identity = await _event_types(stack, "identity", [u for u, _ in users])
     assert all(counts == Counter({"UserCreated": 1}) for counts in identity.values()), identity
@@ -141,7 +144,3 @@ async def test_two_replicas_of_every_service_make_no_duplicates(stack, gateways,
     for email, got in mail.subjects([e for _, e in enrolled]).items():
         assert got - Counter({REMINDER: 1}) == Counter({REQUIRED: 1, SETUP_COMPLETE: 1}), (email, got)
         assert got[REMINDER] <= 1, (email, got)
-    await check_and_record(stack, "two replicas of every service at once",
-                           f"{USERS} users made and required through both gateways (each require sent to both "
-                           f"with one Idempotency-Key), {USERS // 2} set up across both, the others expired",
-                           since)
