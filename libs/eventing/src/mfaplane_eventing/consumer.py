@@ -132,7 +132,7 @@ class Consumer:
         wanted: list[tuple[str, Envelope]] = []
         for topic, _, _, value in messages:
             envelope = decode(value)  # Poison: the one-by-one path parks it
-            if self._handles is None or envelope.type in self._handles:
+            if self._acts_on(envelope):
                 wanted.append((topic, envelope))
             else:
                 outcomes.append((topic, "ignored"))
@@ -156,13 +156,16 @@ class Consumer:
                 outcomes.append((topic, "handled"))
         return outcomes
 
+    def _acts_on(self, envelope: Envelope) -> bool:
+        return self._handles is None or envelope.type in self._handles
+
     async def process(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         try:
             envelope = decode(value)
         except Poison as poison:
             await self._park(topic, partition, offset, value, None, str(poison))
             return
-        if self._handles is not None and envelope.type not in self._handles:
+        if not self._acts_on(envelope):
             EVENTS_CONSUMED.labels(topic, "ignored").inc()
             return
         token = logs.correlation_id.set(str(envelope.correlation_id))

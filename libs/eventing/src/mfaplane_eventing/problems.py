@@ -48,14 +48,26 @@ def problem_body(status: int, code: str, title: str, detail: str, **extensions: 
 
 def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
             **extensions: Any) -> JSONResponse:
-    body = problem_body(status, code, title, detail, **extensions)
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return _response(problem_body(status, code, title, detail, **extensions), headers)
+
+
+def rejected_body(error: Rejected) -> dict[str, Any]:
+    return problem_body(error.status, error.code, error.code.replace("_", " ").capitalize(), error.detail,
+                        **error.extra)
+
+
+def conflict_body() -> dict[str, Any]:
+    return problem_body(409, "concurrent_modification", "Concurrent modification",
+                        "Another change to the same record was saved first; retry.")
+
+
+def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE, headers=headers)
 
 
 async def _rejected(_: Request, error: Rejected) -> JSONResponse:
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if error.status == 503 else None
-    return problem(error.status, error.code, error.code.replace("_", " ").capitalize(), error.detail, headers,
-                   **error.extra)
+    return _response(rejected_body(error), headers)
 
 
 async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -72,8 +84,7 @@ async def _http(_: Request, error: HTTPException) -> JSONResponse:
 
 
 async def _conflict(_: Request, error: ConcurrencyConflict) -> JSONResponse:
-    return problem(409, "concurrent_modification", "Concurrent modification",
-                   "Another change to the same record was saved first; retry.")
+    return _response(conflict_body())
 
 
 async def _unstorable_text(_: Request, error: asyncpg.DataError) -> JSONResponse:

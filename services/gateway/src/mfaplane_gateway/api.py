@@ -22,7 +22,7 @@ from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.principals_query import PrincipalFilter, SortKey
-from mfaplane_gateway.projector import LIVE_TABLES
+from mfaplane_gateway.read_models import LIVE_TABLES
 
 router = APIRouter(prefix="/v1")
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Apply a retried request once")]

@@ -26,9 +26,10 @@ from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Admin, Reader
+from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, command_id
 from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter
-from mfaplane_gateway.projector import LIVE_TABLES
+from mfaplane_gateway.read_models import LIVE_TABLES
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["bulk actions"])
@@ -247,7 +248,7 @@ def _operation(item: asyncpg.Record) -> uuid.UUID:
 def _command_id(item: asyncpg.Record, user_id: uuid.UUID) -> str:
     """The id the command had when each item was forwarded on its own: an operation started before
     an upgrade still applies each item once."""
-    path = f"/enrollments/{SCOPE}/{user_id}/{item['action']}"
+    path = enrollment_path(SCOPE, user_id, item["action"])
     return command_id(item["actor"], f"POST {path}", f"bulk:{item['operation_id']}")
 
 

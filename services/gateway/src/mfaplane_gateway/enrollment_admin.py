@@ -35,8 +35,13 @@ class RequirePeriod(BaseModel):
 
 async def send_enrollment_command(forward: Forwarder, actor: str, scope: str, principal_id: uuid.UUID,
                                   action: str, body: dict, idempotency_key: str | None = None) -> Receipt:
-    path = f"/enrollments/{scope}/{principal_id}/{action}"
+    path = enrollment_path(scope, principal_id, action)
     return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key))
+
+
+def enrollment_path(scope: str, principal_id: uuid.UUID, action: str) -> str:
+    """The mfa service's route of an enrollment command (part of each forwarded command's id)."""
+    return f"/enrollments/{scope}/{principal_id}/{action}"
 
 
 def enrollment_router(collection: str, scope: str, tag: str) -> APIRouter:

@@ -10,7 +10,6 @@ from mfaplane_contracts.identity_events import UserDeleted, UserPasswordChanged
 from mfaplane_contracts.mfa_events import MFAReset
 from mfaplane_eventing.clock import Clock
 from mfaplane_gateway import audit_log, read_models
-from mfaplane_gateway.read_models import LIVE_TABLES  # noqa: F401 - the query modules' name for it
 from mfaplane_gateway.sessions import end_sessions_before
 from mfaplane_gateway.principals_projection import Fold
 

@@ -21,7 +21,7 @@ from mfaplane_gateway import read_your_writes
 from mfaplane_gateway.api import ConsistentWith
 from mfaplane_gateway.auth import Admin, Reader, SystemAgent
 from mfaplane_gateway.forwarding import ForwarderDep
-from mfaplane_gateway.projector import LIVE_TABLES
+from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.receipts import Receipt, receipt
 
 router = APIRouter(prefix="/v1/systems", tags=["systems and applications"])

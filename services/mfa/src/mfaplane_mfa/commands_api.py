@@ -17,7 +17,7 @@ from mfaplane_contracts.mfa_events import Scope, enrollment_id
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict
-from mfaplane_eventing.problems import Problem, problem_body
+from mfaplane_eventing.problems import Problem, conflict_body, rejected_body
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_mfa import enrollment
@@ -26,14 +26,12 @@ from mfaplane_mfa.setup_material import setup_material
 
 router = APIRouter(prefix="/enrollments/{scope}/{principal_id}")
 batch_router = APIRouter(prefix="/enrollments")
+BATCH_PATH = f"{batch_router.prefix}/batch"
 Days = Field(ge=1, le=365)
 MAX_BATCH = 1000
 BATCH_ITEM_BYTES = 256  # a batch item's JSON is under 200 bytes
 MAX_BATCH_BYTES = MAX_BATCH * BATCH_ITEM_BYTES  # the batch route's own request size limit
-BATCH_COMMANDS: dict[str, type[c.Command]] = {
-    "require": c.RequireMFA, "remove-requirement": c.RemoveMFARequirement,
-    "extend": c.ExtendEnrollment, "reset": c.ResetMFA,
-}
+BATCH_COMMANDS: dict[str, type[c.Command]] = {"require": c.RequireMFA, "extend": c.ExtendEnrollment, "reset": c.ResetMFA}
 
 
 class Body(BaseModel):
@@ -73,7 +71,7 @@ class DismissResponse(CommandReceipt):
 
 class BatchCommand(Body):
     command_id: uuid.UUID = Field(description="the command's own idempotency key")
-    action: Literal["require", "remove-requirement", "extend", "reset"]
+    action: Literal["require", "extend", "reset"]
     scope: Scope
     principal_id: uuid.UUID
     enrollment_days: int | None = Field(default=c.DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
@@ -208,7 +206,7 @@ async def view(scope: Scope, principal_id: uuid.UUID, runtime: RuntimeDep, run: 
     )
 
 
-@batch_router.post("/batch")
+@batch_router.post(BATCH_PATH.removeprefix(batch_router.prefix))
 async def run_batch(body: BatchBody, cause: CauseDep, run: CommandsDep) -> BatchResponse:
     """Each command is decided and appended on its own (one refused or conflicting command leaves the
     others applied), in a few transactions for the whole batch."""
@@ -219,8 +217,8 @@ async def run_batch(body: BatchBody, cause: CauseDep, run: CommandsDep) -> Batch
 
 
 def _batch_command(item: BatchCommand, cause: Cause) -> c.Command:
-    days = {} if item.action == "remove-requirement" else {"enrollment_days": item.enrollment_days}
-    return BATCH_COMMANDS[item.action](**_fields(item.scope, item.principal_id, cause), **days)
+    return BATCH_COMMANDS[item.action](**_fields(item.scope, item.principal_id, cause),
+                                       enrollment_days=item.enrollment_days)
 
 
 def _batch_result(command: c.Command, outcome: AppendResult | Exception) -> BatchResult:
@@ -228,9 +226,9 @@ def _batch_result(command: c.Command, outcome: AppendResult | Exception) -> Batc
         return BatchResult(command_id=command.command_id,
                            receipt=CommandReceipt(**_receipt(command.scope, command.principal_id, outcome)))
     if isinstance(outcome, ConcurrencyConflict):
-        outcome = Rejected("concurrent_modification", "Another change to the same record was saved first; retry.")
-    if not isinstance(outcome, Rejected):
+        body = conflict_body()
+    elif isinstance(outcome, Rejected):
+        body = rejected_body(outcome)
+    else:
         raise outcome
-    title = outcome.code.replace("_", " ").capitalize()
-    return BatchResult(command_id=command.command_id,
-                       problem=Problem(**problem_body(outcome.status, outcome.code, title, outcome.detail)))
+    return BatchResult(command_id=command.command_id, problem=Problem(**body))

@@ -47,8 +47,6 @@ def for_deadline(deadline: datetime, offsets_seconds: list[int], received_at: da
 
 
 def plan(event: EventPayload, offsets_seconds: list[int], received_at: datetime) -> Plan | None:
-    if not isinstance(event, HANDLES):
-        return None
     match event:
         case mfa.MFARequired() | mfa.EnrollmentExtended() | mfa.MFAReset() if event.deadline is not None:
             timers = for_deadline(event.deadline, offsets_seconds, received_at)
