@@ -89,7 +89,7 @@ async def test_states_of_everyone_across_batches_match_a_fold_in_memory(gateway_
         body = envelope.body()
         principal = getattr(body, "principal_id", None) or getattr(body, "user_id", None)
         if principal is not None:
-            expected[principal] = apply(expected.get(principal, PrincipalState(principal)), body)
+            expected[principal] = apply(expected.get(principal, PrincipalState(principal)), envelope)
     found = [state async for state in states_at(gateway_pool, moment, batch=4)]
     assert [s.principal_id for s in found] == sorted(expected)
     assert found == [expected[p] for p in sorted(expected)]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 
 import asyncpg
 
-from mfaplane_contracts import identity_events as identity
-from mfaplane_contracts import mfa_events as mfa
-from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
+from mfaplane_gateway.principals_projection import REDUCERS
 
 BATCH = 1000
 
@@ -32,23 +31,21 @@ class PrincipalState:
         return mfa_status(self.required, self.configured, self.deadline, at)
 
 
-_APPLY: dict[type[EventPayload], Callable[[PrincipalState, EventPayload], PrincipalState]] = {
-    identity.UserCreated: lambda s, e: replace(s, kind="user", email=e.email, name=e.name),
-    identity.AdminCreated: lambda s, e: replace(s, kind="admin", email=e.email, name=e.name),
-    identity.UserUpdated: lambda s, e: replace(s, email=e.email, name=e.name),
-    identity.UserDeleted: lambda s, e: replace(s, deleted=True, required=False, configured=False),
-    mfa.MFARequired: lambda s, e: replace(s, required=True, deadline=e.deadline),
-    mfa.MFARequirementRemoved: lambda s, e: replace(s, required=False, deadline=None),
-    mfa.EnrollmentExtended: lambda s, e: replace(s, deadline=e.deadline),
-    mfa.MFAReset: lambda s, e: replace(s, required=True, configured=False, deadline=e.deadline),
-    mfa.TOTPEnrolled: lambda s, e: replace(s, configured=True),
-}
-FOLDED_TYPES = [event.event_type for event in _APPLY]
+_FIELDS = {f.name for f in fields(PrincipalState)} - {"principal_id"}
+# The principals read model's own reducers, on the fields kept here: the past follows the same rules as
+# the live list (events that touch none of these fields, such as a verification, are not read).
+_REDUCERS = {payload: reducer for payload, reducer in REDUCERS.items()
+             if reducer.model == "principals" and _FIELDS & reducer.columns.keys()}
+FOLDED_TYPES = [payload.event_type for payload in _REDUCERS]
 
 
-def apply(state: PrincipalState, event: EventPayload) -> PrincipalState:
-    change = _APPLY.get(type(event))
-    return change(state, event) if change else state
+def apply(state: PrincipalState, envelope: Envelope) -> PrincipalState:
+    body = envelope.body()
+    reducer = _REDUCERS.get(type(body))
+    if reducer is None:
+        return state
+    return replace(state, **{column: value(envelope.occurred_at, body)
+                             for column, value in reducer.columns.items() if column in _FIELDS})
 
 
 async def states_at(pool: asyncpg.Pool, at: datetime, principal_id: uuid.UUID | None = None,
@@ -69,8 +66,7 @@ async def states_at(pool: asyncpg.Pool, at: datetime, principal_id: uuid.UUID | 
             if state is not None and state.principal_id != row["principal_id"]:
                 yield state
                 state = None
-            body = Envelope.model_validate(row["envelope"]).body()
-            state = apply(state or PrincipalState(row["principal_id"]), body)
+            state = apply(state or PrincipalState(row["principal_id"]), Envelope.model_validate(row["envelope"]))
         key = (rows[-1]["principal_id"], rows[-1]["seq"])
     if state is not None:
         yield state
