@@ -54,14 +54,26 @@ async def _append_user(store: EventStore, names: list[str]) -> str:
     return str(user)
 
 
-async def _drain(relay: OutboxRelay) -> None:
-    while await relay.publish_batch():
-        pass
+async def _drain(relay: OutboxRelay, pool) -> None:
+    async with pool.acquire() as conn:
+        while await relay.publish_batch(conn):
+            pass
+
+
+async def _running(relay: OutboxRelay) -> asyncio.Task:
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(0.3)
+    return task
+
+
+async def _stopped(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_relay_publishes_in_order_keyed_by_aggregate_and_empties_the_outbox(store, producer, infra) -> None:
     key = await _append_user(store, ["a", "b", "c"])
-    await _drain(OutboxRelay(store.pool, producer, "eventing-test", batch_size=2))
+    await _drain(OutboxRelay(store.pool, producer, "eventing-test", batch_size=2), store.pool)
     published = await _published_for(infra, key, 3)
     assert [m["aggregate_version"] for m in published] == [1, 2, 3]
     assert [m["payload"]["name"] for m in published] == ["a", "b", "c"]
@@ -71,29 +83,71 @@ async def test_relay_publishes_in_order_keyed_by_aggregate_and_empties_the_outbo
 async def test_only_one_relay_per_service_publishes(store, producer) -> None:
     first = OutboxRelay(store.pool, producer, "eventing-test-lock", batch_size=10)
     second = OutboxRelay(store.pool, producer, "eventing-test-lock", batch_size=10)
-    holder = asyncio.create_task(first.run())
-    await asyncio.sleep(0.3)
+    holder = await _running(first)
     try:
-        async with store.pool.acquire() as conn:
-            held = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('mfaplane-outbox-relay:eventing-test-lock'))")
-        assert not held, "the first relay holds the service's relay lock"
+        assert await _lock_holder(store.pool, "eventing-test-lock") is not None, "the first relay holds the lock"
         standby = asyncio.create_task(second.run())
         await asyncio.sleep(0.2)
         assert not standby.done()
-        standby.cancel()
+        await _stopped(standby)
     finally:
-        holder.cancel()
-        await asyncio.gather(holder, return_exceptions=True)
+        await _stopped(holder)
 
 
 async def test_republish_sends_stored_history_again(store, producer, infra) -> None:
     key = await _append_user(store, ["x", "y"])
     relay = OutboxRelay(store.pool, producer, "eventing-test", batch_size=100)
-    await _drain(relay)
+    await _drain(relay, store.pool)
     first_position = await store.pool.fetchval("SELECT min(position) FROM events WHERE aggregate_id = $1", key)
     queued = await store.republish(first_position)
     assert queued >= 2
-    await _drain(relay)
+    await _drain(relay, store.pool)
     published = await _published_for(infra, key, 4)
     assert [m["aggregate_version"] for m in published] == [1, 2, 1, 2]
     assert published[0]["event_id"] == published[2]["event_id"], "the same events, not new ones"
+
+
+async def test_a_relay_whose_session_is_lost_takes_the_lock_again_and_goes_on(store, producer, infra) -> None:
+    """A relay that went on publishing without its lock would publish beside a replica that took it."""
+    task = await _running(OutboxRelay(store.pool, producer, "eventing-test-lost", batch_size=10))
+    try:
+        lost = await _lock_holder(store.pool, "eventing-test-lost")
+        assert await store.pool.fetchval("SELECT pg_terminate_backend($1)", lost)
+        key = await _append_user(store, ["after the session was lost"])
+        assert [m["payload"]["name"] for m in await _published_for(infra, key, 1)] == ["after the session was lost"]
+        again = await _lock_holder(store.pool, "eventing-test-lost")
+        assert again not in (None, lost), "the relay holds the lock again, on a new session"
+    finally:
+        await _stopped(task)
+
+
+async def _lock_holder(pool, service: str) -> int | None:
+    return await pool.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid::int = hashtext($1)",
+        f"mfaplane-outbox-relay:{service}")
+
+
+class _FailingOnce:
+    """The real producer, but its first send raises what no one expected (a fault injected here)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self.failed = False
+
+    async def send(self, *args, **kwargs):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("an unexpected failure")
+        return await self._producer.send(*args, **kwargs)
+
+
+async def test_the_relay_outlives_an_unexpected_failure(store, producer, infra, caplog) -> None:
+    failing = _FailingOnce(producer)
+    key = await _append_user(store, ["published after the failure"])
+    task = await _running(OutboxRelay(store.pool, failing, "eventing-test-unexpected", batch_size=10))
+    try:
+        assert [m["payload"]["name"] for m in await _published_for(infra, key, 1)] == ["published after the failure"]
+        assert failing.failed
+        assert "outbox relay failed unexpectedly, retrying" in caplog.messages
+    finally:
+        await _stopped(task)

@@ -3,7 +3,9 @@
 Only one relay per service publishes at a time: it holds a PostgreSQL advisory lock on a
 dedicated connection, and replicas wait for it. Two relays publishing concurrently could each send
 part of one aggregate's events and reorder them on the partition. If the holder dies its connection
-closes, the lock is released and a waiting replica takes over. A batch is deleted from the outbox
+closes, the lock is released and a waiting replica takes over. The relay reads and deletes the
+outbox on that same connection: if the session is lost (and the lock with it, which a replica may
+then take), its next statement fails rather than publishing beside the new holder. A batch is deleted from the outbox
 only after Kafka acknowledged every message in it, so a crash in between publishes it again
 (consumers are idempotent).
 """
@@ -11,19 +13,16 @@ only after Kafka acknowledged every message in it, so a crash in between publish
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
+from mfaplane_eventing import loops
 from mfaplane_eventing.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
-
-log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.05
 STANDBY_POLL_SECONDS = 1.0
-ERROR_BACKOFF_SECONDS = (0.2, 5.0)
 
 
 class OutboxRelay:
@@ -34,31 +33,24 @@ class OutboxRelay:
         self._batch_size = batch_size
 
     async def run(self) -> None:
-        backoff = ERROR_BACKOFF_SECONDS[0]
-        while True:
-            try:
-                await self._run_while_holding_lock()
-            except (OSError, KafkaError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("outbox relay interrupted, retrying", extra={"error": repr(error), "backoff": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, ERROR_BACKOFF_SECONDS[1])
-            else:
-                backoff = ERROR_BACKOFF_SECONDS[0]
+        await loops.repeat("outbox relay", self._publish_while_holding_lock, STANDBY_POLL_SECONDS)
 
-    async def _run_while_holding_lock(self) -> None:
+    async def _publish_while_holding_lock(self) -> bool:
+        """Publishes until a failure; False at once if another replica holds the lock."""
         async with self._pool.acquire() as lock_conn:
             if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_name):
-                await asyncio.sleep(STANDBY_POLL_SECONDS)
-                return
+                return False
             try:
                 while True:
-                    if not await self.publish_batch():
+                    if not await self.publish_batch(lock_conn):
                         await asyncio.sleep(IDLE_POLL_SECONDS)
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_name)
+                # Raising here would hide why the loop ended; on a lost connection the lock is gone anyway.
+                with contextlib.suppress(*loops.EXPECTED_FAILURES):
+                    await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_name)
 
-    async def publish_batch(self) -> int:
-        rows = await self._pool.fetch(
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
             "SELECT position, topic, key, value FROM outbox ORDER BY position LIMIT $1", self._batch_size
         )
         if not rows:
@@ -68,8 +60,8 @@ class OutboxRelay:
             await self._producer.send(row["topic"], value=row["value"], key=row["key"].encode()) for row in rows
         ]
         await asyncio.gather(*deliveries)
-        await self._pool.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", [r["position"] for r in rows])
+        await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", [r["position"] for r in rows])
         for row in rows:
             EVENTS_PUBLISHED.labels(row["topic"]).inc()
-        OUTBOX_BACKLOG.set(await self._pool.fetchval("SELECT count(*) FROM outbox"))
+        OUTBOX_BACKLOG.set(await conn.fetchval("SELECT count(*) FROM outbox"))
         return len(rows)

@@ -10,20 +10,19 @@ The route takes up to MAX_IDS ids, so it has its own request size limit (MAX_REQ
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing import loops
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.enrollment_admin import enrollment_path
@@ -31,7 +30,6 @@ from mfaplane_gateway.forwarding import Forwarder, command_id
 from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter
 from mfaplane_gateway.read_models import LIVE_TABLES
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["bulk actions"])
 Action = Literal["require", "extend", "reset"]
 MAX_IDS = 100_000
@@ -183,13 +181,7 @@ class BulkWorker:
         return [self._work() for _ in range(WORKERS)]
 
     async def _work(self) -> None:
-        while True:
-            try:
-                if not await self.process_chunk():
-                    await asyncio.sleep(IDLE_SECONDS)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("bulk worker database error", extra={"error": repr(error)})
-                await asyncio.sleep(IDLE_SECONDS)
+        await loops.repeat("bulk worker", self.process_chunk, IDLE_SECONDS)
 
     async def process_chunk(self) -> bool:
         """Claims up to CHUNK pending items and applies them; False when none was pending."""

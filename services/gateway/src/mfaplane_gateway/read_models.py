@@ -13,12 +13,9 @@ the next version while the current one serves, then switch the registry. Two kin
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import asyncpg
 
-log = logging.getLogger(__name__)
+from mfaplane_eventing import loops
 
 REFRESH_SECONDS = 1.0
 # Until the first refresh (the gateway refreshes before it serves); the first versions.
@@ -46,9 +43,8 @@ async def refresh(pool: asyncpg.Pool) -> None:
 
 
 async def keep_current(pool: asyncpg.Pool) -> None:
-    while True:
-        await asyncio.sleep(REFRESH_SECONDS)
-        try:
-            await refresh(pool)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("could not refresh the read-model registry", extra={"error": repr(error)})
+    async def step() -> bool:
+        await refresh(pool)
+        return False  # nothing more to do until the next refresh
+
+    await loops.repeat("refreshing the read-model registry", step, REFRESH_SECONDS)

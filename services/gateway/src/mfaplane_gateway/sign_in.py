@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mfaplane_contracts.commands import TotpCode
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
-from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
+from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.sessions import Challenge, Tokens
 
 Outcome = Literal["signed_in", "mfa_required", "enrollment_prompt", "setup_required", "locked_out"]

@@ -24,7 +24,6 @@ clock.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
@@ -34,6 +33,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from mfaplane_contracts.topics import dead_letter_topic
+from mfaplane_eventing import loops
 from mfaplane_eventing.service import Runtime
 from mfaplane_notifier.emails import Recipient, render
 from mfaplane_notifier.mail_queue import mail_facts
@@ -65,14 +65,17 @@ class MailLoop:
 
     async def _sender(self) -> None:
         session = self._server.session()
-        while True:
+
+        async def step() -> bool:
+            sent = False
             try:
-                if await self.send_next(session):
-                    continue
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("mail loop database error", extra={"error": repr(error)})
-            await session.close()  # idle: servers drop idle clients anyway
-            await asyncio.sleep(self._settings.mail_tick_seconds)
+                sent = await self.send_next(session)
+                return sent
+            finally:
+                if not sent:
+                    await session.close()  # idle or failing: servers drop idle clients anyway
+
+        await loops.repeat("mail loop", step, self._settings.mail_tick_seconds)
 
     async def send_next(self, session: SmtpSession | None = None) -> bool:
         """Claims the next due notifications and delivers them; False if none was due."""

@@ -9,18 +9,16 @@ first, each with its original due time in the event.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 
 import asyncpg
 
 from mfaplane_contracts.mfa_events import EnrollmentExpired, EnrollmentExpiring
+from mfaplane_eventing import loops
 from mfaplane_eventing.event_store import Cause, EventStore
 from mfaplane_eventing.service import Runtime
 from mfaplane_scheduler.timers import EXPIRY
 
-log = logging.getLogger(__name__)
 ACTOR = "system:scheduler"
 
 
@@ -57,10 +55,8 @@ def timer_aggregate_id(enrollment_id: str) -> str:
 
 async def run(runtime: Runtime) -> None:
     settings = runtime.settings
-    while True:
-        try:
-            while await fire_due(runtime.store, runtime.clock.now(), settings.fire_batch_size):
-                pass
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.warning("firing timers failed, retrying", extra={"error": repr(error)})
-        await asyncio.sleep(settings.tick_seconds)
+
+    async def step() -> bool:
+        return bool(await fire_due(runtime.store, runtime.clock.now(), settings.fire_batch_size))
+
+    await loops.repeat("firing timers", step, settings.tick_seconds)
