@@ -127,3 +127,32 @@ async def _drain(store: EventStore, cursor):
     while batch := await store.read_all(cursor):
         cursor = batch[-1][0]
     return cursor
+
+
+async def test_appending_to_many_aggregates_at_once_numbers_each_from_its_version(store: EventStore) -> None:
+    known, new = uuid.uuid4(), uuid.uuid4()
+    await store.append(str(known), 0, [created(known)], cause())
+    async with store.pool.acquire() as conn, conn.transaction():
+        versions = await store.versions([str(known), str(new)], conn)
+        await store.append_each(conn, [(str(known), versions[str(known)], [updated(known, "B")], cause()),
+                                       (str(new), versions[str(new)], [created(new), updated(new, "C")], cause())])
+    assert versions == {str(known): 1, str(new): 0}
+    assert [(e.type, e.aggregate_version) for e in await store.load(str(known))] == [("UserCreated", 1),
+                                                                                     ("UserUpdated", 2)]
+    assert [(e.type, e.aggregate_version) for e in await store.load(str(new))] == [("UserCreated", 1),
+                                                                                   ("UserUpdated", 2)]
+    keys = await store.pool.fetch("SELECT key FROM outbox WHERE key = ANY($1::text[])", [str(known), str(new)])
+    assert sorted(r["key"] for r in keys) == sorted([str(known)] * 2 + [str(new)] * 2)
+
+
+async def test_a_conflict_among_many_appends_writes_none_of_them(store: EventStore) -> None:
+    fine, stale = uuid.uuid4(), uuid.uuid4()
+    await store.append(str(stale), 0, [created(stale)], cause())
+    with pytest.raises(ConcurrencyConflict):
+        async with store.pool.acquire() as conn, conn.transaction():
+            await store.append_each(conn, [(str(fine), 0, [created(fine)], cause()),
+                                           (str(stale), 0, [created(stale)], cause())])
+    assert await store.load(str(fine)) == []
+    with pytest.raises(ValueError):
+        async with store.pool.acquire() as conn:
+            await store.append_each(conn, [(str(fine), 0, [created(fine)], cause(uuid.uuid4()))])

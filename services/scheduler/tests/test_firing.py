@@ -15,7 +15,7 @@ from mfaplane_contracts.envelope import Envelope
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.event_store import EventStore
-from mfaplane_scheduler.firing import CLAIM_DUE, fire_due, timer_aggregate_id
+from mfaplane_scheduler.firing import TAKE_DUE, fire_due, timer_aggregate_id
 from mfaplane_scheduler.timer_updates import handler
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -112,12 +112,16 @@ async def test_claiming_due_timers_reads_the_index_not_every_pending_timer(store
         NOW + 400 * DAY,
     )
     await store.pool.execute("ANALYZE deadline_timers")
-    plan = await store.pool.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {CLAIM_DUE}", NOW + 401 * DAY, 100)
-    root = plan[0]["Plan"]
-    scans = list(_nodes(root))
+    async with store.pool.acquire() as conn:
+        taking = conn.transaction()
+        await taking.start()
+        plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {TAKE_DUE}", NOW + 401 * DAY, 100)
+        await taking.rollback()  # EXPLAIN ANALYZE deleted them
+    scans = list(_nodes(plan[0]["Plan"]))
     index_scans = [n for n in scans if n.get("Index Name") == "deadline_timers_due"]
     assert index_scans, f"expected the due_at index, got {[n['Node Type'] for n in scans]}"
     assert all(n["Actual Rows"] <= 100 for n in index_scans), "no more rows read than the batch takes"
+    assert not [n for n in scans if n["Node Type"] == "Seq Scan"], "the deletion finds its rows by key"
     await store.pool.execute("DELETE FROM deadline_timers WHERE enrollment_id LIKE 'load:%'")
 
 

@@ -79,24 +79,26 @@ _COLUMNS = (
 )
 
 
-# The command id, the events and their outbox rows in one statement (so one round trip, atomic even
-# without a transaction). A command id seen before inserts nothing: the result is then 0 rows.
+# The command ids, the events and their outbox rows in one statement (so one round trip, atomic even
+# without a transaction), for one aggregate or many. The events of a command id seen before are not
+# inserted: with one command, the result is then 0 rows.
 _APPEND = (
-    "WITH command AS ("
-    "  INSERT INTO commands (command_id, aggregate_id) SELECT $1::uuid, $2::text WHERE $1::uuid IS NOT NULL"
-    "  ON CONFLICT DO NOTHING RETURNING command_id"
-    "), new AS ("
-    "  SELECT * FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[], $9::text[],"
-    "                       $10::bytea[])"
-    "  AS e(event_id, type, schema_version, aggregate_type, aggregate_version, topic, payload, value)"
-    "  WHERE $1::uuid IS NULL OR EXISTS (SELECT FROM command)"
+    "WITH new AS ("
+    "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::uuid[],"
+    "                       $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::bytea[])"
+    "  AS e(event_id, type, schema_version, aggregate_type, aggregate_id, aggregate_version, command_id,"
+    "       correlation_id, causation_id, actor, topic, payload, value)"
+    "), command AS ("
+    "  INSERT INTO commands (command_id, aggregate_id) SELECT DISTINCT command_id, aggregate_id FROM new"
+    "  WHERE command_id IS NOT NULL ON CONFLICT DO NOTHING RETURNING command_id"
     "), event AS ("
     f"  INSERT INTO events ({_COLUMNS}, topic)"
-    "  SELECT event_id, type, schema_version, aggregate_type, $2::text, aggregate_version, $11::timestamptz,"
-    "         $12::uuid, $13::uuid, $1::uuid, $14::text, payload::jsonb, topic FROM new"
+    "  SELECT event_id, type, schema_version, aggregate_type, aggregate_id, aggregate_version, $14::timestamptz,"
+    "         correlation_id, causation_id, command_id, actor, payload::jsonb, topic FROM new"
+    "  WHERE command_id IS NULL OR command_id IN (SELECT command_id FROM command)"
     "  RETURNING position, event_id"
     ") "
-    "INSERT INTO outbox (position, topic, key, value) SELECT event.position, new.topic, $2::text, new.value "
+    "INSERT INTO outbox (position, topic, key, value) SELECT event.position, new.topic, new.aggregate_id, new.value "
     "FROM event JOIN new USING (event_id)"
 )
 
@@ -162,8 +164,14 @@ class EventStore:
 
     async def version(self, aggregate_id: str, conn: asyncpg.Connection | None = None) -> int:
         """The aggregate's current version: 0 when it has no events."""
-        sql = "SELECT coalesce(max(aggregate_version), 0) FROM events WHERE aggregate_id = $1"
-        return await (conn or self.pool).fetchval(sql, aggregate_id)
+        return (await self.versions([aggregate_id], conn))[aggregate_id]
+
+    async def versions(self, aggregate_ids: Sequence[str], conn: asyncpg.Connection | None = None) -> dict[str, int]:
+        """Each aggregate's current version (0 for one without events), in one query."""
+        rows = await (conn or self.pool).fetch(
+            "SELECT aggregate_id, max(aggregate_version) AS version FROM events "
+            "WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id", list(aggregate_ids))
+        return {aggregate_id: 0 for aggregate_id in aggregate_ids} | {r["aggregate_id"]: r["version"] for r in rows}
 
     async def append(
         self,
@@ -182,14 +190,29 @@ class EventStore:
         EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
         return result
 
+    async def append_each(self, conn: asyncpg.Connection,
+                          appends: Sequence[tuple[str, int, Sequence[EventPayload], Cause]]) -> list[Envelope]:
+        """Appends to many aggregates, each (aggregate id, expected version, events, cause), in one
+        statement of the caller's transaction; the caller counts the events once it commits. For
+        events without a command id (the system's own, such as a timer firing): any conflict raises
+        and aborts the transaction, there is no duplicate to find."""
+        if any(cause.command_id is not None for *_, cause in appends):
+            raise ValueError("append_each takes no command ids: use append, which reports duplicates")
+        now = self.clock.now()
+        envelopes = [envelope for aggregate_id, version, events, cause in appends
+                     for envelope in self._wrap(aggregate_id, version, events, cause, now)]
+        topics = [type(event).topic for _, _, events, _ in appends for event in events]
+        try:
+            await self._insert(conn, now, envelopes, topics)
+        except asyncpg.UniqueViolationError as error:
+            raise ConcurrencyConflict(f"one of {len(appends)} aggregates changed since it was read") from error
+        return envelopes
+
     async def _append(self, conn, aggregate_id, expected_version, events, cause) -> AppendResult:
         now = self.clock.now()
-        envelopes = [
-            self._wrap(aggregate_id, expected_version + offset, event, cause, now)
-            for offset, event in enumerate(events, start=1)
-        ]
+        envelopes = self._wrap(aggregate_id, expected_version, events, cause, now)
         try:
-            inserted = await self._insert(conn, aggregate_id, now, envelopes, [type(e).topic for e in events], cause)
+            inserted = await self._insert(conn, now, envelopes, [type(event).topic for event in events])
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyConflict(f"{aggregate_id} changed since version {expected_version}") from error
         if not inserted:
@@ -198,42 +221,39 @@ class EventStore:
         return AppendResult(envelopes, expected_version + len(envelopes), duplicate=False)
 
     @staticmethod
-    def _wrap(aggregate_id: str, version: int, event: EventPayload, cause: Cause, now: datetime) -> Envelope:
-        return Envelope(
-            event_id=uuid.uuid4(),
-            type=event.event_type,
-            schema_version=event.schema_version,
-            aggregate_type=event.aggregate_type,
-            aggregate_id=aggregate_id,
-            aggregate_version=version,
-            occurred_at=now,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.causation_id,
-            command_id=cause.command_id,
-            actor=cause.actor,
-            payload=event.model_dump(mode="json"),
-        )
+    def _wrap(aggregate_id: str, version: int, events: Sequence[EventPayload], cause: Cause,
+              now: datetime) -> list[Envelope]:
+        """The envelopes of `events`, numbered on from the aggregate's `version`."""
+        return [
+            Envelope(
+                event_id=uuid.uuid4(),
+                type=event.event_type,
+                schema_version=event.schema_version,
+                aggregate_type=event.aggregate_type,
+                aggregate_id=aggregate_id,
+                aggregate_version=version + offset,
+                occurred_at=now,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.causation_id,
+                command_id=cause.command_id,
+                actor=cause.actor,
+                payload=event.model_dump(mode="json"),
+            )
+            for offset, event in enumerate(events, start=1)
+        ]
 
     @staticmethod
-    async def _insert(conn: asyncpg.Connection, aggregate_id: str, now: datetime, envelopes: list[Envelope],
-                      topics: list[str], cause: Cause) -> bool:
-        """False if the command id was recorded before (nothing written). `envelopes` is never empty."""
+    async def _insert(conn: asyncpg.Connection, now: datetime, envelopes: list[Envelope], topics: list[str]) -> bool:
+        """False if nothing was written (a command id recorded before). `envelopes` is never empty."""
+        columns = ("event_id", "type", "schema_version", "aggregate_type", "aggregate_id", "aggregate_version",
+                   "command_id", "correlation_id", "causation_id", "actor")
         status = await conn.execute(
             _APPEND,
-            cause.command_id,
-            aggregate_id,
-            [e.event_id for e in envelopes],
-            [e.type for e in envelopes],
-            [e.schema_version for e in envelopes],
-            [e.aggregate_type for e in envelopes],
-            [e.aggregate_version for e in envelopes],
+            *([getattr(e, column) for e in envelopes] for column in columns),
             topics,
             [json.dumps(e.payload) for e in envelopes],
             [encode(e) for e in envelopes],
             now,
-            cause.correlation_id,
-            cause.causation_id,
-            cause.actor,
         )
         return status != "INSERT 0 0"
 

@@ -1,8 +1,8 @@
 """Fires due timers: exactly one event per timer, however many scheduler replicas run.
 
-Each batch claims due rows with FOR UPDATE SKIP LOCKED, so replicas take disjoint rows; in the same
-transaction it appends the EnrollmentExpiring/EnrollmentExpired event (and its outbox row) and
-deletes the timer. Either all of that commits or none of it, so a crash can neither lose nor repeat
+Each batch claims and deletes due rows with FOR UPDATE SKIP LOCKED, so replicas take disjoint rows;
+in the same transaction it appends their EnrollmentExpiring/EnrollmentExpired events (and outbox
+rows), all with one statement. Either all of that commits or none of it, so a crash can neither lose nor repeat
 a firing. Timers missed while the scheduler was down are simply due: they fire on start, oldest
 first, each with its original due time in the event.
 """
@@ -16,35 +16,44 @@ import asyncpg
 from mfaplane_contracts.mfa_events import EnrollmentExpired, EnrollmentExpiring
 from mfaplane_eventing import loops
 from mfaplane_eventing.event_store import Cause, EventStore
+from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.service import Runtime
 from mfaplane_scheduler.timers import EXPIRY
 
 ACTOR = "system:scheduler"
-
-
-CLAIM_DUE = (
-    "SELECT enrollment_id, timer, principal_id, scope, deadline, due_at FROM deadline_timers "
-    "WHERE due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+# Claiming a due timer deletes it: the transaction that appends its event commits both or neither.
+TAKE_DUE = (
+    "DELETE FROM deadline_timers WHERE (enrollment_id, timer) IN ("
+    "  SELECT enrollment_id, timer FROM deadline_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
+    "  FOR UPDATE SKIP LOCKED"
+    ") RETURNING enrollment_id, timer, principal_id, scope, deadline, due_at"
 )
 
 
 async def fire_due(store: EventStore, now, batch_size: int) -> int:
-    async with store.pool.acquire() as conn, conn.transaction():
-        due = await conn.fetch(CLAIM_DUE, now, batch_size)
-        for timer in due:
-            await _fire(conn, store, timer)
-        return len(due)
+    """Fires up to `batch_size` due timers, oldest first, with one statement for all their events."""
+    async with store.pool.acquire() as conn:
+        async with conn.transaction():
+            due = sorted(await conn.fetch(TAKE_DUE, now, batch_size), key=lambda timer: timer["due_at"])
+            if not due:
+                return 0
+            aggregate_ids = [timer_aggregate_id(timer["enrollment_id"]) for timer in due]
+            next_version = await store.versions(aggregate_ids, conn)
+            appends = []
+            # An enrollment's reminder and expiry may be due together: numbered one after the other.
+            for aggregate_id, timer in zip(aggregate_ids, due):
+                appends.append((aggregate_id, next_version[aggregate_id], [_event(timer)],
+                                Cause(actor=ACTOR, correlation_id=uuid.uuid4())))
+                next_version[aggregate_id] += 1
+            await store.append_each(conn, appends)
+    EVENTS_APPENDED.inc(len(due))
+    return len(due)
 
 
-async def _fire(conn: asyncpg.Connection, store: EventStore, timer: asyncpg.Record) -> None:
+def _event(timer: asyncpg.Record) -> EnrollmentExpired | EnrollmentExpiring:
     kind = EnrollmentExpired if timer["timer"] == EXPIRY else EnrollmentExpiring
-    event = kind(principal_id=timer["principal_id"], scope=timer["scope"], deadline=timer["deadline"],
-                 due_at=timer["due_at"])
-    aggregate_id = timer_aggregate_id(timer["enrollment_id"])
-    version = await store.version(aggregate_id, conn)
-    await store.append(aggregate_id, version, [event], Cause(actor=ACTOR, correlation_id=uuid.uuid4()), conn=conn)
-    await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = $1 AND timer = $2",
-                       timer["enrollment_id"], timer["timer"])
+    return kind(principal_id=timer["principal_id"], scope=timer["scope"], deadline=timer["deadline"],
+                due_at=timer["due_at"])
 
 
 def timer_aggregate_id(enrollment_id: str) -> str:
