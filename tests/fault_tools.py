@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import inspect
 import json
-import os
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -23,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from mfaplane_contracts.topics import dead_letter_topic
-from mfaplane_devstack import envelope_recipients
+from mfaplane_devstack import envelope_recipients, read_new, stored_ids
 from mfaplane_scheduler.firing import timer_aggregate_id
 from portal_flows import PASSWORD, new_user, ok
 
@@ -78,31 +75,13 @@ class MailWatch:
     Maildir grows) or by Mailpit (its API URL, under make test-containers)."""
 
     def __init__(self, maildir: Path | str) -> None:
-        self._api = str(maildir).rstrip("/") if str(maildir).startswith(("http://", "https://")) else None
-        self._new = Path(maildir) / "new" if self._api is None else Path()
-        self._read: dict[str, tuple[list[str], str]] = {}  # file name or Mailpit ID -> (recipients, subject)
-        self._before = set(self._names())
-
-    def _names(self) -> list[str]:
-        if self._api is not None:
-            return [m["ID"] for m in self._mailpit_summaries()]
-        return os.listdir(self._new) if self._new.is_dir() else []
-
-    def _mailpit_summaries(self) -> list[dict]:
-        with httpx.Client(base_url=self._api, timeout=10) as mailpit:
-            return mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
+        self._maildir = maildir
+        self._before = stored_ids(maildir)
+        self._read: dict[str, tuple[list[str], str]] = {}  # message id -> (recipients, subject)
 
     def _refresh(self) -> None:
-        if self._api is not None:
-            for summary in self._mailpit_summaries():
-                if summary["ID"] not in self._before and summary["ID"] not in self._read:
-                    to = [r["Address"] for r in summary["To"] + (summary.get("Bcc") or [])]
-                    self._read[summary["ID"]] = (to, summary["Subject"])
-            return
-        for name in self._names():
-            if name not in self._before and name not in self._read:
-                message = email.message_from_bytes((self._new / name).read_bytes(), policy=email.policy.default)
-                self._read[name] = (envelope_recipients(message), str(message["Subject"]))
+        for key, message in read_new(self._maildir, self._before | self._read.keys()).items():
+            self._read[key] = (envelope_recipients(message), str(message["Subject"]))
 
     def count(self) -> int:
         self._refresh()

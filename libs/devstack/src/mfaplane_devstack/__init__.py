@@ -8,9 +8,11 @@ from .mail import (
     clear_refusals,
     envelope_recipients,
     read_mail,
+    read_new,
     refuse_recipient,
     set_fault,
     start_smtp_catcher,
+    stored_ids,
     wait_for_mail,
 )
 from .stack import INFRA, SERVICES, Infra, Stack, default_data_dir
@@ -33,11 +35,13 @@ __all__ = [
     "http_ok",
     "listens_on",
     "read_mail",
+    "read_new",
     "refuse_recipient",
     "set_fault",
     "start_kafka",
     "start_postgres",
     "start_smtp_catcher",
+    "stored_ids",
     "tcp_open",
     "wait_for_mail",
 ]

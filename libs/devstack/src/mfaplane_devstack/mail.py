@@ -21,7 +21,7 @@ import mailbox
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -106,33 +106,60 @@ def current_refusal(maildir: Path, address: str) -> str | None:
 
 def read_mail(maildir: Path | str) -> list[EmailMessage]:
     """Every stored message, oldest first: from the catcher's Maildir, or from a Mailpit API URL."""
-    if str(maildir).startswith(("http://", "https://")):
-        return _read_mailpit(str(maildir))
-    if not (Path(maildir) / "new").is_dir():
-        return []
-    box = mailbox.Maildir(maildir, create=False)
-    messages = []
-    for key in box.keys():
+    return sorted(read_new(maildir).values(), key=lambda message: str(message.get(RECEIVED_AT, "")))
+
+
+def read_new(maildir: Path | str, known: Container[str] = ()) -> dict[str, EmailMessage]:
+    """The stored messages whose ids (see `stored_ids`) are not in `known`, by id."""
+    if _is_mailpit(maildir):
+        return _read_mailpit(str(maildir), known)
+    box = _maildir(maildir)
+    messages = {}
+    for key in box.keys() if box is not None else ():
+        if key in known:
+            continue
         try:
             raw = box.get_bytes(key)
         except (KeyError, FileNotFoundError):  # moved or deleted by a mail client meanwhile
             continue
-        messages.append(email.message_from_bytes(raw, policy=email.policy.default))
-    return sorted(messages, key=lambda message: str(message.get(RECEIVED_AT, "")))
+        messages[key] = email.message_from_bytes(raw, policy=email.policy.default)
+    return messages
 
 
-def _read_mailpit(api: str) -> list[EmailMessage]:
-    """Mail caught by Mailpit (make test-containers), with the same envelope headers as the catcher's."""
+def stored_ids(maildir: Path | str) -> set[str]:
+    """The ids of the stored messages (Maildir keys or Mailpit IDs), without reading them."""
+    if _is_mailpit(maildir):
+        return {summary["ID"] for summary in _mailpit_summaries(str(maildir))}
+    box = _maildir(maildir)
+    return set(box.keys()) if box is not None else set()
+
+
+def _is_mailpit(maildir: Path | str) -> bool:
+    return str(maildir).startswith(("http://", "https://"))
+
+
+def _maildir(maildir: Path | str) -> mailbox.Maildir | None:
+    return mailbox.Maildir(maildir, create=False) if (Path(maildir) / "new").is_dir() else None
+
+
+def _mailpit_summaries(api: str) -> list[dict]:
     with httpx.Client(base_url=api.rstrip("/"), timeout=10) as mailpit:
-        summaries = mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
-        messages = []
-        for summary in summaries:
+        return mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
+
+
+def _read_mailpit(api: str, known: Container[str]) -> dict[str, EmailMessage]:
+    """Mail caught by Mailpit (make test-containers), with the same envelope headers as the catcher's."""
+    messages = {}
+    with httpx.Client(base_url=api.rstrip("/"), timeout=10) as mailpit:
+        for summary in _mailpit_summaries(api):
+            if summary["ID"] in known:
+                continue
             message = email.message_from_bytes(mailpit.get(f"/api/v1/message/{summary['ID']}/raw").content,
                                                policy=email.policy.default)
-            message[ENVELOPE_TO] = ", ".join(r["Address"] for r in summary["To"] + summary.get("Bcc", []))
+            message[ENVELOPE_TO] = ", ".join(r["Address"] for r in summary["To"] + (summary.get("Bcc") or []))
             message[RECEIVED_AT] = summary["Created"]
-            messages.append(message)
-    return sorted(messages, key=lambda message: str(message.get(RECEIVED_AT, "")))
+            messages[summary["ID"]] = message
+    return messages
 
 
 def envelope_recipients(message: EmailMessage) -> list[str]:
