@@ -22,7 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -257,27 +258,34 @@ class Stack:
     def wait_for_group(self, service: str, members: int | None = None, timeout: float = 60.0) -> None:
         """Wait until `service`'s consumer group is stable (with `members` members, when given):
         its consumers hold their partitions and consume."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state, count = self.group_state(service)
-            if state == "Stable" and members in (None, count):
-                return
-            if time.monotonic() > deadline:
-                raise ChildFailed(f"consumer group of {service} not stable with {members} member(s) after "
-                                  f"{timeout:.0f}s: {state}, {count} member(s)")
-            time.sleep(0.2)
+        last = self._await_group(service, lambda state, count: state == "Stable" and members in (None, count), timeout)
+        if last is not None:
+            raise ChildFailed(f"consumer group of {service} not stable with {members} member(s) after "
+                              f"{timeout:.0f}s: {last[0]}, {last[1]} member(s)")
 
     def _settle_group_of(self, name: str) -> None:
         service = self.replicas.get(name, name)
         if service not in CONSUMER_GROUPS or not self.supervisor.is_running(name):
             return
-        deadline = time.monotonic() + GROUP_SETTLE_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                if self.group_state(service)[0] in ("Stable", "Empty", "Dead"):
-                    return
-            except (KafkaError, OSError, IndexError):
-                return  # no broker (or no such group): nothing to wedge
+        try:
+            last = self._await_group(service, lambda state, _: state in ("Stable", "Empty", "Dead"),
+                                     GROUP_SETTLE_TIMEOUT)
+        except (KafkaError, OSError, IndexError):
+            return  # no broker (or no such group): nothing to wedge
+        if last is not None:
+            warnings.warn(f"stopping {name} while its consumer group is {last[0]} after "
+                          f"{GROUP_SETTLE_TIMEOUT:.0f}s: Tansu may wedge the group", stacklevel=3)
+
+    def _await_group(self, service: str, settled: Callable[[str, int], bool], timeout: float) -> tuple[str, int] | None:
+        """Polls the group until `settled(state, members)`; None then, or the last state and member
+        count seen if it never came within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state, count = self.group_state(service)
+            if settled(state, count):
+                return None
+            if time.monotonic() > deadline:
+                return state, count
             time.sleep(0.2)
 
     def restart(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
