@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from fault_tools import MailWatch, eventually, schema
 from mfaplane_contracts.topics import EVENT_TOPICS
@@ -342,14 +343,15 @@ async def _published_ids(bootstrap: str, start: dict[TopicPartition, int] | None
 async def consumer_lag(bootstrap: str) -> dict[str, int]:
     """Per consumer group, how many messages of its topics lie beyond its committed offsets."""
     ends = await _end_offsets(bootstrap)
-    lag = {}
-    for group, topics in CONSUMERS.items():
-        # A consumer that never subscribes only reads the group's offsets; it does not join the group.
-        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"mfaplane-{group}", enable_auto_commit=False)
-        await reader.start()
-        try:
-            lag[group] = sum([max(end - (await reader.committed(tp) or 0), 0)
-                              for tp, end in ends.items() if tp.topic in topics])
-        finally:
-            await reader.stop()
-    return lag
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        lag = {}
+        for group, topics in CONSUMERS.items():
+            partitions = [tp for tp in ends if tp.topic in topics]
+            committed = await admin.list_consumer_group_offsets(f"mfaplane-{group}", partitions=partitions)
+            lag[group] = sum(max(ends[tp] - max(committed[tp].offset if tp in committed else 0, 0), 0)
+                             for tp in partitions)
+        return lag
+    finally:
+        await admin.close()

@@ -127,4 +127,4 @@ def republish(stack: Stack, service: str) -> int:
     argv = [sys.executable, "-m", f"mfaplane_{service}", "republish", "--from-position", "1"]
     done = subprocess.run(argv, env=stack.service_env(service), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    return int(done.stdout.split(": ")[1].split()[0])
+    return int(done.stdout.splitlines()[-1].split(": ")[1].split()[0])  # after any log lines
