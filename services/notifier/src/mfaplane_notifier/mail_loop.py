@@ -36,7 +36,7 @@ from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_eventing import loops
 from mfaplane_eventing.service import Runtime
 from mfaplane_notifier.emails import Recipient, render
-from mfaplane_notifier.mail_queue import mail_facts
+from mfaplane_notifier.mail_queue import FACTS, facts_of
 from mfaplane_notifier.notifications import still_holds
 from mfaplane_notifier.smtp import PermanentFailure, SmtpServer, SmtpSession, TemporaryFailure
 
@@ -44,11 +44,13 @@ log = logging.getLogger(__name__)
 MAILS = Counter("mfaplane_notifications_total", "Notifications by outcome", ["kind", "outcome"])
 SMTP_FAILURES = Counter("mfaplane_smtp_failures_total", "Failed SMTP attempts", ["permanent"])
 CLAIM = (
-    "UPDATE notifications SET claimed_until = now() + make_interval(secs => $1) WHERE event_id IN ("
-    "  SELECT event_id FROM notifications WHERE status = 'pending' "
-    "  AND greatest(next_attempt_at, claimed_until) <= now() "
-    "  ORDER BY greatest(next_attempt_at, claimed_until) LIMIT $2 FOR UPDATE SKIP LOCKED"
-    ") RETURNING *"
+    "WITH claimed AS ("
+    "  UPDATE notifications SET claimed_until = now() + make_interval(secs => $1) WHERE event_id IN ("
+    "    SELECT event_id FROM notifications WHERE status = 'pending' "
+    "    AND greatest(next_attempt_at, claimed_until) <= now() "
+    "    ORDER BY greatest(next_attempt_at, claimed_until) LIMIT $2 FOR UPDATE SKIP LOCKED"
+    "  ) RETURNING *"
+    f") SELECT n.*, {FACTS}"
 )
 LEASE_SLACK_SECONDS = 30.0  # beyond one mail's worst case (three SMTP timeouts): database round trips
 
@@ -99,7 +101,7 @@ class MailLoop:
         return True
 
     async def _deliver(self, row: asyncpg.Record, session: SmtpSession) -> None:
-        facts = await mail_facts(self._pool, row["principal_id"], row["enrollment_id"], row["deadline"])
+        facts = facts_of(row)
         if facts is None:
             await self._wait(row, "recipient not known yet")
             return

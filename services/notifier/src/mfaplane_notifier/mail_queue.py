@@ -6,9 +6,7 @@ the Kafka poll loop.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
@@ -70,20 +68,23 @@ class MailFacts:
     deadline_seen: bool  # whether an mfa event has set the notification's deadline yet
 
 
-async def mail_facts(conn: asyncpg.Connection | asyncpg.Pool, principal_id: uuid.UUID, enrollment_id: str,
-                     deadline: datetime | None) -> MailFacts | None:
-    """None while the recipient is not known yet. One query: the mail loop runs it for every email."""
-    row = await conn.fetchrow(
-        "SELECT r.email, r.name, r.kind, r.deleted, e.required, e.configured, e.deadline, "
-        "e.enrollment_id IS NOT NULL AS enrolled, "
-        "coalesce(e.deadline = $3 OR $3 = ANY(e.seen_deadlines), false) AS deadline_seen "
-        "FROM recipients r LEFT JOIN enrollments e ON e.enrollment_id = $2 WHERE r.principal_id = $1",
-        principal_id, enrollment_id, deadline,
-    )
-    if row is None:
+# The facts of each claimed notification `n`, joined to the claim so that a batch needs no query per
+# mail. They are as fresh as the claim, a batch's sending time (well under a second) before each send.
+FACTS = (
+    "r.principal_id IS NOT NULL AS recipient_known, r.email, r.name, r.kind AS recipient_kind, r.deleted, "
+    "e.enrollment_id IS NOT NULL AS enrolled, e.required, e.configured, e.deadline AS enrollment_deadline, "
+    "coalesce(e.deadline = n.deadline OR n.deadline = ANY(e.seen_deadlines), false) AS deadline_seen "
+    "FROM claimed n LEFT JOIN recipients r ON r.principal_id = n.principal_id "
+    "LEFT JOIN enrollments e ON e.enrollment_id = n.enrollment_id AND r.principal_id IS NOT NULL"
+)
+
+
+def facts_of(row: asyncpg.Record) -> MailFacts | None:
+    """The facts (see FACTS) of a claimed notification; None while its recipient is not known yet."""
+    if not row["recipient_known"]:
         return None
-    enrollment = Enrollment(row["required"], row["configured"], row["deadline"]) if row["enrolled"] else None
-    return MailFacts(row["email"], row["name"], row["kind"], row["deleted"], enrollment, row["deadline_seen"])
+    enrollment = Enrollment(row["required"], row["configured"], row["enrollment_deadline"]) if row["enrolled"] else None
+    return MailFacts(row["email"], row["name"], row["recipient_kind"], row["deleted"], enrollment, row["deadline_seen"])
 
 
 async def _save_enrollment(conn: asyncpg.Connection, enrollment_id: str, body: EventPayload) -> None:
