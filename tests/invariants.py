@@ -143,7 +143,20 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
         pending = await _pending_mail(stack, since.positions)
         return {"outbox": backlog, "lag": lag, "pending mail": pending}
 
-    await eventually(busy, timeout, "the system idle", 0.5, done=lambda b: not any(b.values()))
+    try:
+        await eventually(busy, timeout, "the system idle", 0.5, done=lambda b: not any(b.values()))
+    except AssertionError as stuck:
+        raise AssertionError(f"{stuck}\n{_warnings_logged(stack)}") from None
+
+
+def _warnings_logged(stack, lines: int = 15) -> str:
+    """The last warnings and errors each service logged: why it is stuck, if it knows."""
+    tails = []
+    for service in SERVICES:
+        logged = stack.supervisor.log_path(service).read_text(errors="replace").splitlines()
+        worse = [line[:400] for line in logged if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+        tails.append(f"--- {service}: last {lines} warnings and errors of {len(worse)}\n" + "\n".join(worse[-lines:]))
+    return "\n".join(tails)
 
 
 async def _outbox_sizes(stack) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
 from mfaplane_contracts.topics import IDENTITY_EVENTS
 from mfaplane_eventing.event_store import Cause, EventStore
+from mfaplane_eventing import outbox_relay
 from mfaplane_eventing.outbox_relay import OutboxRelay
 
 
@@ -127,27 +129,40 @@ async def _lock_holder(pool, service: str) -> int | None:
         f"mfaplane-outbox-relay:{service}")
 
 
-class _FailingOnce:
-    """The real producer, but its first send raises what no one expected (a fault injected here)."""
+class _FaultyOnce:
+    """The real producer, but its first send meets `fault` (injected here): it raises, or never returns."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, fault: Callable[[], Awaitable[None]]) -> None:
         self._producer = producer
-        self.failed = False
+        self._fault = fault
+        self.faulted = False
 
     async def send(self, *args, **kwargs):
-        if not self.failed:
-            self.failed = True
-            raise RuntimeError("an unexpected failure")
+        if not self.faulted:
+            self.faulted = True
+            await self._fault()
         return await self._producer.send(*args, **kwargs)
 
 
-async def test_the_relay_outlives_an_unexpected_failure(store, producer, infra, caplog) -> None:
-    failing = _FailingOnce(producer)
-    key = await _append_user(store, ["published after the failure"])
-    task = await _running(OutboxRelay(store.pool, failing, "eventing-test-unexpected", batch_size=10))
+async def _raise() -> None:
+    raise RuntimeError("an unexpected failure")
+
+
+async def _hang() -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(("fault", "logged"), [(_raise, "outbox relay failed unexpectedly, retrying"),
+                                               (_hang, "outbox relay failed, retrying")])
+async def test_the_relay_outlives_a_failing_or_hanging_send(store, producer, infra, caplog, monkeypatch,
+                                                            fault, logged) -> None:
+    monkeypatch.setattr(outbox_relay, "BATCH_TIMEOUT_SECONDS", 0.5)
+    faulty = _FaultyOnce(producer, fault)
+    key = await _append_user(store, ["published after the fault"])
+    task = await _running(OutboxRelay(store.pool, faulty, "eventing-test-fault", batch_size=10))
     try:
-        assert [m["payload"]["name"] for m in await _published_for(infra, key, 1)] == ["published after the failure"]
-        assert failing.failed
-        assert "outbox relay failed unexpectedly, retrying" in caplog.messages
+        assert [m["payload"]["name"] for m in await _published_for(infra, key, 1)] == ["published after the fault"]
+        assert faulty.faulted
+        assert logged in caplog.messages
     finally:
         await _stopped(task)

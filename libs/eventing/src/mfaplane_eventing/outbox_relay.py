@@ -23,6 +23,9 @@ from mfaplane_eventing.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 
 IDLE_POLL_SECONDS = 0.05
 STANDBY_POLL_SECONDS = 1.0
+# A batch neither published nor failed by then is stuck somewhere (a half-open connection, a client
+# that never completes a delivery): the loop starts over, on a new session, rather than stall unseen.
+BATCH_TIMEOUT_SECONDS = 60.0
 
 
 class OutboxRelay:
@@ -42,7 +45,9 @@ class OutboxRelay:
                 return False
             try:
                 while True:
-                    if not await self.publish_batch(lock_conn):
+                    async with asyncio.timeout(BATCH_TIMEOUT_SECONDS):
+                        published = await self.publish_batch(lock_conn)
+                    if not published:
                         await asyncio.sleep(IDLE_POLL_SECONDS)
             finally:
                 # Raising here would hide why the loop ended; on a lost connection the lock is gone anyway.
