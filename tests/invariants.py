@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from fault_tools import MailWatch, eventually, schema
 from mfaplane_contracts.topics import EVENT_TOPICS
@@ -139,7 +140,10 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
 
     async def busy() -> dict:
         backlog = {s: n for s, n in (await _outbox_sizes(stack)).items() if n}
-        lag = {g: n for g, n in (await consumer_lag(stack.infra.kafka_bootstrap)).items() if n}
+        try:
+            lag = {g: n for g, n in (await consumer_lag(stack.infra.kafka_bootstrap)).items() if n}
+        except KafkaError as error:  # the broker still settling after a fault: not idle, ask again
+            lag = {"unknown": repr(error)}
         pending = await _pending_mail(stack, since.positions)
         return {"outbox": backlog, "lag": lag, "pending mail": pending}
 

@@ -32,3 +32,5 @@ def configure(service: str, level: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "faust", "mode", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Joining, leaving and rebalancing a consumer group: rare, and what explains a consumer that stopped.
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(root.level)
