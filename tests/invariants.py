@@ -153,13 +153,16 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
         raise AssertionError(f"{stuck}\n{_warnings_logged(stack)}") from None
 
 
+TELLING = ('"level": "WARNING"', '"level": "ERROR"', '"logger": "aiokafka.consumer.group_coordinator"')
+
+
 def _warnings_logged(stack, lines: int = 15) -> str:
-    """The last warnings and errors each service logged: why it is stuck, if it knows."""
+    """The last warnings, errors and consumer-group changes each service logged: why it is stuck, if it knows."""
     tails = []
     for service in SERVICES:
         logged = stack.supervisor.log_path(service).read_text(errors="replace").splitlines()
-        worse = [line[:400] for line in logged if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
-        tails.append(f"--- {service}: last {lines} warnings and errors of {len(worse)}\n" + "\n".join(worse[-lines:]))
+        telling = [line[:400] for line in logged if any(mark in line for mark in TELLING)]
+        tails.append(f"--- {service}: the last {lines} of {len(telling)}\n" + "\n".join(telling[-lines:]))
     return "\n".join(tails)
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.mfa_status import MFAStatus
-from mfaplane_gateway import audit_log
+from mfaplane_gateway import audit_log, audit_verify
 from mfaplane_gateway.audit_history import PrincipalState, apply, states_at
 
 DAY = timedelta(days=1)
@@ -24,24 +24,32 @@ def _chain(n: int) -> list[tuple[int, str, str, dict]]:
     return records
 
 
-def test_an_untouched_chain_verifies() -> None:
-    assert audit_log.verify(_chain(5)) is None
+async def _first_broken_link(records: list[tuple[int, str, str, dict]]) -> audit_log.BrokenLink | None:
+    async def each():
+        for record in records:
+            yield record
+
+    return (await audit_verify.verify(each()))[1]
 
 
-def test_an_edited_removed_or_reordered_record_is_the_first_broken_link() -> None:
+async def test_an_untouched_chain_verifies() -> None:
+    assert await _first_broken_link(_chain(5)) is None
+
+
+async def test_an_edited_removed_or_reordered_record_is_the_first_broken_link() -> None:
     edited = _chain(5)
     edited[2] = (*edited[2][:3], {**edited[2][3], "payload": {"n": 99}})
-    assert audit_log.verify(edited) == audit_log.BrokenLink(3, "content does not match its hash")
-    assert audit_log.verify([r for r in _chain(5) if r[0] != 4]).seq == 4
+    assert await _first_broken_link(edited) == audit_log.BrokenLink(3, "content does not match its hash")
+    assert (await _first_broken_link([r for r in _chain(5) if r[0] != 4])).seq == 4
     records = _chain(5)
-    assert audit_log.verify([records[0], records[2], records[1]]).seq == 2
+    assert (await _first_broken_link([records[0], records[2], records[1]])).seq == 2
 
 
-def test_a_rehashed_edit_breaks_the_next_link() -> None:
+async def test_a_rehashed_edit_breaks_the_next_link() -> None:
     records = _chain(4)
     envelope = {**records[1][3], "payload": {"n": 99}}
     records[1] = (2, records[1][1], audit_log.link_hash(2, records[1][1], envelope), envelope)
-    assert audit_log.verify(records) == audit_log.BrokenLink(3, "does not follow the previous record")
+    assert await _first_broken_link(records) == audit_log.BrokenLink(3, "does not follow the previous record")
 
 
 async def _store(pool, envelopes) -> None:

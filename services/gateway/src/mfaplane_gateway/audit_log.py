@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,12 +71,6 @@ class Chain:
             return BrokenLink(seq, "content does not match its hash")
         self.seq, self.head = seq, digest
         return None
-
-
-def verify(records: Iterable[tuple[int, str, str, dict[str, Any]]]) -> BrokenLink | None:
-    """Checks (seq, prev_hash, hash, envelope) records in order; returns the first broken link."""
-    chain = Chain()
-    return next((broken for record in records if (broken := chain.check(*record))), None)
 
 
 async def stored_records(pool: asyncpg.Pool | asyncpg.Connection,
