@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,6 +19,19 @@ _templates = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
 )
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard registry, but each header's class is made once: the standard one builds a new
+    class with type() for every header it parses or folds, the notifier's largest single cost in
+    an expiry storm (a tenth of its CPU)."""
+
+    @functools.cache  # noqa: B019 - one registry per process, kept for its life
+    def __getitem__(self, name: str) -> type:
+        return super().__getitem__(name.lower())
+
+
+POLICY = policy.default.clone(header_factory=_HeaderClasses())
 
 SUBJECTS = {
     "required": "Action needed: set up multi-factor authentication",
@@ -54,7 +70,7 @@ def render(kind: str, recipient: Recipient, deadline: datetime | None, now: date
         "portal_name": "Admin Portal" if recipient.is_admin else "User Portal",
     }
     template = TEMPLATE_OF_KIND.get(kind, kind)
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["From"] = mail_from
     message["To"] = recipient.email
     message["Subject"] = subject
