@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_devstack import envelope_recipients, read_new, stored_ids
+from mfaplane_notifier.settings import NotifierSettings
 from mfaplane_scheduler.firing import timer_aggregate_id
 from portal_flows import PASSWORD, new_user, ok
 
@@ -129,7 +130,8 @@ async def notifications(stack, principal_ids: Iterable[str], kind: str) -> dict[
 
 def senders(stack) -> int:
     """How many mails the notifier sends at once: at most that many are in flight when it fails."""
-    return int(stack.service_env("notifier").get("MAIL_SENDERS", "4"))
+    configured = stack.service_env("notifier").get("MAIL_SENDERS")
+    return int(configured or NotifierSettings.model_fields["mail_senders"].default)
 
 
 async def counter_total(url: str, sample: str, **labels: str) -> float:

@@ -17,6 +17,7 @@ class NotifierSettings(ServiceSettings):
     mail_retry_max_seconds: float = 600.0
     # How long a mail may wait for its recipient or deadline to be known here (another topic behind)
     mail_wait_max_seconds: float = 86400.0
-    mail_senders: int = 4
+    # Concurrent SMTP sessions; also the most mails a crash can make the notifier send twice (one each).
+    mail_senders: int = 8
     mail_batch: int = 20  # notifications a sender claims at once
     mail_tick_seconds: float = 0.5
