@@ -14,6 +14,7 @@ Invariants, over the events each service stored since a `Mark` (taken when the t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import Counter
@@ -150,7 +151,16 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
     try:
         await eventually(busy, timeout, "the system idle", 0.5, done=lambda b: not any(b.values()))
     except AssertionError as stuck:
-        raise AssertionError(f"{stuck}\n{_warnings_logged(stack)}") from None
+        groups = {group: await asyncio.to_thread(_group_state, stack, group) for group in CONSUMERS}
+        raise AssertionError(f"{stuck}\nconsumer groups: {groups}\n{_warnings_logged(stack)}") from None
+
+
+def _group_state(stack, group: str) -> str:
+    try:
+        state, members = stack.group_state(group)
+    except Exception as error:  # noqa: BLE001 - a report of what was seen, whatever it was
+        return repr(error)
+    return f"{state} with {members} member(s)"
 
 
 TELLING = ('"level": "WARNING"', '"level": "ERROR"', '"logger": "aiokafka.consumer.group_coordinator"')
