@@ -9,7 +9,7 @@ import pytest
 
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
-from mfaplane_eventing.event_store import START, Cause, ConcurrencyConflict, EventStore
+from mfaplane_eventing.event_store import START, Cause, CommandSeen, ConcurrencyConflict, EventStore
 
 
 def created(user_id: uuid.UUID) -> UserCreated:
@@ -153,6 +153,13 @@ async def test_a_conflict_among_many_appends_writes_none_of_them(store: EventSto
             await store.append_each(conn, [(str(fine), 0, [created(fine)], cause()),
                                            (str(stale), 0, [created(stale)], cause())])
     assert await store.load(str(fine)) == []
-    with pytest.raises(ValueError):
-        async with store.pool.acquire() as conn:
-            await store.append_each(conn, [(str(fine), 0, [created(fine)], cause(uuid.uuid4()))])
+
+
+async def test_a_command_seen_before_among_many_appends_is_reported(store: EventStore) -> None:
+    seen, fresh, command_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await store.append(str(seen), 0, [created(seen)], cause(command_id))
+    with pytest.raises(CommandSeen):
+        async with store.pool.acquire() as conn, conn.transaction():
+            await store.append_each(conn, [(str(fresh), 0, [created(fresh)], cause(uuid.uuid4())),
+                                           (str(seen), 1, [updated(seen, "again")], cause(command_id))])
+    assert await store.load(str(fresh)) == [] and len(await store.load(str(seen))) == 1

@@ -19,7 +19,7 @@ from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.metrics import EVENTS_APPENDED
-from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict, EventStore
+from mfaplane_eventing.event_store import AppendResult, Cause, CommandSeen, ConcurrencyConflict, EventStore
 
 S = TypeVar("S")
 ATTEMPTS = 8
@@ -103,11 +103,12 @@ async def execute_batch(
 ) -> list[AppendResult | Rejected | ConcurrencyConflict]:
     """Runs many commands as `execute` runs one, each on its own aggregate, with per-item outcomes.
 
-    The histories are loaded in one query and the decisions appended in one transaction, each item
-    in its own savepoint with its loaded version: an item whose aggregate changed meanwhile is
-    decided again on the new state (up to ATTEMPTS times, then its outcome is the conflict), an
-    item whose `decide` raises `Rejected` has that refusal as its outcome, and neither touches the
-    other items. A retried command id returns its first result. Outcomes come in the items' order.
+    The histories are loaded in one query and the decisions appended in one transaction: all with
+    one statement when nothing got in the way, else each item in its own savepoint with its loaded
+    version. An item whose aggregate changed meanwhile is decided again on the new state (up to
+    ATTEMPTS times, then its outcome is the conflict), an item whose `decide` raises `Rejected` has
+    that refusal as its outcome, and neither touches the other items. A retried command id returns
+    its first result. Outcomes come in the items' order.
     """
     outcomes: Outcomes = {}
     pending = list(range(len(items)))
@@ -152,11 +153,38 @@ async def _decide_all(replay: Callable[[list[Envelope]], S], items: Sequence[Bat
 
 async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: list[tuple[int, int, Sequence]],
                       outcomes: Outcomes) -> list[int]:
-    """Appends every decision in one transaction, each in a savepoint (a conflict undoes its item alone);
-    returns the items that met a concurrent write."""
-    conflicted, appended = [], {}
+    """Appends every decision in one transaction; returns the items that met a concurrent write."""
+    conflicted: list[int] = []
     if not decided:
         return conflicted
+    try:
+        appended = await _append_together(store, items, decided)
+    except (ConcurrencyConflict, CommandSeen):
+        appended, conflicted = await _append_one_by_one(store, items, decided)
+    outcomes.update(appended)
+    EVENTS_APPENDED.inc(sum(len(result.events) for result in appended.values() if not result.duplicate))
+    return conflicted
+
+
+async def _append_together(store: EventStore, items: Sequence[BatchItem],
+                           decided: list[tuple[int, int, Sequence]]) -> dict[int, AppendResult]:
+    """The common case, with one statement for every item's events; a conflict or a command id seen
+    before anywhere undoes it all (the caller then goes one by one)."""
+    async with store.pool.acquire() as conn, conn.transaction():
+        appends = [(items[i].aggregate_id, version, events, items[i].cause) for i, version, events in decided]
+        written = await store.append_each(conn, appends)
+        for i, _, events in decided:
+            if items[i].write_rows is not None:
+                await items[i].write_rows(conn, events)
+    return {i: AppendResult(envelopes, version + len(envelopes), duplicate=False)
+            for (i, version, _), envelopes in zip(decided, written)}
+
+
+async def _append_one_by_one(store: EventStore, items: Sequence[BatchItem], decided: list[tuple[int, int, Sequence]]
+                             ) -> tuple[dict[int, AppendResult], list[int]]:
+    """Each item in its own savepoint: a conflict undoes that item alone, a repeated command id gets
+    its first result. The items appended, and those that met a concurrent write."""
+    conflicted, appended = [], {}
     async with store.pool.acquire() as conn, conn.transaction():
         for i, version, events in decided:
             item = items[i]
@@ -166,9 +194,7 @@ async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: li
                                                    item.write_rows)
             except ConcurrencyConflict:
                 conflicted.append(i)
-    outcomes.update(appended)
-    EVENTS_APPENDED.inc(sum(len(result.events) for result in appended.values() if not result.duplicate))
-    return conflicted
+    return appended, conflicted
 
 
 def receipt(aggregate_id: str, result: AppendResult) -> CommandReceipt:

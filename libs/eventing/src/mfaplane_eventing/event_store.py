@@ -37,6 +37,10 @@ class ConcurrencyConflict(Exception):
     """Another writer appended to the aggregate since it was loaded."""
 
 
+class CommandSeen(Exception):
+    """A command id among several appended together was recorded before."""
+
+
 @dataclass(frozen=True)
 class Cause:
     """Who asked and why: recorded on every event a command produces."""
@@ -191,31 +195,33 @@ class EventStore:
         return result
 
     async def append_each(self, conn: asyncpg.Connection,
-                          appends: Sequence[tuple[str, int, Sequence[EventPayload], Cause]]) -> list[Envelope]:
-        """Appends to many aggregates, each (aggregate id, expected version, events, cause), in one
-        statement of the caller's transaction; the caller counts the events once it commits. For
-        events without a command id (the system's own, such as a timer firing): any conflict raises
-        and aborts the transaction, there is no duplicate to find."""
-        if any(cause.command_id is not None for *_, cause in appends):
-            raise ValueError("append_each takes no command ids: use append, which reports duplicates")
+                          appends: Sequence[tuple[str, int, Sequence[EventPayload], Cause]]) -> list[list[Envelope]]:
+        """Appends to many aggregates, each (aggregate id, expected version, events, cause), with one
+        statement in the caller's transaction, and returns each one's envelopes; the caller counts the
+        events once it commits. Raises ConcurrencyConflict if any aggregate changed since its version
+        was read, CommandSeen if any command id was recorded before: the caller then rolls back (one
+        `append` each sorts out which)."""
         now = self.clock.now()
-        envelopes = [envelope for aggregate_id, version, events, cause in appends
-                     for envelope in self._wrap(aggregate_id, version, events, cause, now)]
+        each = [self._wrap(aggregate_id, version, events, cause, now)
+                for aggregate_id, version, events, cause in appends]
+        envelopes = [envelope for appended in each for envelope in appended]
         topics = [type(event).topic for _, _, events, _ in appends for event in events]
         try:
-            await self._insert(conn, now, envelopes, topics)
+            written = await self._insert(conn, now, envelopes, topics)
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyConflict(f"one of {len(appends)} aggregates changed since it was read") from error
-        return envelopes
+        if written != len(envelopes):
+            raise CommandSeen(f"{len(envelopes) - written} of {len(envelopes)} events belong to commands seen before")
+        return each
 
     async def _append(self, conn, aggregate_id, expected_version, events, cause) -> AppendResult:
         now = self.clock.now()
         envelopes = self._wrap(aggregate_id, expected_version, events, cause, now)
         try:
-            inserted = await self._insert(conn, now, envelopes, [type(event).topic for event in events])
+            written = await self._insert(conn, now, envelopes, [type(event).topic for event in events])
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyConflict(f"{aggregate_id} changed since version {expected_version}") from error
-        if not inserted:
+        if not written:
             # A concurrent twin blocked on the command id's primary key until the first committed.
             return await self._duplicate(conn, cause.command_id, aggregate_id)
         return AppendResult(envelopes, expected_version + len(envelopes), duplicate=False)
@@ -243,8 +249,8 @@ class EventStore:
         ]
 
     @staticmethod
-    async def _insert(conn: asyncpg.Connection, now: datetime, envelopes: list[Envelope], topics: list[str]) -> bool:
-        """False if nothing was written (a command id recorded before). `envelopes` is never empty."""
+    async def _insert(conn: asyncpg.Connection, now: datetime, envelopes: list[Envelope], topics: list[str]) -> int:
+        """How many of the events were written: not those of a command id recorded before."""
         columns = ("event_id", "type", "schema_version", "aggregate_type", "aggregate_id", "aggregate_version",
                    "command_id", "correlation_id", "causation_id", "actor")
         status = await conn.execute(
@@ -255,7 +261,7 @@ class EventStore:
             [encode(e) for e in envelopes],
             now,
         )
-        return status != "INSERT 0 0"
+        return int(status.split()[-1])
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[tuple[Position, Envelope]]:
         """Events in global order after `after`, never skipping one that commits late."""
