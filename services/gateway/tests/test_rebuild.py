@@ -11,7 +11,7 @@ import pytest
 
 from mfaplane_contracts import identity_events as identity
 from mfaplane_eventing.clock import SystemClock
-from mfaplane_gateway import projector, read_models, replay
+from mfaplane_gateway import audit_log, audit_verify, projector, read_models, replay
 
 KEYS = {"principals": "principal_id", "resources": "system_id"}
 
@@ -60,6 +60,26 @@ async def test_a_rebuild_in_any_batch_size_matches_the_event_by_event_projection
         live = await rows(gateway_pool, rebuilt.previous[name], key)
         assert live and await rows(gateway_pool, rebuilt.current[name], key) == live
     assert max(r["dismissals"] for r in await rows(gateway_pool, "principals_v1", "principal_id")) > 1
+
+
+@pytest.mark.parametrize("batch", [7, 10_000])
+async def test_projecting_a_batch_at_once_matches_a_rebuild_and_keeps_the_chain(gateway_pool, history,
+                                                                                 batch) -> None:
+    """What the consumer's batches take: the live projection of a run of events, many per row."""
+    events = history.random(random.Random(16), users=4, steps=300)
+    for start in range(0, len(events), batch):
+        async with gateway_pool.acquire() as conn, conn.transaction():
+            await projector.handle_batch(conn, events[start:start + batch], SystemClock())
+    rebuilt = await replay.rebuild(gateway_pool)
+    for name, key in KEYS.items():
+        live = await rows(gateway_pool, rebuilt.previous[name], key)
+        assert live and await rows(gateway_pool, rebuilt.current[name], key) == live
+    assert max(r["dismissals"] for r in await rows(gateway_pool, "principals_v1", "principal_id")) > 1
+    chain, broken = await audit_verify.verify(audit_log.stored_records(gateway_pool))
+    assert broken is None and chain.seq == len(events)
+    versions = await gateway_pool.fetch("SELECT aggregate_id, version FROM projected_versions")
+    assert {r["aggregate_id"]: r["version"] for r in versions} == {e.aggregate_id: e.aggregate_version
+                                                                   for e in events}
 
 
 async def test_the_switch_waits_for_an_event_being_projected(gateway_pool, history, handle) -> None:

@@ -9,8 +9,10 @@ cannot even be decoded is parked at once: retrying cannot fix it.
 
 Messages that arrive together (up to BATCH_MAX_MESSAGES, collected for at most BATCH_WAIT_SECONDS)
 are handled in one transaction, with their ids recorded by one statement: one commit for many
-events. If anything in such a batch fails, it is rolled back whole and each of its messages goes
-through the single-message path above, with its own retries and dead letter.
+events. A service may also give a batch handler, which takes the batch's new events at once (the
+gateway's projector: one audit-log insert and one upsert per row for all of them). If anything in
+such a batch fails, it is rolled back whole and each of its messages goes through the
+single-message path above, with its own retries and dead letter.
 
 Handlers must be quick database work; anything slow (SMTP) is queued in a table by the handler and
 done by a separate loop, so the poll loop never waits on it.
@@ -38,6 +40,8 @@ from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUME
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+# Handles a run of events in order, in one transaction: what a handler does, with fewer statements.
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Envelope]], Awaitable[None]]
 MAX_MESSAGE_BYTES = 1_000_000
 DATABASE_RETRY_SECONDS = 1.0
 DEAD_LETTER_COPY_BYTES = 64 * 1024  # the full value stays in the dead_letters table
@@ -73,9 +77,11 @@ class Consumer:
         max_retries: int = 5,
         retry_base_seconds: float = 0.2,
         handles: tuple[type[EventPayload], ...] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._pool = pool
         self._handler = handler
+        self._batch_handler = batch_handler
         # The event types the handler does something with (None: all); the others cost no transaction.
         self._handles = None if handles is None else frozenset(t.event_type for t in handles)
         self._max_retries = max_retries
@@ -143,17 +149,23 @@ class Consumer:
                 "INSERT INTO processed_events (event_id) SELECT DISTINCT unnest($1::uuid[]) "
                 "ON CONFLICT DO NOTHING RETURNING event_id", [e.event_id for _, e in wanted],
             )}
+            fresh: list[tuple[str, Envelope]] = []
             for topic, envelope in wanted:
                 if envelope.event_id not in first_time:
                     outcomes.append((topic, "duplicate"))
                     continue
                 first_time.discard(envelope.event_id)  # the same event twice in a batch is handled once
-                token = logs.correlation_id.set(str(envelope.correlation_id))
-                try:
-                    await self._handler(conn, envelope)
-                finally:
-                    logs.correlation_id.reset(token)
-                outcomes.append((topic, "handled"))
+                fresh.append((topic, envelope))
+            if self._batch_handler is not None and fresh:
+                await self._batch_handler(conn, [envelope for _, envelope in fresh])
+            else:
+                for _, envelope in fresh:
+                    token = logs.correlation_id.set(str(envelope.correlation_id))
+                    try:
+                        await self._handler(conn, envelope)
+                    finally:
+                        logs.correlation_id.reset(token)
+            outcomes += [(topic, "handled") for topic, _ in fresh]
         return outcomes
 
     def _acts_on(self, envelope: Envelope) -> bool:

@@ -30,7 +30,7 @@ from mfaplane_contracts.topics import Topic
 from mfaplane_eventing import clock as clocks
 from mfaplane_eventing import db, logs, problems
 from mfaplane_eventing.body_limit import BodyLimit
-from mfaplane_eventing.consumer import Consumer, Handler
+from mfaplane_eventing.consumer import BatchHandler, Consumer, Handler
 from mfaplane_eventing.event_store import EventStore
 from mfaplane_eventing.outbox_relay import OutboxRelay
 from mfaplane_eventing.settings import ServiceSettings, load
@@ -69,6 +69,8 @@ class ServiceSpec:
     consumes: tuple[Topic, ...] = ()
     handler: Callable[[Runtime], Handler] | None = None
     handles: tuple[type[EventPayload], ...] | None = None  # the event types the handler acts on (None: all)
+    # Optional: the handler's work for a run of events at once (the consumer's batches); see consumer.py.
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
     routers: list[APIRouter] = field(default_factory=list)
     background: Callable[[Runtime], list[Coroutine[Any, Any, None]]] = lambda runtime: []
     # Resources of the service's own (HTTP clients, key material): entered at start-up, each value
@@ -120,7 +122,8 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         consumer = None
         if spec.handler is not None:
             consumer = Consumer(spec.name, settings.kafka_bootstrap_servers, pool, spec.consumes,
-                                spec.handler(runtime), settings.consumer_max_retries, handles=spec.handles)
+                                spec.handler(runtime), settings.consumer_max_retries, handles=spec.handles,
+                                batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None)
             await consumer.start()
         log.info("service started", extra={"port": settings.http_port})
         try:

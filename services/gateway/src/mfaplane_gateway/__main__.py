@@ -42,6 +42,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     consumes=EVENT_TOPICS,
     handler=lambda runtime: functools.partial(projector.handle, clock=runtime.clock),
+    batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
     routers=ROUTERS,
     background=lambda runtime: [read_models.keep_current(runtime.pool)],
     state=gateway_state,

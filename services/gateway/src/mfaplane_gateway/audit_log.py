@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,18 +34,23 @@ async def lock(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-audit-log'))")
 
 
-async def append(conn: asyncpg.Connection, envelope: Envelope) -> None:
+async def append(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+    """Extends the chain with `envelopes`, in order, under the lock: one head read and one insert."""
     await lock(conn)
     head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-    seq, prev_hash = (head["seq"] + 1, head["hash"]) if head else (1, GENESIS)
-    document = envelope.model_dump(mode="json")
-    body = envelope.body()
-    principal = getattr(body, "principal_id", None) or getattr(body, "user_id", None) or getattr(body, "admin_id", None)
-    await conn.execute(
+    seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS)
+    records = []
+    for envelope in envelopes:
+        seq, document, body = seq + 1, envelope.model_dump(mode="json"), envelope.body()
+        principal = (getattr(body, "principal_id", None) or getattr(body, "user_id", None)
+                     or getattr(body, "admin_id", None))
+        digest = link_hash(seq, prev_hash, document)
+        records.append((seq, envelope.event_id, envelope.type, envelope.aggregate_id, principal, envelope.actor,
+                        envelope.occurred_at, document, prev_hash, digest))
+        prev_hash = digest
+    await conn.executemany(
         "INSERT INTO audit_log (seq, event_id, type, aggregate_id, principal_id, actor, occurred_at, envelope, "
-        "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        seq, envelope.event_id, envelope.type, envelope.aggregate_id, principal, envelope.actor,
-        envelope.occurred_at, document, prev_hash, link_hash(seq, prev_hash, document),
+        "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", records,
     )
 
 

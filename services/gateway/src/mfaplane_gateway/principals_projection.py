@@ -115,13 +115,12 @@ class Fold:
                 row.increments[column] = row.increments.get(column, 0) + 1
 
     async def write(self, conn: asyncpg.Connection, tables: dict[str, str]) -> None:
-        """Upserts every changed row into `tables` (read model -> table) and starts a new fold."""
+        """Upserts every changed row into `tables` (read model -> table); a fold may be written to several."""
         shapes: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[tuple]] = defaultdict(list)
         for (model, subject), row in self._rows.items():
             sets, adds = tuple(sorted(row.values)), tuple(sorted(row.increments))
             shapes[model, sets, adds].append((subject, row.updated_at, *(row.values[c] for c in sets),
                                               *(row.increments[c] for c in adds)))
-        self._rows = {}
         for (model, sets, adds), rows in shapes.items():
             await conn.executemany(_upsert(tables[model], KEYS[model], sets, adds), rows)
 

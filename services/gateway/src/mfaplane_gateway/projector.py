@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 from prometheus_client import Gauge
 
@@ -19,26 +21,30 @@ PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
 ENDS_SESSIONS = (MFAReset, UserPasswordChanged, UserDeleted)
 
 
-async def project(conn: asyncpg.Connection, envelope: Envelope, tables: dict[str, str]) -> None:
-    """Applies the event to the read-model tables `tables` (the live ones, or a version being rebuilt)."""
-    fold = Fold()
-    fold.add(envelope.occurred_at, envelope.body())
-    await fold.write(conn, tables)
-
-
 async def handle(conn: asyncpg.Connection, envelope: Envelope, clock: Clock) -> None:
+    await handle_batch(conn, [envelope], clock)
+
+
+async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:
+    """Projects a run of events, in order, with a few statements for all of them."""
     # append() takes the audit-log lock, which a replay's switch takes too: the registry read after
-    # it names the tables in force for this event.
-    await audit_log.append(conn, envelope)
+    # it names the tables in force for these events.
+    await audit_log.append(conn, envelopes)
+    fold = Fold()
+    for envelope in envelopes:
+        fold.add(envelope.occurred_at, envelope.body())
     for tables in await read_models.write_targets(conn):
-        await project(conn, envelope, tables)
+        await fold.write(conn, tables)
     await conn.execute(
-        "INSERT INTO projected_versions (aggregate_id, version) VALUES ($1, $2) ON CONFLICT (aggregate_id) "
+        "INSERT INTO projected_versions (aggregate_id, version) "
+        "SELECT aggregate_id, max(version) FROM unnest($1::text[], $2::int[]) AS e(aggregate_id, version) "
+        "GROUP BY aggregate_id ON CONFLICT (aggregate_id) "
         "DO UPDATE SET version = GREATEST(projected_versions.version, EXCLUDED.version)",
-        envelope.aggregate_id, envelope.aggregate_version,
+        [e.aggregate_id for e in envelopes], [e.aggregate_version for e in envelopes],
     )
-    body = envelope.body()
-    if isinstance(body, ENDS_SESSIONS):
-        principal = body.principal_id if isinstance(body, MFAReset) else body.user_id
-        await end_sessions_before(conn, principal, envelope.occurred_at)
-    PROJECTION_LAG.set(max((clock.now() - envelope.occurred_at).total_seconds(), 0.0))
+    for envelope in envelopes:
+        body = envelope.body()
+        if isinstance(body, ENDS_SESSIONS):
+            principal = body.principal_id if isinstance(body, MFAReset) else body.user_id
+            await end_sessions_before(conn, principal, envelope.occurred_at)
+    PROJECTION_LAG.set(max((clock.now() - envelopes[-1].occurred_at).total_seconds(), 0.0))
