@@ -35,10 +35,12 @@ Action = Literal["require", "extend", "reset"]
 MAX_IDS = 100_000
 ID_BYTES = 40  # one id in the JSON list: 36 characters, quotes, a comma and a space
 MAX_REQUEST_BYTES = MAX_IDS * ID_BYTES + 64 * 1024  # the ids and room for the rest of the request
-# Items in flight per replica: WORKERS batches of CHUNK. Larger batches save little more, and one
-# batch must stay well within the forwarder's 10 s timeout on a loaded machine (else it is retried).
+# Items in flight per replica: WORKERS batches of CHUNK. mfa appends a batch with one statement:
+# 10,000 users' commands, 20 batches of 500, were applied after 2.6 s on 2 idle cores (3.7 s in
+# batches of 200), about 0.26 s a batch with the claim and the outcomes' record. One batch must stay
+# well within the forwarder's 10 s timeout on a loaded machine (else it is retried).
 WORKERS = 2
-CHUNK = 200
+CHUNK = 500
 SCOPE = "user_portal"
 LEASE_SECONDS = 60
 IDLE_SECONDS = 0.2
