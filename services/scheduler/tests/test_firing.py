@@ -16,7 +16,7 @@ from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.event_store import EventStore
 from mfaplane_scheduler.firing import TAKE_DUE, fire_due, timer_aggregate_id
-from mfaplane_scheduler.timer_updates import handler
+from mfaplane_scheduler.timer_updates import batch_handler, handler
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -32,14 +32,23 @@ async def store(infra):
     await pool.close()
 
 
-async def _receive(store: EventStore, event: mfa._EnrollmentEvent, at: datetime = NOW) -> None:
-    envelope = Envelope(
+def _envelope(event: mfa._EnrollmentEvent, at: datetime = NOW) -> Envelope:
+    return Envelope(
         event_id=uuid.uuid4(), type=event.event_type, schema_version=1, aggregate_type="enrollment",
         aggregate_id=mfa.enrollment_id(event.scope, event.principal_id), aggregate_version=1, occurred_at=at,
         correlation_id=uuid.uuid4(), actor="admin:test", payload=event.model_dump(mode="json"),
     )
+
+
+async def _receive(store: EventStore, event: mfa._EnrollmentEvent, at: datetime = NOW) -> None:
     async with store.pool.acquire() as conn, conn.transaction():
-        await handler([86400])(conn, envelope)
+        await handler([86400])(conn, _envelope(event, at))
+
+
+async def _timers(store: EventStore, principals: list[uuid.UUID]) -> list[tuple]:
+    rows = await store.pool.fetch("SELECT principal_id, timer, deadline, due_at FROM deadline_timers "
+                                  "WHERE principal_id = ANY($1::uuid[]) ORDER BY 1, 2", principals)
+    return [tuple(row) for row in rows]
 
 
 def _required(principal: uuid.UUID, deadline: datetime) -> mfa.MFARequired:
@@ -87,6 +96,27 @@ async def test_an_extension_before_the_reminder_replaces_the_old_timers(store) -
     assert await _fired(store, principal) == [], "the old reminder and expiry never fire"
     await fire_due(store, NOW + 15 * DAY, 100)
     assert await _fired(store, principal) == [("EnrollmentExpiring", NOW + 16 * DAY, NOW + 15 * DAY)]
+
+
+async def test_a_batch_of_changes_leaves_the_timers_one_by_one_handling_leaves(store) -> None:
+    by_one, batched = [uuid.uuid4(), uuid.uuid4()], [uuid.uuid4(), uuid.uuid4()]
+
+    def changes(first: uuid.UUID, second: uuid.UUID) -> list[Envelope]:
+        return [_envelope(_required(first, NOW + 7 * DAY)),
+                _envelope(mfa.EnrollmentExtended(principal_id=first, scope="user_portal", enrollment_days=14,
+                                                 deadline=NOW + DAY + 14 * DAY), at=NOW + DAY),
+                _envelope(_required(second, NOW + 7 * DAY)),
+                _envelope(mfa.MFARequirementRemoved(principal_id=second, scope="user_portal"), at=NOW + DAY)]
+
+    for envelope in changes(*by_one):
+        async with store.pool.acquire() as conn, conn.transaction():
+            await handler([86400])(conn, envelope)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await batch_handler([86400])(conn, changes(*batched))
+
+    renamed = dict(zip(batched, by_one))
+    assert sorted((renamed[p], *rest) for p, *rest in await _timers(store, batched)) == await _timers(store, by_one)
+    assert [t[1] for t in await _timers(store, batched[:1])] == ["expiry", "reminder:86400"]
 
 
 async def test_concurrent_replicas_fire_each_timer_exactly_once(store) -> None:

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from mfaplane_contracts.envelope import Envelope
+from mfaplane_eventing.consumer import BatchHandler, Handler
 from mfaplane_scheduler.timers import plan
 
 
-def handler(reminder_offsets_seconds: list[int]):
-    async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        change = plan(envelope.body(), reminder_offsets_seconds, envelope.occurred_at)
-        if change is None:
+def batch_handler(reminder_offsets_seconds: list[int]) -> BatchHandler:
+    async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+        # Each change replaces all of its enrollment's timers, so within a batch the last one counts.
+        latest = {}
+        for envelope in envelopes:
+            change = plan(envelope.body(), reminder_offsets_seconds, envelope.occurred_at)
+            if change is not None:
+                latest[change.enrollment_id] = change
+        if not latest:
             return
-        await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = $1", change.enrollment_id)
+        await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = ANY($1::text[])", list(latest))
         await conn.executemany(
             "INSERT INTO deadline_timers (enrollment_id, timer, principal_id, scope, deadline, due_at) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
             [(change.enrollment_id, t.timer, change.principal_id, change.scope, t.deadline, t.due_at)
-             for t in change.timers],
+             for change in latest.values() for t in change.timers],
         )
+
+    return handle_batch
+
+
+def handler(reminder_offsets_seconds: list[int]) -> Handler:
+    handle_batch = batch_handler(reminder_offsets_seconds)
+
+    async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
+        await handle_batch(conn, [envelope])
 
     return handle
