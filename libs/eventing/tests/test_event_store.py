@@ -163,3 +163,11 @@ async def test_a_command_seen_before_among_many_appends_is_reported(store: Event
             await store.append_each(conn, [(str(fresh), 0, [created(fresh)], cause(uuid.uuid4())),
                                            (str(seen), 1, [updated(seen, "again")], cause(command_id))])
     assert await store.load(str(fresh)) == [] and len(await store.load(str(seen))) == 1
+
+
+async def test_one_command_id_on_two_aggregates_is_not_applied_twice(store: EventStore) -> None:
+    first, second, command_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with pytest.raises(CommandSeen):
+        async with store.pool.acquire() as conn, conn.transaction():
+            await store.append_each(conn, [(str(first), 0, [created(first)], cause(command_id)),
+                                           (str(second), 0, [created(second)], cause(command_id))])

@@ -85,7 +85,8 @@ _COLUMNS = (
 
 # The command ids, the events and their outbox rows in one statement (so one round trip, atomic even
 # without a transaction), for one aggregate or many. The events of a command id seen before are not
-# inserted: with one command, the result is then 0 rows.
+# inserted (with one command, the result is then 0 rows), nor those of a command id given to a
+# second aggregate in the same statement: a command belongs to one aggregate.
 _APPEND = (
     "WITH new AS ("
     "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::uuid[],"
@@ -94,12 +95,12 @@ _APPEND = (
     "       correlation_id, causation_id, actor, topic, payload, value)"
     "), command AS ("
     "  INSERT INTO commands (command_id, aggregate_id) SELECT DISTINCT command_id, aggregate_id FROM new"
-    "  WHERE command_id IS NOT NULL ON CONFLICT DO NOTHING RETURNING command_id"
+    "  WHERE command_id IS NOT NULL ON CONFLICT DO NOTHING RETURNING command_id, aggregate_id"
     "), event AS ("
     f"  INSERT INTO events ({_COLUMNS}, topic)"
     "  SELECT event_id, type, schema_version, aggregate_type, aggregate_id, aggregate_version, $14::timestamptz,"
     "         correlation_id, causation_id, command_id, actor, payload::jsonb, topic FROM new"
-    "  WHERE command_id IS NULL OR command_id IN (SELECT command_id FROM command)"
+    "  WHERE command_id IS NULL OR (command_id, aggregate_id) IN (SELECT command_id, aggregate_id FROM command)"
     "  RETURNING position, event_id"
     ") "
     "INSERT INTO outbox (position, topic, key, value) SELECT event.position, new.topic, new.aggregate_id, new.value "
