@@ -41,7 +41,7 @@ from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_devstack import clear_refusals, refuse_recipient
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
-from mfaplane_notifier import mail_queue
+from mfaplane_notifier import mail_loop, mail_queue
 from mfaplane_notifier.__main__ import SPEC as NOTIFIER
 from mfaplane_notifier.mail_loop import MailLoop
 from mfaplane_notifier.settings import NotifierSettings
@@ -238,6 +238,27 @@ async def test_a_mail_whose_recipient_stays_unknown_goes_dead_after_the_wait_lim
         assert await loop.send_next()  # waited longer than the limit (0 s)
         row = await pool.fetchrow("SELECT status, attempts, last_error FROM notifications")
         assert dict(row) == {"status": "dead", "attempts": 0, "last_error": "recipient not known yet"}
+
+
+async def test_a_batch_sent_slowly_checks_its_facts_again_before_each_mail(stack, monkeypatch) -> None:
+    """A user deleted while a batch is being sent gets no mail from it, though the claim saw them."""
+    monkeypatch.setattr(mail_loop, "FACTS_FRESH_SECONDS", 0.0)  # as if every send were slow
+    async with own_notifier(stack) as (pool, loop, _):
+        deadline = datetime.now(UTC) + timedelta(days=7)
+        for user in (uuid.uuid4(), uuid.uuid4()):
+            await _receive(pool, identity_events.UserCreated(user_id=user, email=f"{user.hex[:8]}@example.com",
+                                                             name="Ada"), str(user))
+            await _receive(pool, mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                                        enrollment_days=7, deadline=deadline), f"user_portal:{user}")
+        deliver = loop._deliver
+
+        async def deliver_then_delete_the_other(row, session) -> None:
+            await deliver(row, session)
+            await pool.execute("UPDATE recipients SET deleted = true WHERE principal_id <> $1", row["principal_id"])
+
+        loop._deliver = deliver_then_delete_the_other
+        assert await loop.send_next()  # one claim takes both
+        assert sorted(r["status"] for r in await pool.fetch("SELECT status FROM notifications")) == ["sent", "skipped"]
 
 
 @contextlib.asynccontextmanager

@@ -52,7 +52,10 @@ CLAIM = (
     "  ) RETURNING *"
     f") SELECT n.*, {FACTS}"
 )
+# The facts of the mails still to send, read again (see mail_queue.FACTS).
+FACTS_AGAIN = f"WITH claimed AS (SELECT * FROM notifications WHERE event_id = ANY($1)) SELECT n.*, {FACTS}"
 LEASE_SLACK_SECONDS = 30.0  # beyond one mail's worst case (three SMTP timeouts): database round trips
+FACTS_FRESH_SECONDS = 1.0  # how old a claimed batch's facts may be when a mail is sent on them
 
 
 class MailLoop:
@@ -89,12 +92,16 @@ class MailLoop:
         own_session = session is None
         session = session or self._server.session()
         try:
-            for n, row in enumerate(rows):
+            pending, read_at = list(rows), claimed_at
+            while pending:
                 if time.monotonic() - claimed_at > LEASE_SLACK_SECONDS / 2:
                     # the lease might run out during the next one: someone else may take them then
-                    await self._release(rows[n:])
+                    await self._release(pending)
                     break
-                await self._deliver(row, session)
+                if time.monotonic() - read_at > FACTS_FRESH_SECONDS:  # a slow server: the facts may have changed
+                    pending = list(await self._pool.fetch(FACTS_AGAIN, [row["event_id"] for row in pending]))
+                    read_at = time.monotonic()
+                await self._deliver(pending.pop(0), session)
         finally:
             if own_session:
                 await session.close()

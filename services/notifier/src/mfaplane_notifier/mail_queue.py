@@ -69,7 +69,7 @@ class MailFacts:
 
 
 # The facts of each claimed notification `n`, joined to the claim so that a batch needs no query per
-# mail. They are as fresh as the claim, a batch's sending time (well under a second) before each send.
+# mail. The mail loop reads them again when they are over FACTS_FRESH_SECONDS old (a slow server).
 FACTS = (
     "r.principal_id IS NOT NULL AS recipient_known, r.email, r.name, r.kind AS recipient_kind, r.deleted, "
     "e.enrollment_id IS NOT NULL AS enrolled, e.required, e.configured, e.deadline AS enrollment_deadline, "
