@@ -170,7 +170,8 @@ def _warnings_logged(stack, lines: int = 15) -> str:
     """The last warnings, errors and consumer-group changes each service logged: why it is stuck, if it knows."""
     tails = []
     for service in SERVICES:
-        logged = stack.supervisor.log_path(service).read_text(errors="replace").splitlines()
+        path = stack.supervisor.log_path(service)
+        logged = path.read_text(errors="replace").splitlines() if path.exists() else []
         telling = [line[:400] for line in logged if any(mark in line for mark in TELLING)]
         tails.append(f"--- {service}: the last {lines} of {len(telling)}\n" + "\n".join(telling[-lines:]))
     return "\n".join(tails)

@@ -15,7 +15,7 @@ import asyncpg
 
 from mfaplane_contracts.mfa_events import EnrollmentExpired, EnrollmentExpiring
 from mfaplane_eventing import loops
-from mfaplane_eventing.event_store import Cause, EventStore
+from mfaplane_eventing.event_store import Cause, ConcurrencyConflict, EventStore
 from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.service import Runtime
 from mfaplane_scheduler.timers import EXPIRY
@@ -66,6 +66,11 @@ async def run(runtime: Runtime) -> None:
     settings = runtime.settings
 
     async def step() -> bool:
-        return bool(await fire_due(runtime.store, runtime.clock.now(), settings.fire_batch_size))
+        try:
+            return bool(await fire_due(runtime.store, runtime.clock.now(), settings.fire_batch_size))
+        except ConcurrencyConflict:
+            # Another replica took an enrollment's other timer due at the same time: the batch rolled
+            # back (its timers are due again), and the next attempt reads the new versions.
+            return True
 
     await loops.repeat("firing timers", step, settings.tick_seconds)
