@@ -82,18 +82,24 @@ async def test_relay_publishes_in_order_keyed_by_aggregate_and_empties_the_outbo
     assert await store.pool.fetchval("SELECT count(*) FROM outbox") == 0
 
 
-async def test_only_one_relay_per_service_publishes(store, producer) -> None:
+async def test_only_one_relay_per_service_publishes_and_a_standby_takes_over(store, producer, infra) -> None:
     first = OutboxRelay(store.pool, producer, "eventing-test-lock", batch_size=10)
     second = OutboxRelay(store.pool, producer, "eventing-test-lock", batch_size=10)
     holder = await _running(first)
+    standby = None
     try:
-        assert await _lock_holder(store.pool, "eventing-test-lock") is not None, "the first relay holds the lock"
-        standby = asyncio.create_task(second.run())
-        await asyncio.sleep(0.2)
-        assert not standby.done()
-        await _stopped(standby)
+        held_by = await _lock_holder(store.pool, "eventing-test-lock")
+        assert held_by is not None, "the first relay holds the lock"
+        standby = await _running(second)
+        await asyncio.sleep(outbox_relay.STANDBY_POLL_SECONDS * 1.5)  # the standby has asked at least once
+        assert await _lock_holder(store.pool, "eventing-test-lock") == held_by, "the standby waits"
+        await _stopped(holder)
+        key = await _append_user(store, ["published by the standby"])  # the only relay still running
+        assert [m["payload"]["name"] for m in await _published_for(infra, key, 1)] == ["published by the standby"]
     finally:
         await _stopped(holder)
+        if standby is not None:
+            await _stopped(standby)
 
 
 async def test_republish_sends_stored_history_again(store, producer, infra) -> None:
