@@ -99,7 +99,7 @@ async def handle_all(pool: asyncpg.Pool, envelopes: list[Envelope]) -> None:
     """What the consumer does with each event: one transaction each."""
     for envelope in envelopes:
         async with pool.acquire() as conn, conn.transaction():
-            await projector.handle(conn, envelope, SystemClock())
+            await projector.handle_batch(conn, [envelope], SystemClock())
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ async def test_the_switch_waits_for_an_event_being_projected(gateway_pool, histo
     async with gateway_pool.acquire() as conn:
         projecting = conn.transaction()
         await projecting.start()
-        await projector.handle(conn, events[-1], SystemClock())  # holds the audit-log lock until it commits
+        await projector.handle_batch(conn, events[-1:], SystemClock())  # holds the audit-log lock until it commits
         rebuilding = asyncio.create_task(replay.rebuild(gateway_pool))
         await asyncio.sleep(0.5)
         assert not rebuilding.done()

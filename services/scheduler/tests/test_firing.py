@@ -16,7 +16,7 @@ from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.event_store import EventStore
 from mfaplane_scheduler.firing import TAKE_DUE, fire_due, timer_aggregate_id
-from mfaplane_scheduler.timer_updates import batch_handler, handler
+from mfaplane_scheduler.timer_updates import batch_handler
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -42,7 +42,7 @@ def _envelope(event: mfa._EnrollmentEvent, at: datetime = NOW) -> Envelope:
 
 async def _receive(store: EventStore, event: mfa._EnrollmentEvent, at: datetime = NOW) -> None:
     async with store.pool.acquire() as conn, conn.transaction():
-        await handler([86400])(conn, _envelope(event, at))
+        await batch_handler([86400])(conn, [_envelope(event, at)])
 
 
 async def _timers(store: EventStore, principals: list[uuid.UUID]) -> list[tuple]:
@@ -110,7 +110,7 @@ async def test_a_batch_of_changes_leaves_the_timers_one_by_one_handling_leaves(s
 
     for envelope in changes(*by_one):
         async with store.pool.acquire() as conn, conn.transaction():
-            await handler([86400])(conn, envelope)
+            await batch_handler([86400])(conn, [envelope])
     async with store.pool.acquire() as conn, conn.transaction():
         await batch_handler([86400])(conn, changes(*batched))
 

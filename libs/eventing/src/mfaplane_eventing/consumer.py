@@ -9,8 +9,8 @@ cannot even be decoded is parked at once: retrying cannot fix it.
 
 Messages that arrive together (up to BATCH_MAX_MESSAGES, collected for at most BATCH_WAIT_SECONDS)
 are handled in one transaction, with their ids recorded by one statement: one commit for many
-events. A service may also give a batch handler, which takes the batch's new events at once (the
-gateway's projector: one audit-log insert and one upsert per row for all of them). If anything in
+events. A service may give a batch handler instead, which takes the batch's new events at once
+(the gateway's projector: one audit-log insert and one upsert per row for all of them). If anything in
 such a batch fails, it is rolled back whole and each of its messages goes through the
 single-message path above, with its own retries and dead letter.
 
@@ -73,14 +73,18 @@ class Consumer:
         bootstrap_servers: str,
         pool: asyncpg.Pool,
         topics: tuple[Topic, ...],
-        handler: Handler,
+        handler: Handler | None,
         max_retries: int = 5,
         retry_base_seconds: float = 0.2,
         handles: tuple[type[EventPayload], ...] | None = None,
         batch_handler: BatchHandler | None = None,
     ) -> None:
+        """`handler`, `batch_handler` or both: with only a batch handler, a message handled on its own
+        is a batch of one."""
+        if handler is None and batch_handler is None:
+            raise ValueError("a consumer needs a handler or a batch handler")
         self._pool = pool
-        self._handler = handler
+        self._handler = handler or (lambda conn, envelope: batch_handler(conn, [envelope]))
         self._batch_handler = batch_handler
         # The event types the handler does something with (None: all); the others cost no transaction.
         self._handles = None if handles is None else frozenset(t.event_type for t in handles)

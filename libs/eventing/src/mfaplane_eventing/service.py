@@ -69,7 +69,7 @@ class ServiceSpec:
     consumes: tuple[Topic, ...] = ()
     handler: Callable[[Runtime], Handler] | None = None
     handles: tuple[type[EventPayload], ...] | None = None  # the event types the handler acts on (None: all)
-    # Optional: the handler's work for a run of events at once (the consumer's batches); see consumer.py.
+    # Instead of (or beside) `handler`: the handler's work for a run of events at once; see consumer.py.
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
     routers: list[APIRouter] = field(default_factory=list)
     background: Callable[[Runtime], list[Coroutine[Any, Any, None]]] = lambda runtime: []
@@ -120,10 +120,11 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         tasks += [asyncio.create_task(job) for job in spec.background(runtime)]
         consumer = None
-        if spec.handler is not None:
-            consumer = Consumer(spec.name, settings.kafka_bootstrap_servers, pool, spec.consumes,
-                                spec.handler(runtime), settings.consumer_max_retries, handles=spec.handles,
-                                batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None)
+        handler = spec.handler(runtime) if spec.handler else None
+        batch_handler = spec.batch_handler(runtime) if spec.batch_handler else None
+        if handler or batch_handler:
+            consumer = Consumer(spec.name, settings.kafka_bootstrap_servers, pool, spec.consumes, handler,
+                                settings.consumer_max_retries, handles=spec.handles, batch_handler=batch_handler)
             await consumer.start()
         log.info("service started", extra={"port": settings.http_port})
         try:

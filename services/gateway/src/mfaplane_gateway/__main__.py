@@ -41,7 +41,6 @@ SPEC = ServiceSpec(
     settings_type=GatewaySettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=EVENT_TOPICS,
-    handler=lambda runtime: functools.partial(projector.handle, clock=runtime.clock),
     batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
     routers=ROUTERS,
     background=lambda runtime: [read_models.keep_current(runtime.pool)],

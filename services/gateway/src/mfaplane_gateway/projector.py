@@ -21,10 +21,6 @@ PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
 ENDS_SESSIONS = (MFAReset, UserPasswordChanged, UserDeleted)
 
 
-async def handle(conn: asyncpg.Connection, envelope: Envelope, clock: Clock) -> None:
-    await handle_batch(conn, [envelope], clock)
-
-
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:
     """Projects a run of events, in order, with a few statements for all of them."""
     # append() takes the audit-log lock, which a replay's switch takes too: the registry read after

@@ -4,7 +4,7 @@ from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
 from mfaplane_eventing.service import ServiceSpec, main
 from mfaplane_scheduler import firing
 from mfaplane_scheduler.settings import SchedulerSettings
-from mfaplane_scheduler.timer_updates import batch_handler, handler
+from mfaplane_scheduler.timer_updates import batch_handler
 from mfaplane_scheduler.timers import HANDLES
 
 SPEC = ServiceSpec(
@@ -12,7 +12,6 @@ SPEC = ServiceSpec(
     settings_type=SchedulerSettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=(MFA_EVENTS, IDENTITY_EVENTS),
-    handler=lambda runtime: handler(runtime.settings.reminder_offsets_seconds),
     batch_handler=lambda runtime: batch_handler(runtime.settings.reminder_offsets_seconds),
     handles=HANDLES,
     background=lambda runtime: [firing.run(runtime)],

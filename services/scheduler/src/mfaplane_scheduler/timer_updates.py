@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from mfaplane_contracts.envelope import Envelope
-from mfaplane_eventing.consumer import BatchHandler, Handler
+from mfaplane_eventing.consumer import BatchHandler
 from mfaplane_scheduler.timers import plan
 
 
@@ -31,11 +31,3 @@ def batch_handler(reminder_offsets_seconds: list[int]) -> BatchHandler:
 
     return handle_batch
 
-
-def handler(reminder_offsets_seconds: list[int]) -> Handler:
-    handle_batch = batch_handler(reminder_offsets_seconds)
-
-    async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        await handle_batch(conn, [envelope])
-
-    return handle
