@@ -123,6 +123,45 @@ async def test_concurrent_writers_on_one_aggregate_lose_no_update(store: EventSt
     assert len(await store.load(str(user))) == 2
 
 
+async def test_concurrent_appends_are_committed_together_and_answered_each(store: EventStore) -> None:
+    users = [uuid.uuid4() for _ in range(20)]
+    results = await asyncio.gather(*(store.append(str(u), 0, [created(u)], cause()) for u in users))
+    assert [r.events[0].aggregate_id for r in results] == [str(u) for u in users]
+    assert all(r.version == 1 and not r.duplicate for r in results)
+    transactions = await store.pool.fetchval(
+        "SELECT count(DISTINCT tx_id) FROM events WHERE aggregate_id = ANY($1::text[])", [str(u) for u in users])
+    assert transactions < len(users), "appends waiting for a statement slot go in one statement"
+
+
+async def test_a_conflict_or_a_repeated_command_in_a_group_fails_only_its_own_append(store: EventStore) -> None:
+    taken, repeated, command_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await store.append(str(taken), 0, [created(taken)], cause())
+    first = await store.append(str(repeated), 0, [created(repeated)], cause(command_id))
+    others = [uuid.uuid4() for _ in range(10)]
+    appends = [store.append(str(u), 0, [created(u)], cause()) for u in others[:5]]
+    appends += [store.append(str(taken), 0, [created(taken)], cause()),
+                store.append(str(repeated), 1, [updated(repeated, "again")], cause(command_id))]
+    appends += [store.append(str(u), 0, [created(u)], cause()) for u in others[5:]]
+    outcomes = await asyncio.gather(*appends, return_exceptions=True)
+    assert isinstance(outcomes[5], ConcurrencyConflict)
+    assert outcomes[6].duplicate and outcomes[6].events == first.events
+    assert all(not isinstance(o, Exception) and not o.duplicate for o in outcomes[:5] + outcomes[7:])
+    assert [len(await store.load(str(u))) for u in [taken, repeated, *others]] == [1] * 12
+
+
+async def test_cancelled_callers_do_not_leave_the_others_of_their_group_unanswered(store: EventStore) -> None:
+    """Callers are cancelled (requests timing out) while the statement writing their group waits."""
+    users = [uuid.uuid4() for _ in range(30)]
+    async with store.pool.acquire() as blocker, blocker.transaction():
+        await blocker.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")  # appends wait for it
+        tasks = [asyncio.create_task(store.append(str(u), 0, [created(u)], cause())) for u in users]
+        await asyncio.sleep(0.2)
+        for task in tasks[:2] + tasks[2::2]:  # the first callers, who might be writing for the others
+            task.cancel()
+    done = await asyncio.wait_for(asyncio.gather(*tasks[3::2]), timeout=10)
+    assert [r.events[0].aggregate_id for r in done] == [str(u) for u in users[3::2]]
+
+
 async def _drain(store: EventStore, cursor):
     while batch := await store.read_all(cursor):
         cursor = batch[-1][0]

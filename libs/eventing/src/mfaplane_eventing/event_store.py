@@ -16,10 +16,21 @@ ordered by (tx_id, position) and a reader's cursor is that pair: rows that commi
 belong to transactions at or above the horizon the reader used, so they sort after its cursor.
 Writers never wait for each other; readers see a row once its transaction and every older one
 have finished, which in practice is milliseconds.
+
+Group commit (`append` without a connection). Most of a one-event append's cost is not its rows but
+the round trip and the commit's WAL flush, paid once per statement. So an append is queued, and a
+writer task (at most FLUSHES_AT_ONCE run, each started by an append that found fewer) writes
+everything queued by then with one statement, one commit, and goes on while more is queued.
+Nobody waits for a timer: a lone append is written at once, as before, and the groups grow only
+with the concurrency (at 32 writers, about twice the rate of one-row autocommitted inserts: see
+docs/performance.md). Each append stays all-or-nothing and is answered only after its commit. If any
+append of a group conflicts or repeats a command id, the statement writes nothing and each append
+of the group is then written on its own, as if it had come alone, so each caller gets its own answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -31,6 +42,10 @@ import asyncpg
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.metrics import EVENTS_APPENDED
+
+
+FLUSHES_AT_ONCE = 2  # group-commit writer tasks, each with a statement in flight (see the module docstring)
+Append = tuple[str, int, Sequence[EventPayload], "Cause"]  # aggregate id, expected version, events, cause
 
 
 class ConcurrencyConflict(Exception):
@@ -116,6 +131,16 @@ _LOAD_FOR_COMMAND = (
 )
 
 
+def _settle(answer: asyncio.Future, result: AppendResult | None = None, error: Exception | None = None) -> None:
+    """Answers an append's caller, unless it was cancelled (its answer then is too)."""
+    if answer.done():
+        return
+    if error is None:
+        answer.set_result(result)
+    else:
+        answer.set_exception(error)
+
+
 def _envelope(row: asyncpg.Record) -> Envelope:
     return Envelope.model_validate({key: row[key] for key in Envelope.model_fields})
 
@@ -128,6 +153,8 @@ class EventStore:
     def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
         self.pool = pool
         self.clock = clock
+        self._waiting: list[tuple[Append, asyncio.Future[AppendResult]]] = []
+        self._writers: set[asyncio.Task] = set()
 
     async def load(self, aggregate_id: str, conn: asyncpg.Connection | None = None) -> list[Envelope]:
         sql = f"SELECT {_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY aggregate_version"
@@ -190,13 +217,60 @@ class EventStore:
         own rows; a conflict then aborts that transaction, and the caller counts the events once it commits)."""
         if conn is not None:
             return await self._append(conn, aggregate_id, expected_version, events, cause)
-        async with self.pool.acquire() as own:  # one statement: atomic without BEGIN and COMMIT
-            result = await self._append(own, aggregate_id, expected_version, events, cause)
+        result = await self._append_grouped((aggregate_id, expected_version, events, cause))
         EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
         return result
 
-    async def append_each(self, conn: asyncpg.Connection,
-                          appends: Sequence[tuple[str, int, Sequence[EventPayload], Cause]]) -> list[list[Envelope]]:
+    async def _append_grouped(self, append: Append) -> AppendResult:
+        """Queues the append for a writer task, starting one if fewer than FLUSHES_AT_ONCE run."""
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((append, answer))
+        if len(self._writers) < FLUSHES_AT_ONCE:
+            # A task of its own, not this caller: a caller cancelled meanwhile must not leave the
+            # appends of others unwritten.
+            self._writers.add(asyncio.ensure_future(self._write_waiting()))
+        return await answer
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._write_together(batch)
+        finally:
+            # At once, not in a done callback: an append queued in between would find no writer.
+            self._writers.discard(asyncio.current_task())
+
+    async def _write_together(self, batch: list[tuple[Append, asyncio.Future[AppendResult]]]) -> None:
+        try:
+            if len(batch) > 1 and await self._wrote_at_once(batch):
+                return
+            for append, answer in batch:
+                await self._write_alone(append, answer)
+        except Exception as error:  # noqa: BLE001 - every caller of the batch gets it
+            for _, answer in batch:
+                _settle(answer, error=error)
+        finally:
+            for _, answer in batch:
+                answer.cancel()  # only those still unanswered: the task itself was cancelled
+
+    async def _wrote_at_once(self, batch: list[tuple[Append, asyncio.Future[AppendResult]]]) -> bool:
+        try:
+            async with self.pool.acquire() as conn:  # one statement: atomic without BEGIN and COMMIT
+                written = await self.append_each(conn, [append for append, _ in batch])
+        except (ConcurrencyConflict, CommandSeen):
+            return False  # nothing was written: each on its own sorts out whose it was
+        for ((_, version, _, _), answer), envelopes in zip(batch, written, strict=True):
+            _settle(answer, AppendResult(envelopes, version + len(envelopes), duplicate=False))
+        return True
+
+    async def _write_alone(self, append: Append, answer: asyncio.Future[AppendResult]) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                _settle(answer, await self._append(conn, *append))
+        except Exception as error:  # noqa: BLE001 - the caller waiting on this append gets it
+            _settle(answer, error=error)
+
+    async def append_each(self, conn: asyncpg.Connection, appends: Sequence[Append]) -> list[list[Envelope]]:
         """Appends to many aggregates, each (aggregate id, expected version, events, cause), with one
         statement in the caller's transaction, and returns each one's envelopes; the caller counts the
         events once it commits. Raises ConcurrencyConflict if any aggregate changed since its version
