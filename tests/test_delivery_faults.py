@@ -261,6 +261,62 @@ async def test_a_batch_sent_slowly_checks_its_facts_again_before_each_mail(stack
         assert sorted(r["status"] for r in await pool.fetch("SELECT status FROM notifications")) == ["sent", "skipped"]
 
 
+async def test_events_handled_as_a_batch_leave_what_handling_them_one_by_one_does(stack) -> None:
+    """Two batches over every kind of event the notifier keeps, several for one user, against the same
+    events handled one at a time on another schema."""
+    now = datetime.now(UTC)
+    ada, bob, cy, admin = (uuid.uuid4() for _ in range(4))
+
+    def enrollment(user: uuid.UUID, event: type[EventPayload], **fields: Any) -> Envelope:
+        return _envelope(event(principal_id=user, scope="user_portal", **fields), f"user_portal:{user}")
+
+    def required(user: uuid.UUID, days: int) -> Envelope:
+        return enrollment(user, mfa_events.MFARequired, principal_kind="user", enrollment_days=days,
+                          deadline=now + timedelta(days=days))
+
+    first = [
+        _envelope(identity_events.UserCreated(user_id=ada, email="ada@example.com", name="Ada"), str(ada)),
+        _envelope(identity_events.UserUpdated(user_id=ada, email="ada.l@example.com", name="Ada L"), str(ada)),
+        _envelope(identity_events.AdminCreated(admin_id=admin, email="root@example.com", name="Root"), str(admin)),
+        _envelope(identity_events.UserCreated(user_id=bob, email="bob@example.com", name="Bob"), str(bob)),
+        required(ada, 7), required(bob, 7), required(cy, 3),
+        enrollment(ada, mfa_events.EnrollmentExtended, enrollment_days=9, deadline=now + timedelta(days=9)),
+        _envelope(identity_events.UserDeleted(user_id=bob), str(bob)),
+        enrollment(cy, mfa_events.MFARequirementRemoved),
+    ]
+    second = [
+        enrollment(ada, mfa_events.TOTPEnrolled, secret_id=uuid.uuid4(), time_step=1, recovery_codes_issued=10),
+        enrollment(ada, mfa_events.MFAReset, enrollment_days=2, deadline=now + timedelta(days=2),
+                   shredded_secret_id=None),
+        required(cy, 7),
+        enrollment(ada, mfa_events.EnrollmentExtended, enrollment_days=9, deadline=now + timedelta(days=9)),
+    ]
+    async with own_notifier(stack) as (one_by_one, _, _), own_notifier(stack) as (batched, _, _):
+        for envelope in first + second:
+            async with one_by_one.acquire() as conn, conn.transaction():
+                await mail_queue.handle_batch(conn, [envelope])
+        for batch in (first, second):
+            async with batched.acquire() as conn, conn.transaction():
+                await mail_queue.handle_batch(conn, batch)
+        tables = await _notifier_tables(batched)
+        assert tables == await _notifier_tables(one_by_one)
+    recipients = {row["principal_id"]: row for row in tables["recipients"]}
+    assert recipients[ada]["email"] == "ada.l@example.com" and recipients[bob]["deleted"]
+    assert {row["enrollment_id"]: len(row["seen"]) for row in tables["enrollments"]}[f"user_portal:{ada}"] == 3
+    assert len(tables["notifications"]) == 8
+
+
+async def _notifier_tables(pool: asyncpg.Pool) -> dict[str, list[dict]]:
+    queries = {
+        "recipients": "SELECT principal_id, kind, email, name, deleted FROM recipients ORDER BY principal_id",
+        "enrollments": "SELECT enrollment_id, required, configured, deadline, "
+                       "ARRAY(SELECT unnest(seen_deadlines) ORDER BY 1) AS seen FROM enrollments ORDER BY 1",
+        "notifications": "SELECT event_id, kind, principal_id, enrollment_id, deadline, status FROM notifications "
+                         "ORDER BY event_id",
+    }
+    return {table: [dict(row) for row in await pool.fetch(sql)] for table, sql in queries.items()}
+
+
 @contextlib.asynccontextmanager
 async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Pool, MailLoop, NotifierSettings]]:
     """The real mail loop on a schema of its own (so its queue holds only the test's mail), the real catcher."""
@@ -281,10 +337,13 @@ async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Po
 
 
 async def _receive(pool, event: EventPayload, aggregate_id: str) -> None:
-    envelope = Envelope(
+    async with pool.acquire() as conn, conn.transaction():
+        await mail_queue.handle_batch(conn, [_envelope(event, aggregate_id)])
+
+
+def _envelope(event: EventPayload, aggregate_id: str) -> Envelope:
+    return Envelope(
         event_id=uuid.uuid4(), type=event.event_type, schema_version=1, aggregate_type=event.aggregate_type,
         aggregate_id=aggregate_id, aggregate_version=1, occurred_at=datetime.now(UTC), correlation_id=uuid.uuid4(),
         actor="test", payload=event.model_dump(mode="json"),
     )
-    async with pool.acquire() as conn, conn.transaction():
-        await mail_queue.handle(conn, envelope)

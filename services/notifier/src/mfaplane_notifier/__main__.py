@@ -18,7 +18,7 @@ SPEC = ServiceSpec(
     settings_type=NotifierSettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=(IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS),
-    handler=lambda runtime: mail_queue.handle,
+    batch_handler=lambda runtime: mail_queue.handle_batch,
     handles=mail_queue.HANDLES,
     background=lambda runtime: mail_loop(runtime).tasks(),
 )

@@ -6,7 +6,9 @@ the Kafka poll loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -22,38 +24,75 @@ ENROLLMENT_EVENTS = (mfa.MFARequired, mfa.MFARequirementRemoved, mfa.EnrollmentE
 HANDLES = (*RECIPIENT_EVENTS, identity.UserDeleted, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)  # the consumer skips others
 
 
-async def handle(conn: asyncpg.Connection, envelope: Envelope) -> None:
-    body = envelope.body()
-    if isinstance(body, RECIPIENT_EVENTS):
-        await _save_recipient(conn, body)
-    elif isinstance(body, identity.UserDeleted):
-        await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = $1", body.user_id)
-    elif isinstance(body, ENROLLMENT_EVENTS):
-        await _save_enrollment(conn, envelope.aggregate_id, body)
-    kind = KIND_OF_EVENT.get(type(body))
-    if kind is not None:
-        await conn.execute(
-            "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, next_attempt_at, "
-            "created_at) VALUES ($1, $2, $3, $4, $5, now(), $6) ON CONFLICT DO NOTHING",
-            envelope.event_id, kind, body.principal_id, mfa.enrollment_id(body.scope, body.principal_id),
-            getattr(body, "deadline", None), envelope.occurred_at,
-        )
+async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+    """Handles a run of events in order, with a statement per table rather than per event."""
+    bodies = [(envelope, envelope.body()) for envelope in envelopes]
+    await _save_recipients(conn, [body for _, body in bodies if isinstance(body, RECIPIENT_EVENTS)])
+    if deleted := [body.user_id for _, body in bodies if isinstance(body, identity.UserDeleted)]:
+        await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = ANY($1::uuid[])", deleted)
+    await _save_enrollments(conn, [(e.aggregate_id, body) for e, body in bodies if isinstance(body, ENROLLMENT_EVENTS)])
+    await _queue_notifications(conn, [(e, body) for e, body in bodies if type(body) in KIND_OF_EVENT])
 
 
-async def _save_recipient(conn: asyncpg.Connection, body: EventPayload) -> None:
-    kind = "admin" if isinstance(body, identity.AdminCreated) else "user"
-    principal = body.admin_id if kind == "admin" else body.user_id
+async def _save_recipients(conn: asyncpg.Connection, bodies: list[EventPayload]) -> None:
+    """Each principal's last name and address. Deletions are applied after: no event follows one."""
+    latest = {}
+    for body in bodies:
+        kind = "admin" if isinstance(body, identity.AdminCreated) else "user"
+        latest[body.admin_id if kind == "admin" else body.user_id] = (kind, body.email, body.name)
+    if not latest:
+        return
+    kinds, emails, names = zip(*latest.values(), strict=True)
     await conn.execute(
-        "INSERT INTO recipients (principal_id, kind, email, name) VALUES ($1, $2, $3, $4) "
+        "INSERT INTO recipients (principal_id, kind, email, name) "
+        "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) "
         "ON CONFLICT (principal_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name",
-        principal, kind, body.email, body.name,
+        list(latest), kinds, emails, names,
     )
 
 
-async def load_enrollment(conn: asyncpg.Connection, enrollment_id: str) -> Enrollment | None:
-    row = await conn.fetchrow("SELECT required, configured, deadline FROM enrollments WHERE enrollment_id = $1",
-                              enrollment_id)
-    return Enrollment(row["required"], row["configured"], row["deadline"]) if row else None
+async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, EventPayload]]) -> None:
+    """Each enrollment's state after its events, and every deadline they set on the way: a mail for
+    any of those may still be queued (see MailFacts.deadline_seen)."""
+    if not changes:
+        return
+    ids = list(dict.fromkeys(enrollment_id for enrollment_id, _ in changes))
+    rows = await conn.fetch("SELECT enrollment_id, required, configured, deadline FROM enrollments "
+                            "WHERE enrollment_id = ANY($1::text[])", ids)
+    state = {r["enrollment_id"]: Enrollment(r["required"], r["configured"], r["deadline"]) for r in rows}
+    seen: list[tuple[str, datetime]] = []
+    for enrollment_id, body in changes:
+        state[enrollment_id] = after = enrollment_after(body, state.get(enrollment_id))
+        if after.deadline is not None:
+            seen.append((enrollment_id, after.deadline))
+    await conn.execute(
+        "WITH seen AS (SELECT enrollment_id, array_agg(DISTINCT deadline) AS deadlines "
+        "              FROM unnest($5::text[], $6::timestamptz[]) AS s(enrollment_id, deadline) GROUP BY 1) "
+        "INSERT INTO enrollments (enrollment_id, required, configured, deadline, seen_deadlines) "
+        "SELECT n.enrollment_id, n.required, n.configured, n.deadline, coalesce(seen.deadlines, '{}') "
+        "FROM unnest($1::text[], $2::bool[], $3::bool[], $4::timestamptz[]) "
+        "     AS n(enrollment_id, required, configured, deadline) LEFT JOIN seen USING (enrollment_id) "
+        "ON CONFLICT (enrollment_id) DO UPDATE SET required = EXCLUDED.required, configured = EXCLUDED.configured, "
+        "deadline = EXCLUDED.deadline, seen_deadlines = enrollments.seen_deadlines || ARRAY("
+        "  SELECT unnest(EXCLUDED.seen_deadlines) EXCEPT SELECT unnest(enrollments.seen_deadlines))",
+        ids, [state[e].required for e in ids], [state[e].configured for e in ids], [state[e].deadline for e in ids],
+        [e for e, _ in seen], [deadline for _, deadline in seen],
+    )
+
+
+async def _queue_notifications(conn: asyncpg.Connection, events: list[tuple[Envelope, EventPayload]]) -> None:
+    if not events:
+        return
+    await conn.execute(
+        "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, next_attempt_at, "
+        "created_at) SELECT event_id, kind, principal_id, enrollment_id, deadline, now(), created_at "
+        "FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[]) "
+        "AS n(event_id, kind, principal_id, enrollment_id, deadline, created_at) ON CONFLICT DO NOTHING",
+        [e.event_id for e, _ in events], [KIND_OF_EVENT[type(body)] for _, body in events],
+        [body.principal_id for _, body in events],
+        [mfa.enrollment_id(body.scope, body.principal_id) for _, body in events],
+        [getattr(body, "deadline", None) for _, body in events], [e.occurred_at for e, _ in events],
+    )
 
 
 @dataclass(frozen=True)
@@ -85,15 +124,3 @@ def facts_of(row: asyncpg.Record) -> MailFacts | None:
         return None
     enrollment = Enrollment(row["required"], row["configured"], row["enrollment_deadline"]) if row["enrolled"] else None
     return MailFacts(row["email"], row["name"], row["recipient_kind"], row["deleted"], enrollment, row["deadline_seen"])
-
-
-async def _save_enrollment(conn: asyncpg.Connection, enrollment_id: str, body: EventPayload) -> None:
-    after = enrollment_after(body, await load_enrollment(conn, enrollment_id))
-    await conn.execute(
-        "INSERT INTO enrollments (enrollment_id, required, configured, deadline, seen_deadlines) "
-        "VALUES ($1, $2, $3, $4, array_remove(ARRAY[$4::timestamptz], NULL)) "
-        "ON CONFLICT (enrollment_id) DO UPDATE SET required = EXCLUDED.required, configured = EXCLUDED.configured, "
-        "deadline = EXCLUDED.deadline, seen_deadlines = CASE WHEN EXCLUDED.deadline = ANY(enrollments.seen_deadlines) "
-        "THEN enrollments.seen_deadlines ELSE enrollments.seen_deadlines || EXCLUDED.seen_deadlines END",
-        enrollment_id, after.required, after.configured, after.deadline,
-    )
