@@ -315,14 +315,15 @@ class Stack:
         service to ask for a topic would create it with 4 partitions instead of the catalog's 6. And a
         create racing with that leaves Tansu (0.6.0) inconsistent: produces fail with AlreadyExists,
         and a partition's end offset (1) fell short of the records it served (9), so a consumer group
-        stayed behind it for good. So the services are paused (SIGSTOP) until the topics exist, as
-        if the broker had come back with them.
+        stayed behind it for good. So the services are paused (SIGSTOP) from the old broker's exit
+        until the topics exist, as if the broker had come back with them.
         """
+        self.supervisor.stop("kafka")
         paused = [n for n in self.supervisor.names() if n not in INFRA and self.supervisor.is_running(n)]
         for name in paused:
             self.supervisor.kill(name, signal.SIGSTOP)
         try:
-            self.supervisor.restart("kafka")
+            self.supervisor.restart("kafka")  # starts it again: it is stopped
             run_blocking(ensure_topics(self._require_infra().kafka_bootstrap, ALL_TOPICS))
         finally:
             for name in paused:

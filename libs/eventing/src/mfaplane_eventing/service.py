@@ -216,7 +216,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     logs.configure(spec.name, settings.log_level)
     if args.command == "serve":
         uvicorn.run(build_app(spec, settings), host=settings.http_host, port=settings.http_port,
-                    log_config=None, access_log=False)
+                    timeout_keep_alive=settings.http_keep_alive_seconds, log_config=None, access_log=False)
     elif args.command == "migrate":
         asyncio.run(_migrate(spec, settings))
     elif args.command == "republish":

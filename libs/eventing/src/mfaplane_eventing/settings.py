@@ -19,6 +19,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Longer than the idle timeout of whatever keeps connections to the service open (ingress-nginx:
+    # 60 s; httpx, as the gateway forwards: 5 s), so that the client side closes an idle connection
+    # first. A server that closes first can do it just as a request is sent on it, which then fails.
+    http_keep_alive_seconds: int = 75
     log_level: str = "INFO"
     relay_batch_size: int = 500
     consumer_max_retries: int = 5
