@@ -198,8 +198,10 @@ async def _append_one_by_one(store: EventStore, items: Sequence[BatchItem], deci
 
 
 def receipt(aggregate_id: str, result: AppendResult) -> CommandReceipt:
+    """What a command did, for `aggregate_id`, or for the aggregate its events went to: a create sent
+    again with the same command id may carry a newly generated id, and must name the one it made."""
     return CommandReceipt(
-        aggregate_id=aggregate_id,
+        aggregate_id=result.events[0].aggregate_id if result.events else aggregate_id,
         version=result.version,
         event_ids=[e.event_id for e in result.events],
         duplicate=result.duplicate,
