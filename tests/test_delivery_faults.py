@@ -300,9 +300,14 @@ async def test_events_handled_as_a_batch_leave_what_handling_them_one_by_one_doe
                 await mail_queue.handle_batch(conn, batch)
         tables = await _notifier_tables(batched)
         assert tables == await _notifier_tables(one_by_one)
-    recipients = {row["principal_id"]: row for row in tables["recipients"]}
-    assert recipients[ada]["email"] == "ada.l@example.com" and recipients[bob]["deleted"]
-    assert {row["enrollment_id"]: len(row["seen"]) for row in tables["enrollments"]}[f"user_portal:{ada}"] == 3
+    recipients = {row["principal_id"]: (row["email"], row["deleted"]) for row in tables["recipients"]}
+    assert recipients == {ada: ("ada.l@example.com", False), bob: ("bob@example.com", True),
+                          admin: ("root@example.com", False)}
+    days = {row["enrollment_id"]: (row["required"], row["configured"], row["deadline"], row["seen"])
+            for row in tables["enrollments"]}
+    assert days == {f"user_portal:{user}": (True, False, now + timedelta(days=last),
+                                            [now + timedelta(days=d) for d in seen])
+                    for user, last, seen in [(ada, 9, [2, 7, 9]), (bob, 7, [7]), (cy, 7, [3, 7])]}
     assert len(tables["notifications"]) == 8
 
 

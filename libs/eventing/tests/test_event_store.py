@@ -149,6 +149,20 @@ async def test_a_conflict_or_a_repeated_command_in_a_group_fails_only_its_own_ap
     assert [len(await store.load(str(u))) for u in [taken, repeated, *others]] == [1] * 12
 
 
+async def test_a_repeated_command_alone_in_a_group_leaves_the_others_written_once(store: EventStore) -> None:
+    repeated, command_id = uuid.uuid4(), uuid.uuid4()
+    first = await store.append(str(repeated), 0, [created(repeated)], cause(command_id))
+    others = [uuid.uuid4() for _ in range(10)]
+    outcomes = await asyncio.gather(
+        *(store.append(str(u), 0, [created(u)], cause()) for u in others[:5]),
+        store.append(str(repeated), 1, [updated(repeated, "again")], cause(command_id)),
+        *(store.append(str(u), 0, [created(u)], cause()) for u in others[5:]),
+    )
+    assert outcomes[5].duplicate and outcomes[5].events == first.events
+    assert [o.duplicate for o in outcomes[:5] + outcomes[6:]] == [False] * 10
+    assert [len(await store.load(str(u))) for u in [repeated, *others]] == [1] * 11
+
+
 async def test_cancelled_callers_do_not_leave_the_others_of_their_group_unanswered(store: EventStore) -> None:
     """Callers are cancelled (requests timing out) while the statement writing their group waits."""
     users = [uuid.uuid4() for _ in range(30)]

@@ -31,6 +31,7 @@ of the group is then written on its own, as if it had come alone, so each caller
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import uuid
 from collections.abc import Sequence
@@ -228,7 +229,9 @@ class EventStore:
         if len(self._writers) < FLUSHES_AT_ONCE:
             # A task of its own, not this caller: a caller cancelled meanwhile must not leave the
             # appends of others unwritten.
-            self._writers.add(asyncio.ensure_future(self._write_waiting()))
+            # (in a context of its own: it writes for many requests, it must not log as the first)
+            self._writers.add(asyncio.get_running_loop().create_task(self._write_waiting(),
+                                                                       context=contextvars.Context()))
         return await answer
 
     async def _write_waiting(self) -> None:
@@ -254,13 +257,17 @@ class EventStore:
                 answer.cancel()  # only those still unanswered: the task itself was cancelled
 
     async def _wrote_at_once(self, batch: list[tuple[Append, asyncio.Future[AppendResult]]]) -> bool:
+        """Writes the group in one transaction; False if it wrote nothing because one append could not go."""
+        # In aggregate order: two groups that share aggregates then wait for each other, not deadlock.
+        batch = sorted(batch, key=lambda waiting: waiting[0][0])
         try:
-            async with self.pool.acquire() as conn:  # one statement: atomic without BEGIN and COMMIT
-                written = await self.append_each(conn, [append for append, _ in batch])
-        except (ConcurrencyConflict, CommandSeen):
-            return False  # nothing was written: each on its own sorts out whose it was
-        for ((_, version, _, _), answer), envelopes in zip(batch, written, strict=True):
-            _settle(answer, AppendResult(envelopes, version + len(envelopes), duplicate=False))
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():  # CommandSeen is found after the statement: roll it back
+                    written = await self.append_each(conn, [append for append, _ in batch])
+                for ((_, version, _, _), answer), envelopes in zip(batch, written, strict=True):
+                    _settle(answer, AppendResult(envelopes, version + len(envelopes), duplicate=False))
+        except (ConcurrencyConflict, CommandSeen, asyncpg.PostgresError):
+            return False  # nothing was written: each on its own sorts out whose it was (or gets its error)
         return True
 
     async def _write_alone(self, append: Append, answer: asyncio.Future[AppendResult]) -> None:
