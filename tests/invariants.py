@@ -401,8 +401,8 @@ async def _stuck_partitions(bootstrap: str) -> str:
     mean the group's consumer does not take them, none mean the broker does not serve them."""
     lines = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         for group, behind in (await _partitions_behind(bootstrap)).items():
             for tp, (committed, end) in sorted(behind.items()):
                 consumer.assign([tp])

@@ -15,6 +15,7 @@ server when its variable is set: `DATABASE_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SMT
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -319,15 +320,18 @@ class Stack:
         until the topics exist, as if the broker had come back with them.
         """
         self.supervisor.stop("kafka")
-        paused = [n for n in self.supervisor.names() if n not in INFRA and self.supervisor.is_running(n)]
-        for name in paused:
-            self.supervisor.kill(name, signal.SIGSTOP)
+        services = [n for n in self.supervisor.names() if n not in INFRA]
         try:
+            self._signal_running(services, signal.SIGSTOP)
             self.supervisor.restart("kafka")  # starts it again: it is stopped
             run_blocking(ensure_topics(self._require_infra().kafka_bootstrap, ALL_TOPICS))
         finally:
-            for name in paused:
-                self.supervisor.kill(name, signal.SIGCONT)
+            self._signal_running(services, signal.SIGCONT)
+
+    def _signal_running(self, names: list[str], sig: int) -> None:
+        for name in names:
+            with contextlib.suppress(ChildFailed):  # exited meanwhile
+                self.supervisor.kill(name, sig)
 
     def stop(self) -> None:
         """Stop everything: services first, then the infrastructure."""
