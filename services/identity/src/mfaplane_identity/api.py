@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 import functools
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends
@@ -150,6 +150,16 @@ async def delete_user(user_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) 
     result = await execute(runtime.store, str(user_id), _accounts,
                            lambda state: account.delete_user(state, user_id), cause, write)
     return receipt(str(user_id), result)
+
+
+@router.get("/principals/{kind}/{principal_id}")
+async def existing_principal(kind: Literal["user", "admin"], principal_id: uuid.UUID, runtime: RuntimeDep) -> dict:
+    """Whether a user or admin exists (and is not deleted): the gateway asks before an enrollment
+    command, which mfa, knowing no principals, would otherwise accept for any id."""
+    if not await runtime.pool.fetchval("SELECT true FROM credentials WHERE principal_id = $1 AND kind = $2 "
+                                       "AND NOT deleted", principal_id, kind):
+        raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
+    return {"principal_id": str(principal_id), "kind": kind}
 
 
 @router.post("/authenticate")
