@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from fault_tools import MailWatch, eventually, schema
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_devstack import SERVICES
-from mfaplane_eventing import db
+from mfaplane_eventing import db, group_lag
 from mfaplane_gateway import replay
 from mfaplane_gateway.__main__ import SPEC as GATEWAY
 from mfaplane_mfa.__main__ import SPEC as MFA
@@ -381,18 +381,15 @@ async def consumer_lag(bootstrap: str) -> dict[str, int]:
 
 async def _partitions_behind(bootstrap: str) -> dict[str, dict[TopicPartition, tuple[int, int]]]:
     """Per consumer group, its partitions whose committed offset is short of the end: (committed, end)."""
-    ends = await _end_offsets(bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        behind = {}
-        for group, topics in CONSUMERS.items():
-            partitions = [tp for tp in ends if tp.topic in topics]
-            committed = await admin.list_consumer_group_offsets(f"mfaplane-{group}", partitions=partitions)
-            offsets = {tp: max(committed[tp].offset if tp in committed else 0, 0) for tp in partitions}
-            behind[group] = {tp: (offsets[tp], ends[tp]) for tp in partitions if offsets[tp] < ends[tp]}
-        return behind
+        await admin.start()
+        await reader.start()
+        return {spec.name: await group_lag.partitions_behind(admin, reader, f"mfaplane-{spec.name}", spec.consumes)
+                for spec in CONSUMER_SPECS}
     finally:
+        await reader.stop()
         await admin.close()
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mfaplane_contracts.identity_events import UserCreated
@@ -214,3 +215,33 @@ async def test_an_event_waits_for_the_database_however_long_it_is_away(consumers
     assert handler.calls == [event_id] * 6  # more tries than the retries of a failing handler, and no parking
     assert await pool.fetchval("SELECT count(*) FROM consumer_test_rows WHERE event_id = $1", event_id) == 1
     assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE event_id = $1", event_id) == 0
+
+
+async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_nothing_arrives(infra, pool) -> None:
+    """No consumer of the group runs: a stuck consumer, which receives nothing, must still show lag."""
+    group = f"lag-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await producer.start()
+    try:
+        for _ in range(3):
+            await producer.send_and_wait(IDENTITY_EVENTS.name, _message()[1], partition=0)
+    finally:
+        await producer.stop()
+    partition = TopicPartition(IDENTITY_EVENTS.name, 0)
+    committer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, group_id=f"mfaplane-{group}",
+                                 enable_auto_commit=False)
+    await committer.start()
+    try:
+        end = (await committer.end_offsets([partition]))[partition]
+        committer.assign([partition])
+        await committer.commit({partition: end - 2})  # the group has taken all but the last two
+    finally:
+        await committer.stop()
+
+    await Consumer(group, infra.kafka_bootstrap, pool, (IDENTITY_EVENTS,), Recorder()).measure_lag()
+
+    def gauge(p: int) -> float | None:
+        return REGISTRY.get_sample_value("mfaplane_consumer_lag", {"topic": IDENTITY_EVENTS.name, "partition": str(p)})
+
+    assert gauge(0) == 2
+    assert all(gauge(p) is not None for p in range(IDENTITY_EVENTS.partitions))

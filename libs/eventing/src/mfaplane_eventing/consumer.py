@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.registry import UnknownEventType, UnknownSchemaVersion
 from mfaplane_contracts.topics import Topic, dead_letter_topic
-from mfaplane_eventing import db, logs
+from mfaplane_eventing import db, group_lag, logs, loops
 from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class Consumer:
         self._handles = None if handles is None else frozenset(t.event_type for t in handles)
         self._max_retries = max_retries
         self._retry_base = retry_base_seconds
+        self._bootstrap, self._group_id, self._topics = bootstrap_servers, f"mfaplane-{group}", topics
+        self._lag_task: asyncio.Task | None = None
         self._app = faust.App(
             f"mfaplane-{group}",
             broker=[f"kafka://{server}" for server in bootstrap_servers.split(",")],
@@ -109,17 +111,25 @@ class Consumer:
 
     async def start(self) -> None:
         await self._app.start()
+        self._lag_task = asyncio.create_task(loops.repeat("measuring consumer lag", self.measure_lag,
+                                                          group_lag.LAG_REFRESH_SECONDS))
 
     async def stop(self) -> None:
         """Finishes the messages in hand, commits offsets and leaves the group."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.gather(self._lag_task, return_exceptions=True)
         await self._app.stop()
+
+    async def measure_lag(self) -> bool:
+        """Sets mfaplane_consumer_lag for every partition of the consumed topics (see group_lag)."""
+        for tp, behind in (await group_lag.lag(self._bootstrap, self._group_id, self._topics)).items():
+            CONSUMER_LAG.labels(tp.topic, tp.partition).set(behind)
+        return False  # the loop then waits LAG_REFRESH_SECONDS
 
     async def _consume(self, stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX_MESSAGES, within=BATCH_WAIT_SECONDS):
             messages = [event.message for event in events]
-            for message in messages:
-                lag = self._app.consumer.highwater(message.tp) - message.offset - 1
-                CONSUMER_LAG.labels(message.topic, message.partition).set(max(lag, 0))
             await self.process_batch([(m.topic, m.partition, m.offset, m.value) for m in messages])
 
     async def process_batch(self, messages: Sequence[Message]) -> None:

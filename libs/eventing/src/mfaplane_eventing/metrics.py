@@ -6,6 +6,7 @@ EVENTS_APPENDED = Counter("mfaplane_events_appended_total", "Events appended to 
 EVENTS_PUBLISHED = Counter("mfaplane_events_published_total", "Events the outbox relay published", ["topic"])
 OUTBOX_BACKLOG = Gauge("mfaplane_outbox_backlog", "Events stored but not yet published")
 EVENTS_CONSUMED = Counter("mfaplane_events_consumed_total", "Events handled by a consumer", ["topic", "outcome"])
-CONSUMER_LAG = Gauge("mfaplane_consumer_lag", "Messages behind the partition's high watermark", ["topic", "partition"])
+CONSUMER_LAG = Gauge("mfaplane_consumer_lag", "Messages of the partition beyond the group's committed offset",
+                     ["topic", "partition"])
 HANDLER_ERRORS = Counter("mfaplane_handler_errors_total", "Handler attempts that raised", ["topic"])
 DEAD_LETTERS = Counter("mfaplane_dead_letters_total", "Messages parked on a dead-letter topic", ["topic"])
