@@ -51,6 +51,15 @@ async def test_same_command_id_twice_returns_first_result_and_writes_nothing(sto
     assert len(await store.load(str(user))) == 1
 
 
+async def test_a_command_id_seen_for_another_aggregate_answers_for_that_one(store: EventStore) -> None:
+    """A create retried with a newly generated id, racing past the lookup of its command id."""
+    first_id, retried_id, command_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    first = await store.append(str(first_id), 0, [created(first_id)], cause(command_id))
+    again = await store.append(str(retried_id), 0, [created(retried_id)], cause(command_id))
+    assert again.duplicate and again.events == first.events and again.version == 1
+    assert await store.load(str(retried_id)) == []
+
+
 async def test_a_conflicting_append_does_not_record_its_command_id(store: EventStore) -> None:
     user, command_id = uuid.uuid4(), uuid.uuid4()
     await store.append(str(user), 0, [created(user)], cause())

@@ -192,8 +192,11 @@ class EventStore:
                     for row in rows}
 
     async def _duplicate(self, conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> AppendResult:
+        """What the command did the first time; its version is that of the aggregate its events went to,
+        which a retried create (a newly generated id) does not name."""
         rows = await conn.fetch(f"SELECT {_COLUMNS} FROM events WHERE command_id = $1 ORDER BY position", command_id)
-        return AppendResult([_envelope(row) for row in rows], await self.version(aggregate_id, conn), duplicate=True)
+        recorded_for = rows[0]["aggregate_id"] if rows else aggregate_id
+        return AppendResult([_envelope(row) for row in rows], await self.version(recorded_for, conn), duplicate=True)
 
     async def version(self, aggregate_id: str, conn: asyncpg.Connection | None = None) -> int:
         """The aggregate's current version: 0 when it has no events."""

@@ -3,7 +3,8 @@
 A consumer sets `mfaplane_consumer_lag` from this every LAG_REFRESH_SECONDS rather than from the
 messages it receives. A consumer that receives nothing (stuck behind a partition its broker does
 not serve, or no longer owning partitions after a rebalance) would otherwise keep showing its last
-value, and the MfaplaneConsumerStalled alert, which needs lag above 0, would never fire.
+value, and the MfaplaneConsumerStalled alert, which needs lag above 0, would never fire. A
+measurement that fails (the broker away) is logged as a warning and leaves the last values.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ async def lag(bootstrap: str, group: str, topics: Iterable[Topic]) -> dict[Topic
         await reader.start()
         behind = await partitions_behind(admin, reader, group, topics)
     finally:
-        await reader.stop()
-        await admin.close()
+        try:
+            await reader.stop()
+        finally:
+            await admin.close()
     partitions = [TopicPartition(topic.name, p) for topic in topics for p in range(topic.partitions)]
     return {tp: end - committed for tp, (committed, end) in behind.items()} | {
         tp: 0 for tp in partitions if tp not in behind}
