@@ -386,7 +386,9 @@ async def _partitions_behind(bootstrap: str) -> dict[str, dict[TopicPartition, t
     try:
         await admin.start()
         await reader.start()
-        return {spec.name: await group_lag.partitions_behind(admin, reader, f"mfaplane-{spec.name}", spec.consumes)
+        return {spec.name: {tp: (committed, end) for tp, (committed, end) in
+                            (await group_lag.offsets(admin, reader, f"mfaplane-{spec.name}", spec.consumes)).items()
+                            if committed < end}
                 for spec in CONSUMER_SPECS}
     finally:
         await reader.stop()

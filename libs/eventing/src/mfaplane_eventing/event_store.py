@@ -22,7 +22,7 @@ the round trip and the commit's WAL flush, paid once per statement. So an append
 writer task (at most FLUSHES_AT_ONCE run, each started by an append that found fewer) writes
 everything queued by then with one statement, one commit, and goes on while more is queued.
 Nobody waits for a timer: a lone append is written at once, as before, and the groups grow only
-with the concurrency (at 32 writers, about twice the rate of one-row autocommitted inserts: see
+with the concurrency (at 32 writers, faster than one-row autocommitted inserts: see
 docs/performance.md). Each append stays all-or-nothing and is answered only after its commit. If any
 append of a group conflicts or repeats a command id, the statement writes nothing and each append
 of the group is then written on its own, as if it had come alone, so each caller gets its own answer.
@@ -230,9 +230,8 @@ class EventStore:
         answer = asyncio.get_running_loop().create_future()
         self._waiting.append((append, answer))
         if len(self._writers) < FLUSHES_AT_ONCE:
-            # A task of its own, not this caller: a caller cancelled meanwhile must not leave the
-            # appends of others unwritten.
-            # (in a context of its own: it writes for many requests, it must not log as the first)
+            # A task of its own, not this caller's: a caller cancelled meanwhile must not leave the
+            # appends of others unwritten. And a context of its own: it must not log as the first.
             self._writers.add(asyncio.get_running_loop().create_task(self._write_waiting(),
                                                                        context=contextvars.Context()))
         return await answer

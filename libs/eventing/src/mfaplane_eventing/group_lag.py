@@ -19,32 +19,28 @@ from mfaplane_contracts.topics import Topic
 LAG_REFRESH_SECONDS = 30.0
 
 
-async def partitions_behind(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, group: str,
-                            topics: Iterable[Topic]) -> dict[TopicPartition, tuple[int, int]]:
-    """The group's partitions whose committed offset is short of the end: (committed, end).
+async def offsets(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, group: str,
+                  topics: Iterable[Topic]) -> dict[TopicPartition, tuple[int, int]]:
+    """Every partition of `topics`: (the group's committed offset, 0 if none; the partition's end).
 
     `reader` is a consumer without a group (it only asks for end offsets)."""
     partitions = [TopicPartition(topic.name, p) for topic in topics for p in range(topic.partitions)]
     ends = await reader.end_offsets(partitions)
     committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    offsets = {tp: max(committed[tp].offset if tp in committed else 0, 0) for tp in partitions}
-    return {tp: (offsets[tp], ends[tp]) for tp in partitions if offsets[tp] < ends[tp]}
+    return {tp: (max(committed[tp].offset if tp in committed else 0, 0), ends[tp]) for tp in partitions}
 
 
 async def lag(bootstrap: str, group: str, topics: Iterable[Topic]) -> dict[TopicPartition, int]:
     """Messages behind per partition of `topics` (0 where the group is at the end)."""
-    topics = list(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         await admin.start()
         await reader.start()
-        behind = await partitions_behind(admin, reader, group, topics)
+        found = await offsets(admin, reader, group, topics)
     finally:
         try:
             await reader.stop()
         finally:
             await admin.close()
-    partitions = [TopicPartition(topic.name, p) for topic in topics for p in range(topic.partitions)]
-    return {tp: end - committed for tp, (committed, end) in behind.items()} | {
-        tp: 0 for tp in partitions if tp not in behind}
+    return {tp: max(end - committed, 0) for tp, (committed, end) in found.items()}
