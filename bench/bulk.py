@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 
-import psutil
-
-from mfaplane_devstack import SERVICES
 from bench import raw
-from bench.harness import BenchStack
+from bench.harness import BenchStack, cpu_ms_per_operation, stack_cpu_seconds
 from bench.runner import Measure, Row, log
 from bench.users import create_users, new_tag, status_counts
 
@@ -43,13 +39,13 @@ async def run(bench: BenchStack, args: argparse.Namespace) -> list[Row]:
         await bench.quiesce()
         cpu_before = stack_cpu_seconds()
         timing = await require_all(admin, users.tag, [str(i) for i in users.ids], args.enrollment_days)
-        cpu = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in stack_cpu_seconds().items()}
+        cpu_after = stack_cpu_seconds()
     finally:
         await admin.close()
-    cpu_ms_per_user = {name: round(seconds * 1000 / n, 2) for name, seconds in cpu.items() if seconds > 0}
+    cpu_ms_per_user = cpu_ms_per_operation(cpu_before, cpu_after, n)
     log(f"bulk: {n} users enrolling after {timing['listed']:.2f} s "
         f"(request {timing['accepted']:.2f} s, commands applied {timing['applied']:.2f} s); "
-        f"CPU per user {sum(cpu.values()) * 1000 / n:.2f} ms: {cpu_ms_per_user}")
+        f"CPU per user {sum(cpu_ms_per_user.values()):.2f} ms: {cpu_ms_per_user}")
     limit = await raw.store_and_publish(bench, n)
     rate = n / timing["listed"]
     return [Row(
@@ -61,32 +57,6 @@ async def run(bench: BenchStack, args: argparse.Namespace) -> list[Row]:
                "raw_insert_seconds": limit.insert_seconds, "raw_produce_seconds": limit.produce_seconds,
                "cpu_ms_per_user": cpu_ms_per_user},
     )]
-
-
-def stack_cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by this process and each process it started (services, servers), by name;
-    the stack's processes all stay up through a run, so differences of two readings are the run's."""
-    used: dict[str, float] = {}
-    me = psutil.Process(os.getpid())
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            name = "bench client" if process.pid == me.pid else _name(process)
-        except psutil.NoSuchProcess:
-            continue
-        used[name] = used.get(name, 0.0) + times.user + times.system
-    return used
-
-
-def _name(process: psutil.Process) -> str:
-    command = " ".join(process.cmdline()) + " "
-    for service in SERVICES:
-        if f"mfaplane_{service} " in command:
-            return service
-    for server in ("postgres", "tansu", "smtp"):
-        if server in command:
-            return server
-    return process.name()
 
 
 async def require_all(admin, tag: str, ids: list[str], enrollment_days: int) -> dict[str, float]:

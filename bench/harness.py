@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import psutil
 
 import mfaplane_gateway
 from mfaplane_devstack import SERVICES, ChildSpec, Infra, Stack, free_port, http_ok
@@ -179,3 +180,35 @@ async def gather_limited(concurrency: int, coroutines) -> list[Any]:
             return await coroutine
 
     return await asyncio.gather(*(one(c) for c in coroutines))
+
+
+def stack_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by this process and each process it started (services, servers), by name;
+    the stack's processes all stay up through a run, so differences of two readings are the run's."""
+    used: dict[str, float] = {}
+    me = psutil.Process(os.getpid())
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            name = "bench client" if process.pid == me.pid else _name(process)
+        except psutil.NoSuchProcess:
+            continue
+        used[name] = used.get(name, 0.0) + times.user + times.system
+    return used
+
+
+def cpu_ms_per_operation(before: dict[str, float], after: dict[str, float], operations: int) -> dict[str, float]:
+    """Milliseconds of CPU per operation, by process name, between two `stack_cpu_seconds()` readings."""
+    used = {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
+    return {name: round(seconds * 1000 / operations, 2) for name, seconds in used.items() if seconds > 0}
+
+
+def _name(process: psutil.Process) -> str:
+    command = " ".join(process.cmdline()) + " "
+    for service in SERVICES:
+        if f"mfaplane_{service} " in command:
+            return service
+    for server in ("postgres", "tansu", "smtp"):
+        if server in command:
+            return server
+    return process.name()
