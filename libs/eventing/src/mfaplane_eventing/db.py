@@ -25,6 +25,34 @@ def _checked(schema: str) -> str:
     return schema
 
 
+class Connection(asyncpg.Connection):
+    """A pooled connection whose return to the pool costs no round trip unless it holds a session lock.
+
+    asyncpg resets every connection given back to a pool with `SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`: one more round trip per acquisition, which was 9 to 12% of
+    the mfa service's samples while it verified codes (docs/performance.md). The services never
+    change session settings (only `SET LOCAL`), never LISTEN, and their cursors live inside
+    transactions, which asyncpg rolls back on release whatever the reset query is. The one
+    session-level state they keep is an advisory lock held across transactions (the outbox relay's
+    leadership, a replay's), always taken with `try_session_lock`; a connection that took one gets
+    asyncpg's whole reset when it is given back, so a lock whose release was cut short (a task
+    cancelled in its `finally`) never stays with a pooled connection.
+    """
+
+    _took_session_lock = False
+
+    async def try_session_lock(self, name: str) -> bool:
+        """`pg_try_advisory_lock` on `name`'s hash: held by this session until unlocked or reset."""
+        self._took_session_lock = True  # before asking: a call cancelled mid-way may have taken it
+        return await self.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name)
+
+    def get_reset_query(self) -> str:
+        if not self._took_session_lock:
+            return ""
+        self._took_session_lock = False
+        return super().get_reset_query()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -36,6 +64,7 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        connection_class=Connection,
         server_settings={"search_path": _checked(schema), "application_name": f"mfaplane-{schema}"},
     )
 

@@ -41,7 +41,7 @@ class OutboxRelay:
     async def _publish_while_holding_lock(self) -> bool:
         """Publishes until a failure; False at once if another replica holds the lock."""
         async with self._pool.acquire() as lock_conn:
-            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_name):
+            if not await lock_conn.try_session_lock(self._lock_name):
                 return False
             try:
                 while True:

@@ -62,7 +62,7 @@ def version(table: str, step: int) -> str:
 async def rebuild(pool: asyncpg.Pool, batch: int = BATCH) -> Rebuilt:
     async with pool.acquire() as conn:
         # Session-level: held for the whole rebuild, so two replays never build the same version.
-        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('mfaplane-replay'))"):
+        if not await conn.try_session_lock("mfaplane-replay"):
             raise ReplayRunning("another replay is running")
         try:
             return await _rebuild(conn, batch)
