@@ -127,3 +127,20 @@ async def test_the_appended_events_metric_counts_each_event_once(store: EventSto
     await execute_batch(store, version_of, [BatchItem(str(user), rename(user, "D"), cause())])
 
     assert REGISTRY.get_sample_value("mfaplane_events_appended_total") - appended == 3
+
+
+async def test_the_services_rows_are_written_only_for_the_events_that_need_them(store: EventStore) -> None:
+    user = await created(store)
+    written: list[tuple[str, bool]] = []
+
+    async def write_rows(conn, events) -> None:
+        written.append((events[0].name, conn.is_in_transaction()))
+
+    def rows_needed(events) -> bool:
+        return events[0].name == "keyed"
+
+    for name in ("plain", "keyed"):
+        await execute(store, str(user), version_of, rename(user, name), cause(), write_rows, rows_needed)
+
+    assert written == [("keyed", True)]  # with the events, in their transaction
+    assert [e.body().name for e in await store.load(str(user))] == ["A", "plain", "keyed"]

@@ -32,7 +32,7 @@ from mfaplane_contracts.mfa_events import (
     TOTPVerified,
 )
 from mfaplane_mfa import recovery_codes, totp
-from mfaplane_mfa.enrollment import Enrollment, apply, decide, secret_id_to_open, status
+from mfaplane_mfa.enrollment import Enrollment, apply, decide, recovery_codes_to_check, secret_id_to_open, status
 
 DAY = timedelta(days=1)
 STEP = timedelta(seconds=totp.STEP_SECONDS)
@@ -481,6 +481,15 @@ def test_a_recovery_code_signs_in_once(mfa):
     again.when(mfa.cmd(VerifyTOTP, code=issued.codes[4]), now=now, recovery_code_hashes=issued.hashes).then(
         mfa.ev(TOTPVerified, method="recovery_code", time_step=None, recovery_codes_left=8, recovery_code_index=4)
     )
+
+
+def test_a_verification_needs_the_key_for_a_totp_code_and_the_hashes_for_a_recovery_code(mfa):
+    issued, given = with_codes(mfa)
+    state = given.state
+    totp_code, recovery_code = mfa.cmd(VerifyTOTP, code="123456"), mfa.cmd(VerifyTOTP, code=issued.codes[0])
+    assert (secret_id_to_open(state, totp_code), recovery_codes_to_check(state, totp_code)) == (mfa.secret_id, None)
+    assert (secret_id_to_open(state, recovery_code), recovery_codes_to_check(state, recovery_code)) == (
+        None, mfa.secret_id)
 
 
 def test_a_recovery_code_is_read_without_dashes_and_in_any_case(mfa):

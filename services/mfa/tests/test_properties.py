@@ -33,7 +33,8 @@ from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_events import MFAReset, TOTPEnrolled, TOTPSecretIssued, TOTPVerified, enrollment_id
 from mfaplane_eventing.aggregate import fold, replayer
 from mfaplane_mfa import totp
-from mfaplane_mfa.enrollment import Decision, Enrollment, apply, decide, secret_id_to_open, status
+from mfaplane_mfa.enrollment import (Decision, Enrollment, apply, decide, recovery_codes_to_check, secret_id_to_open,
+                                     status)
 from mfaplane_mfa.throttle import ThrottlePolicy, refusal
 
 POLICY = ThrottlePolicy(failures_per_pause=2, first_pause=timedelta(minutes=1), lock_after_failures=5)
@@ -72,13 +73,14 @@ class EnrollmentMachine(RuleBasedStateMachine):
 
     def run(self, command: Command) -> Decision:
         before = self.state
-        opened = secret_id_to_open(before, command)
+        # Only what the service loads for the command: the key, or the recovery code hashes.
+        opened, checked = secret_id_to_open(before, command), recovery_codes_to_check(before, command)
         decision = decide(
             before,
             command,
             now=self.now,
             secret=self.keys.get(opened),
-            recovery_code_hashes=self.hashes.get(opened, ()),
+            recovery_code_hashes=self.hashes.get(checked, ()),
             policy=POLICY,
             new_id=lambda: next(self.ids),
             random_bytes=self.random.randbytes,

@@ -36,6 +36,7 @@ async def execute(
     decide: Decide[S],
     cause: Cause,
     write_rows: WriteRows | None = None,
+    rows_needed: Callable[[Sequence[EventPayload]], bool] | None = None,
 ) -> AppendResult:
     """Runs `decide` on the current state and appends its events with the loaded version.
 
@@ -43,7 +44,9 @@ async def execute(
     deciding again. When another writer got in first, the command is decided again on the new
     state, so it either still holds or is refused for the reason that now applies.
     `write_rows` writes the service's own rows (a password hash, an encrypted key) in the same
-    transaction as the events. A decision with no events writes nothing at all.
+    transaction as the events; `rows_needed`, if given, says which events need them, and events
+    that need none are appended on their own (one statement, group-committed). A decision with no
+    events writes nothing at all.
     """
     for attempts_left in range(ATTEMPTS - 1, -1, -1):
         # The command id is looked up with the history (one snapshot) and on every attempt: the same command
@@ -56,7 +59,7 @@ async def execute(
         if not events:
             return AppendResult([], _version(history), duplicate=False)
         try:
-            if write_rows is None:
+            if write_rows is None or (rows_needed is not None and not rows_needed(events)):
                 return await store.append(aggregate_id, _version(history), events, cause)  # one statement, no BEGIN
             async with store.pool.acquire() as conn, conn.transaction():
                 result = await _append_on(conn, store, aggregate_id, _version(history), events, cause, write_rows)

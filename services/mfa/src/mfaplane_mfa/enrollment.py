@@ -107,13 +107,17 @@ def days_remaining(deadline: datetime, now: datetime) -> int:
 
 
 def secret_id_to_open(state: Enrollment, command: Command) -> uuid.UUID | None:
-    """Which sealed key `decide` needs in plaintext for this command, if any.
-
-    For VerifyTOTP the service also passes the recovery code hashes stored under that id.
-    """
+    """Which sealed key `decide` needs in plaintext for this command, if any."""
     if isinstance(command, ConfirmTOTPSetup):
         return state.pending_secret_id
-    if isinstance(command, VerifyTOTP):
+    if isinstance(command, VerifyTOTP) and totp.is_code_shaped(command.code):
+        return state.secret_id
+    return None
+
+
+def recovery_codes_to_check(state: Enrollment, command: Command) -> uuid.UUID | None:
+    """Under which key's id `decide` needs the recovery code hashes: a VerifyTOTP with a recovery code."""
+    if isinstance(command, VerifyTOTP) and not totp.is_code_shaped(command.code):
         return state.secret_id
     return None
 

@@ -39,7 +39,8 @@ class EnrollmentCommands:
 
     async def __call__(self, command: Command, cause: Cause) -> tuple[AppendResult, Decision | None]:
         run = _Run(command, self._decide, self._keys)
-        return run.outcome(await execute(self._store, run.aggregate_id, replay, run.decide, cause, run.record))
+        return run.outcome(await execute(self._store, run.aggregate_id, replay, run.decide, cause, run.record,
+                                         rows_needed=self._keys.rows_needed))
 
     async def batch(self, commands: Sequence[tuple[Command, Cause]]) -> list[AppendResult | Exception]:
         """Runs many commands (each on its own enrollment) in few transactions: each one's receipt, or
@@ -53,8 +54,8 @@ class EnrollmentCommands:
         secret, hashes = None, []
         if (secret_id := enrollment.secret_id_to_open(state, command)) is not None:
             secret = await self._keys.open(self._store.pool, secret_id)
-            if isinstance(command, VerifyTOTP):
-                hashes = await self._keys.recovery_code_hashes(self._store.pool, secret_id)
+        if (secret_id := enrollment.recovery_codes_to_check(state, command)) is not None:
+            hashes = await self._keys.recovery_code_hashes(self._store.pool, secret_id)
         return enrollment.decide(state, command, now=self._clock.now(), secret=secret, recovery_code_hashes=hashes,
                                  policy=self._policy)
 

@@ -18,9 +18,17 @@ from mfaplane_mfa.key_vault import KeyVault
 from mfaplane_mfa.totp import TOTPSecret
 
 
+# The events whose key rows `record` writes or destroys; every other event appends on its own.
+ROW_EVENTS = (TOTPSecretIssued, TOTPEnrolled, MFAReset)
+
+
 class KeyMaterial:
     def __init__(self, vault: KeyVault) -> None:
         self._vault = vault
+
+    @staticmethod
+    def rows_needed(events: Sequence[EventPayload]) -> bool:
+        return any(isinstance(event, ROW_EVENTS) for event in events)
 
     async def open(self, conn: asyncpg.Connection | asyncpg.Pool, secret_id: uuid.UUID) -> TOTPSecret | None:
         sealed = await conn.fetchval("SELECT sealed FROM totp_secrets WHERE secret_id = $1", secret_id)
