@@ -71,7 +71,9 @@ FILTERS = [
     for statuses, required, active, search in itertools.product(
         [(), (MFAStatus.ENROLLING,), (MFAStatus.EXPIRED, MFAStatus.REQUIRED_NO_PERIOD), (MFAStatus.ACTIVE,),
          (MFAStatus.NONE, MFAStatus.CONFIGURED_NOT_REQUIRED)],
-        [None, True, False], [None, True, False], [None, "ada", "_b@", "%"],
+        [None, True, False], [None, True, False],
+        # searches with an '@' (a whole email, or part of one) look the part before it up first
+        [None, "ada", "_b@", "%", "1_B@EXAMPLE.C", "@example.com", "u012_a@example.com", "nobody@example.com"],
     )
 ]
 

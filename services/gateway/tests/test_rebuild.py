@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from mfaplane_contracts import identity_events as identity
+from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
+import mfaplane_gateway
 from mfaplane_gateway import audit_log, audit_verify, projector, read_models, replay
 
 KEYS = {"principals": "principal_id", "resources": "system_id"}
+MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
 
 
 async def rows(pool: asyncpg.Pool, table: str, key: str) -> list[dict]:
@@ -142,3 +146,47 @@ def test_versions_are_numbered() -> None:
     assert replay.version("principals_v9", 1) == "principals_v10"
     with pytest.raises(ValueError):
         replay.version("principals; DROP TABLE audit_log", 1)
+
+
+async def index_definitions(pool: asyncpg.Pool, table: str) -> set[str]:
+    return {r["definition"].split(" USING ", 1)[1] for r in await pool.fetch(
+        "SELECT indexdef AS definition FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+        table)}
+
+
+async def statistics_targets(pool: asyncpg.Pool, table: str) -> dict[str, int]:
+    return {r["attname"]: r["attstattarget"] for r in await pool.fetch(
+        "SELECT attname, attstattarget FROM pg_attribute WHERE attrelid = $1::regclass AND attstattarget > 0",
+        table)}
+
+
+async def test_a_rebuilt_table_keeps_the_indexes_and_statistics_targets_of_the_one_it_replaces(gateway_pool) -> None:
+    rebuilt = await replay.rebuild(gateway_pool)
+
+    for name, table in rebuilt.current.items():
+        previous = rebuilt.previous[name]
+        assert await index_definitions(gateway_pool, table) == await index_definitions(gateway_pool, previous)
+        assert await statistics_targets(gateway_pool, table) == await statistics_targets(gateway_pool, previous)
+    assert await statistics_targets(gateway_pool, rebuilt.current["principals"]) == {"email": 1000, "name": 1000}
+
+
+async def test_the_page_index_migration_also_replaces_the_index_of_a_table_a_replay_made(infra, tmp_path) -> None:
+    before = tmp_path / "mfaplane_gateway" / "migrations"  # the same migration names as the real folder's
+    before.mkdir(parents=True)
+    for migration in sorted(MIGRATIONS.glob("*.sql")):
+        if migration.name < "0006":
+            (before / migration.name).write_text(migration.read_text())
+    schema = f"gateway_pages_{uuid.uuid4().hex[:8]}"
+    await db.migrate(infra.database_url, schema, [db.EVENTING_MIGRATIONS, before])
+    pool = await db.create_pool(infra.database_url, schema)
+    try:
+        rebuilt = await replay.rebuild(pool)  # principals_v2, its indexes named by PostgreSQL
+        await db.migrate(infra.database_url, schema, [db.EVENTING_MIGRATIONS, MIGRATIONS])
+
+        for table in (rebuilt.current["principals"], rebuilt.previous["principals"]):
+            email_order = [d for d in await index_definitions(pool, table) if "lower(email)" in d]
+            assert email_order == ["btree (kind, lower(email), principal_id) INCLUDE (email, name) "
+                                   "WHERE ((NOT deleted) AND (email IS NOT NULL))"]
+            assert await statistics_targets(pool, table) == {"email": 1000, "name": 1000}
+    finally:
+        await pool.close()

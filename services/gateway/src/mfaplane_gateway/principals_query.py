@@ -56,10 +56,23 @@ class PrincipalFilter:
         if self.mfa_active is not None:
             conditions.append(f"configured = {bind(self.mfa_active)}")
         if self.search:
-            pattern = "%" + self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            placeholder = bind(pattern)
-            conditions.append(f"(email ILIKE {placeholder} OR name ILIKE {placeholder})")
+            text = bind(_containing(self.search))
+            email_matches = f"email ILIKE {text}"
+            local_part, at, _ = self.search.partition("@")
+            if at and local_part:
+                # Every user shares the organisation's domain, so the trigrams of a search's domain part are
+                # in every row and the trigram index reads nearly all of its entries for them (40 ms for
+                # one whole email at a million users). The index looks up the part before the '@' only,
+                # and `lower(email) LIKE`, which no index serves, checks the whole text on the rows found.
+                local = bind(_containing(local_part + "@"))
+                email_matches = f"(email ILIKE {local} AND lower(email) LIKE lower({text}))"
+            conditions.append(f"({email_matches} OR name ILIKE {text})")
         return " AND ".join(conditions)
+
+
+def _containing(text: str) -> str:
+    """The LIKE pattern of `text` anywhere, its wildcards taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def encode_cursor(sort_value: Any, principal_id: uuid.UUID) -> str:
@@ -86,9 +99,13 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
         params += [datetime.fromisoformat(value) if sql_type == "timestamptz" else value, principal]
         where += f" AND ({expression}, principal_id) > (${len(params) - 1}::{sql_type}, ${len(params)})"
     params.append(limit + 1)
+    # The page's keys first, then its rows: the keys query names only columns the email index holds, so
+    # it can be an index-only scan (a search matching many users tests thousands of entries for a page).
+    keys = (f"SELECT principal_id, {expression} AS sort_value FROM {table} WHERE {where} "
+            f"ORDER BY {expression}, principal_id LIMIT ${len(params)}")
     rows = await _fetch(
-        conn, f"SELECT {COLUMNS}, {expression} AS sort_value FROM {table} WHERE {where} "
-        f"ORDER BY {expression}, principal_id LIMIT ${len(params)}", params, custom_plan=bool(flt.search),
+        conn, f"SELECT {COLUMNS}, page.sort_value FROM ({keys}) AS page JOIN {table} USING (principal_id) "
+        f"ORDER BY page.sort_value, principal_id", params, custom_plan=bool(flt.search),
     )
     more = len(rows) > limit
     rows = rows[:limit]

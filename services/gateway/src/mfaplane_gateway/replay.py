@@ -70,6 +70,15 @@ async def rebuild(pool: asyncpg.Pool, batch: int = BATCH) -> Rebuilt:
             await conn.execute("SELECT pg_advisory_unlock(hashtext('mfaplane-replay'))")
 
 
+async def _copy_statistics_targets(conn: asyncpg.Connection, source: str, target: str) -> None:
+    """`LIKE ... INCLUDING ALL` copies the indexes but not the columns' statistics targets (0006 raises
+    the searched columns', so that the planner can tell a common pattern from a rare one)."""
+    for column in await conn.fetch("SELECT attname, attstattarget FROM pg_attribute "
+                                   "WHERE attrelid = $1::regclass AND attstattarget > 0", source):
+        await conn.execute(f'ALTER TABLE {target} ALTER COLUMN "{column["attname"]}" '
+                           f'SET STATISTICS {int(column["attstattarget"])}')
+
+
 async def _rebuild(conn: asyncpg.Connection, batch: int) -> Rebuilt:
     previous = await read_models.current(conn)
     targets = {name: version(table, 1) for name, table in previous.items()}
@@ -77,6 +86,7 @@ async def _rebuild(conn: asyncpg.Connection, batch: int) -> Rebuilt:
         # A leftover of an interrupted replay is never current: start it afresh.
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.execute(f"CREATE TABLE {table} (LIKE {previous[name]} INCLUDING ALL)")
+        await _copy_statistics_targets(conn, previous[name], table)
     position = await _catch_up(conn, targets, 0, batch)
     async with conn.transaction():
         await audit_log.lock(conn)
