@@ -11,17 +11,20 @@ DECLARE
     tbl text;
     old_index text;
 BEGIN
-    FOR tbl IN SELECT t FROM read_models, unnest(ARRAY[current_table, previous_table]) AS t
+    -- The current table last (a previous one exists during a replay's grace period): the drop of its
+    -- old index, which stops reads of it until the commit, is then held the shortest.
+    FOR tbl IN SELECT t FROM read_models, unnest(ARRAY[previous_table, current_table]) AS t
                WHERE name = 'principals' AND t IS NOT NULL AND to_regclass(t) IS NOT NULL LOOP
         EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (kind, lower(email), principal_id) INCLUDE (email, name) '
                        'WHERE NOT deleted AND email IS NOT NULL', tbl || '_email_keys', tbl);
-        -- The index it replaces (named by 0001, or by PostgreSQL on a table a replay made)
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN email SET STATISTICS 1000, ALTER COLUMN name SET STATISTICS 1000',
+                       tbl);
+        EXECUTE format('ANALYZE %I', tbl);
+        -- The index it replaces (named by 0001, or by PostgreSQL on a table a replay made). Dropped last:
+        -- its lock stops reads of the table until the migration commits; the index build only writes.
         FOR old_index IN SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = tbl
                          AND indexdef LIKE '%(kind, lower(email), principal_id) WHERE%' LOOP
             EXECUTE format('DROP INDEX %I', old_index);
         END LOOP;
-        EXECUTE format('ALTER TABLE %I ALTER COLUMN email SET STATISTICS 1000, ALTER COLUMN name SET STATISTICS 1000',
-                       tbl);
-        EXECUTE format('ANALYZE %I', tbl);
     END LOOP;
 END $$;
