@@ -200,7 +200,7 @@ def stack_cpu_seconds() -> dict[str, float]:
 def cpu_ms_per_operation(before: dict[str, float], after: dict[str, float], operations: int) -> dict[str, float]:
     """Milliseconds of CPU per operation, by process name, between two `stack_cpu_seconds()` readings."""
     used = {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
-    return {name: round(seconds * 1000 / operations, 2) for name, seconds in used.items() if seconds > 0}
+    return {name: round(seconds * 1000 / max(operations, 1), 2) for name, seconds in used.items() if seconds > 0}
 
 
 def _name(process: psutil.Process) -> str:

@@ -63,10 +63,15 @@ async def test_a_session_lock_left_held_is_released_with_the_connection(infra, o
     assert await statements_sent(one_connection, lambda conn: conn.fetchval("SELECT 1")) == ["SELECT 1"]
 
 
-async def test_an_open_transaction_is_rolled_back_on_release(one_connection) -> None:
-    await one_connection.execute("CREATE TABLE IF NOT EXISTS pool_reset_rows (n int)")
-    async with one_connection.acquire() as conn:
-        await conn.execute("BEGIN")
-        await conn.execute("INSERT INTO pool_reset_rows VALUES (1)")
 
-    assert await one_connection.fetchval("SELECT count(*) FROM pool_reset_rows") == 0
+async def test_a_lock_not_obtained_leaves_the_connection_plain(infra, one_connection) -> None:
+    holder = await asyncpg.connect(infra.database_url)
+    try:
+        assert await holder.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", LOCK)
+
+        async def try_lock(conn):
+            assert not await conn.try_session_lock(LOCK)
+
+        assert len(await statements_sent(one_connection, try_lock)) == 1  # no reset after it
+    finally:
+        await holder.close()

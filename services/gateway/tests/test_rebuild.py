@@ -136,7 +136,7 @@ async def test_a_second_rebuild_drops_the_version_before_the_previous(gateway_po
 
 async def test_only_one_replay_runs_at_a_time(gateway_pool) -> None:
     async with gateway_pool.acquire() as holder:
-        await holder.execute("SELECT pg_advisory_lock(hashtext('mfaplane-replay'))")
+        assert await holder.try_session_lock("mfaplane-replay")
         with pytest.raises(replay.ReplayRunning):
             await replay.rebuild(gateway_pool)
         await holder.execute("SELECT pg_advisory_unlock(hashtext('mfaplane-replay'))")
@@ -190,3 +190,6 @@ async def test_the_page_index_migration_also_replaces_the_index_of_a_table_a_rep
             assert await statistics_targets(pool, table) == {"email": 1000, "name": 1000}
     finally:
         await pool.close()
+        conn = await asyncpg.connect(infra.database_url)
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()

@@ -43,8 +43,10 @@ class Connection(asyncpg.Connection):
 
     async def try_session_lock(self, name: str) -> bool:
         """`pg_try_advisory_lock` on `name`'s hash: held by this session until unlocked or reset."""
-        self._took_session_lock = True  # before asking: a call cancelled mid-way may have taken it
-        return await self.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name)
+        held_before, self._took_session_lock = self._took_session_lock, True  # a call cut short may have taken it
+        taken = await self.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name)
+        self._took_session_lock = held_before or taken  # a standby's polls cost no reset
+        return taken
 
     def get_reset_query(self) -> str:
         if not self._took_session_lock:

@@ -20,7 +20,7 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     # Longer than the idle timeout of whatever keeps connections to the service open (ingress-nginx:
-    # 60 s; httpx, as the gateway forwards: 5 s), so that the client side closes an idle connection
+    # 60 s; aiohttp, as the gateway forwards: 15 s), so that the client side closes an idle connection
     # first. A server that closes first can do it just as a request is sent on it, which then fails.
     http_keep_alive_seconds: int = 75
     log_level: str = "INFO"
