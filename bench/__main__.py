@@ -100,6 +100,15 @@ async def run(names: list[str], given: argparse.Namespace | None, top: argparse.
     return rows, failures
 
 
+def cpu_calibration() -> float:
+    """pyotp verifications per second on one thread of this process: the speed of the machine's CPU as
+    it is now. The host is shared and it varied by a third between runs (docs/performance.md), so a
+    run's figures are compared with another's through this, or through the ratios to the raw limits."""
+    rate = sign_in.pyotp_rate(2.0)
+    log(f"CPU calibration: pyotp alone {rate:,.0f} verifications/s")
+    return round(rate)
+
+
 def main() -> None:
     top = parser()
     options = top.parse_args()
@@ -116,10 +125,12 @@ def main() -> None:
             "argv": sys.argv[1:], "busy_neighbours_at_start": neighbours,
             "external_servers": {k: bool(os.environ.get(k))
                                  for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL")}}
+    meta["cpu_calibration_at_start"] = cpu_calibration()
     started = time.monotonic()
     rows, failures = asyncio.run(run(names, given, top, options))
     meta["seconds"] = round(time.monotonic() - started)
     meta["load_average_at_end"] = os.getloadavg()
+    meta["cpu_calibration_at_end"] = cpu_calibration()
     path = write_results(rows, meta)
     print(table(rows))
     log(f"results: {path}")
