@@ -17,6 +17,8 @@ from mfaplane_contracts.topics import MFA_EVENTS, SCHEDULER_EVENTS
 
 Scope = Literal["user_portal", "admin_portal"]
 PrincipalKind = Literal["user", "admin"]
+# Whose enrollment a scope holds: the user portal's are users', the admin portal's admins'.
+PRINCIPAL_KINDS: dict[Scope, PrincipalKind] = {"user_portal": "user", "admin_portal": "admin"}
 EnrollmentDays = Field(ge=1, le=365)
 
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
+from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS
 from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
@@ -33,14 +34,11 @@ class RequirePeriod(BaseModel):
     )
 
 
-KIND_OF_SCOPE = {"user_portal": "user", "admin_portal": "admin"}
-
-
 async def send_enrollment_command(forward: Forwarder, actor: str, scope: str, principal_id: uuid.UUID,
                                   action: str, body: dict, idempotency_key: str | None = None) -> Receipt:
     """Forwards the command to mfa once identity knows the principal (a 404 problem otherwise): mfa
     knows no principals and would keep an enrollment, and queue its mails, for any id."""
-    await forward.send("identity", "GET", f"/principals/{KIND_OF_SCOPE[scope]}/{principal_id}", actor)
+    await forward.send("identity", "GET", f"/principals/{PRINCIPAL_KINDS[scope]}/{principal_id}", actor)
     path = enrollment_path(scope, principal_id, action)
     return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key))
 

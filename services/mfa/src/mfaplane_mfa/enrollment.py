@@ -48,9 +48,8 @@ from mfaplane_contracts.mfa_events import (
     EnrollmentPromptDismissed,
     MFARequired,
     MFARequirementRemoved,
+    PRINCIPAL_KINDS,
     MFAReset,
-    PrincipalKind,
-    Scope,
     TOTPEnrolled,
     TOTPFactorLocked,
     TOTPSecretIssued,
@@ -65,7 +64,6 @@ from mfaplane_mfa.recovery_codes import IssuedRecoveryCodes
 from mfaplane_mfa.throttle import DEFAULT_POLICY, ThrottlePolicy, refusal
 from mfaplane_mfa.totp import TOTPSecret
 
-PRINCIPAL_KINDS: dict[Scope, PrincipalKind] = {"user_portal": "user", "admin_portal": "admin"}
 ONE_DAY = timedelta(days=1)
 E = TypeVar("E", bound=EventPayload)
 
