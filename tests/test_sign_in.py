@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import asyncpg
 import pyotp
 
+from mfaplane_mfa.enrollment_commands import replay
 from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
 
 STEP = timedelta(seconds=30)
@@ -160,3 +162,29 @@ async def test_admin_portal_has_its_own_enrollment(admin, portal, gateway_as, cl
     as_user = gateway_as(None)
     as_user.headers["Authorization"] = f"Bearer {user_session}"
     problem(await as_user.get("/v1/users"), 401, "unauthenticated")
+
+
+async def test_a_user_who_signs_in_often_is_loaded_from_a_snapshot_and_a_used_code_stays_used(
+        stack, admin, portal, clock) -> None:
+    user_id, email = await new_user(admin, enrollment_days=7)
+    key, _ = await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
+    for _ in range(25):  # more events than Snapshots.every: the enrollment gets a snapshot
+        clock.advance(STEP)
+        challenge = (await sign_in(portal, email))["challenge"]
+        code = code_now(key, clock)
+        ok(await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code}))
+
+    conn = await asyncpg.connect(stack.infra.database_url, server_settings={"search_path": "mfa"})
+    try:
+        taken_at = await conn.fetchval("SELECT aggregate_version FROM snapshots WHERE aggregate_id = $1",
+                                       f"user_portal:{user_id}")
+        stored = await conn.fetchval("SELECT count(*) FROM events WHERE aggregate_id = $1", f"user_portal:{user_id}")
+    finally:
+        await conn.close()
+    assert taken_at is not None and stored - replay.snapshots.every < taken_at <= stored
+    replayed = await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code})
+    problem(replayed, 401, "invalid_code")
+    clock.advance(STEP)
+    challenge = (await sign_in(portal, email))["challenge"]
+    signed_in = ok(await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code_now(key, clock)}))
+    assert signed_in["outcome"] == "signed_in"

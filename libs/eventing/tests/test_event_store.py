@@ -9,7 +9,7 @@ import pytest
 
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
-from mfaplane_eventing.event_store import START, Cause, CommandSeen, ConcurrencyConflict, EventStore
+from mfaplane_eventing.event_store import START, Cause, CommandSeen, ConcurrencyConflict, EventStore, History
 
 
 def created(user_id: uuid.UUID) -> UserCreated:
@@ -27,7 +27,7 @@ def cause(command_id: uuid.UUID | None = None) -> Cause:
 async def test_append_then_load_returns_events_in_version_order(store: EventStore) -> None:
     user = uuid.uuid4()
     await store.append(str(user), 0, [created(user), updated(user, "Ada L")], cause())
-    loaded = await store.load(str(user))
+    loaded = (await store.history(str(user))).events
     assert [(e.type, e.aggregate_version) for e in loaded] == [("UserCreated", 1), ("UserUpdated", 2)]
     assert loaded[1].body() == updated(user, "Ada L")
 
@@ -37,7 +37,7 @@ async def test_stale_expected_version_conflicts_and_writes_nothing(store: EventS
     await store.append(str(user), 0, [created(user)], cause())
     with pytest.raises(ConcurrencyConflict):
         await store.append(str(user), 0, [updated(user, "late writer")], cause())
-    assert [e.type for e in await store.load(str(user))] == ["UserCreated"]
+    assert [e.type for e in (await store.history(str(user))).events] == ["UserCreated"]
     outbox = await store.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(user))
     assert outbox == 1
 
@@ -48,7 +48,7 @@ async def test_same_command_id_twice_returns_first_result_and_writes_nothing(sto
     again = await store.append(str(user), 1, [updated(user, "retried")], cause(command_id))
     assert again.duplicate and not first.duplicate
     assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
-    assert len(await store.load(str(user))) == 1
+    assert len((await store.history(str(user))).events) == 1
 
 
 async def test_a_command_id_seen_for_another_aggregate_answers_for_that_one(store: EventStore) -> None:
@@ -57,7 +57,7 @@ async def test_a_command_id_seen_for_another_aggregate_answers_for_that_one(stor
     first = await store.append(str(first_id), 0, [created(first_id)], cause(command_id))
     again = await store.append(str(retried_id), 0, [created(retried_id)], cause(command_id))
     assert again.duplicate and again.events == first.events and again.version == 1
-    assert await store.load(str(retried_id)) == []
+    assert (await store.history(str(retried_id))).events == []
 
 
 async def test_a_conflicting_append_does_not_record_its_command_id(store: EventStore) -> None:
@@ -67,7 +67,7 @@ async def test_a_conflicting_append_does_not_record_its_command_id(store: EventS
         await store.append(str(user), 0, [updated(user, "stale")], cause(command_id))
     retried = await store.append(str(user), 1, [updated(user, "decided again")], cause(command_id))
     assert not retried.duplicate and retried.version == 2
-    assert (await store.load(str(user)))[-1].body() == updated(user, "decided again")
+    assert (await store.history(str(user))).events[-1].body() == updated(user, "decided again")
 
 
 async def test_concurrent_twins_of_a_command_write_once_and_return_the_same_events(store: EventStore) -> None:
@@ -82,18 +82,19 @@ async def test_the_outbox_row_is_the_stored_event(store: EventStore) -> None:
     user = uuid.uuid4()
     result = await store.append(str(user), 0, [created(user), updated(user, "B")], cause())
     values = await store.pool.fetch("SELECT value FROM outbox WHERE key = $1 ORDER BY position", str(user))
-    assert [Envelope.model_validate_json(r["value"]) for r in values] == result.events == await store.load(str(user))
+    stored = (await store.history(str(user))).events
+    assert [Envelope.model_validate_json(r["value"]) for r in values] == result.events == stored
 
 
 async def test_loading_for_a_command_gives_the_history_or_the_earlier_result(store: EventStore) -> None:
     user, command_id = uuid.uuid4(), uuid.uuid4()
-    assert await store.load_for_command(str(user), command_id) == ([], None)
+    assert await store.load_for_command(str(user), command_id) == (History([]), None)
     first = await store.append(str(user), 0, [created(user)], cause())
     history, earlier = await store.load_for_command(str(user), command_id)
-    assert (history, earlier) == (first.events, None)
+    assert (history, earlier) == (History(first.events), None)
     retried = await store.append(str(user), 1, [updated(user, "B")], cause(command_id))
     history, earlier = await store.load_for_command(str(user), command_id)
-    assert history == [] and earlier.duplicate and earlier.events == retried.events and earlier.version == 2
+    assert history == History([]) and earlier.duplicate and earlier.events == retried.events and earlier.version == 2
 
 
 async def test_every_append_has_its_outbox_row(store: EventStore) -> None:
@@ -129,7 +130,7 @@ async def test_concurrent_writers_on_one_aggregate_lose_no_update(store: EventSt
     )
     assert sum(not isinstance(o, Exception) for o in outcomes) == 1
     assert all(isinstance(o, ConcurrencyConflict) for o in outcomes if isinstance(o, Exception))
-    assert len(await store.load(str(user))) == 2
+    assert len((await store.history(str(user))).events) == 2
 
 
 async def test_concurrent_appends_are_committed_together_and_answered_each(store: EventStore) -> None:
@@ -155,7 +156,7 @@ async def test_a_conflict_or_a_repeated_command_in_a_group_fails_only_its_own_ap
     assert isinstance(outcomes[5], ConcurrencyConflict)
     assert outcomes[6].duplicate and outcomes[6].events == first.events
     assert all(not isinstance(o, Exception) and not o.duplicate for o in outcomes[:5] + outcomes[7:])
-    assert [len(await store.load(str(u))) for u in [taken, repeated, *others]] == [1] * 12
+    assert [len((await store.history(str(u))).events) for u in [taken, repeated, *others]] == [1] * 12
 
 
 async def test_a_repeated_command_alone_in_a_group_leaves_the_others_written_once(store: EventStore) -> None:
@@ -169,7 +170,7 @@ async def test_a_repeated_command_alone_in_a_group_leaves_the_others_written_onc
     )
     assert outcomes[5].duplicate and outcomes[5].events == first.events
     assert [o.duplicate for o in outcomes[:5] + outcomes[6:]] == [False] * 10
-    assert [len(await store.load(str(u))) for u in [repeated, *others]] == [1] * 11
+    assert [len((await store.history(str(u))).events) for u in [repeated, *others]] == [1] * 11
 
 
 async def test_cancelled_callers_do_not_leave_the_others_of_their_group_unanswered(store: EventStore) -> None:
@@ -199,9 +200,9 @@ async def test_appending_to_many_aggregates_at_once_numbers_each_from_its_versio
         await store.append_each(conn, [(str(known), versions[str(known)], [updated(known, "B")], cause()),
                                        (str(new), versions[str(new)], [created(new), updated(new, "C")], cause())])
     assert versions == {str(known): 1, str(new): 0}
-    assert [(e.type, e.aggregate_version) for e in await store.load(str(known))] == [("UserCreated", 1),
+    assert [(e.type, e.aggregate_version) for e in (await store.history(str(known))).events] == [("UserCreated", 1),
                                                                                      ("UserUpdated", 2)]
-    assert [(e.type, e.aggregate_version) for e in await store.load(str(new))] == [("UserCreated", 1),
+    assert [(e.type, e.aggregate_version) for e in (await store.history(str(new))).events] == [("UserCreated", 1),
                                                                                    ("UserUpdated", 2)]
     keys = await store.pool.fetch("SELECT key FROM outbox WHERE key = ANY($1::text[])", [str(known), str(new)])
     assert sorted(r["key"] for r in keys) == sorted([str(known)] * 2 + [str(new)] * 2)
@@ -214,7 +215,7 @@ async def test_a_conflict_among_many_appends_writes_none_of_them(store: EventSto
         async with store.pool.acquire() as conn, conn.transaction():
             await store.append_each(conn, [(str(fine), 0, [created(fine)], cause()),
                                            (str(stale), 0, [created(stale)], cause())])
-    assert await store.load(str(fine)) == []
+    assert (await store.history(str(fine))).events == []
 
 
 async def test_a_command_seen_before_among_many_appends_is_reported(store: EventStore) -> None:
@@ -224,7 +225,7 @@ async def test_a_command_seen_before_among_many_appends_is_reported(store: Event
         async with store.pool.acquire() as conn, conn.transaction():
             await store.append_each(conn, [(str(fresh), 0, [created(fresh)], cause(uuid.uuid4())),
                                            (str(seen), 1, [updated(seen, "again")], cause(command_id))])
-    assert await store.load(str(fresh)) == [] and len(await store.load(str(seen))) == 1
+    assert (await store.history(str(fresh))).events == [] and len((await store.history(str(seen))).events) == 1
 
 
 async def test_one_command_id_on_two_aggregates_is_not_applied_twice(store: EventStore) -> None:

@@ -31,10 +31,13 @@ from mfaplane_contracts.commands import (
 )
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_events import MFAReset, TOTPEnrolled, TOTPSecretIssued, TOTPVerified, enrollment_id
-from mfaplane_eventing.aggregate import fold, replayer
+from mfaplane_eventing.aggregate import fold
+from mfaplane_eventing.event_store import History
+from mfaplane_eventing.snapshots import Snapshot
 from mfaplane_mfa import totp
 from mfaplane_mfa.enrollment import (Decision, Enrollment, apply, decide, recovery_codes_to_check, secret_id_to_open,
                                      status)
+from mfaplane_mfa.enrollment_commands import replay
 from mfaplane_mfa.throttle import ThrottlePolicy, refusal
 
 POLICY = ThrottlePolicy(failures_per_pause=2, first_pause=timedelta(minutes=1), lock_after_failures=5)
@@ -256,12 +259,20 @@ class EnrollmentMachine(RuleBasedStateMachine):
     def history_rebuilds_the_state(self) -> None:
         assert fold(apply, Enrollment(), self.events) == self.state
 
+    @invariant()
+    def a_snapshot_keeps_the_state(self) -> None:
+        assert replay.snapshots.load(Snapshot(len(self.events), replay.snapshots.dump(self.state))) == self.state
+
     def teardown(self) -> None:
-        """Once per run (it is the slow check): the history as stored and read back replays too."""
+        """Once per run (it is the slow check): the history as stored and read back replays too, whole
+        and from a snapshot taken halfway."""
         stored = [
             Envelope.model_validate_json(self.envelope(i, e).model_dump_json()) for i, e in enumerate(self.events)
         ]
-        assert replayer(apply, Enrollment())(stored) == self.state
+        assert replay(History(stored)) == self.state
+        half = len(stored) // 2
+        taken = Snapshot(half, replay.snapshots.dump(fold(apply, Enrollment(), self.events[:half])))
+        assert replay(History(stored[half:], taken if half else None)) == self.state
 
     def envelope(self, index: int, event) -> Envelope:
         """The event as the store keeps it and Kafka carries it."""

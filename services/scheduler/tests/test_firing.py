@@ -57,7 +57,7 @@ def _required(principal: uuid.UUID, deadline: datetime) -> mfa.MFARequired:
 
 
 async def _fired(store: EventStore, principal: uuid.UUID) -> list[tuple[str, datetime, datetime]]:
-    events = await store.load(timer_aggregate_id(f"user_portal:{principal}"))
+    events = (await store.history(timer_aggregate_id(f"user_portal:{principal}"))).events
     return [(e.type, e.body().deadline, e.body().due_at) for e in events]
 
 

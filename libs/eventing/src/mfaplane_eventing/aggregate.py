@@ -8,10 +8,12 @@ the expected version, so a concurrent writer gets a conflict instead of a lost u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
-from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_eventing.event_store import History
+from mfaplane_eventing.snapshots import Snapshot, Snapshots
 
 S = TypeVar("S")
 
@@ -34,6 +36,28 @@ def fold(apply: Callable[[S, EventPayload], S], initial: S, events: Iterable[Eve
     return state
 
 
-def replayer(apply: Callable[[S, EventPayload], S], initial: S) -> Callable[[Iterable[Envelope]], S]:
-    """The state after a stored history, each event decoded (and upcast) first."""
-    return lambda history: fold(apply, initial, (envelope.body() for envelope in history))
+class Replayer(Generic[S]):
+    """The state after a stored history: its snapshot's state if it has one (see snapshots.py), then
+    each event after it, decoded (and upcast) first."""
+
+    def __init__(self, apply: Callable[[S, EventPayload], S], initial: S,
+                 snapshots: Snapshots[S] | None = None) -> None:
+        self.apply = apply
+        self.initial = initial
+        self.snapshots = snapshots
+
+    @property
+    def snapshot_key(self) -> str | None:
+        return self.snapshots.key if self.snapshots else None
+
+    def __call__(self, history: History) -> S:
+        start = self.snapshots.load(history.snapshot) if self.snapshots and history.snapshot else self.initial
+        return fold(self.apply, start, (envelope.body() for envelope in history.events))
+
+    def snapshot_after(self, history: History, state: S, events: Sequence[EventPayload],
+                       version: int) -> Snapshot | None:
+        """A snapshot at `version`, if one is due, of `state` (the state at `history`) with `events` applied."""
+        if self.snapshots is None or not self.snapshots.due(history.snapshot_version, version):
+            return None
+        return Snapshot(version, self.snapshots.dump(fold(self.apply, state, events)))
+

@@ -1,13 +1,16 @@
 """Load, decide, append: the loop every command goes through, retried on a concurrent write.
 
 `execute` runs one command; `execute_batch` runs many (a bulk action's) with a few queries and one
-transaction per attempt instead of several round trips and a commit per command.
+transaction per attempt instead of several round trips and a commit per command. Both load from the
+aggregate's snapshot when it has one; `execute` saves one when it is due (see snapshots.py), a batch
+leaves that to the next single command.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -16,11 +19,14 @@ from typing import Generic, TypeVar
 import asyncpg
 
 from mfaplane_contracts.commands import CommandReceipt
-from mfaplane_contracts.envelope import Envelope, EventPayload
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_eventing.aggregate import Rejected, Replayer
+from mfaplane_eventing.db import DATABASE_AWAY
+from mfaplane_eventing.event_store import AppendResult, Cause, CommandSeen, ConcurrencyConflict, EventStore, History
 from mfaplane_eventing.metrics import EVENTS_APPENDED
-from mfaplane_eventing.event_store import AppendResult, Cause, CommandSeen, ConcurrencyConflict, EventStore
+from mfaplane_eventing.snapshots import Snapshot
 
+log = logging.getLogger(__name__)
 S = TypeVar("S")
 ATTEMPTS = 8
 CONFLICT_BACKOFF_SECONDS = 0.02
@@ -32,7 +38,7 @@ Outcomes = dict[int, "AppendResult | Rejected | ConcurrencyConflict"]  # by the 
 async def execute(
     store: EventStore,
     aggregate_id: str,
-    replay: Callable[[list[Envelope]], S],
+    replay: Replayer[S],
     decide: Decide[S],
     cause: Cause,
     write_rows: WriteRows | None = None,
@@ -46,40 +52,57 @@ async def execute(
     `write_rows` writes the service's own rows (a password hash, an encrypted key) in the same
     transaction as the events; `rows_needed`, if given, says which events need them, and events
     that need none are appended on their own (one statement, group-committed). A decision with no
-    events writes nothing at all.
+    events writes nothing at all. After the append, a snapshot is saved if one is due.
     """
     for attempts_left in range(ATTEMPTS - 1, -1, -1):
         # The command id is looked up with the history (one snapshot) and on every attempt: the same command
         # may be running on another replica (a client's retry), and deciding on its result would answer
         # "nothing to do" instead.
-        history, earlier = await store.load_for_command(aggregate_id, cause.command_id)
+        history, earlier = await store.load_for_command(aggregate_id, cause.command_id, replay.snapshot_key)
         if earlier is not None:
             return earlier
-        events = await _decide(decide, replay(history))
+        state = replay(history)
+        events = await _decide(decide, state)
         if not events:
-            return AppendResult([], _version(history), duplicate=False)
+            return AppendResult([], history.version, duplicate=False)
         try:
-            if write_rows is None or (rows_needed is not None and not rows_needed(events)):
-                return await store.append(aggregate_id, _version(history), events, cause)  # one statement, no BEGIN
-            async with store.pool.acquire() as conn, conn.transaction():
-                result = await _append_on(conn, store, aggregate_id, _version(history), events, cause, write_rows)
+            result = await _append(store, aggregate_id, history.version, events, cause, write_rows, rows_needed)
         except ConcurrencyConflict:
             if not attempts_left:
                 raise
             await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS))  # let the winner's readers pass
             continue
-        EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
+        if not result.duplicate:
+            await _save_snapshot(store, aggregate_id, replay.snapshot_key,
+                                 replay.snapshot_after(history, state, events, result.version))
         return result
     raise ConcurrencyConflict(aggregate_id)  # only reached with ATTEMPTS == 0
+
+
+async def _append(store: EventStore, aggregate_id: str, version: int, events: Sequence[EventPayload], cause: Cause,
+                  write_rows: WriteRows | None, rows_needed: Callable[[Sequence[EventPayload]], bool] | None
+                  ) -> AppendResult:
+    if write_rows is None or (rows_needed is not None and not rows_needed(events)):
+        return await store.append(aggregate_id, version, events, cause)  # one statement, no BEGIN
+    async with store.pool.acquire() as conn, conn.transaction():
+        result = await _append_on(conn, store, aggregate_id, version, events, cause, write_rows)
+    EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
+    return result
+
+
+async def _save_snapshot(store: EventStore, aggregate_id: str, key: str | None, snapshot: Snapshot | None) -> None:
+    """The command has committed: a snapshot that cannot be saved now is saved by a later command."""
+    if snapshot is None:
+        return
+    try:
+        await store.save_snapshot(aggregate_id, key, snapshot)
+    except (*DATABASE_AWAY, asyncpg.PostgresError) as error:
+        log.warning("snapshot not saved", extra={"aggregate_id": aggregate_id, "error": type(error).__name__})
 
 
 async def _decide(decide: Decide[S], state: S) -> Sequence[EventPayload]:
     events = decide(state)
     return await events if inspect.isawaitable(events) else events
-
-
-def _version(history: list[Envelope]) -> int:
-    return history[-1].aggregate_version if history else 0
 
 
 async def _append_on(conn: asyncpg.Connection, store: EventStore, aggregate_id: str, version: int,
@@ -102,7 +125,7 @@ class BatchItem(Generic[S]):
 
 
 async def execute_batch(
-    store: EventStore, replay: Callable[[list[Envelope]], S], items: Sequence[BatchItem[S]],
+    store: EventStore, replay: Replayer[S], items: Sequence[BatchItem[S]],
 ) -> list[AppendResult | Rejected | ConcurrencyConflict]:
     """Runs many commands as `execute` runs one, each on its own aggregate, with per-item outcomes.
 
@@ -116,7 +139,7 @@ async def execute_batch(
     outcomes: Outcomes = {}
     pending = list(range(len(items)))
     for attempts_left in range(ATTEMPTS - 1, -1, -1):
-        histories = await store.load_many([items[i].aggregate_id for i in pending])
+        histories = await store.load_many([items[i].aggregate_id for i in pending], replay.snapshot_key)
         outcomes.update(await _earlier_results(store, items, pending))  # after the load: see `execute`
         pending = [i for i in pending if i not in outcomes]
         if not pending:
@@ -136,8 +159,9 @@ async def _earlier_results(store: EventStore, items: Sequence[BatchItem], pendin
     return {i: earlier[command_id] for i, command_id in ids.items() if command_id in earlier}
 
 
-async def _decide_all(replay: Callable[[list[Envelope]], S], items: Sequence[BatchItem[S]], pending: list[int],
-                      histories: dict[str, list[Envelope]], outcomes: Outcomes) -> list[tuple[int, int, Sequence[EventPayload]]]:
+async def _decide_all(replay: Replayer[S], items: Sequence[BatchItem[S]], pending: list[int],
+                      histories: dict[str, History], outcomes: Outcomes
+                      ) -> list[tuple[int, int, Sequence[EventPayload]]]:
     """(item, loaded version, events) of every pending item that has events to append."""
     decided = []
     for i in pending:
@@ -148,9 +172,9 @@ async def _decide_all(replay: Callable[[list[Envelope]], S], items: Sequence[Bat
             outcomes[i] = refusal
             continue
         if events:
-            decided.append((i, _version(history), events))
+            decided.append((i, history.version, events))
         else:
-            outcomes[i] = AppendResult([], _version(history), duplicate=False)
+            outcomes[i] = AppendResult([], history.version, duplicate=False)
     return decided
 
 

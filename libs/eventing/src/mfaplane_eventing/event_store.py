@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import json
 import uuid
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ import asyncpg
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.metrics import EVENTS_APPENDED
+from mfaplane_eventing.snapshots import Snapshot
 
 
 FLUSHES_AT_ONCE = 2  # group-commit writer tasks, each with a statement in flight (see the module docstring)
@@ -124,12 +126,49 @@ _APPEND = (
 )
 
 
-# One row at least: the command's aggregate if it was recorded, else the history (or nulls if none).
-_LOAD_FOR_COMMAND = (
-    "SELECT c.aggregate_id AS recorded_for, " + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + " "
-    "FROM (SELECT) AS one LEFT JOIN commands c ON c.command_id = $2 "
-    "LEFT JOIN events e ON e.aggregate_id = $1 AND c.command_id IS NULL ORDER BY e.aggregate_version"
-)
+def _load(aggregates: str) -> str:
+    """The history of each aggregate `a` of `aggregates` (its snapshot under the key $3, if any, and the
+    events after it), unless the command id $2 was recorded before: then one row naming the aggregate
+    it was recorded for. The snapshot's state comes as text, decoded once rather than on each row."""
+    return (
+        "SELECT a.aggregate_id AS loaded_for, c.aggregate_id AS recorded_for, s.aggregate_version AS snapshot_version, "
+        "s.state::text AS snapshot_state, " + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + " "
+        f"FROM {aggregates} LEFT JOIN commands c ON c.command_id = $2 "
+        "LEFT JOIN snapshots s ON s.aggregate_id = a.aggregate_id AND s.state_key = $3 AND c.command_id IS NULL "
+        "LEFT JOIN events e ON e.aggregate_id = a.aggregate_id AND c.command_id IS NULL "
+        "AND e.aggregate_version > coalesce(s.aggregate_version, 0) "
+        "ORDER BY a.aggregate_id, e.aggregate_version"
+    )
+
+
+# One aggregate ($1) gets a generic plan, made once per connection. An array of one would get a custom
+# plan at every execution (pg_prepared_statements: 6,000 in 6,000 loads), about 0.1 ms more per command.
+_LOAD_ONE = _load("(SELECT $1::text AS aggregate_id) AS a")
+_LOAD_MANY = _load("unnest($1::text[]) AS a(aggregate_id)")
+
+
+@dataclass(frozen=True)
+class History:
+    """An aggregate's stored past as loaded: its latest snapshot (if one was usable) and the events after it."""
+
+    events: list[Envelope]
+    snapshot: Snapshot | None = None
+
+    @property
+    def snapshot_version(self) -> int:
+        return self.snapshot.version if self.snapshot else 0
+
+    @property
+    def version(self) -> int:
+        return self.events[-1].aggregate_version if self.events else self.snapshot_version
+
+
+def _history(rows: Sequence[asyncpg.Record]) -> History:
+    """One aggregate's rows of a `_load` query."""
+    first = rows[0]
+    snapshot = (Snapshot(first["snapshot_version"], json.loads(first["snapshot_state"]))
+                if first["snapshot_version"] is not None else None)
+    return History([_envelope(row) for row in rows if row["event_id"] is not None], snapshot)
 
 
 def _settle(answer: asyncio.Future, result: AppendResult | None = None, error: Exception | None = None) -> None:
@@ -157,31 +196,34 @@ class EventStore:
         self._waiting: list[tuple[Append, asyncio.Future[AppendResult]]] = []
         self._writers: set[asyncio.Task] = set()
 
-    async def load(self, aggregate_id: str, conn: asyncpg.Connection | None = None) -> list[Envelope]:
-        sql = f"SELECT {_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY aggregate_version"
-        rows = await (conn or self.pool).fetch(sql, aggregate_id)
-        return [_envelope(row) for row in rows]
-
-    async def load_for_command(self, aggregate_id: str,
-                               command_id: uuid.UUID | None) -> tuple[list[Envelope], AppendResult | None]:
-        """The aggregate's history and, if `command_id` was recorded before, what it produced: one query,
-        so both are read in one snapshot."""
-        if command_id is None:
-            return await self.load(aggregate_id), None
+    async def load_for_command(self, aggregate_id: str, command_id: uuid.UUID | None,
+                               snapshot_key: str | None = None) -> tuple[History, AppendResult | None]:
+        """The aggregate's history (from its snapshot under `snapshot_key`, if any) and, if `command_id` was
+        recorded before, what it produced: one query, so both are read in one snapshot of the database."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_LOAD_FOR_COMMAND, aggregate_id, command_id)
+            rows = await conn.fetch(_LOAD_ONE, aggregate_id, command_id, snapshot_key)
             if (recorded_for := rows[0]["recorded_for"]) is not None:
-                return [], await self._duplicate(conn, command_id, recorded_for)
-        return [_envelope(row) for row in rows if row["event_id"] is not None], None
+                return History([]), await self._duplicate(conn, command_id, recorded_for)
+        return _history(rows), None
 
-    async def load_many(self, aggregate_ids: Sequence[str]) -> dict[str, list[Envelope]]:
-        """Several aggregates' histories in one query; an aggregate without events maps to []."""
-        sql = (f"SELECT {_COLUMNS} FROM events WHERE aggregate_id = ANY($1::text[]) "
-               "ORDER BY aggregate_id, aggregate_version")
-        histories: dict[str, list[Envelope]] = {aggregate_id: [] for aggregate_id in aggregate_ids}
-        for row in await self.pool.fetch(sql, list(histories)):
-            histories[row["aggregate_id"]].append(_envelope(row))
-        return histories
+    async def history(self, aggregate_id: str, snapshot_key: str | None = None) -> History:
+        return (await self.load_for_command(aggregate_id, None, snapshot_key))[0]
+
+    async def load_many(self, aggregate_ids: Sequence[str], snapshot_key: str | None = None) -> dict[str, History]:
+        """Several aggregates' histories in one query; an aggregate without events has an empty one."""
+        rows = await self.pool.fetch(_LOAD_MANY, list(dict.fromkeys(aggregate_ids)), None, snapshot_key)
+        return {aggregate_id: _history(list(group))
+                for aggregate_id, group in itertools.groupby(rows, key=lambda row: row["loaded_for"])}
+
+    async def save_snapshot(self, aggregate_id: str, snapshot_key: str, snapshot: Snapshot) -> None:
+        """Keeps `snapshot` as the aggregate's latest, unless a newer one under the same key is kept already."""
+        await self.pool.execute(
+            "INSERT INTO snapshots (aggregate_id, state_key, aggregate_version, state) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (aggregate_id) DO UPDATE SET state_key = excluded.state_key, "
+            "aggregate_version = excluded.aggregate_version, state = excluded.state, taken_at = now() "
+            "WHERE snapshots.state_key <> excluded.state_key "
+            "OR snapshots.aggregate_version < excluded.aggregate_version",
+            aggregate_id, snapshot_key, snapshot.version, snapshot.state)
 
     async def earlier_results(self, command_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AppendResult]:
         """What each of these command ids produced before, for those that were recorded."""

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.identity_events import ApiRole, Email, ResourceKind
-from mfaplane_eventing.aggregate import Rejected, replayer
+from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
@@ -81,9 +81,9 @@ def passwords(runtime: RuntimeDep) -> Passwords:
 PasswordsDep = Annotated[Passwords, Depends(passwords)]
 
 
-_accounts = replayer(account.apply, Account())
-_resources = replayer(resource.apply, Resource())
-_api_keys = replayer(api_keys.apply, api_keys.ApiKey())
+_accounts = Replayer(account.apply, Account())
+_resources = Replayer(resource.apply, Resource())
+_api_keys = Replayer(api_keys.apply, api_keys.ApiKey())
 
 
 async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, email, password_hash) -> None:
