@@ -41,7 +41,7 @@ QUICK = {
     "lists": ["--sizes", "10000", "50000", "--repeats", "30", "--max-seconds", "2"],
     "memory": ["--users", "300"],
     "bulk": ["--users", "300"],
-    "signin": ["--users", "150", "--seconds", "3", "--default-argon2-users", "8"],
+    "signin": ["--users", "150", "--seconds", "3", "--default-argon2-users", "8", "--earlier-sign-ins", "40"],
     "expiry": ["--users", "200"],
 }
 
