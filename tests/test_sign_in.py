@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import asyncpg
+import httpx
 import pyotp
 
+from mfaplane_identity.settings import IdentitySettings
 from mfaplane_mfa.enrollment_commands import replay
 from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
 
@@ -26,6 +28,30 @@ async def test_wrong_password_and_unknown_email_get_the_same_answer(admin, porta
     wrong = await portal.post("/v1/portal/sign-in", json={"email": email, "password": "not the password"})
     unknown = await portal.post("/v1/portal/sign-in", json={"email": "nobody@example.com", "password": PASSWORD})
     assert problem(wrong, 401, "invalid_credentials") == problem(unknown, 401, "invalid_credentials")
+
+
+async def test_password_guessing_is_throttled_per_email_and_a_success_starts_the_count_again(
+        admin, portal, clock) -> None:
+    _, email = await new_user(admin)
+    allowed = IdentitySettings.model_fields["password_max_failures"].default
+
+    async def attempt(password: str, address: str = email) -> httpx.Response:
+        return await portal.post("/v1/portal/sign-in", json={"email": address, "password": password})
+
+    for _ in range(allowed - 1):
+        problem(await attempt("a guess"), 401, "invalid_credentials")
+    assert (await sign_in(portal, email))["outcome"] == "signed_in"  # and the failures are forgotten
+    for _ in range(allowed):
+        problem(await attempt("a guess"), 401, "invalid_credentials")
+    refused = problem(await attempt(PASSWORD), 429, "too_many_attempts")  # even the right password
+    assert 0 < refused["retry_after"] <= 15 * 60
+    unknown = "nobody-" + email
+    for _ in range(allowed):
+        problem(await attempt("a guess", unknown), 401, "invalid_credentials")
+    problem(await attempt("a guess", unknown), 429, "too_many_attempts")
+
+    clock.advance(timedelta(seconds=refused["retry_after"]))
+    assert (await sign_in(portal, email))["outcome"] == "signed_in"
 
 
 async def test_enrollment_prompt_dismiss_then_setup_then_code(admin, portal, clock) -> None:

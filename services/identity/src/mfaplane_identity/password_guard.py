@@ -19,11 +19,13 @@ class PasswordGuard:
         self._clock = clock
         self._max = settings.password_max_failures
         self._window = timedelta(seconds=settings.password_failure_window_seconds)
+        self._failures_found = True  # until `check` has looked
 
     async def check(self, kind: str, email: str) -> None:
         row = await self._pool.fetchrow(
             "SELECT failures, window_from FROM password_failures WHERE kind = $1 AND email = lower($2)", kind, email
         )
+        self._failures_found = row is not None
         now = self._clock.now()
         if row and row["failures"] >= self._max and now < row["window_from"] + self._window:
             retry_after = int((row["window_from"] + self._window - now).total_seconds()) + 1
@@ -41,4 +43,8 @@ class PasswordGuard:
         )
 
     async def succeeded(self, kind: str, email: str) -> None:
+        """Clears the failures `check` found. With none found it costs no round trip: a failure recorded
+        meanwhile (a concurrent attempt) then counts until its window ends, as if it had come after."""
+        if not self._failures_found:
+            return
         await self._pool.execute("DELETE FROM password_failures WHERE kind = $1 AND email = lower($2)", kind, email)
