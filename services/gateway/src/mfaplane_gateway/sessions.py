@@ -3,6 +3,8 @@
 A challenge is handed out by step one of a sign-in (password accepted) and names what step two
 may do with it: `code` (verify a TOTP or recovery code), `prompt` (set up now or dismiss),
 `setup` (must set up). It is short-lived and only good for that principal and purpose.
+Every sign-in adds a session row; once it has expired, nothing reads it again, and a background
+loop deletes it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from datetime import datetime, timedelta
 import asyncpg
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from mfaplane_eventing import loops
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.service import Runtime
 
 PURPOSES = ("code", "prompt", "setup")
+SWEEP_SECONDS = 60.0
+SWEEP_BATCH = 1000  # rows per statement: a short transaction, however many expired at once
 
 
 @dataclass(frozen=True)
@@ -80,3 +86,18 @@ async def end_sessions_before(conn: asyncpg.Connection, principal_id: uuid.UUID,
         "UPDATE sessions SET revoked_at = $2 WHERE principal_id = $1 AND created_at < $2 AND revoked_at IS NULL",
         principal_id, moment,
     )
+
+
+async def delete_expired(pool: asyncpg.Pool, now: datetime, batch: int = SWEEP_BATCH) -> bool:
+    """Deletes up to `batch` expired sessions, oldest first; True if there may be more. Replicas share
+    the work: each skips the rows another is deleting."""
+    deleted = await pool.fetchval(
+        "WITH gone AS (DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions "
+        "WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) "
+        "SELECT count(*) FROM gone", now, batch)
+    return deleted == batch
+
+
+async def sweep_expired(runtime: Runtime) -> None:
+    await loops.repeat("deleting expired sessions", lambda: delete_expired(runtime.pool, runtime.clock.now()),
+                       SWEEP_SECONDS)
