@@ -297,7 +297,7 @@ async def totp_step(bench: BenchStack, portal: Api, people: list[Person], args) 
 
 async def seed_earlier_sign_ins(bench: BenchStack, people: list[Person], count: int) -> None:
     """Gives each user `count` earlier sign-ins: TOTPVerified events written straight into the mfa
-    service's event store (not published), at time steps below the user's last one, so the user's
+    service's event store (not published), at time steps up to the user's last one, so the user's
     next codes stay valid. Not timed: it stands for the months of sign-ins a user has behind them."""
     started = time.monotonic()
     template = TOTPVerified(principal_id=uuid.UUID(int=0), scope="user_portal", method="totp", time_step=0,
@@ -312,7 +312,7 @@ async def seed_earlier_sign_ins(bench: BenchStack, people: list[Person], count: 
                 "SELECT gen_random_uuid(), $4, p.aggregate_id, v.version + g, $5, $6, now(), gen_random_uuid(), "
                 "'user:' || p.principal_id, $7, "
                 "$8::jsonb || jsonb_build_object('principal_id', p.principal_id, "
-                "                                'time_step', p.last_step - $9 + g - 1) "
+                "                                'time_step', p.last_step - $9 + g) "
                 "FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(aggregate_id, principal_id, last_step) "
                 "CROSS JOIN LATERAL (SELECT max(aggregate_version) AS version FROM events "
                 "                    WHERE aggregate_id = p.aggregate_id) AS v "

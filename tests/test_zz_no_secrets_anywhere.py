@@ -1,13 +1,16 @@
 """Last of the suite: no TOTP key, recovery code, password, password hash or API key appears in any
-Kafka message or any service log written during the run (named to run after the others)."""
+Kafka message, any service log written during the run, or any aggregate snapshot (named to run
+after the others)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mfaplane_contracts.topics import ALL_TOPICS
+from mfaplane_devstack.stack import SERVICES
 from portal_flows import SHOWN_SECRETS, new_user, set_up, sign_in
 
 FORBIDDEN_MARKERS = ("$argon2", "otpauth://")
@@ -39,7 +42,17 @@ async def test_no_secret_in_any_message_or_log(stack, admin, portal, clock, api_
 
     messages = await _every_message(stack.infra.kafka_bootstrap)
     logs = {path.name: path.read_bytes() for path in stack.supervisor.log_dir.glob("*.log")}
+    snapshots = await _every_snapshot(stack.infra.database_url)
     assert messages and logs
-    for source, text in [*(("kafka", m) for m in messages), *logs.items()]:
+    for source, text in [*(("kafka", m) for m in messages), *logs.items(), *snapshots]:
         for secret in [*secrets, *FORBIDDEN_MARKERS]:
             assert secret.encode() not in text, f"a secret appears in {source}"
+
+
+async def _every_snapshot(database_url: str) -> list[tuple[str, bytes]]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [(f"{schema}.snapshots", row["state"].encode()) for schema in SERVICES
+                for row in await conn.fetch(f"SELECT state::text AS state FROM {schema}.snapshots")]
+    finally:
+        await conn.close()

@@ -9,11 +9,13 @@ the expected version, so a concurrent writer gets a conflict instead of a lost u
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_eventing.event_store import History
 from mfaplane_eventing.snapshots import Snapshot, Snapshots
+
+if TYPE_CHECKING:
+    from mfaplane_eventing.event_store import History
 
 S = TypeVar("S")
 
@@ -45,10 +47,7 @@ class Replayer(Generic[S]):
         self.apply = apply
         self.initial = initial
         self.snapshots = snapshots
-
-    @property
-    def snapshot_key(self) -> str | None:
-        return self.snapshots.key if self.snapshots else None
+        self.snapshot_key = snapshots.key(apply) if snapshots else None
 
     def __call__(self, history: History) -> S:
         start = self.snapshots.load(history.snapshot) if self.snapshots and history.snapshot else self.initial

@@ -21,10 +21,8 @@ import asyncpg
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_eventing.aggregate import Rejected, Replayer
-from mfaplane_eventing.db import DATABASE_AWAY
 from mfaplane_eventing.event_store import AppendResult, Cause, CommandSeen, ConcurrencyConflict, EventStore, History
 from mfaplane_eventing.metrics import EVENTS_APPENDED
-from mfaplane_eventing.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -73,8 +71,7 @@ async def execute(
             await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS))  # let the winner's readers pass
             continue
         if not result.duplicate:
-            await _save_snapshot(store, aggregate_id, replay.snapshot_key,
-                                 replay.snapshot_after(history, state, events, result.version))
+            await _save_snapshot(store, replay, aggregate_id, history, state, events, result.version)
         return result
     raise ConcurrencyConflict(aggregate_id)  # only reached with ATTEMPTS == 0
 
@@ -90,13 +87,15 @@ async def _append(store: EventStore, aggregate_id: str, version: int, events: Se
     return result
 
 
-async def _save_snapshot(store: EventStore, aggregate_id: str, key: str | None, snapshot: Snapshot | None) -> None:
-    """The command has committed: a snapshot that cannot be saved now is saved by a later command."""
-    if snapshot is None:
-        return
+async def _save_snapshot(store: EventStore, replay: Replayer[S], aggregate_id: str, history: History, state: S,
+                         events: Sequence[EventPayload], version: int) -> None:
+    """Saves a snapshot at `version` if one is due. The command has committed by now, and its answer
+    must stand whatever happens here: a snapshot not made or not saved is left to a later command."""
     try:
-        await store.save_snapshot(aggregate_id, key, snapshot)
-    except (*DATABASE_AWAY, asyncpg.PostgresError) as error:
+        snapshot = replay.snapshot_after(history, state, events, version)
+        if snapshot is not None:
+            await store.save_snapshot(aggregate_id, replay.snapshot_key, snapshot)
+    except Exception as error:  # noqa: BLE001 - only a shortcut is lost
         log.warning("snapshot not saved", extra={"aggregate_id": aggregate_id, "error": type(error).__name__})
 
 

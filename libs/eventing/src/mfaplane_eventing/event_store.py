@@ -216,13 +216,14 @@ class EventStore:
                 for aggregate_id, group in itertools.groupby(rows, key=lambda row: row["loaded_for"])}
 
     async def save_snapshot(self, aggregate_id: str, snapshot_key: str, snapshot: Snapshot) -> None:
-        """Keeps `snapshot` as the aggregate's latest, unless a newer one under the same key is kept already."""
+        """Keeps `snapshot` as the aggregate's latest under its key, unless a newer one is kept already.
+        The aggregate's snapshots under other keys (other code's) go once they are a day old."""
         await self.pool.execute(
+            "WITH stale AS (DELETE FROM snapshots WHERE aggregate_id = $1 AND state_key <> $2 "
+            "               AND taken_at < now() - interval '1 day') "
             "INSERT INTO snapshots (aggregate_id, state_key, aggregate_version, state) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (aggregate_id) DO UPDATE SET state_key = excluded.state_key, "
-            "aggregate_version = excluded.aggregate_version, state = excluded.state, taken_at = now() "
-            "WHERE snapshots.state_key <> excluded.state_key "
-            "OR snapshots.aggregate_version < excluded.aggregate_version",
+            "ON CONFLICT (aggregate_id, state_key) DO UPDATE SET aggregate_version = excluded.aggregate_version, "
+            "state = excluded.state, taken_at = now() WHERE snapshots.aggregate_version < excluded.aggregate_version",
             aggregate_id, snapshot_key, snapshot.version, snapshot.state)
 
     async def earlier_results(self, command_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AppendResult]:
