@@ -69,13 +69,13 @@ class Principal(BaseModel):
 
 
 @functools.cache
-def _passwords(time_cost: int, memory_cost_kib: int, parallelism: int) -> Passwords:
-    return Passwords(time_cost, memory_cost_kib, parallelism)
+def _passwords(time_cost: int, memory_cost_kib: int, parallelism: int, threads: int) -> Passwords:
+    return Passwords(time_cost, memory_cost_kib, parallelism, threads)
 
 
-def passwords(runtime: RuntimeDep) -> Passwords:
+async def passwords(runtime: RuntimeDep) -> Passwords:
     s = runtime.settings
-    return _passwords(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism)
+    return _passwords(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism, s.argon2_threads)
 
 
 PasswordsDep = Annotated[Passwords, Depends(passwords)]

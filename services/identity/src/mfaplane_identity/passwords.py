@@ -1,8 +1,17 @@
-"""Password hashing with argon2id. Hashing is slow on purpose, so it runs off the event loop."""
+"""Password hashing with argon2id. Hashing is slow on purpose, so it runs off the event loop.
+
+It runs on threads of its own, as many as `ARGON2_THREADS`, never on asyncio's default executor:
+that one has up to cpu_count + 4 threads, and cpu_count is the node's, not the pod's limit. A burst
+of sign-ins then ran that many hashes at once, each holding ARGON2_MEMORY_COST_KIB (64 MiB by
+default): 20 threads on a 16-core node need 1.25 GiB, above the pod's memory limit. More hashes at
+once than cores also only adds switching: on 2 cores, 2 threads hash 392 times a second and 16
+threads 322 (t=1, 8 MiB, p=4). Requests beyond the threads wait their turn.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,15 +21,18 @@ _DUMMY_PASSWORD = "not-a-real-password-only-for-constant-time"
 
 
 class Passwords:
-    def __init__(self, time_cost: int, memory_cost_kib: int, parallelism: int) -> None:
+    def __init__(self, time_cost: int, memory_cost_kib: int, parallelism: int, threads: int) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism)
         self._dummy_hash = self._hasher.hash(_DUMMY_PASSWORD)
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="argon2")
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        return await asyncio.to_thread(self._verify, password_hash or self._dummy_hash, password) and bool(password_hash)
+        verified = await asyncio.get_running_loop().run_in_executor(
+            self._threads, self._verify, password_hash or self._dummy_hash, password)
+        return verified and bool(password_hash)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

@@ -1,3 +1,5 @@
+from pydantic import Field
+
 from mfaplane_eventing.settings import ServiceSettings
 
 
@@ -7,6 +9,8 @@ class IdentitySettings(ServiceSettings):
     argon2_time_cost: int = 3
     argon2_memory_cost_kib: int = 65536
     argon2_parallelism: int = 4
+    # Hashes computed at once, each holding argon2_memory_cost_kib: about the pod's CPU limit (passwords.py).
+    argon2_threads: int = Field(default=2, ge=1)
     # Password guessing: after this many failures for one email within the window, refuse until it ends.
     password_max_failures: int = 10
     password_failure_window_seconds: int = 15 * 60
