@@ -10,6 +10,7 @@ import pyotp
 
 from mfaplane_contracts.mfa_events import enrollment_id
 from mfaplane_identity.settings import IdentitySettings
+from fault_tools import schema
 from mfaplane_mfa.enrollment_commands import replay
 from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
 
@@ -196,8 +197,7 @@ async def test_a_user_who_signs_in_often_is_loaded_from_a_snapshot_and_a_used_co
         stack, admin, portal, clock) -> None:
     user_id, email = await new_user(admin, enrollment_days=7)
     key, _ = await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
-    conn = await asyncpg.connect(stack.infra.database_url, server_settings={"search_path": "mfa"})
-    try:
+    async with schema(stack, "mfa") as conn:
         for _ in range(replay.snapshots.every):  # until the last sign-in is in the snapshot, with no event after
             clock.advance(STEP)
             challenge = (await sign_in(portal, email))["challenge"]
@@ -207,8 +207,6 @@ async def test_a_user_who_signs_in_often_is_loaded_from_a_snapshot_and_a_used_co
                 break
         else:
             raise AssertionError("no snapshot was taken")
-    finally:
-        await conn.close()
 
     replayed = await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code})
     problem(replayed, 401, "invalid_code")  # the last accepted step came from the snapshot
