@@ -63,7 +63,6 @@ async def test_a_session_lock_left_held_is_released_with_the_connection(infra, o
     assert await statements_sent(one_connection, lambda conn: conn.fetchval("SELECT 1")) == ["SELECT 1"]
 
 
-
 async def test_a_lock_not_obtained_leaves_the_connection_plain(infra, one_connection) -> None:
     holder = await asyncpg.connect(infra.database_url)
     try:
