@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -26,7 +27,7 @@ from mfaplane_devstack import ensure_topics
 from bench.harness import BenchStack
 
 BATCH = 1000
-RAW_TOPIC = Topic("mfaplane.bench.raw", 6, -1, "bench: raw produce rate")
+RAW_TOPIC = Topic("mfaplane.bench.raw", 6, -1, "bench: raw produce rate", "bench")
 COLUMNS = ("event_id", "type", "schema_version", "aggregate_type", "aggregate_id", "aggregate_version", "occurred_at",
            "correlation_id", "actor", "topic", "payload")
 
@@ -80,13 +81,15 @@ async def store_and_publish(bench: BenchStack, n: int) -> StoreAndPublish:
             insert_seconds = time.perf_counter() - started
         finally:
             await conn.close()
-    produce_seconds = await produce(bench.infra().kafka_bootstrap, [(r[4].encode(), message(r)) for r in rows])
+    bench.infra()  # started, if it was not yet
+    client = bench.stack.kafka_client_options("bench")  # a client certificate of its own, made on first use
+    produce_seconds = await produce(client, [(r[4].encode(), message(r)) for r in rows])
     return StoreAndPublish(n, insert_seconds, produce_seconds)
 
 
-async def produce(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
-    await ensure_topics(bootstrap, [RAW_TOPIC])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=False)
+async def produce(client: dict[str, Any], messages: list[tuple[bytes, bytes]]) -> float:
+    await ensure_topics(client, [RAW_TOPIC])
+    producer = AIOKafkaProducer(**client, acks="all", linger_ms=5, enable_idempotence=False)
     await producer.start()
     try:
         await producer.send_and_wait(RAW_TOPIC.name, b"warm-up", key=b"warm-up")
@@ -96,11 +99,11 @@ async def produce(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
         return time.perf_counter() - started
     finally:
         await producer.stop()
-        await _delete_topic(bootstrap)
+        await _delete_topic(client)
 
 
-async def _delete_topic(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _delete_topic(client: dict[str, Any]) -> None:
+    admin = AIOKafkaAdminClient(**client)
     try:
         await admin.start()
         await admin.delete_topics([RAW_TOPIC.name])

@@ -149,15 +149,14 @@ async def counter_total(url: str, sample: str, **labels: str) -> float:
 class DeadLetterTap:
     """Reads a consumer group's dead-letter topic from the offset it had when the tap was opened."""
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, client: dict[str, Any], group: str) -> None:
+        self._client = client  # aiokafka's options: stack.kafka_client_options()
         self._partition = TopicPartition(dead_letter_topic(group).name, 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._start = 0
 
     async def __aenter__(self) -> DeadLetterTap:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="earliest")
+        self._consumer = AIOKafkaConsumer(**self._client, enable_auto_commit=False, auto_offset_reset="earliest")
         await self._consumer.start()
         self._consumer.assign([self._partition])
         self._start = (await self._consumer.end_offsets([self._partition]))[self._partition]

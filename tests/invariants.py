@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -62,7 +63,7 @@ async def mark(stack, *, offsets: bool = True) -> Mark:
     for service in SERVICES:
         async with schema(stack, service) as conn:
             positions[service] = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
-    ends = await _end_offsets(stack.infra.kafka_bootstrap) if offsets else None
+    ends = await _end_offsets(stack.kafka_client_options()) if offsets else None
     return Mark(positions, ends, MailWatch(stack.infra.maildir))
 
 
@@ -130,7 +131,7 @@ async def check_invariants(stack, since: Mark, *, accepted: Iterable[dict] = (),
     await _check_consumed(stack, outcome, stored)
     await _check_mail(stack, outcome, stored, since.mail, mail_window)
     await _check_read_models(stack, outcome)
-    lag = await consumer_lag(stack.infra.kafka_bootstrap)
+    lag = await consumer_lag(stack.kafka_client_options())
     outcome.add("no consumer is stuck (committed offsets at the end of the log)",
                 {g: n for g, n in lag.items() if n}, f"groups {sorted(lag)}")
     return outcome
@@ -142,7 +143,7 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
     async def busy() -> dict:
         backlog = {s: n for s, n in (await _outbox_sizes(stack)).items() if n}
         try:
-            lag = {g: n for g, n in (await consumer_lag(stack.infra.kafka_bootstrap)).items() if n}
+            lag = {g: n for g, n in (await consumer_lag(stack.kafka_client_options())).items() if n}
         except KafkaError as error:  # the broker still settling after a fault: not idle, ask again
             lag = {"unknown": repr(error)}
         pending = await _pending_mail(stack, since.positions)
@@ -152,7 +153,7 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
         await eventually(busy, timeout, "the system idle", 0.5, done=lambda b: not any(b.values()))
     except AssertionError as stuck:
         groups = {group: await asyncio.to_thread(_group_state, stack, group) for group in CONSUMERS}
-        stuck_partitions = await _stuck_partitions(stack.infra.kafka_bootstrap)
+        stuck_partitions = await _stuck_partitions(stack.kafka_client_options())
         raise AssertionError(f"{stuck}\nconsumer groups: {groups}\n{stuck_partitions}\n"
                              f"{_warnings_logged(stack)}") from None
 
@@ -214,7 +215,7 @@ def _check_commands(outcome: Outcome, receipts: list[dict], stored: dict) -> Non
 
 
 async def _check_published(stack, outcome: Outcome, stored: dict, since: Mark) -> None:
-    on_topics = await _published_ids(stack.infra.kafka_bootstrap, since.offsets)
+    on_topics = await _published_ids(stack.kafka_client_options(), since.offsets)
     unpublished = [str(e) for e, row in stored.items() if e not in on_topics.get(row["topic"], set())]
     backlog = {s: n for s, n in (await _outbox_sizes(stack)).items() if n}
     outcome.add("every stored event is on its topic, outboxes drained",
@@ -338,8 +339,8 @@ async def rebuild_differences(database_url: str) -> dict[str, int]:
         await conn.close()
 
 
-async def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _end_offsets(client: dict[str, Any]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(t.name, p) for t in EVENT_TOPICS for p in range(t.partitions)]
@@ -348,9 +349,9 @@ async def _end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def _published_ids(bootstrap: str, start: dict[TopicPartition, int] | None) -> dict[str, set[uuid.UUID]]:
+async def _published_ids(client: dict[str, Any], start: dict[TopicPartition, int] | None) -> dict[str, set[uuid.UUID]]:
     """The event ids on each event topic, from `start` (default: the beginning) to the current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         partitions = [TopicPartition(t.name, p) for t in EVENT_TOPICS for p in range(t.partitions)]
@@ -373,16 +374,17 @@ async def _published_ids(bootstrap: str, start: dict[TopicPartition, int] | None
         await consumer.stop()
 
 
-async def consumer_lag(bootstrap: str) -> dict[str, int]:
-    """Per consumer group, how many messages of its topics lie beyond its committed offsets."""
+async def consumer_lag(client: dict[str, Any]) -> dict[str, int]:
+    """Per consumer group, how many messages of its topics lie beyond its committed offsets
+    (`client`: aiokafka's options, `stack.kafka_client_options()`)."""
     return {group: sum(end - committed for committed, end in behind.values())
-            for group, behind in (await _partitions_behind(bootstrap)).items()}
+            for group, behind in (await _partitions_behind(client)).items()}
 
 
-async def _partitions_behind(bootstrap: str) -> dict[str, dict[TopicPartition, tuple[int, int]]]:
+async def _partitions_behind(client: dict[str, Any]) -> dict[str, dict[TopicPartition, tuple[int, int]]]:
     """Per consumer group, its partitions whose committed offset is short of the end: (committed, end)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**client)
+    reader = AIOKafkaConsumer(**client, enable_auto_commit=False)
     try:
         await admin.start()
         await reader.start()
@@ -395,14 +397,14 @@ async def _partitions_behind(bootstrap: str) -> dict[str, dict[TopicPartition, t
         await admin.close()
 
 
-async def _stuck_partitions(bootstrap: str) -> str:
+async def _stuck_partitions(client: dict[str, Any]) -> str:
     """Where each group is behind, and what a fresh read from its committed offset finds there: records
     mean the group's consumer does not take them, none mean the broker does not serve them."""
     lines = []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False)
     try:
         await consumer.start()
-        for group, behind in (await _partitions_behind(bootstrap)).items():
+        for group, behind in (await _partitions_behind(client)).items():
             for tp, (committed, end) in sorted(behind.items()):
                 consumer.assign([tp])
                 consumer.seek(tp, committed)

@@ -18,6 +18,7 @@ import pytest
 from mfaplane_eventing import db
 from mfaplane_gateway import audit_log, audit_verify
 from portal_flows import new_user, ok, problem, set_up, sign_in
+from trust_tools import public_keys, service_key
 
 DAY = timedelta(days=1)
 
@@ -190,6 +191,46 @@ async def test_verification_passes_an_untouched_export_and_finds_an_edited_line(
     assert cut.returncode == 0 and cut.stdout.split()[-1] != intact.stdout.split()[-1]
 
 
+def rechained(records: list[dict], start: int) -> list[str]:
+    """The records with every hash from `start` on recomputed: an attacker with write access covering an edit."""
+    for i in range(start, len(records)):
+        records[i]["prev_hash"] = records[i - 1]["hash"] if i else audit_log.GENESIS
+        records[i]["hash"] = audit_log.link_hash(records[i]["seq"], records[i]["prev_hash"], records[i]["envelope"])
+    return [json.dumps(record) for record in records]
+
+
+async def test_signatures_catch_an_edit_whose_chain_was_recomputed_and_a_forged_insert(stack, admin, auditor,
+                                                                                       tmp_path: Path) -> None:
+    """The hash chain shows that what is stored was not changed after the fact, unless the whole chain
+    is computed again; the signatures show who emitted each event, which no recomputation can fake."""
+    user_id, _ = await new_user(admin, enrollment_days=7)
+    await user_status(admin, user_id, "enrolling")
+    export = tmp_path / "audit.ndjson"
+    async with auditor.stream("GET", "/v1/audit/events") as response:
+        records = [json.loads(line) async for line in response.aiter_lines() if line]
+    target = next(i for i, r in enumerate(records)
+                  if r["envelope"]["type"] == "MFARequired" and r["envelope"]["payload"]["principal_id"] == user_id)
+    assert records[target]["envelope"]["key_id"] == service_key(stack, "mfa").key_id, "mfa signed its event"
+
+    edited = json.loads(json.dumps(records))
+    edited[target]["envelope"]["payload"]["enrollment_days"] = 365
+    export.write_text("\n".join(rechained(edited, target)) + "\n")
+    result = verify_audit(stack, "--file", str(export))
+    assert result.returncode == 1
+    assert f"broken at record {records[target]['seq']}: signature not valid (bad_signature)" in result.stderr
+
+    forged = json.loads(json.dumps(records))
+    unsigned = {**forged[target], "envelope": {**forged[target]["envelope"], "key_id": None, "signature": None,
+                                               "event_id": str(uuid.uuid4())}}
+    forged.insert(target + 1, unsigned)
+    for seq, record in enumerate(forged, 1):
+        record["seq"] = seq
+    export.write_text("\n".join(rechained(forged, target + 1)) + "\n")
+    result = verify_audit(stack, "--file", str(export))
+    assert result.returncode == 1
+    assert f"broken at record {target + 2}: unsigned, after signed records" in result.stderr
+
+
 async def test_verification_of_the_database_finds_an_edited_row(stack, admin) -> None:
     user_id, _ = await new_user(admin, enrollment_days=7)
     result = verify_audit(stack)
@@ -211,7 +252,7 @@ async def test_verification_of_the_database_finds_an_edited_row(stack, admin) ->
             try:
                 await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
                 await conn.execute(edit, seq)
-                _, broken = await audit_verify.verify(audit_log.stored_records(conn))
+                _, _, broken = await audit_verify.verify(audit_log.stored_records(conn), public_keys(stack))
             finally:
                 await attack.rollback()
     finally:

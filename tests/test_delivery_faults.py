@@ -46,6 +46,7 @@ from mfaplane_notifier.__main__ import SPEC as NOTIFIER
 from mfaplane_notifier.mail_loop import MailLoop
 from mfaplane_notifier.settings import NotifierSettings
 from mfaplane_notifier.smtp import SmtpServer
+from trust_tools import signing_settings
 
 pytestmark = pytest.mark.slow
 SETTLE_SECONDS = 2  # after the last expected mail, time for a duplicate to show up if there were one
@@ -98,7 +99,7 @@ async def test_refused_mailboxes_are_dead_lettered_while_other_mail_flows(stack,
     since = await mark(stack)
     maildir = stack.infra.maildir
     mail = MailWatch(maildir)
-    notifier = stack.url("notifier")
+    notifier = stack.metrics_url("notifier")
     dead_before = await counter_total(notifier, "mfaplane_notifications_total", outcome="dead")
     users = await new_users(admin, 7)
     (gone_id, gone), (busy_id, busy) = users[:2]
@@ -108,7 +109,7 @@ async def test_refused_mailboxes_are_dead_lettered_while_other_mail_flows(stack,
     refuse_recipient(maildir, gone)  # 550: the mailbox does not exist, for good
     refuse_recipient(maildir, busy, "450 4.2.1 Mailbox busy, try again later")  # never accepted: over budget
     try:
-        async with DeadLetterTap(stack.infra.kafka_bootstrap, "notifier") as tap:
+        async with DeadLetterTap(stack.kafka_client_options(), "notifier") as tap:
             await require_all(admin, [u for u, _ in users], 7)
 
             async def others_sent_and_gone_dead():
@@ -330,7 +331,8 @@ async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Po
     await db.migrate(infra.database_url, name, NOTIFIER.migration_dirs())
     pool = await db.create_pool(infra.database_url, name)
     config = NotifierSettings(database_url=infra.database_url, database_schema=name, smtp_url=infra.smtp_url,
-                              kafka_bootstrap_servers=infra.kafka_bootstrap, **settings)
+                              kafka_bootstrap_servers=infra.kafka_bootstrap,
+                              **signing_settings(stack, "notifier"), **settings)
     loop = MailLoop(SimpleNamespace(settings=config, clock=SystemClock(), pool=pool, producer=None),
                     SmtpServer.from_url(infra.smtp_url, None, None, 10))
     try:

@@ -27,6 +27,7 @@ from fault_tools import (
 )
 from invariants import check_and_record, mark
 from portal_flows import new_user, ok
+from trust_tools import SignedAs
 
 pytestmark = pytest.mark.slow
 DAY = timedelta(days=1)
@@ -140,7 +141,7 @@ async def test_projector_and_scheduler_killed_mid_stream_catch_up_without_loss(s
     receipts = []
 
     async with httpx.AsyncClient(base_url=stack.url("mfa"), timeout=30,
-                                 headers={"X-Actor": f"admin:{uuid.uuid4()}"}) as mfa:
+                                 auth=SignedAs(stack, "mfa", actor=f"admin:{uuid.uuid4()}")) as mfa:
         async def run(user_id: str, steps) -> None:
             nonlocal sent
             for action, days in steps:

@@ -72,7 +72,7 @@ async def test_replay_of_the_whole_history_yields_the_live_rows(stack, admin, po
 
 
 async def test_projection_lag_is_a_metric(stack) -> None:
-    async with httpx.AsyncClient(base_url=stack.url("gateway")) as http:
+    async with httpx.AsyncClient(base_url=stack.metrics_url("gateway")) as http:
         metrics = (await http.get("/metrics")).text
     lag = next(line for line in metrics.splitlines() if line.startswith("mfaplane_projection_lag_seconds "))
     assert float(lag.split()[1]) >= 0

@@ -5,6 +5,7 @@ after the others)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -16,8 +17,8 @@ from portal_flows import SHOWN_SECRETS, new_user, set_up, sign_in
 FORBIDDEN_MARKERS = ("$argon2", "otpauth://")
 
 
-async def _every_message(bootstrap: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _every_message(client: dict[str, Any]) -> list[bytes]:
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(t.name, p) for t in ALL_TOPICS for p in range(t.partitions)]
@@ -40,7 +41,7 @@ async def test_no_secret_in_any_message_or_log(stack, admin, portal, clock, api_
     secrets = [s for s in SHOWN_SECRETS + list(api_keys.values()) if len(s) >= 8]
     assert len(secrets) >= 13, "the scan must have secrets to look for"
 
-    messages = await _every_message(stack.infra.kafka_bootstrap)
+    messages = await _every_message(stack.kafka_client_options())
     logs = {path.name: path.read_bytes() for path in stack.supervisor.log_dir.glob("*.log")}
     snapshots = await _every_snapshot(stack.infra.database_url)
     assert messages and logs

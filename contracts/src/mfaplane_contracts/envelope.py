@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any, ClassVar
@@ -37,9 +38,28 @@ class Envelope(Message):
     command_id: uuid.UUID | None = None
     actor: str
     payload: dict[str, Any]
+    # Set by the publishing service's outbox relay: its key's id, and its Ed25519 signature (base64)
+    # over `signing_input` of the rest of the envelope. None while the event is only stored.
+    key_id: str | None = None
+    signature: str | None = None
 
     def body(self) -> EventPayload:
         """The payload as its typed model, upcast to the current schema version."""
         from mfaplane_contracts.registry import decode_payload
 
         return decode_payload(self.type, self.schema_version, self.payload)
+
+
+def canonical(document: dict[str, Any]) -> str:
+    """One text for a JSON document, whoever serialised it: sorted keys, no spaces, UTF-8 as is."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+SIGNING_CONTEXT = b"mfaplane event v1\n"
+
+
+def signing_input(document: dict[str, Any]) -> bytes:
+    """What an event's signature covers: every field of the envelope but the signature itself.
+
+    The prefix keeps an event signature from ever being valid for anything else the same key signs."""
+    return SIGNING_CONTEXT + canonical({k: v for k, v in document.items() if k != "signature"}).encode()

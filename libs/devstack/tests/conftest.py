@@ -3,16 +3,29 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mfaplane_devstack import Supervisor
+from mfaplane_devstack import Pki, Supervisor, client_options, ensure_pki
+from mfaplane_devstack.kafka import tls_env
 
 
 @pytest.fixture
 def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     with Supervisor(tmp_path / "logs") as supervisor:
         yield supervisor
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A CA with the broker's certificate and the clients `devstack` (start_kafka's own) and `tests`."""
+    return ensure_pki(tmp_path / "pki", ["devstack", "tests"])
+
+
+def tls_client(bootstrap: str, pki: Pki, client: str = "tests") -> dict[str, Any]:
+    """aiokafka options for `client`, with its certificate from `pki`."""
+    return client_options(tls_env(bootstrap, pki, client))
 
 
 def alive(pid: int) -> bool:

@@ -8,16 +8,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from mfaplane_contracts.topics import ALL_TOPICS, MFA_EVENTS
-from mfaplane_devstack import Supervisor, ensure_topics, start_kafka
+from mfaplane_devstack import Pki, Supervisor, ensure_topics, start_kafka
+
+from .conftest import tls_client
 
 
-async def test_ensure_topics_creates_the_catalog_once(supervisor: Supervisor) -> None:
-    bootstrap = start_kafka(supervisor)
+async def test_ensure_topics_creates_the_catalog_once(supervisor: Supervisor, pki: Pki) -> None:
+    client = tls_client(start_kafka(supervisor, pki), pki)
 
-    assert sorted(await ensure_topics(bootstrap, ALL_TOPICS)) == sorted(t.name for t in ALL_TOPICS)
-    assert await ensure_topics(bootstrap, ALL_TOPICS) == []
+    assert sorted(await ensure_topics(client, ALL_TOPICS)) == sorted(t.name for t in ALL_TOPICS)
+    assert await ensure_topics(client, ALL_TOPICS) == []
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client)
     await admin.start()
     try:
         [described] = await admin.describe_topics([MFA_EVENTS.name])
@@ -26,9 +28,9 @@ async def test_ensure_topics_creates_the_catalog_once(supervisor: Supervisor) ->
     assert len(described["partitions"]) == MFA_EVENTS.partitions
 
 
-async def test_ensure_topics_refuses_a_topic_a_client_created_first(supervisor: Supervisor) -> None:
-    bootstrap = start_kafka(supervisor)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+async def test_ensure_topics_refuses_a_topic_a_client_created_first(supervisor: Supervisor, pki: Pki) -> None:
+    client = tls_client(start_kafka(supervisor, pki), pki)
+    producer = AIOKafkaProducer(**client)
     await producer.start()
     try:  # a client that asks for a missing topic makes Tansu create it with its default partitions
         await producer.send_and_wait(MFA_EVENTS.name, b"early", key=b"user-1")
@@ -36,21 +38,21 @@ async def test_ensure_topics_refuses_a_topic_a_client_created_first(supervisor: 
         await producer.stop()
 
     with pytest.raises(RuntimeError, match=f"{MFA_EVENTS.name} has 4 .the catalog: {MFA_EVENTS.partitions}."):
-        await ensure_topics(bootstrap, [MFA_EVENTS])
+        await ensure_topics(client, [MFA_EVENTS])
 
 
-async def test_a_message_round_trips_through_a_topic(supervisor: Supervisor) -> None:
-    bootstrap = start_kafka(supervisor)
-    await ensure_topics(bootstrap, [MFA_EVENTS])
+async def test_a_message_round_trips_through_a_topic(supervisor: Supervisor, pki: Pki) -> None:
+    client = tls_client(start_kafka(supervisor, pki), pki)
+    await ensure_topics(client, [MFA_EVENTS])
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**client)
     await producer.start()
     try:
         sent = await producer.send_and_wait(MFA_EVENTS.name, b'{"hello": 1}', key=b"user-1")
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**client, auto_offset_reset="earliest")
     await consumer.start()
     try:
         consumer.assign([TopicPartition(MFA_EVENTS.name, sent.partition)])

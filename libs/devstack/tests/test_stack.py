@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import textwrap
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mfaplane_contracts.topics import MFA_EVENTS
-from mfaplane_devstack import Infra, Stack, ensure_topics, http_ok
+from mfaplane_devstack import SERVICES, Infra, Stack, ensure_pki, ensure_topics, http_ok
+from mfaplane_devstack.stack import KAFKA_CLIENTS
 
 from .conftest import alive
 
@@ -37,8 +39,8 @@ def test_infra_starts_embedded_servers(tmp_path: Path) -> None:
         assert infra.database_url.startswith("postgresql://postgres@127.0.0.1:")
         assert infra.kafka_bootstrap.startswith("127.0.0.1:")
         assert infra.maildir == tmp_path / "mail"
-        assert sorted(stack.supervisor.names()) == ["kafka", "postgres", "smtp"]
-    assert not any(stack.supervisor.is_running(name) for name in ("kafka", "postgres", "smtp"))
+        assert sorted(stack.supervisor.names()) == ["kafka", "kafka-tls", "postgres", "smtp"]
+    assert not any(stack.supervisor.is_running(name) for name in ("kafka", "kafka-tls", "postgres", "smtp"))
 
 
 async def test_infra_is_usable_from_a_running_event_loop(tmp_path: Path) -> None:
@@ -59,7 +61,7 @@ async def test_restarted_infra_keeps_its_address_and_the_database_its_data_but_t
         await connection.execute("CREATE TABLE kept AS SELECT 1 AS x")
         await connection.close()
         partition = TopicPartition(MFA_EVENTS.name, 0)
-        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+        producer = AIOKafkaProducer(**stack.kafka_client_options())
         await producer.start()
         await producer.send_and_wait(partition.topic, b"lost", partition=0)
         await producer.stop()
@@ -70,8 +72,8 @@ async def test_restarted_infra_keeps_its_address_and_the_database_its_data_but_t
         connection = await asyncpg.connect(infra.database_url)
         assert await connection.fetchval("SELECT x FROM kept") == 1
         await connection.close()
-        assert await ensure_topics(infra.kafka_bootstrap) == []  # the catalog's topics are back...
-        consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap)
+        assert await ensure_topics(stack.kafka_client_options()) == []  # the catalog's topics are back...
+        consumer = AIOKafkaConsumer(**stack.kafka_client_options())
         await consumer.start()
         try:
             assert await consumer.end_offsets([partition]) == {partition: 0}  # ...empty
@@ -97,6 +99,50 @@ def test_service_env_wires_each_service_to_the_others(tmp_path: Path) -> None:
 def test_external_servers_replace_embedded_ones(tmp_path: Path) -> None:
     stack = Stack(tmp_path, environ={"SMTP_URL": "smtp://mail.internal:1025"})
     assert stack._smtp() == ("mail.internal", 1025, None)
+
+
+def test_each_service_reaches_the_embedded_broker_with_its_own_certificate(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "from-our-environment")  # not for the embedded broker
+    monkeypatch.setenv("KAFKA_SSL_CA_FILE_FILE", "/elsewhere")
+    stack = _stack_with_fake_infra(tmp_path)
+    stack.pki = ensure_pki(tmp_path / "pki", KAFKA_CLIENTS)
+    stack.ports = {"identity": 7001, "mfa": 7002, "scheduler": 7003, "notifier": 7004, "gateway": 7005}
+
+    envs = {service: stack.service_env(service) for service in SERVICES}
+
+    for service, env in envs.items():
+        assert {k: v for k, v in env.items() if k.startswith("KAFKA_")} == stack.kafka_env(service) == {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+            "KAFKA_SECURITY_PROTOCOL": "SSL",
+            "KAFKA_SSL_CA_FILE": str(tmp_path / "pki" / "ca.crt"),
+            "KAFKA_SSL_CERT_FILE": str(tmp_path / "pki" / f"{service}.crt"),
+            "KAFKA_SSL_KEY_FILE": str(tmp_path / "pki" / f"{service}.key"),
+        }
+    options = stack.kafka_client_options()
+    assert (options["bootstrap_servers"], options["security_protocol"]) == ("127.0.0.1:9092", "SSL")
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED and options["ssl_context"].check_hostname
+    assert stack.kafka_env("bench")["KAFKA_SSL_CERT_FILE"] == str(tmp_path / "pki" / "bench.crt")  # made on demand
+    assert (tmp_path / "pki" / "bench.key").exists()
+
+
+def test_an_external_broker_takes_its_security_settings_from_the_environ(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text("s3cret\n")
+    environ = {"KAFKA_BOOTSTRAP_SERVERS": "kafka.internal:9093", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+               "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "mfaplane",
+               "KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "password"), "UNRELATED": "x"}
+    stack = Stack(tmp_path, environ=environ)
+    stack.infra = Infra("postgresql://postgres@127.0.0.1:5432/postgres", "kafka.internal:9093", "127.0.0.1", 2525, None)
+    stack.ports = {"identity": 7001}
+
+    expected = {k: v for k, v in environ.items() if k.startswith("KAFKA_")}
+    assert stack.kafka_env("identity") == stack.kafka_env("tests") == expected
+    assert {k: v for k, v in stack.service_env("identity").items() if k.startswith("KAFKA_")} == expected
+    options = stack.kafka_client_options()
+    assert {k: v for k, v in options.items() if k != "ssl_context"} == {
+        "bootstrap_servers": "kafka.internal:9093", "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "mfaplane", "sasl_plain_password": "s3cret"}
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    assert not (tmp_path / "pki" / "ca.crt").exists()  # no CA of our own
 
 
 def test_services_are_migrated_started_restarted_and_stopped(tmp_path: Path) -> None:

@@ -15,16 +15,23 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from mfaplane_contracts.identity_events import UserCreated
 from mfaplane_contracts.topics import IDENTITY_EVENTS, dead_letter_topic
 from mfaplane_eventing import consumer as consumer_module
+from mfaplane_eventing import event_signing
 from mfaplane_eventing.consumer import Consumer
+from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 
 GROUP = "gateway"  # any group with a dead-letter topic in the catalog
+IDENTITY_KEY, NOTIFIER_KEY = ServiceKey.generate(), ServiceKey.generate()  # the owner of the topic, and another
+KEYS = TrustedKeys.from_json(json.dumps({"identity": [IDENTITY_KEY.public_base64()],
+                                         "notifier": [NOTIFIER_KEY.public_base64()]}))
 
 
 def _created(user: uuid.UUID) -> dict:
     return {"user_id": str(user), "email": "c@example.com", "name": "C"}
 
 
-def _message(user: uuid.UUID | None = None, kind: str = "UserCreated", payload=_created) -> tuple[uuid.UUID, bytes]:
+def _message(user: uuid.UUID | None = None, kind: str = "UserCreated", payload=_created,
+             key: ServiceKey | None = IDENTITY_KEY) -> tuple[uuid.UUID, bytes]:
+    """An event as the relay of `key`'s service publishes it (None: unsigned)."""
     user = user or uuid.uuid4()
     event_id = uuid.uuid4()
     envelope = {
@@ -33,7 +40,8 @@ def _message(user: uuid.UUID | None = None, kind: str = "UserCreated", payload=_
         "correlation_id": str(uuid.uuid4()), "causation_id": None, "command_id": None, "actor": "admin:test",
         "payload": payload(user),
     }
-    return event_id, json.dumps(envelope).encode()
+    value = json.dumps(envelope).encode()
+    return event_id, value if key is None else event_signing.sign(value, key)
 
 
 class Recorder:
@@ -51,12 +59,12 @@ class Recorder:
 
 
 @pytest.fixture
-async def consumers(infra, pool):
+async def consumers(kafka, pool):
     """Makes consumers of the test group and stops them (and their producers) afterwards."""
     made: list[Consumer] = []
 
     def make(handler, retries: int = 3, handles=None) -> Consumer:
-        made.append(Consumer(GROUP, infra.kafka_bootstrap, pool, (IDENTITY_EVENTS,), handler, max_retries=retries,
+        made.append(Consumer(GROUP, kafka, KEYS, pool, (IDENTITY_EVENTS,), handler, max_retries=retries,
                              retry_base_seconds=0.01, handles=handles))
         return made[-1]
 
@@ -111,8 +119,56 @@ async def test_poison_messages_are_dead_lettered_without_calling_the_handler(con
     assert await pool.fetchval('SELECT count(*) FROM dead_letters WHERE "offset" = $1', offset) == 1
 
 
+def _tampered(value: bytes) -> bytes:
+    """The owner's signed event with its payload changed afterwards."""
+    document = json.loads(value)
+    document["payload"]["email"] = "attacker@example.com"
+    return json.dumps(document).encode()
+
+
+def _unknown_signer(value: bytes) -> bytes:
+    return event_signing.sign(value, ServiceKey.generate())
+
+
+def _mfa_event_as_identity(_: bytes) -> bytes:
+    """identity's own key, but an event type that only mfa publishes (on another topic)."""
+    return _message(kind="MFARequirementRemoved", payload=lambda user: {"principal_id": str(user)})[1]
+
+
+@pytest.mark.parametrize(("forge", "reason"), [
+    (lambda value: _message(key=None)[1], "unsigned"),
+    (_tampered, "bad_signature"),
+    (_unknown_signer, "unknown_key"),
+    (lambda value: _message(key=NOTIFIER_KEY)[1], "not_topic_owner"),
+    (_mfa_event_as_identity, "foreign_type"),
+])
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "as a batch"])
+async def test_an_event_its_topic_owner_did_not_sign_is_refused_and_dead_lettered(consumers, pool, forge, reason,
+                                                                                   together) -> None:
+    handler = Recorder()
+    consumer = consumers(handler)
+    _, value = _message()
+    forged = forge(value)
+    offset = uuid.uuid4().int % 10**9
+    rejected = REGISTRY.get_sample_value("mfaplane_events_rejected_total",
+                                         {"topic": IDENTITY_EVENTS.name, "reason": reason}) or 0
+    genuine_id, genuine = _message()
+    messages = [(IDENTITY_EVENTS.name, 4, offset, forged), (IDENTITY_EVENTS.name, 4, offset + 1, genuine)]
+    if together:
+        await consumer.process_batch(messages)
+    else:
+        for message in messages:
+            await consumer.process(*message)
+
+    assert handler.calls == [genuine_id], "the forged event never reaches the handler; the genuine one does"
+    parked = await pool.fetchrow('SELECT error, event_id FROM dead_letters WHERE "offset" = $1', offset)
+    assert parked["error"].startswith(f"untrusted ({reason})") and parked["event_id"] is None
+    assert REGISTRY.get_sample_value("mfaplane_events_rejected_total",
+                                     {"topic": IDENTITY_EVENTS.name, "reason": reason}) == rejected + 1
+
+
 async def test_a_handler_that_keeps_failing_parks_the_message_and_the_dead_letter_topic_gets_it(
-    consumers, pool, infra
+    consumers, pool, kafka
 ) -> None:
     handler = Recorder(failures=99)
     event_id, value = _message()
@@ -120,14 +176,14 @@ async def test_a_handler_that_keeps_failing_parks_the_message_and_the_dead_lette
     assert len(handler.calls) == 2
     row = await pool.fetchrow("SELECT error FROM dead_letters WHERE event_id = $1", event_id)
     assert "handler failed" in row["error"]
-    assert await _dead_lettered_ids(infra) >= {str(event_id)}
+    assert await _dead_lettered_ids(kafka) >= {str(event_id)}
     assert not await pool.fetchval("SELECT count(*) FROM processed_events WHERE event_id = $1", event_id)
 
 
-async def test_the_agent_consumes_from_kafka(consumers, infra) -> None:
+async def test_the_agent_consumes_from_kafka(consumers, kafka) -> None:
     handler = Recorder()
     consumer = consumers(handler)
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    producer = AIOKafkaProducer(**kafka.client_options())
     await producer.start()
     await consumer.start()
     try:
@@ -140,9 +196,9 @@ async def test_the_agent_consumes_from_kafka(consumers, infra) -> None:
         await producer.stop()
 
 
-async def _dead_lettered_ids(infra) -> set[str]:
+async def _dead_lettered_ids(kafka) -> set[str]:
     topic = dead_letter_topic(GROUP).name
-    reader = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     await reader.start()
     try:
         partition = TopicPartition(topic, 0)
@@ -217,10 +273,10 @@ async def test_an_event_waits_for_the_database_however_long_it_is_away(consumers
     assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE event_id = $1", event_id) == 0
 
 
-async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_nothing_arrives(infra, pool) -> None:
+async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_nothing_arrives(kafka, pool) -> None:
     """No consumer of the group runs: a stuck consumer, which receives nothing, must still show lag."""
     group = f"lag-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    producer = AIOKafkaProducer(**kafka.client_options())
     await producer.start()
     try:
         for _ in range(3):
@@ -228,7 +284,7 @@ async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_n
     finally:
         await producer.stop()
     partition = TopicPartition(IDENTITY_EVENTS.name, 0)
-    committer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, group_id=f"mfaplane-{group}",
+    committer = AIOKafkaConsumer(**kafka.client_options(), group_id=f"mfaplane-{group}",
                                  enable_auto_commit=False)
     await committer.start()
     try:
@@ -238,7 +294,7 @@ async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_n
     finally:
         await committer.stop()
 
-    await Consumer(group, infra.kafka_bootstrap, pool, (IDENTITY_EVENTS,), Recorder()).measure_lag()
+    await Consumer(group, kafka, KEYS, pool, (IDENTITY_EVENTS,), Recorder()).measure_lag()
 
     def gauge(p: int) -> float | None:
         return REGISTRY.get_sample_value("mfaplane_consumer_lag", {"topic": IDENTITY_EVENTS.name, "partition": str(p)})

@@ -9,6 +9,7 @@ from datetime import timedelta
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_eventing.service_keys import TrustedKeys
 from mfaplane_gateway import audit_log, audit_verify
 from mfaplane_gateway.audit_history import PrincipalState, apply, states_at
 
@@ -29,7 +30,7 @@ async def _first_broken_link(records: list[tuple[int, str, str, dict]]) -> audit
         for record in records:
             yield record
 
-    return (await audit_verify.verify(each()))[1]
+    return (await audit_verify.verify(each(), TrustedKeys({})))[2]
 
 
 async def test_an_untouched_chain_verifies() -> None:

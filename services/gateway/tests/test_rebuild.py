@@ -14,6 +14,7 @@ from mfaplane_contracts import identity_events as identity
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 import mfaplane_gateway
+from mfaplane_eventing.service_keys import TrustedKeys
 from mfaplane_gateway import audit_log, audit_verify, projector, read_models, replay
 
 KEYS = {"principals": "principal_id", "resources": "system_id"}
@@ -80,7 +81,7 @@ async def test_projecting_a_batch_at_once_matches_a_rebuild_and_keeps_the_chain(
         live = await rows(gateway_pool, rebuilt.previous[name], key)
         assert live and await rows(gateway_pool, rebuilt.current[name], key) == live
     assert max(r["dismissals"] for r in await rows(gateway_pool, "principals_v1", "principal_id")) > 1
-    chain, broken = await audit_verify.verify(audit_log.stored_records(gateway_pool))
+    chain, _, broken = await audit_verify.verify(audit_log.stored_records(gateway_pool), TrustedKeys({}))
     assert broken is None and chain.seq == len(events)
     versions = await gateway_pool.fetch("SELECT aggregate_id, version FROM projected_versions")
     assert {r["aggregate_id"]: r["version"] for r in versions} == {e.aggregate_id: e.aggregate_version

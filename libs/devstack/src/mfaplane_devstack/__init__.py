@@ -1,7 +1,8 @@
 """Embedded infrastructure (PostgreSQL, a Kafka-compatible broker, an SMTP catcher) and a
 process supervisor, for `make run` and the test suite. Real servers on 127.0.0.1, free ports."""
 
-from .kafka import ensure_topics, start_kafka
+from .certificates import Pki, ensure_pki
+from .kafka import client_options, ensure_topics, start_kafka
 from .postgres import start_postgres
 from .mail import (
     clear_fault,
@@ -24,11 +25,14 @@ __all__ = [
     "ChildFailed",
     "ChildSpec",
     "Infra",
+    "Pki",
     "Stack",
     "Supervisor",
     "clear_fault",
     "clear_refusals",
+    "client_options",
     "default_data_dir",
+    "ensure_pki",
     "ensure_topics",
     "envelope_recipients",
     "free_port",

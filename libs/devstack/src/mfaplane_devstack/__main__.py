@@ -11,8 +11,10 @@ from pathlib import Path
 from types import FrameType
 
 from . import containers
+from .certificates import ensure_pki
 from .mail import RECEIVED_AT, envelope_recipients, read_mail
-from .stack import Stack, default_data_dir
+from .signing_keys import ensure_signing_keys
+from .stack import KAFKA_CLIENTS, SERVICES, Stack, default_data_dir
 from .supervisor import ChildFailed
 
 
@@ -27,7 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     containers_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     mail_parser = commands.add_parser("mail", help="list the mail caught by the local SMTP catcher")
     mail_parser.add_argument("--data-dir", type=Path, default=None)
+    pki_parser = commands.add_parser("pki", help="write the embedded broker's CA and the TLS certificates of the "
+                                                 "broker and of each Kafka client (docker-compose's init container)")
+    pki_parser.add_argument("directory", type=Path)
+    pki_parser.add_argument("--host", action="append", default=[],
+                            help="another name for the broker certificate (besides localhost and 127.0.0.1), "
+                                 "e.g. kafka; repeatable")
+    keys_parser = commands.add_parser("signing-keys", help="write each service's signing key and the public keys")
+    keys_parser.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "pki":
+        ensure_pki(args.directory, KAFKA_CLIENTS, server_hosts=args.host)
+        return 0
+    if args.command == "signing-keys":
+        ensure_signing_keys(args.directory, SERVICES)
+        return 0
     if args.command == "mail":
         return list_mail(args.data_dir or default_data_dir())
     if args.command == "containers":
@@ -93,6 +109,7 @@ def describe(stack: Stack) -> dict[str, str]:
         "smtp": infra.smtp_url,
         "postgres": infra.database_url,
         "kafka": infra.kafka_bootstrap,
+        **({"kafka_pki": str(stack.pki.directory)} if stack.pki else {}),  # mutual TLS: a client needs a certificate
         "logs": str(stack.supervisor.log_dir),
     }
     return summary

@@ -1,9 +1,11 @@
 """The whole platform on one machine: infrastructure plus the five services, all data in one folder.
 
 Layout of the data folder: `postgres/` (cluster), `mail/` (Maildir of the SMTP catcher),
-`logs/<name>.log` (one per process). Each piece of infrastructure is replaced by an external
-server when its variable is set: `DATABASE_URL`, `KAFKA_BOOTSTRAP_SERVERS`, `SMTP_URL`
-(`smtp://host:port`).
+`logs/<name>.log` (one per process), `pki/` (the embedded broker's CA and certificates). Each piece
+of infrastructure is replaced by an external server when its variable is set: `DATABASE_URL`,
+`KAFKA_BOOTSTRAP_SERVERS` (with KAFKA_SECURITY_PROTOCOL, KAFKA_SSL_*, KAFKA_SASL_*, passed on as they
+are), `SMTP_URL` (`smtp://host:port`). The embedded broker speaks mutual TLS only: every client
+(`kafka_env`, `kafka_client_options`) presents a certificate of its own, issued by the stack's CA.
 
     stack = Stack(tmp_path, environ={})        # {}: always embedded servers
     infra = stack.start_infra()
@@ -27,19 +29,24 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
 
-from .kafka import ensure_topics, run_blocking, start_kafka
+from .certificates import Pki, ensure_pki
+from .kafka import (ADMIN_CLIENT, SECURITY_NAMES, client_options, ensure_topics, run_blocking, security_env,
+                    start_kafka, tls_env)
 from .postgres import start_postgres
 from .mail import start_smtp_catcher
+from .signing_keys import ensure_signing_keys, private_key_path, public_keys_path
 from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, log_tail
 
 SERVICES = ("identity", "mfa", "scheduler", "notifier", "gateway")
-INFRA = ("postgres", "kafka", "smtp")
+INFRA = ("postgres", "kafka", "kafka-tls", "smtp")  # kafka-tls: the embedded broker's TLS terminator
+KAFKA_CLIENTS = (*SERVICES, ADMIN_CLIENT, "tests")  # the client certificates made with the embedded broker's CA
 HOST = "127.0.0.1"
 MIGRATE_TIMEOUT = 120.0
 SERVICE_READY_TIMEOUT = 60.0
@@ -86,7 +93,9 @@ class Stack:
         self.log_level = log_level or os.environ.get("LOG_LEVEL", "INFO")
         self.supervisor = Supervisor(self.data_dir / "logs")
         self.infra: Infra | None = None
+        self.pki: Pki | None = None  # the embedded broker's CA and certificates; None with an external broker
         self.ports: dict[str, int] = {}
+        self.metrics_ports: dict[str, int] = {}  # each process's METRICS_PORT, apart from its API
         self.extra_env: dict[str, str] = {}
         self.replicas: dict[str, str] = {}  # a replica's process name -> its service
 
@@ -97,8 +106,11 @@ class Stack:
         database_url = self.environ.get("DATABASE_URL") or start_postgres(
             self.supervisor, self.data_dir / "postgres", durable=self.durable
         )
-        kafka_bootstrap = self.environ.get("KAFKA_BOOTSTRAP_SERVERS") or start_kafka(self.supervisor)
-        run_blocking(ensure_topics(kafka_bootstrap, ALL_TOPICS))
+        kafka_bootstrap = self.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not kafka_bootstrap:
+            self.pki = ensure_pki(self.data_dir / "pki", KAFKA_CLIENTS)
+            kafka_bootstrap = start_kafka(self.supervisor, self.pki)
+        run_blocking(ensure_topics(client_options(self._kafka_env(kafka_bootstrap, ADMIN_CLIENT)), ALL_TOPICS))
         smtp_host, smtp_port, maildir = self._smtp()
         self.infra = Infra(database_url, kafka_bootstrap, smtp_host, smtp_port, maildir)
         return self.infra
@@ -151,7 +163,8 @@ class Stack:
         return ChildSpec(
             name=name,
             argv=[sys.executable, "-m", f"mfaplane_{service}", "serve"],
-            env=self.service_env(service, {"HTTP_PORT": str(self.ports[name]), **(extra_env or {})}),
+            env=self.service_env(service, {"HTTP_PORT": str(self.ports[name]),
+                                           "METRICS_PORT": str(self._metrics_port(name)), **(extra_env or {})}),
             ready=lambda: self._serves(name),
             ready_timeout=SERVICE_READY_TIMEOUT,
         )
@@ -180,7 +193,7 @@ class Stack:
         """The environment `service` runs with: ours, then the stack's settings, then the extras."""
         infra = self._require_infra()
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in SECURITY_NAMES},  # those come from kafka_env
             "DATABASE_URL": infra.database_url,
             "DATABASE_SCHEMA": service,
             "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
@@ -189,8 +202,10 @@ class Stack:
             "HTTP_PORT": str(self.ports[service]),
             "LOG_LEVEL": self.log_level,
             "PYTHONUNBUFFERED": "1",
+            **self.kafka_env(service),
         }
         env.update({k: v for k, v in self.dev_secrets().items() if k not in self.environ})
+        env.update(self.signing_env(service))
         if service == "gateway":
             env["IDENTITY_URL"] = self.url("identity")
             env["MFA_URL"] = self.url("mfa")
@@ -211,6 +226,31 @@ class Stack:
             path.chmod(0o600)
         return json.loads(path.read_text())
 
+    def signing_env(self, service: str) -> dict[str, str]:
+        """`service`'s own signing key and every service's public key, as files (made once per data folder)."""
+        directory = self.data_dir / "pki"
+        ensure_signing_keys(directory, SERVICES)
+        return {"SERVICE_SIGNING_KEY_FILE": str(private_key_path(directory, service)),
+                "SERVICE_PUBLIC_KEYS_FILE": str(public_keys_path(directory))}
+
+    def kafka_env(self, client: str) -> dict[str, str]:
+        """The variables with which a Kafka client named `client` (a service, "devstack", "tests", ...)
+        connects: to the embedded broker, mutual TLS with that client's own certificate (made when
+        missing); to an external broker, the KAFKA_* security variables of `environ` as they are."""
+        return self._kafka_env(self._require_infra().kafka_bootstrap, client)
+
+    def _kafka_env(self, bootstrap: str, client: str) -> dict[str, str]:
+        if self.pki is None:
+            return {**security_env(self.environ), "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+        if not self.pki.has_client(client):
+            ensure_pki(self.pki.directory, [client])
+        return tls_env(bootstrap, self.pki, client)
+
+    def kafka_client_options(self, client: str = "tests") -> dict[str, Any]:
+        """aiokafka keyword arguments (bootstrap_servers, security_protocol, ssl_context, ...) for a
+        producer, consumer or admin client of the tests: `AIOKafkaConsumer(**stack.kafka_client_options())`."""
+        return client_options(self.kafka_env(client))
+
     def create_api_key(self, role: str, name: str) -> str:
         """A new API key with `role`, made with the identity service's own CLI command."""
         argv = [sys.executable, "-m", "mfaplane_identity", "create-api-key", "--role", role, "--name", name]
@@ -229,6 +269,16 @@ class Stack:
             path.write_text(self.create_api_key("portal", "reference portals"))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def _metrics_port(self, name: str) -> int:
+        self.metrics_ports[name] = self.metrics_ports.get(name) or free_port()
+        return self.metrics_ports[name]
+
+    def metrics_url(self, name: str) -> str:
+        """Where a service's (or replica's) /metrics is served: a port of its own, apart from the API."""
+        if name not in self.metrics_ports:
+            raise KeyError(f"{name} has no metrics port yet; call start_services first")
+        return f"http://{HOST}:{self.metrics_ports[name]}"
 
     def url(self, service: str) -> str:
         if service not in self.ports:
@@ -254,7 +304,7 @@ class Stack:
 
     def group_state(self, service: str) -> tuple[str, int]:
         """The state of `service`'s consumer group ("Stable", "Empty", or rebalancing) and its member count."""
-        return run_blocking(_describe_group(self._require_infra().kafka_bootstrap, f"mfaplane-{service}"))
+        return run_blocking(_describe_group(self.kafka_client_options(ADMIN_CLIENT), f"mfaplane-{service}"))
 
     def wait_for_group(self, service: str, members: int | None = None, timeout: float = 60.0) -> None:
         """Wait until `service`'s consumer group is stable (with `members` members, when given):
@@ -324,7 +374,7 @@ class Stack:
         try:
             self._signal_running(services, signal.SIGSTOP)
             self.supervisor.restart("kafka")  # starts it again: it is stopped
-            run_blocking(ensure_topics(self._require_infra().kafka_bootstrap, ALL_TOPICS))
+            run_blocking(ensure_topics(self.kafka_client_options(ADMIN_CLIENT), ALL_TOPICS))
         finally:
             self._signal_running(services, signal.SIGCONT)
 
@@ -349,8 +399,8 @@ class Stack:
         self.stop()
 
 
-async def _describe_group(bootstrap: str, group_id: str) -> tuple[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+async def _describe_group(client: Mapping[str, Any], group_id: str) -> tuple[str, int]:
+    admin = AIOKafkaAdminClient(**client, request_timeout_ms=5000)
     await admin.start()
     try:
         group = (await admin.describe_consumer_groups([group_id]))[0].groups[0]

@@ -5,7 +5,10 @@ form `async def handle(conn, envelope)`. Each event is handled in a database tra
 records its event id, so redelivery (at-least-once delivery, a republish, a rebalance) finds the id
 and skips. A handler that keeps failing after bounded retries with backoff parks the message on
 the group's dead-letter topic (and in `dead_letters`) and the partition moves on. A message that
-cannot even be decoded is parked at once: retrying cannot fix it.
+cannot even be decoded is parked at once: retrying cannot fix it, and so is an event that its
+topic's owner did not sign (event_signing.py): it is counted in mfaplane_events_rejected_total,
+and never reaches a handler. Only the events a service acts on are checked: one it skips changes
+nothing, so its signature need not cost a verification.
 
 Messages that arrive together (up to BATCH_MAX_MESSAGES, collected for at most BATCH_WAIT_SECONDS)
 are handled in one transaction, with their ids recorded by one statement: one commit for many
@@ -34,8 +37,10 @@ from pydantic import ValidationError
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.registry import UnknownEventType, UnknownSchemaVersion
 from mfaplane_contracts.topics import Topic, dead_letter_topic
-from mfaplane_eventing import db, group_lag, logs, loops
-from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_ERRORS
+from mfaplane_eventing import db, event_signing, group_lag, logs, loops
+from mfaplane_eventing.kafka_security import KafkaSecurity
+from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_REJECTED, HANDLER_ERRORS
+from mfaplane_eventing.service_keys import TrustedKeys, UntrustedSignature
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +59,36 @@ Message = tuple[str, int, int, bytes | None]  # topic, partition, offset, value
 class Poison(Exception):
     """A message no retry can fix."""
 
+    rejected_because: str | None = None  # set when the event's signature was refused
 
-def decode(value: bytes | None) -> Envelope:
+
+class Untrusted(Poison):
+    def __init__(self, refusal: UntrustedSignature) -> None:
+        super().__init__(f"untrusted ({refusal.reason}): {refusal}")
+        self.rejected_because = refusal.reason
+
+
+def parse(value: bytes | None) -> dict[str, Any]:
+    """The message as a JSON object, not yet trusted nor validated."""
     if value is None or len(value) > MAX_MESSAGE_BYTES:
         raise Poison("empty or oversized message")
     try:
-        envelope = Envelope.model_validate(json.loads(value))
+        document = json.loads(value)
+    except ValueError as error:
+        raise Poison(f"undecodable: {error}") from error
+    if not isinstance(document, dict):
+        raise Poison("undecodable: not a JSON object")
+    return document
+
+
+def decode(document: dict[str, Any], topic: str, keys: TrustedKeys) -> Envelope:
+    """The envelope, once its topic's owner is proven to have signed it and it is valid."""
+    try:
+        event_signing.check(document, topic, keys)
+    except UntrustedSignature as refusal:
+        raise Untrusted(refusal) from None
+    try:
+        envelope = Envelope.model_validate(document)
         envelope.body()
     except UNDECODABLE as error:
         raise Poison(f"undecodable: {error}") from error
@@ -70,7 +99,8 @@ class Consumer:
     def __init__(
         self,
         group: str,
-        bootstrap_servers: str,
+        kafka: KafkaSecurity,
+        keys: TrustedKeys,
         pool: asyncpg.Pool,
         topics: tuple[Topic, ...],
         handler: Handler | None,
@@ -90,11 +120,12 @@ class Consumer:
         self._handles = None if handles is None else frozenset(t.event_type for t in handles)
         self._max_retries = max_retries
         self._retry_base = retry_base_seconds
-        self._bootstrap, self._group_id, self._topics = bootstrap_servers, f"mfaplane-{group}", topics
+        self._kafka, self._keys, self._group_id, self._topics = kafka, keys, f"mfaplane-{group}", topics
         self._lag_task: asyncio.Task | None = None
         self._app = faust.App(
             f"mfaplane-{group}",
-            broker=[f"kafka://{server}" for server in bootstrap_servers.split(",")],
+            broker=kafka.faust_broker(),
+            broker_credentials=kafka.faust_credentials(),
             store="memory://",
             web_enabled=False,
             topic_allow_declare=False,
@@ -123,7 +154,7 @@ class Consumer:
 
     async def measure_lag(self) -> bool:
         """Sets mfaplane_consumer_lag for every partition of the consumed topics (see group_lag)."""
-        for tp, behind in (await group_lag.lag(self._bootstrap, self._group_id, self._topics)).items():
+        for tp, behind in (await group_lag.lag(self._kafka, self._group_id, self._topics)).items():
             CONSUMER_LAG.labels(tp.topic, tp.partition).set(behind)
         return False  # the loop then waits LAG_REFRESH_SECONDS
 
@@ -151,9 +182,9 @@ class Consumer:
         outcomes: list[tuple[str, str]] = []
         wanted: list[tuple[str, Envelope]] = []
         for topic, _, _, value in messages:
-            envelope = decode(value)  # Poison: the one-by-one path parks it
-            if self._acts_on(envelope):
-                wanted.append((topic, envelope))
+            document = parse(value)  # Poison: the one-by-one path parks it
+            if self._acts_on(document):
+                wanted.append((topic, decode(document, topic, self._keys)))
             else:
                 outcomes.append((topic, "ignored"))
         if not wanted:
@@ -182,17 +213,18 @@ class Consumer:
             outcomes += [(topic, "handled") for topic, _ in fresh]
         return outcomes
 
-    def _acts_on(self, envelope: Envelope) -> bool:
-        return self._handles is None or envelope.type in self._handles
+    def _acts_on(self, document: dict[str, Any]) -> bool:
+        return self._handles is None or document.get("type") in self._handles
 
     async def process(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         try:
-            envelope = decode(value)
+            document = parse(value)
+            if not self._acts_on(document):
+                EVENTS_CONSUMED.labels(topic, "ignored").inc()
+                return
+            envelope = decode(document, topic, self._keys)
         except Poison as poison:
-            await self._park(topic, partition, offset, value, None, str(poison))
-            return
-        if not self._acts_on(envelope):
-            EVENTS_CONSUMED.labels(topic, "ignored").inc()
+            await self._park(topic, partition, offset, value, None, str(poison), poison.rejected_because)
             return
         token = logs.correlation_id.set(str(envelope.correlation_id))
         try:
@@ -234,7 +266,8 @@ class Consumer:
             await self._handler(conn, envelope)
             return "handled"
 
-    async def _park(self, topic, partition, offset, value, envelope: Envelope | None, error: str) -> None:
+    async def _park(self, topic, partition, offset, value, envelope: Envelope | None, error: str,
+                    rejected_because: str | None = None) -> None:
         log.error("message dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset,
                                                    "error": error[:500]})
         await self._pool.execute(
@@ -251,4 +284,6 @@ class Consumer:
         except Exception as failure:  # noqa: BLE001 - the dead_letters row is the durable record
             log.error("could not publish dead letter", extra={"error": repr(failure)})
         DEAD_LETTERS.labels(topic).inc()
+        if rejected_because is not None:
+            EVENTS_REJECTED.labels(topic, rejected_because).inc()
         EVENTS_CONSUMED.labels(topic, "dead_lettered").inc()

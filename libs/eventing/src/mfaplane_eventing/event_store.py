@@ -181,8 +181,12 @@ def _settle(answer: asyncio.Future, result: AppendResult | None = None, error: E
         answer.set_exception(error)
 
 
+# Stored events are unsigned: the relay signs what it publishes (event_signing.py).
+_STORED_FIELDS = tuple(name for name in Envelope.model_fields if name not in ("key_id", "signature"))
+
+
 def _envelope(row: asyncpg.Record) -> Envelope:
-    return Envelope.model_validate({key: row[key] for key in Envelope.model_fields})
+    return Envelope.model_validate({key: row[key] for key in _STORED_FIELDS})
 
 
 def encode(envelope: Envelope) -> bytes:

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from mfaplane_contracts.topics import Topic
+from mfaplane_eventing.kafka_security import KafkaSecurity
 
 LAG_REFRESH_SECONDS = 30.0
 
@@ -30,10 +31,10 @@ async def offsets(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, group: s
     return {tp: (max(committed[tp].offset if tp in committed else 0, 0), ends[tp]) for tp in partitions}
 
 
-async def lag(bootstrap: str, group: str, topics: Iterable[Topic]) -> dict[TopicPartition, int]:
+async def lag(kafka: KafkaSecurity, group: str, topics: Iterable[Topic]) -> dict[TopicPartition, int]:
     """Messages behind per partition of `topics` (0 where the group is at the end)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    reader = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     try:
         await admin.start()
         await reader.start()

@@ -7,7 +7,8 @@ closes, the lock is released and a waiting replica takes over. The relay reads a
 outbox on that same connection: if the session is lost (and the lock with it, which a replica may
 then take), its next statement fails rather than publishing beside the new holder. A batch is deleted from the outbox
 only after Kafka acknowledged every message in it, so a crash in between publishes it again
-(consumers are idempotent).
+(consumers are idempotent). Each event is signed with the service's key as it goes out
+(event_signing.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import contextlib
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from mfaplane_eventing import loops
+from mfaplane_eventing import event_signing, loops
+from mfaplane_eventing.service_keys import ServiceKey
 from mfaplane_eventing.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
 
 IDLE_POLL_SECONDS = 0.05
@@ -29,9 +31,11 @@ BATCH_TIMEOUT_SECONDS = 60.0
 
 
 class OutboxRelay:
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, service: str, batch_size: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, service: str, batch_size: int,
+                 key: ServiceKey) -> None:
         self._pool = pool
         self._producer = producer
+        self._key = key
         self._lock_name = f"mfaplane-outbox-relay:{service}"
         self._batch_size = batch_size
 
@@ -62,7 +66,9 @@ class OutboxRelay:
             OUTBOX_BACKLOG.set(0)
             return 0
         deliveries = [
-            await self._producer.send(row["topic"], value=row["value"], key=row["key"].encode()) for row in rows
+            await self._producer.send(row["topic"], value=event_signing.sign(row["value"], self._key),
+                                      key=row["key"].encode())
+            for row in rows
         ]
         await asyncio.gather(*deliveries)
         await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", [r["position"] for r in rows])

@@ -1,8 +1,12 @@
 """How every service process starts: `python -m mfaplane_<service> {serve,migrate,republish}`.
 
-`serve` runs one asyncio loop holding the HTTP API (uvicorn), the outbox relay, the consumer (if the
-service consumes) and the service's own background loops. SIGTERM (uvicorn's) stops the HTTP
-server, then the consumer finishes its message and commits offsets, then everything else stops.
+`serve` runs one asyncio loop holding the HTTP API (uvicorn), the metrics endpoint on a port of its
+own, the outbox relay, the consumer (if the service consumes) and the service's own background
+loops. SIGTERM (uvicorn's) stops the HTTP server, then the consumer finishes its message and
+commits offsets, then everything else stops.
+
+A service with `callers` answers, on every API route, only requests signed by one of those
+services (service_auth.py); its health probes stay open, and /metrics is not on the API port.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import json
 import sys
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_settings import BaseSettings
 
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.topics import Topic
@@ -32,7 +37,10 @@ from mfaplane_eventing import db, logs, problems
 from mfaplane_eventing.body_limit import BodyLimit
 from mfaplane_eventing.consumer import BatchHandler, Consumer, Handler
 from mfaplane_eventing.event_store import EventStore
+from mfaplane_eventing.kafka_security import KafkaSecurity
 from mfaplane_eventing.outbox_relay import OutboxRelay
+from mfaplane_eventing.service_auth import CallSigner, CallVerifier, verified_call
+from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 from mfaplane_eventing.settings import ServiceSettings, load
 
 log = logging.getLogger(__name__)
@@ -43,13 +51,35 @@ BROKER_RETRY_SECONDS = 1.0
 
 @dataclass
 class Runtime:
-    """What a running service has at hand: its settings, clock, database and event store."""
+    """What a running service has at hand: its settings, clock, database, event store and keys."""
 
     settings: Any
     clock: clocks.Clock
     pool: asyncpg.Pool
     store: EventStore
     producer: AIOKafkaProducer
+    trust: Trust
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The service's own key, every service's public keys, and how it reaches Kafka."""
+
+    key: ServiceKey
+    keys: TrustedKeys
+    kafka: KafkaSecurity
+
+    @classmethod
+    def from_settings(cls, service: str, settings: ServiceSettings) -> Trust:
+        """Refuses to start a service whose own key is not among the public keys: every consumer would
+        refuse what it publishes, so it must fail here, loudly, not downstream, one event at a time."""
+        key, keys = ServiceKey.from_pem(settings.service_signing_key), TrustedKeys.from_json(settings.service_public_keys)
+        if keys.service_of(key.key_id) != service:
+            raise SystemExit(f"configuration error: SERVICE_PUBLIC_KEYS does not list {service}'s key {key.key_id}")
+        return cls(key, keys, KafkaSecurity.from_settings(settings))
+
+    def call_signer(self, service: str) -> CallSigner:
+        return CallSigner(service, self.key)
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,8 @@ class CliCommand:
     help: str
     run: Callable[[Any, argparse.Namespace], Coroutine[Any, Any, None]]
     arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
+    # What the command reads, when it needs less than the whole service (ask for nothing it does not use).
+    settings_type: type[BaseSettings] | None = None
 
 
 @dataclass
@@ -79,15 +111,17 @@ class ServiceSpec:
     commands: dict[str, CliCommand] = field(default_factory=dict)
     # Request size limits of single routes (by path) that take more than MAX_REQUEST_BYTES.
     body_limits: dict[str, int] = field(default_factory=dict)
+    # The services whose signed calls the API answers; empty: the API authenticates its own callers.
+    callers: frozenset[str] = frozenset()
 
     def migration_dirs(self) -> list[Path]:
         return [db.EVENTING_MIGRATIONS] + ([self.migrations] if self.migrations else [])
 
 
-async def _start_producer(bootstrap: str) -> AIOKafkaProducer:
+async def _start_producer(kafka: KafkaSecurity) -> AIOKafkaProducer:
     """Waits for the broker rather than failing start-up: the relay keeps its backlog meanwhile."""
     while True:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=False)
+        producer = AIOKafkaProducer(**kafka.client_options(), acks="all", linger_ms=5, enable_idempotence=False)
         try:
             await producer.start()
             return producer
@@ -108,22 +142,25 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clock = clocks.from_setting(settings.mfaplane_fake_clock_file)
+        trust = Trust.from_settings(spec.name, settings)
+        app.state.call_verifier = CallVerifier(spec.name, spec.callers, trust.keys)
+        metrics = asyncio.create_task(_MetricsServer.serving(settings), name="metrics")
         pool = await db.create_pool(settings.database_url, settings.database_schema)
-        producer = await _start_producer(settings.kafka_bootstrap_servers)
-        runtime = Runtime(settings, clock, pool, EventStore(pool, clock), producer)
+        producer = await _start_producer(trust.kafka)
+        runtime = Runtime(settings, clock, pool, EventStore(pool, clock), producer, trust)
         app.state.runtime = runtime
         extras = contextlib.AsyncExitStack()
         if spec.state is not None:
             for name, value in (await extras.enter_async_context(spec.state(runtime))).items():
                 setattr(app.state, name, value)
-        relay = OutboxRelay(pool, producer, spec.name, settings.relay_batch_size)
-        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        relay = OutboxRelay(pool, producer, spec.name, settings.relay_batch_size, trust.key)
+        tasks = [metrics, asyncio.create_task(relay.run(), name="outbox-relay")]
         tasks += [asyncio.create_task(job) for job in spec.background(runtime)]
         consumer = None
         handler = spec.handler(runtime) if spec.handler else None
         batch_handler = spec.batch_handler(runtime) if spec.batch_handler else None
         if handler or batch_handler:
-            consumer = Consumer(spec.name, settings.kafka_bootstrap_servers, pool, spec.consumes, handler,
+            consumer = Consumer(spec.name, trust.kafka, trust.keys, pool, spec.consumes, handler,
                                 settings.consumer_max_retries, handles=spec.handles, batch_handler=batch_handler)
             await consumer.start()
         log.info("service started", extra={"port": settings.http_port})
@@ -147,12 +184,31 @@ def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) ->
     app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, route_limits=spec.body_limits)
+    authenticated = [Depends(verified_call)] if spec.callers else []
     for router in spec.routers:
-        app.include_router(router, responses=problems.ERROR_RESPONSES)
+        app.include_router(router, responses=problems.ERROR_RESPONSES, dependencies=authenticated)
     app.add_api_route("/healthz", lambda: {"status": "alive"}, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", _readiness, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
     return app
+
+
+class _MetricsServer(uvicorn.Server):
+    """GET /metrics on METRICS_PORT and nothing else, beside the API in the same loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the API's server takes SIGTERM; this one stops when the lifespan ends
+
+    @classmethod
+    async def serving(cls, settings: ServiceSettings) -> None:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.add_api_route("/metrics", _metrics, methods=["GET"])
+        server = cls(uvicorn.Config(app, host=settings.http_host, port=settings.metrics_port, log_config=None,
+                                    access_log=False, lifespan="off"))
+        try:
+            await server.serve()
+        finally:
+            server.should_exit = True
 
 
 def openapi_document(spec: ServiceSpec) -> str:
@@ -212,8 +268,9 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     if args.command == "openapi":
         sys.stdout.write(openapi_document(spec))
         return
-    settings = load(spec.settings_type)
-    logs.configure(spec.name, settings.log_level)
+    command = spec.commands.get(args.command)
+    settings = load(command.settings_type if command and command.settings_type else spec.settings_type)
+    logs.configure(spec.name, getattr(settings, "log_level", "INFO"))
     if args.command == "serve":
         uvicorn.run(build_app(spec, settings), host=settings.http_host, port=settings.http_port,
                     timeout_keep_alive=settings.http_keep_alive_seconds, log_config=None, access_log=False)
@@ -222,4 +279,4 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     elif args.command == "republish":
         asyncio.run(_republish(spec, settings, args.from_position))
     else:
-        asyncio.run(spec.commands[args.command].run(settings, args))
+        asyncio.run(command.run(settings, args))

@@ -1,24 +1,69 @@
-"""Settings from the environment. A bad or missing variable stops start-up with its name."""
+"""Settings from the environment. A bad or missing variable stops start-up with its name.
+
+Every setting can also be read from a file: `<NAME>_FILE` names a file whose content (without a
+trailing newline) is the value, the convention of Kubernetes Secrets mounted as files and of compose
+secrets. A file keeps a secret out of the process environment, which `/proc/<pid>/environ`, crash
+reports and `kubectl describe` show. Setting both `<NAME>` and `<NAME>_FILE` is an error: which
+one wins would be a guess.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TypeVar
+from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 
-class ServiceSettings(BaseSettings):
-    """What every service reads. Services subclass it to add their own variables."""
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+
+
+class KafkaSettings(BaseSettings):
+    """How a client reaches Kafka (kafka_security.py)."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
-    database_url: str
-    database_schema: str
     kafka_bootstrap_servers: str
+    # How clients reach Kafka. SSL (TLS, and mutual TLS when a client certificate is given) is the
+    # default: PLAINTEXT must be asked for by name, never fallen into.
+    kafka_security_protocol: KafkaSecurityProtocol = "SSL"
+    kafka_ssl_ca_file: str | None = None  # unset: the system's trusted CAs
+    kafka_ssl_cert_file: str | None = None  # a client certificate (PEM) for mutual TLS, with its key
+    kafka_ssl_key_file: str | None = None
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> KafkaSettings:
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together (mutual TLS)")
+        if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username
+                                                                    and self.kafka_sasl_password):
+            raise ValueError(f"{self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        return self
+
+
+class ServiceSettings(KafkaSettings):
+    """What every service reads. Services subclass it to add their own variables."""
+
+    database_url: str = Field(repr=False)
+    database_schema: str
+    # This service's Ed25519 private key (PKCS#8 PEM): signs every event it publishes and every call it
+    # makes to another service (service_auth.py, event_signing.py).
+    service_signing_key: str = Field(repr=False)
+    # The public keys of every service, {"service": ["base64 of the 32-byte key", ...]}; several per
+    # service while keys rotate. Events and calls are trusted only under their owner's keys.
+    service_public_keys: str
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # /metrics only, apart from the API, so that a scraper allowed here reaches no command route.
+    metrics_port: int = 9100
     # Longer than the idle timeout of whatever keeps connections to the service open (ingress-nginx:
     # 60 s; aiohttp, as the gateway forwards: 15 s), so that the client side closes an idle connection
     # first. A server that closes first can do it just as a request is sent on it, which then fails.
@@ -29,15 +74,47 @@ class ServiceSettings(BaseSettings):
     max_request_bytes: int = 64 * 1024
     mfaplane_fake_clock_file: str | None = None
 
+    @field_validator("service_signing_key")
+    @classmethod
+    def _is_a_service_key(cls, value: str) -> str:
+        ServiceKey.from_pem(value)
+        return value
+
+    @field_validator("service_public_keys")
+    @classmethod
+    def _are_public_keys(cls, value: str) -> str:
+        TrustedKeys.from_json(value)
+        return value
+
 
 T = TypeVar("T", bound=BaseSettings)
 
 
+def from_files(settings_type: type[BaseSettings], environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """The values of `settings_type`'s fields given as `<NAME>_FILE`."""
+    values = {}
+    for name in settings_type.model_fields:
+        variable = name.upper()
+        path = environ.get(f"{variable}_FILE")
+        if path is None:
+            continue
+        if variable in environ:
+            raise ValueError(f"{variable} and {variable}_FILE are both set; set one")
+        try:
+            values[name] = Path(path).read_text(encoding="utf-8").removesuffix("\n")
+        except OSError as error:
+            raise ValueError(f"{variable}_FILE: cannot read {path}: {error.strerror}") from None
+    return values
+
+
 def load(settings_type: type[T]) -> T:
     try:
-        return settings_type()
-    except ValidationError as error:
+        return settings_type(**from_files(settings_type))
+    except ValueError as error:
+        if not isinstance(error, ValidationError):
+            print(f"configuration error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         for problem in error.errors():
-            variable = "_".join(str(part) for part in problem["loc"]).upper()
+            variable = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
             print(f"configuration error: {variable}: {problem['msg']}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -9,20 +9,15 @@ one head, and gateway replicas consuming different partitions must not both exte
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from mfaplane_contracts.envelope import Envelope
+from mfaplane_contracts.envelope import Envelope, canonical
 
 GENESIS = "0" * 64
-
-
-def canonical(envelope: dict[str, Any]) -> str:
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def link_hash(seq: int, prev_hash: str, envelope: dict[str, Any]) -> str:

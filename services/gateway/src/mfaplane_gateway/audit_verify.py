@@ -1,9 +1,20 @@
-"""`python -m mfaplane_gateway verify-audit [--file EXPORT]`: checks the audit log's hash chain.
+"""`python -m mfaplane_gateway verify-audit [--file EXPORT]`: checks the audit log's hash chain and
+that the service owning each event signed it.
 
 Without `--file` it reads the gateway's audit_log table; with it, a complete NDJSON export from
 GET /v1/audit/events (no filters, no cursor). It prints the first broken link and exits 1, or the
 number of records and the head hash, which an auditor can note down: a chain recomputed after an
 edit, or cut short, no longer ends in the head noted earlier.
+
+The hash chain shows that nothing stored was changed; the signatures show who emitted each event
+(event_signing.py): a record counts only if the service that owns its event type's topic signed
+it, under a key in SERVICE_PUBLIC_KEYS. An auditor keeps retired public keys in that set, since
+history signed with them stays. Records stored before events were signed carry no signature; the
+chain still covers them, and they are valid only before the first signed record: an unsigned
+record after it is a forgery.
+
+It reads only what it uses: SERVICE_PUBLIC_KEYS, and DATABASE_URL (with DATABASE_SCHEMA) when it
+reads the table, so an auditor with read access needs nothing else.
 """
 
 from __future__ import annotations
@@ -12,13 +23,51 @@ import argparse
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from mfaplane_eventing import db
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mfaplane_contracts.registry import EVENT_TYPES
+from mfaplane_eventing import db, event_signing
 from mfaplane_eventing.service import CliCommand
+from mfaplane_eventing.service_keys import TrustedKeys, UntrustedSignature
 from mfaplane_gateway import audit_log
-from mfaplane_gateway.settings import GatewaySettings
 
 Record = tuple[int, str, str, dict]
+
+
+class AuditSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    service_public_keys: str
+    database_url: str | None = Field(default=None, repr=False)
+    database_schema: str = "gateway"
+
+
+class Signatures:
+    """Checks each record's signature in chain order, counting those stored before signing began."""
+
+    def __init__(self, keys: TrustedKeys) -> None:
+        self.keys = keys
+        self.unsigned = 0
+        self.signed = 0
+
+    def check(self, seq: int, envelope: dict[str, Any]) -> audit_log.BrokenLink | None:
+        if envelope.get("signature") is None:
+            if self.signed:
+                return audit_log.BrokenLink(seq, "unsigned, after signed records")
+            self.unsigned += 1
+            return None
+        payload_type = EVENT_TYPES.get(envelope.get("type"))
+        if payload_type is None:
+            return audit_log.BrokenLink(seq, f"unknown event type {envelope.get('type')!r}")
+        try:
+            event_signing.check(envelope, payload_type.topic, self.keys)
+        except UntrustedSignature as refusal:
+            return audit_log.BrokenLink(seq, f"signature not valid ({refusal.reason}): {refusal}")
+        self.signed += 1
+        return None
 
 
 async def _file_records(path: Path) -> AsyncIterator[Record]:
@@ -32,30 +81,36 @@ async def _file_records(path: Path) -> AsyncIterator[Record]:
             yield fields
 
 
-async def verify(records: AsyncIterator[Record]) -> tuple[audit_log.Chain, audit_log.BrokenLink | None]:
-    chain = audit_log.Chain()
+async def verify(records: AsyncIterator[Record], keys: TrustedKeys
+                 ) -> tuple[audit_log.Chain, Signatures, audit_log.BrokenLink | None]:
+    chain, signatures = audit_log.Chain(), Signatures(keys)
     async for record in records:
-        if broken := chain.check(*record):
-            return chain, broken
-    return chain, None
+        if broken := chain.check(*record) or signatures.check(record[0], record[3]):
+            return chain, signatures, broken
+    return chain, signatures, None
 
 
-async def _run(settings: GatewaySettings, args: argparse.Namespace) -> None:
+async def _run(settings: AuditSettings, args: argparse.Namespace) -> None:
+    keys = TrustedKeys.from_json(settings.service_public_keys)
     if args.file:
-        chain, broken = await verify(_file_records(Path(args.file)))
+        chain, signatures, broken = await verify(_file_records(Path(args.file)), keys)
     else:
+        if not settings.database_url:
+            raise SystemExit("configuration error: DATABASE_URL is needed to read the audit log (or give --file)")
         pool = await db.create_pool(settings.database_url, settings.database_schema, max_size=1)
         try:
-            chain, broken = await verify(audit_log.stored_records(pool))
+            chain, signatures, broken = await verify(audit_log.stored_records(pool), keys)
         finally:
             await pool.close()
     if broken:
         raise SystemExit(f"audit chain broken at record {broken.seq}: {broken.reason}")
-    print(f"audit chain intact: {chain.seq} records, head {chain.head}")
+    print(f"audit chain intact: {chain.seq} records ({signatures.signed} signed by their topic's owner, "
+          f"{signatures.unsigned} stored before events were signed), head {chain.head}")
 
 
 COMMAND = CliCommand(
-    help="verify the audit log's hash chain (in the database, or an NDJSON export with --file)",
+    help="verify the audit log's hash chain and signatures (in the database, or an NDJSON export with --file)",
     run=_run,
     arguments=((("--file",), {"metavar": "PATH", "help": "a complete NDJSON export of /v1/audit/events"}),),
+    settings_type=AuditSettings,
 )

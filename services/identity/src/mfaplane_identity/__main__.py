@@ -10,6 +10,7 @@ SPEC = ServiceSpec(
     settings_type=IdentitySettings,
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
+    callers=frozenset({"gateway"}),  # only the gateway may ask identity anything
     commands={"create-api-key": CREATE_API_KEY},
 )
 

@@ -30,6 +30,7 @@ SPEC = ServiceSpec(
     handler=lambda runtime: identity_reactions.handler(enrollment_commands(runtime)),
     handles=identity_reactions.HANDLES,
     routers=[router, batch_router],
+    callers=frozenset({"gateway"}),  # only the gateway may command an enrollment
     body_limits={BATCH_PATH: MAX_BATCH_BYTES},
     state=mfa_state,
 )

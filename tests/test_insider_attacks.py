@@ -1,0 +1,208 @@
+"""An attacker already inside the cluster, against the running system: each attack refused, nothing changed.
+
+The attacker here holds a client certificate the broker accepts (the worst case short of a stolen
+service key) and can open connections to every service's ports. Forged events are refused by every
+consumer that would act on them (they are dead-lettered with the reason and counted); calls to
+identity and mfa without the gateway's signed token are refused; the metrics port takes no command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from fault_tools import MailWatch, counter_total, eventually, schema
+from invariants import CONSUMERS, HANDLED
+from mfaplane_contracts.envelope import Envelope
+from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
+from mfaplane_eventing import event_signing
+from mfaplane_eventing.service_keys import ServiceKey
+from portal_flows import PASSWORD, new_user, ok, problem, set_up, sign_in
+from trust_tools import SignedAs, service_key
+
+
+def forged(event_type: str, aggregate_id: str, payload: dict, key: ServiceKey | None, marker: str) -> bytes:
+    """An event as an insider makes it: unsigned (key None), or signed with a key that is not the topic owner's."""
+    envelope = Envelope(event_id=uuid.uuid4(), type=event_type, schema_version=1, aggregate_type="user",
+                        aggregate_id=aggregate_id, aggregate_version=1000, occurred_at=datetime.now(UTC),
+                        correlation_id=uuid.uuid4(), actor=f"admin:{marker}", payload=payload)
+    value = envelope.model_dump_json().encode()
+    return value if key is None else event_signing.sign(value, key)
+
+
+def groups_acting_on(event_type: str, topic: str) -> list[str]:
+    return [group for group, topics in CONSUMERS.items()
+            if topic in topics and (HANDLED[group] is None or event_type in HANDLED[group])]
+
+
+async def publish(stack, topic: str, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(**stack.kafka_client_options("tests"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def refused_by(stack, group: str, marker: str) -> str:
+    """The reason `group` gave for dead-lettering the forged message carrying `marker`, once it has."""
+    async with schema(stack, group) as conn:
+        return await eventually(lambda: conn.fetchval(
+            "SELECT error FROM dead_letters WHERE position($1::bytea IN value) > 0", marker.encode()),
+            60, f"{group} dead-letters the forged event {marker}")
+
+
+async def attack(stack, topic: str, event_type: str, aggregate_id: str, payload: dict,
+                 key: ServiceKey | None) -> dict[str, str]:
+    """Publishes one forged event; each group that would act on it dead-letters it: group -> reason."""
+    marker = f"forger-{uuid.uuid4().hex[:12]}"
+    await publish(stack, topic, aggregate_id, forged(event_type, aggregate_id, payload, key, marker))
+    groups = groups_acting_on(event_type, topic)
+    assert groups, f"somebody acts on {event_type}"
+    return {group: (await refused_by(stack, group, marker)).split(")")[0].removeprefix("untrusted (")
+            for group in groups}
+
+
+@pytest.fixture
+async def protected_user(admin, portal, clock) -> tuple[str, str]:
+    """A user whose MFA is required and set up: the one the attacker wants to sign in as with a password."""
+    user_id, email = await new_user(admin, enrollment_days=7)
+    await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
+
+    async def active() -> bool:
+        user = await admin.get(f"/v1/users/{user_id}")
+        return user.status_code == 200 and user.json()["status"] == "active"
+
+    await eventually(active, 60, "the gateway shows the user's MFA active")
+    return user_id, email
+
+
+async def test_a_forged_user_deleted_leaves_mfa_required_and_the_key_intact(stack, admin, portal,
+                                                                            protected_user) -> None:
+    user_id, email = protected_user
+    rejected_before = await counter_total(stack.metrics_url("mfa"), "mfaplane_events_rejected_total")
+    unsigned = await attack(stack, IDENTITY_EVENTS.name, "UserDeleted", user_id, {"user_id": user_id}, None)
+    # A stolen key of a service that does not own the identity topic is no better.
+    notifiers = await attack(stack, IDENTITY_EVENTS.name, "UserDeleted", user_id, {"user_id": user_id},
+                             service_key(stack, "notifier"))
+
+    assert set(unsigned.values()) == {"unsigned"} and "mfa" in unsigned
+    assert set(notifiers.values()) == {"not_topic_owner"}
+    assert await counter_total(stack.metrics_url("mfa"), "mfaplane_events_rejected_total") == rejected_before + 2
+    user = ok(await admin.get(f"/v1/users/{user_id}"))
+    assert (user["status"], user["required"]) == ("active", True)
+    answer = await sign_in(portal, email, PASSWORD)
+    assert answer["outcome"] == "mfa_required" and answer["session"] is None, "the password alone is not enough"
+
+
+async def test_a_forged_requirement_removal_changes_no_read_model_and_no_audit_record(stack, admin,
+                                                                                      protected_user) -> None:
+    user_id, _ = protected_user
+    payload = {"principal_id": user_id, "scope": "user_portal"}
+    before = ok(await admin.get(f"/v1/users/{user_id}"))
+    audited_before = await audit_records(admin, user_id)
+    # identity's own key, on the mfa topic: a real service key, but not the owner's.
+    reasons = await attack(stack, MFA_EVENTS.name, "MFARequirementRemoved", f"user_portal:{user_id}", payload,
+                           service_key(stack, "identity"))
+
+    assert set(reasons.values()) == {"not_topic_owner"} and "gateway" in reasons
+    assert ok(await admin.get(f"/v1/users/{user_id}")) == before
+    assert await audit_records(admin, user_id) == audited_before
+    verified = subprocess.run([sys.executable, "-m", "mfaplane_gateway", "verify-audit"], capture_output=True,
+                              text=True, timeout=120, env=stack.service_env("gateway"))
+    assert verified.returncode == 0 and "audit chain intact" in verified.stdout, verified.stderr
+
+
+async def audit_records(admin: httpx.AsyncClient, user_id: str) -> list[dict]:
+    response = await admin.get("/v1/audit/events", params={"principal_id": user_id})
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+async def test_a_ghost_user_is_never_listed_nor_mailed(stack, admin) -> None:
+    ghost, address = str(uuid.uuid4()), f"ghost-{uuid.uuid4().hex[:8]}@outside.example"
+    mail = MailWatch(stack.infra.maildir)
+    outsider = ServiceKey.generate()  # a key no service holds
+    created = await attack(stack, IDENTITY_EVENTS.name, "UserCreated", ghost,
+                           {"user_id": ghost, "email": address, "name": "Ghost"}, outsider)
+    required = await attack(stack, MFA_EVENTS.name, "MFARequired", f"user_portal:{ghost}",
+                            {"principal_id": ghost, "scope": "user_portal", "principal_kind": "user",
+                             "enrollment_days": 1, "deadline": datetime.now(UTC).isoformat()}, None)
+
+    assert set(created.values()) == {"unknown_key"} and set(required.values()) == {"unsigned"}
+    assert {"gateway", "notifier"} <= created.keys() & required.keys()
+    problem(await admin.get(f"/v1/users/{ghost}"), 404, "user_not_found")
+    assert ok(await admin.get("/v1/users", params={"q": address}))["items"] == []
+    async with schema(stack, "notifier") as conn:
+        assert not await conn.fetchval("SELECT count(*) FROM notifications WHERE principal_id = $1::uuid", ghost)
+    assert mail.subjects([address])[address] == {}
+
+
+def identity_and_mfa_commands(user_id: str) -> list[tuple[str, str, str, dict | None]]:
+    """What the first release let any caller do: mint admin keys and take over any account."""
+    enrollment = f"/enrollments/user_portal/{user_id}"
+    return [("identity", "POST", "/api-keys", {"role": "admin", "name": "backdoor"}),
+            ("identity", "PUT", f"/users/{user_id}/password", {"password": "attacker-chosen-pw"}),
+            ("mfa", "POST", f"{enrollment}/reset", {"enrollment_days": 7}),
+            ("mfa", "POST", f"{enrollment}/remove-requirement", {}),
+            ("mfa", "POST", f"{enrollment}/begin-setup", {"account_name": "attacker"})]
+
+
+async def written(stack, user_id: str) -> dict[str, int]:
+    counts = {}
+    for service in ("identity", "mfa"):
+        async with schema(stack, service) as conn:
+            counts[service] = await conn.fetchval("SELECT count(*) FROM events")
+    async with schema(stack, "identity") as conn:
+        counts["api_keys"] = await conn.fetchval("SELECT count(*) FROM api_keys")
+    return counts
+
+
+@pytest.mark.parametrize("credential", ["none", "x-actor", "notifier's key", "outsider's key", "token for mfa"])
+async def test_calls_to_identity_and_mfa_without_the_gateways_proof_are_refused(stack, admin, protected_user,
+                                                                                credential) -> None:
+    user_id, _ = protected_user
+    before = await written(stack, user_id)
+    for service, method, path, body in identity_and_mfa_commands(user_id):
+        auth = {"none": None, "x-actor": None,
+                "notifier's key": SignedAs(stack, service, caller="notifier"),
+                "outsider's key": SignedAs(stack, service, key=ServiceKey.generate()),
+                "token for mfa": SignedAs(stack, "mfa" if service == "identity" else "identity")}[credential]
+        headers = {"X-Actor": f"admin:{uuid.uuid4()}"} if credential == "x-actor" else {}
+        async with httpx.AsyncClient(base_url=stack.url(service), auth=auth, timeout=30) as direct:
+            refused = await direct.request(method, path, json=body, headers=headers)
+        problem(refused, 401, "caller_not_authenticated")
+        assert "key" not in refused.json() or refused.json()["key"] is None
+    assert await written(stack, user_id) == before
+    assert ok(await admin.get(f"/v1/users/{user_id}"))["status"] == "active"
+
+
+async def test_the_actor_recorded_is_the_one_the_gateway_signed_never_a_header(stack, admin) -> None:
+    user_id, _ = await new_user(admin)
+    signed = SignedAs(stack, "mfa", actor="admin:signed-by-the-gateway")
+    async with httpx.AsyncClient(base_url=stack.url("mfa"), auth=signed, timeout=30) as mfa:
+        receipt = ok(await mfa.post(f"/enrollments/user_portal/{user_id}/require", json={"enrollment_days": 7},
+                                    headers={"X-Actor": "admin:forged-in-a-header"}))
+    async with schema(stack, "mfa") as conn:
+        actor = await conn.fetchval("SELECT actor FROM events WHERE event_id = $1::uuid", receipt["event_ids"][0])
+    assert actor == "admin:signed-by-the-gateway"
+
+
+async def test_the_metrics_port_serves_metrics_and_takes_no_command(stack, admin) -> None:
+    user_id, _ = await new_user(admin, enrollment_days=7)
+    command = f"/enrollments/user_portal/{user_id}/remove-requirement"
+    async with httpx.AsyncClient(base_url=stack.metrics_url("mfa"), auth=SignedAs(stack, "mfa"), timeout=30) as port:
+        assert (await port.post(command, json={})).status_code in (404, 405)
+        assert (await port.post("/metrics", json={})).status_code == 405
+        assert "mfaplane_events_consumed_total" in (await port.get("/metrics")).text
+    async with httpx.AsyncClient(base_url=stack.url("mfa"), timeout=30) as api:
+        assert (await api.get("/metrics")).status_code == 404, "the API port serves no metrics"
+        enrollment = ok(await api.get(f"/enrollments/user_portal/{user_id}", auth=SignedAs(stack, "mfa")))
+    assert (enrollment["status"], enrollment["required"]) == ("enrolling", True)
