@@ -167,6 +167,39 @@ async def test_an_event_its_topic_owner_did_not_sign_is_refused_and_dead_lettere
                                      {"topic": IDENTITY_EVENTS.name, "reason": reason}) == rejected + 1
 
 
+@pytest.mark.parametrize("depth", [600, 100_000])
+def test_a_message_nested_deeper_than_an_event_is_refused_before_it_is_parsed(depth: int) -> None:
+    """Refused by counting, never parsed: at 100,000 levels json.loads would raise RecursionError."""
+    with pytest.raises(consumer_module.Poison, match="more arrays and objects than an event holds"):
+        consumer_module.parse(b'{"type": "UserCreated", "payload": ' + b"[" * depth + b"]" * depth + b"}")
+
+
+def _with(**fields) -> bytes:
+    """An unsigned event with `fields` set, as JSON (which escapes a lone surrogate)."""
+    document = json.loads(_message(key=None)[1])
+    document.update(fields)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize("value", [
+    b"[" * 600 + b"]" * 600,  # more arrays than an event holds: refused before parsing (MAX_CONTAINERS)
+    _with(key_id="k", signature="\u00e9" * 88),  # not ASCII, so not base64
+    _with(key_id="k", signature="AA==", actor="\ud800"),  # a lone surrogate: no UTF-8 for the signed text
+    _with(type=["UserCreated"]),  # a type that is no string
+], ids=["nested arrays", "non-ASCII signature", "lone surrogate", "type not a string"])
+async def test_an_unsigned_message_that_makes_checking_fail_is_parked_and_the_rest_of_its_batch_handled(
+        consumers, pool, value) -> None:
+    """Whatever an unchecked message makes fail, it is parked like any poison: it must never stop the
+    consumer, which would drop the signed events delivered with it."""
+    handler = Recorder()
+    consumer = consumers(handler, handles=(UserCreated,))
+    offset = uuid.uuid4().int % 10**9
+    genuine_id, genuine = _message()
+    await consumer.process_batch([(IDENTITY_EVENTS.name, 5, offset, value), (IDENTITY_EVENTS.name, 5, offset + 1, genuine)])
+    assert handler.calls == [genuine_id]
+    assert await pool.fetchval('SELECT count(*) FROM dead_letters WHERE "offset" = $1', offset) == 1
+
+
 async def test_a_handler_that_keeps_failing_parks_the_message_and_the_dead_letter_topic_gets_it(
     consumers, pool, kafka
 ) -> None:

@@ -48,6 +48,10 @@ Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
 # Handles a run of events in order, in one transaction: what a handler does, with fewer statements.
 BatchHandler = Callable[[asyncpg.Connection, Sequence[Envelope]], Awaitable[None]]
 MAX_MESSAGE_BYTES = 1_000_000
+# An envelope holds a few dozen arrays and objects. Far more is refused before parsing: nested deep
+# enough, they make the JSON parser raise RecursionError, which on CPython 3.11 can leave the
+# interpreter's recursion count off for the rest of the process.
+MAX_CONTAINERS = 500
 DATABASE_RETRY_SECONDS = 1.0
 DEAD_LETTER_COPY_BYTES = 64 * 1024  # the full value stays in the dead_letters table
 UNDECODABLE = (ValueError, ValidationError, UnknownEventType, UnknownSchemaVersion)
@@ -72,10 +76,12 @@ def parse(value: bytes | None) -> dict[str, Any]:
     """The message as a JSON object, not yet trusted nor validated."""
     if value is None or len(value) > MAX_MESSAGE_BYTES:
         raise Poison("empty or oversized message")
+    if value.count(b"[") + value.count(b"{") > MAX_CONTAINERS:
+        raise Poison("undecodable: more arrays and objects than an event holds")
     try:
         document = json.loads(value)
-    except ValueError as error:
-        raise Poison(f"undecodable: {error}") from error
+    except (ValueError, RecursionError) as error:  # RecursionError: nesting deeper than the parser goes
+        raise Poison(f"undecodable: {type(error).__name__}") from None
     if not isinstance(document, dict):
         raise Poison("undecodable: not a JSON object")
     return document
@@ -87,6 +93,8 @@ def decode(document: dict[str, Any], topic: str, keys: TrustedKeys) -> Envelope:
         event_signing.check(document, topic, keys)
     except UntrustedSignature as refusal:
         raise Untrusted(refusal) from None
+    except Exception as error:  # noqa: BLE001 - whatever an unchecked message makes fail, it is not trusted
+        raise Untrusted(UntrustedSignature("bad_signature", f"cannot be checked ({type(error).__name__})")) from None
     try:
         envelope = Envelope.model_validate(document)
         envelope.body()
@@ -214,7 +222,9 @@ class Consumer:
         return outcomes
 
     def _acts_on(self, document: dict[str, Any]) -> bool:
-        return self._handles is None or document.get("type") in self._handles
+        """From the unchecked type: skipping changes nothing, and a type that is not a string is not skipped."""
+        kind = document.get("type")
+        return self._handles is None or not isinstance(kind, str) or kind in self._handles
 
     async def process(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         try:
