@@ -230,6 +230,15 @@ async def test_signatures_catch_an_edit_whose_chain_was_recomputed_and_a_forged_
     assert result.returncode == 1
     assert f"broken at record {target + 2}: unsigned, after signed records" in result.stderr
 
+    # Every signature stripped and the whole chain computed again: only --signed-from tells.
+    stripped = [{**r, "envelope": {**r["envelope"], "key_id": None, "signature": None}} for r in records]
+    export.write_text("\n".join(rechained(stripped, 0)) + "\n")
+    passed = verify_audit(stack, "--file", str(export))
+    assert passed.returncode == 0 and f"records 1 to {len(records)} carry no signature" in passed.stderr
+    refused = verify_audit(stack, "--file", str(export), "--signed-from", "1")
+    assert refused.returncode == 1
+    assert "broken at record 1: unsigned, though every record from 1 is signed" in refused.stderr
+
 
 async def test_verification_of_the_database_finds_an_edited_row(stack, admin) -> None:
     user_id, _ = await new_user(admin, enrollment_days=7)

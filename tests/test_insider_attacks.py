@@ -8,7 +8,9 @@ identity and mfa without the gateway's signed token are refused; the metrics por
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 import subprocess
 import sys
 import uuid
@@ -22,10 +24,14 @@ from fault_tools import MailWatch, counter_total, eventually, schema
 from invariants import CONSUMERS, HANDLED
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
+from mfaplane_devstack.certificates import ensure_pki
 from mfaplane_eventing import event_signing
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.service_auth import CallSigner
 from mfaplane_eventing.service_keys import ServiceKey
+from mfaplane_gateway.forwarding import Forwarder
 from portal_flows import PASSWORD, new_user, ok, problem, set_up, sign_in
-from trust_tools import SignedAs, service_key
+from trust_tools import SignedAs, direct, service_key
 
 
 def forged(event_type: str, aggregate_id: str, payload: dict, key: ServiceKey | None, marker: str) -> bytes:
@@ -176,8 +182,8 @@ async def test_calls_to_identity_and_mfa_without_the_gateways_proof_are_refused(
                 "outsider's key": SignedAs(stack, service, key=ServiceKey.generate()),
                 "token for mfa": SignedAs(stack, "mfa" if service == "identity" else "identity")}[credential]
         headers = {"X-Actor": f"admin:{uuid.uuid4()}"} if credential == "x-actor" else {}
-        async with httpx.AsyncClient(base_url=stack.url(service), auth=auth, timeout=30) as direct:
-            refused = await direct.request(method, path, json=body, headers=headers)
+        async with direct(stack, service, auth=auth) as client:
+            refused = await client.request(method, path, json=body, headers=headers)
         problem(refused, 401, "caller_not_authenticated")
         assert "key" not in refused.json() or refused.json()["key"] is None
     assert await written(stack, user_id) == before
@@ -187,7 +193,7 @@ async def test_calls_to_identity_and_mfa_without_the_gateways_proof_are_refused(
 async def test_the_actor_recorded_is_the_one_the_gateway_signed_never_a_header(stack, admin) -> None:
     user_id, _ = await new_user(admin)
     signed = SignedAs(stack, "mfa", actor="admin:signed-by-the-gateway")
-    async with httpx.AsyncClient(base_url=stack.url("mfa"), auth=signed, timeout=30) as mfa:
+    async with direct(stack, "mfa", auth=signed) as mfa:
         receipt = ok(await mfa.post(f"/enrollments/user_portal/{user_id}/require", json={"enrollment_days": 7},
                                     headers={"X-Actor": "admin:forged-in-a-header"}))
     async with schema(stack, "mfa") as conn:
@@ -202,7 +208,48 @@ async def test_the_metrics_port_serves_metrics_and_takes_no_command(stack, admin
         assert (await port.post(command, json={})).status_code in (404, 405)
         assert (await port.post("/metrics", json={})).status_code == 405
         assert "mfaplane_events_consumed_total" in (await port.get("/metrics")).text
-    async with httpx.AsyncClient(base_url=stack.url("mfa"), timeout=30) as api:
+    async with direct(stack, "mfa") as api:
         assert (await api.get("/metrics")).status_code == 404, "the API port serves no metrics"
         enrollment = ok(await api.get(f"/enrollments/user_portal/{user_id}", auth=SignedAs(stack, "mfa")))
     assert (enrollment["status"], enrollment["required"]) == ("enrolling", True)
+
+
+async def test_an_impostor_answering_as_identity_is_not_believed(stack, tmp_path) -> None:
+    """Something that takes identity's address (a pod with its labels, a spoofed name) with a certificate
+    of any other CA gets no request from the gateway: the handshake fails first."""
+    other = ensure_pki(tmp_path / "other-ca", (), apis={"identity": ()})
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(other.api_cert("identity"), other.api_key("identity"))
+    requests = []
+
+    async def answer_anything(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.read(65536))
+        body = json.dumps({"principal_id": str(uuid.uuid4()), "kind": "user"}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    impostor = await asyncio.start_server(answer_anything, "127.0.0.1", 0, ssl=context)
+    signer = CallSigner("gateway", service_key(stack, "gateway"))
+    port = impostor.sockets[0].getsockname()[1]
+    fooled, real = (Forwarder({"identity": url}, signer, str(stack.https_ca))
+                    for url in (f"https://127.0.0.1:{port}", stack.url("identity")))
+    try:
+        with pytest.raises(Rejected) as refused:
+            await fooled.send("identity", "POST", "/authenticate", "portal:test",
+                              {"email": "victim@example.com", "password": "anything at all"})
+        with pytest.raises(Rejected) as answered:  # the real identity, for contrast: it answers
+            await real.send("identity", "GET", f"/principals/user/{uuid.uuid4()}", "portal:test")
+    finally:
+        await fooled.close()
+        await real.close()
+        impostor.close()
+    assert refused.value.status == 503 and requests == [], "no request, and so no password, reached the impostor"
+    assert answered.value.status == 404
+
+
+async def test_identity_speaks_no_plaintext(stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("identity").replace("https://", "http://"), timeout=10) as plain:
+        with pytest.raises(httpx.TransportError):
+            await plain.get("/readyz")

@@ -27,7 +27,7 @@ from fault_tools import (
 )
 from invariants import check_and_record, mark
 from portal_flows import new_user, ok
-from trust_tools import SignedAs
+from trust_tools import SignedAs, direct
 
 pytestmark = pytest.mark.slow
 DAY = timedelta(days=1)
@@ -140,8 +140,8 @@ async def test_projector_and_scheduler_killed_mid_stream_catch_up_without_loss(s
     sent = 0
     receipts = []
 
-    async with httpx.AsyncClient(base_url=stack.url("mfa"), timeout=30,
-                                 auth=SignedAs(stack, "mfa", actor=f"admin:{uuid.uuid4()}")) as mfa:
+    async with direct(stack, "mfa",
+                      auth=SignedAs(stack, "mfa", actor=f"admin:{uuid.uuid4()}")) as mfa:
         async def run(user_id: str, steps) -> None:
             nonlocal sent
             for action, days in steps:

@@ -89,7 +89,11 @@ def test_service_env_wires_each_service_to_the_others(tmp_path: Path) -> None:
     gateway = stack.service_env("gateway")
     notifier = stack.service_env("notifier", {"MFAPLANE_FAKE_CLOCK_FILE": "/tmp/clock"})
 
-    assert gateway["IDENTITY_URL"] == "http://127.0.0.1:7001" and gateway["MFA_URL"] == "http://127.0.0.1:7002"
+    assert gateway["IDENTITY_URL"] == "https://127.0.0.1:7001" and gateway["MFA_URL"] == "https://127.0.0.1:7002"
+    assert gateway["SERVICES_CA_FILE"] == str(stack.https_ca) and "HTTP_TLS_CERT_FILE" not in gateway
+    identity = stack.service_env("identity")
+    assert (identity["HTTP_TLS_CERT_FILE"], identity["HTTP_TLS_KEY_FILE"]) == \
+        (str(tmp_path / "pki" / "identity-api.crt"), str(tmp_path / "pki" / "identity-api.key"))
     assert (gateway["HTTP_HOST"], gateway["HTTP_PORT"], gateway["DATABASE_SCHEMA"]) == ("127.0.0.1", "7005", "gateway")
     assert notifier["USER_PORTAL_URL"] == "http://127.0.0.1:7005/portal"
     assert notifier["SMTP_URL"] == "smtp://127.0.0.1:2525"
@@ -142,7 +146,7 @@ def test_an_external_broker_takes_its_security_settings_from_the_environ(tmp_pat
         "bootstrap_servers": "kafka.internal:9093", "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "mfaplane", "sasl_plain_password": "s3cret"}
     assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
-    assert not (tmp_path / "pki" / "ca.crt").exists()  # no CA of our own
+    assert not list((tmp_path / "pki").glob("tests.*")), "no Kafka client certificate of our own"
 
 
 def test_services_are_migrated_started_restarted_and_stopped(tmp_path: Path) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
-
 from fault_tools import new_users
 from mfaplane_mfa.commands_api import MAX_BATCH, MAX_BATCH_BYTES
 from portal_flows import ok, problem
-from trust_tools import SignedAs
+from trust_tools import SignedAs, direct
 
 
 def command(action: str, user_id: str, enrollment_days: int | None = 5) -> dict:
@@ -21,8 +19,7 @@ def command(action: str, user_id: str, enrollment_days: int | None = 5) -> dict:
 async def test_each_command_of_a_batch_stands_on_its_own_and_a_retry_applies_nothing_twice(stack, admin) -> None:
     (a, _), (b, _), (c, _) = await new_users(admin, 3)
     commands = [command("require", a), command("extend", b), command("require", c, enrollment_days=None)]
-    async with httpx.AsyncClient(base_url=stack.url("mfa"), auth=SignedAs(stack, "mfa", actor="admin:batch-test"),
-                                 timeout=30) as mfa:
+    async with direct(stack, "mfa", auth=SignedAs(stack, "mfa", actor="admin:batch-test")) as mfa:
         first = ok(await mfa.post("/enrollments/batch", json={"commands": commands}))["results"]
         again = ok(await mfa.post("/enrollments/batch", json={"commands": commands}))["results"]
         statuses = [ok(await mfa.get(f"/enrollments/user_portal/{user}"))["status"] for user in (a, b, c)]
@@ -42,8 +39,7 @@ async def test_an_invalid_batch_is_refused_whole_and_writes_nothing(stack, admin
     (a, _), (b, _) = await new_users(admin, 2)
     # As many commands as a batch may hold (about 170 KB, over the 64 KiB of the other routes), one invalid.
     commands = [command("require", a) for _ in range(MAX_BATCH - 1)] + [command("reset", b, enrollment_days=None)]
-    async with httpx.AsyncClient(base_url=stack.url("mfa"), auth=SignedAs(stack, "mfa", actor="admin:batch-test"),
-                                 timeout=30) as mfa:
+    async with direct(stack, "mfa", auth=SignedAs(stack, "mfa", actor="admin:batch-test")) as mfa:
         refused = await mfa.post("/enrollments/batch", json={"commands": commands})
         too_large = await mfa.post("/enrollments/batch", json={"commands": commands, "padding": "x" * MAX_BATCH_BYTES})
         status = ok(await mfa.get(f"/enrollments/user_portal/{a}"))["status"]

@@ -14,7 +14,7 @@ from . import containers
 from .certificates import ensure_pki
 from .mail import RECEIVED_AT, envelope_recipients, read_mail
 from .signing_keys import ensure_signing_keys
-from .stack import KAFKA_CLIENTS, SERVICES, Stack, default_data_dir
+from .stack import HTTPS_SERVICES, KAFKA_CLIENTS, SERVICES, Stack, default_data_dir
 from .supervisor import ChildFailed
 
 
@@ -35,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     pki_parser.add_argument("--host", action="append", default=[],
                             help="another name for the broker certificate (besides localhost and 127.0.0.1), "
                                  "e.g. kafka; repeatable")
+    pki_parser.add_argument("--api-host", action="append", default=[], metavar="SERVICE=NAME",
+                            help="another name for the HTTPS certificate of identity or mfa, e.g. identity=identity; "
+                                 "repeatable")
     keys_parser = commands.add_parser("signing-keys", help="write each service's signing key and the public keys")
     keys_parser.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pki":
-        ensure_pki(args.directory, KAFKA_CLIENTS, server_hosts=args.host)
+        ensure_pki(args.directory, KAFKA_CLIENTS, server_hosts=args.host, apis=api_hosts(args.api_host))
         return 0
     if args.command == "signing-keys":
         ensure_signing_keys(args.directory, SERVICES)
@@ -125,6 +128,17 @@ def list_mail(data_dir: Path) -> int:
         to = ", ".join(envelope_recipients(message))
         print(f"{message[RECEIVED_AT]}  to {to}  {message['Subject']}")
     return 0
+
+
+def api_hosts(given: list[str]) -> dict[str, list[str]]:
+    """{service: [names]} for the HTTPS certificates of the services the gateway calls."""
+    hosts: dict[str, list[str]] = {service: [] for service in HTTPS_SERVICES}
+    for pair in given:
+        service, _, name = pair.partition("=")
+        if service not in hosts or not name:
+            raise SystemExit(f"--api-host takes SERVICE=NAME with SERVICE one of {', '.join(HTTPS_SERVICES)}")
+        hosts[service].append(name)
+    return hosts
 
 
 if __name__ == "__main__":

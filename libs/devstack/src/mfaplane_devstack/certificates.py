@@ -1,4 +1,5 @@
-"""A private certificate authority for the embedded broker's mutual TLS, made once per data folder.
+"""A private certificate authority for the embedded broker's mutual TLS and the services' HTTPS,
+made once per data folder.
 
 `ensure_pki(directory, clients)` writes (and later reuses) this layout, which the stack, the
 `pki` command of `python -m mfaplane_devstack` and docker-compose rely on:
@@ -6,14 +7,17 @@
     ca.crt  ca.key              the CA (ECDSA P-256, CA:TRUE, 10 years)
     broker.crt  broker.key      the broker's TLS terminator (SAN: DNS localhost, IP 127.0.0.1)
     <client>.crt  <client>.key  one per client (CN = its name, extended key usage clientAuth)
+    <service>-api.crt  .key     the HTTPS API of identity and mfa, which the gateway calls (SAN:
+                                localhost, 127.0.0.1 and the names given for it)
 
 Keys are PEM (PKCS#8, unencrypted) and mode 0600. A file missing, expired (or about to), or no
 longer issued by the CA on disk is made again; a new CA (when ca.crt or ca.key is missing) makes
 every certificate again. Each file is written to a temporary name and renamed, so a process never
 reads half a file.
 
-This CA exists for development and tests only: production clients trust the CA of the production
-Kafka cluster, given to them through KAFKA_SSL_CA_FILE.
+This CA exists for development and tests only: in production, Kafka clients trust the Kafka cluster's
+CA (KAFKA_SSL_CA_FILE) and the gateway the CA that issued identity's and mfa's certificates
+(SERVICES_CA_FILE).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import datetime
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,12 +75,20 @@ class Pki:
     def has_client(self, name: str) -> bool:
         return self.client_cert(name).exists() and self.client_key(name).exists()
 
+    def api_cert(self, service: str) -> Path:
+        return self.directory / f"{_client_name(service)}-api.crt"
 
-def ensure_pki(directory: Path, clients: Iterable[str], *, server_hosts: Iterable[str] = ()) -> Pki:
-    """Make what is missing (or stale) of the CA, the broker's certificate and each client's.
+    def api_key(self, service: str) -> Path:
+        return self.directory / f"{_client_name(service)}-api.key"
+
+
+def ensure_pki(directory: Path, clients: Iterable[str], *, server_hosts: Iterable[str] = (),
+               apis: Mapping[str, Iterable[str]] | None = None) -> Pki:
+    """Make what is missing (or stale) of the CA, the broker's certificate, each client's and each API's.
 
     `server_hosts` adds names (or IP addresses) to the broker certificate's SAN, besides localhost
-    and 127.0.0.1: e.g. "kafka", the broker's host name in docker-compose.
+    and 127.0.0.1: e.g. "kafka", the broker's host name in docker-compose. `apis` maps a service to
+    the names its HTTPS certificate adds the same way (e.g. {"identity": ["identity"]}).
     """
     pki = Pki(Path(directory).absolute())
     clients = [_client_name(name) for name in clients]
@@ -94,15 +106,22 @@ def ensure_pki(directory: Path, clients: Iterable[str], *, server_hosts: Iterabl
         _write_key(pki.ca_key, ca_key)
         _write(pki.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
-    server = _read_cert(pki.server_cert)
-    if not (_issued_by(server, ca_cert, now, pki.server_key) and _names_hosts(server, hosts)):
-        _issue(pki.server_cert, pki.server_key, ca_cert, ca_key, now, _server_extensions(hosts), SERVER_NAME)
+    _ensure_server(pki.server_cert, pki.server_key, SERVER_NAME, hosts, ca_cert, ca_key, now)
+    for service, names in (apis or {}).items():
+        api_hosts = list(dict.fromkeys([*SERVER_HOSTS, *names]))
+        _ensure_server(pki.api_cert(service), pki.api_key(service), service, api_hosts, ca_cert, ca_key, now)
     for name in clients:
         if not _issued_by(_read_cert(pki.client_cert(name)), ca_cert, now, pki.client_key(name)):
             _issue(pki.client_cert(name), pki.client_key(name), ca_cert, ca_key, now, _client_extensions(), name)
     for key in pki.directory.glob("*.key"):
         key.chmod(0o600)  # also a reused key whose mode was changed
     return pki
+
+
+def _ensure_server(cert: Path, key: Path, name: str, hosts: list[str], ca_cert: x509.Certificate,
+                   ca_key: ec.EllipticCurvePrivateKey, now: datetime.datetime) -> None:
+    if not (_issued_by(_read_cert(cert), ca_cert, now, key) and _names_hosts(_read_cert(cert), hosts)):
+        _issue(cert, key, ca_cert, ca_key, now, _server_extensions(hosts), name)
 
 
 def _client_name(name: str) -> str:

@@ -46,6 +46,7 @@ from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, 
 
 SERVICES = ("identity", "mfa", "scheduler", "notifier", "gateway")
 INFRA = ("postgres", "kafka", "kafka-tls", "smtp")  # kafka-tls: the embedded broker's TLS terminator
+HTTPS_SERVICES = ("identity", "mfa")  # what the gateway calls, over HTTPS verified with the stack's CA
 KAFKA_CLIENTS = (*SERVICES, ADMIN_CLIENT, "tests")  # the client certificates made with the embedded broker's CA
 HOST = "127.0.0.1"
 MIGRATE_TIMEOUT = 120.0
@@ -94,6 +95,7 @@ class Stack:
         self.supervisor = Supervisor(self.data_dir / "logs")
         self.infra: Infra | None = None
         self.pki: Pki | None = None  # the embedded broker's CA and certificates; None with an external broker
+        self.https: Pki | None = None  # the CA and certificates of the HTTPS APIs (HTTPS_SERVICES)
         self.ports: dict[str, int] = {}
         self.metrics_ports: dict[str, int] = {}  # each process's METRICS_PORT, apart from its API
         self.extra_env: dict[str, str] = {}
@@ -171,7 +173,8 @@ class Stack:
 
     def _serves(self, name: str) -> bool:
         """Ready, and on its own port: another process may have taken the port before it could bind it."""
-        return http_ok(self.url(name) + "/readyz")() and listens_on(self.supervisor.pid(name), self.ports[name])
+        return (http_ok(self.url(name) + "/readyz", self.https_ca)() and
+                listens_on(self.supervisor.pid(name), self.ports[name]))
 
     def start_replica(self, service: str, name: str, extra_env: Mapping[str, str] | None = None) -> str:
         """Start another process of `service` as `name`, like a second pod of its deployment.
@@ -206,9 +209,13 @@ class Stack:
         }
         env.update({k: v for k, v in self.dev_secrets().items() if k not in self.environ})
         env.update(self.signing_env(service))
+        if service in HTTPS_SERVICES:
+            env["HTTP_TLS_CERT_FILE"] = str(self._https_pki().api_cert(service))
+            env["HTTP_TLS_KEY_FILE"] = str(self._https_pki().api_key(service))
         if service == "gateway":
             env["IDENTITY_URL"] = self.url("identity")
             env["MFA_URL"] = self.url("mfa")
+            env["SERVICES_CA_FILE"] = str(self.https_ca)
         if service == "notifier":
             env["USER_PORTAL_URL"] = self.url("gateway") + "/portal"
         return {**env, **self.extra_env, **(extra_env or {})}
@@ -281,9 +288,22 @@ class Stack:
         return f"http://{HOST}:{self.metrics_ports[name]}"
 
     def url(self, service: str) -> str:
+        """The API of a service or replica: HTTPS for HTTPS_SERVICES (verify it with `https_ca`)."""
         if service not in self.ports:
             raise KeyError(f"{service} has no port yet; call start_services first")
-        return f"http://{HOST}:{self.ports[service]}"
+        scheme = "https" if self.replicas.get(service, service) in HTTPS_SERVICES else "http"
+        return f"{scheme}://{HOST}:{self.ports[service]}"
+
+    @property
+    def https_ca(self) -> Path:
+        """The CA that issued the HTTPS APIs' certificates (for a client's `verify`)."""
+        return self._https_pki().ca
+
+    def _https_pki(self) -> Pki:
+        """The HTTPS APIs' certificates, made once per data folder."""
+        if self.https is None:
+            self.https = ensure_pki(self.data_dir / "pki", (), apis={service: () for service in HTTPS_SERVICES})
+        return self.https
 
     # -- faults and shutdown --------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import atexit
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -61,10 +62,13 @@ def tcp_open(host: str, port: int) -> Readiness:
     return check
 
 
-def http_ok(url: str) -> Readiness:
+def http_ok(url: str, cafile: Path | None = None) -> Readiness:
+    """A check that `url` answers 200; over HTTPS, verified against `cafile`."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+
     def check() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as response:
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as response:
                 return response.status == 200
         except (OSError, urllib.error.URLError):
             return False

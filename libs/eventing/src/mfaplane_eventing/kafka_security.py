@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust.auth
@@ -30,7 +30,7 @@ class KafkaSecurity:
     ssl_context: ssl.SSLContext | None
     sasl_mechanism: str
     sasl_username: str | None
-    sasl_password: str | None
+    sasl_password: str | None = field(repr=False)
 
     @classmethod
     def from_settings(cls, settings: KafkaSettings) -> KafkaSecurity:

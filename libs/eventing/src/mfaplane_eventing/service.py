@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import create_model
 from pydantic_settings import BaseSettings
 
 from mfaplane_contracts.envelope import EventPayload
@@ -41,7 +42,7 @@ from mfaplane_eventing.kafka_security import KafkaSecurity
 from mfaplane_eventing.outbox_relay import OutboxRelay
 from mfaplane_eventing.service_auth import CallSigner, CallVerifier, verified_call
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
-from mfaplane_eventing.settings import ServiceSettings, load
+from mfaplane_eventing.settings import DatabaseSettings, ServiceSettings, load
 
 log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
@@ -181,7 +182,9 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
 
 def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) -> FastAPI:
     """The service's HTTP surface; without a lifespan it only serves to describe the API (OpenAPI)."""
-    app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan)
+    # A service only other services may call serves no API documentation either (`openapi` prints it).
+    hidden = {"openapi_url": None} if spec.callers else {}
+    app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan, **hidden)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, route_limits=spec.body_limits)
     authenticated = [Depends(verified_call)] if spec.callers else []
@@ -238,12 +241,19 @@ def _metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
+def database_settings(spec: ServiceSpec) -> type[DatabaseSettings]:
+    """DatabaseSettings with the service's own default schema."""
+    schema = spec.settings_type.model_fields["database_schema"]
+    return create_model(f"{spec.settings_type.__name__}Database", __base__=DatabaseSettings,
+                        database_schema=(str, schema.default))
+
+
+async def _migrate(spec: ServiceSpec, settings: DatabaseSettings) -> None:
     applied = await db.migrate(settings.database_url, settings.database_schema, spec.migration_dirs())
     print(f"{spec.name}: {len(applied)} migration(s) applied")
 
 
-async def _republish(spec: ServiceSpec, settings: ServiceSettings, from_position: int) -> None:
+async def _republish(spec: ServiceSpec, settings: DatabaseSettings, from_position: int) -> None:
     pool = await db.create_pool(settings.database_url, settings.database_schema)
     try:
         queued = await EventStore(pool, clocks.SystemClock()).republish(from_position)
@@ -269,11 +279,15 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         sys.stdout.write(openapi_document(spec))
         return
     command = spec.commands.get(args.command)
-    settings = load(command.settings_type if command and command.settings_type else spec.settings_type)
+    if args.command in ("migrate", "republish"):
+        settings = load(database_settings(spec))
+    else:
+        settings = load(command.settings_type if command and command.settings_type else spec.settings_type)
     logs.configure(spec.name, getattr(settings, "log_level", "INFO"))
     if args.command == "serve":
         uvicorn.run(build_app(spec, settings), host=settings.http_host, port=settings.http_port,
-                    timeout_keep_alive=settings.http_keep_alive_seconds, log_config=None, access_log=False)
+                    timeout_keep_alive=settings.http_keep_alive_seconds, log_config=None, access_log=False,
+                    ssl_certfile=settings.http_tls_cert_file, ssl_keyfile=settings.http_tls_key_file)
     elif args.command == "migrate":
         asyncio.run(_migrate(spec, settings))
     elif args.command == "republish":

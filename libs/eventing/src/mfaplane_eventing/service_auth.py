@@ -13,9 +13,10 @@ application either. A token also costs no handshake and no certificate per pod. 
 - `iat`/`exp`, TOKEN_SECONDS apart: a captured token is soon worthless;
 - `act` the actor, `cid` the correlation id, `idk` the command id: what the callee records, so no
   header a client could set decides who did something;
-- `htm`, `htu` and `bsh` (SHA-256 of the body): the token is good for this one request. Replaying
-  it within its lifetime repeats the same command with the same command id, which the event store
-  applies once.
+- `htm`, `htu` and `bsh` (SHA-256 of the body): the token is good for this one request;
+- `jti`: a process refuses a token it has seen (`SeenTokens`). Another replica has not seen it, but
+  a replayed command carries its command id, which the event store applies once; and the calls go
+  over HTTPS, so a token is not there to be copied off the network in the first place.
 What such a request can do is then bounded by which services may call (`ServiceSpec.callers`).
 """
 
@@ -66,15 +67,36 @@ class CallSigner:
 
     def authorization(self, audience: str, method: str, path: str, body: bytes, call: Call) -> str:
         now = int(time.time())
-        claims = {"iss": self._service, "aud": audience, "iat": now, "exp": now + TOKEN_SECONDS,
+        claims = {"iss": self._service, "aud": audience, "iat": now, "exp": now + TOKEN_SECONDS, "jti": uuid.uuid4().hex,
                   "act": call.actor, "cid": str(call.correlation_id), "idk": str(call.command_id),
                   "htm": method, "htu": path, "bsh": body_digest(body)}
         token = jwt.encode({"alg": ALGORITHMS[0], "kid": self._key_id}, claims, self._jwk, algorithms=ALGORITHMS)
         return f"Bearer {token}"
 
 
+CALLER_NOT_AUTHENTICATED = "caller_not_authenticated"
+
+
 def _refused(detail: str) -> Rejected:
-    return Rejected("caller_not_authenticated", detail, 401)
+    return Rejected(CALLER_NOT_AUTHENTICATED, detail, 401)
+
+
+class SeenTokens:
+    """The ids of the tokens a process accepted, kept until they expire."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+        self._next_sweep = 0.0
+
+    def first_use(self, token_id: str, expires: float) -> bool:
+        now = time.time()
+        if now >= self._next_sweep:
+            self._expiry = {seen: at for seen, at in self._expiry.items() if at + CLOCK_SKEW_SECONDS > now}
+            self._next_sweep = now + TOKEN_SECONDS
+        if token_id in self._expiry:
+            return False
+        self._expiry[token_id] = expires
+        return True
 
 
 class CallVerifier:
@@ -85,11 +107,12 @@ class CallVerifier:
         self._callers = callers
         self._keys = keys
         self._jwks: dict[str, OKPKey] = {}  # imported once per key id
+        self._seen = SeenTokens()
 
     def _key(self, kid: object) -> tuple[str, OKPKey]:
         public = self._keys.owner(kid)  # type: ignore[arg-type]
         if public.service not in self._callers:
-            raise _refused(f"{public.service} may not call {self._service}")
+            raise _refused("The calling service may not call this one.")
         if kid not in self._jwks:
             self._jwks[kid] = OKPKey.import_key(public.key)  # type: ignore[index]
         return public.service, self._jwks[kid]  # type: ignore[index]
@@ -104,11 +127,13 @@ class CallVerifier:
             jwt.JWTClaimsRegistry(
                 leeway=CLOCK_SKEW_SECONDS, iss={"essential": True, "value": caller},
                 aud={"essential": True, "value": self._service}, exp={"essential": True},
-                iat={"essential": True}, htm={"essential": True, "value": method},
+                iat={"essential": True}, jti={"essential": True}, htm={"essential": True, "value": method},
                 htu={"essential": True, "value": path}, bsh={"essential": True, "value": body_digest(body)},
             ).validate(claims)
             if claims["exp"] - claims["iat"] > TOKEN_SECONDS:
                 raise _refused("The call's token lives longer than calls' tokens may.")
+            if not self._seen.first_use(str(claims["jti"]), claims["exp"]):
+                raise _refused("The call's token was used before.")
             return Call(caller, str(claims["act"]), uuid.UUID(claims["cid"]), uuid.UUID(claims["idk"]))
         except (JoseError, UntrustedSignature, KeyError, ValueError, TypeError) as error:
             raise _refused(f"The call's token is not valid ({type(error).__name__}).") from None

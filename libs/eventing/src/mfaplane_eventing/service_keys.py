@@ -14,7 +14,6 @@ only distributes keys, never ids. A service may have several keys at once while 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -91,17 +90,12 @@ class TrustedKeys:
     @classmethod
     def from_json(cls, text: str) -> TrustedKeys:
         """`{"service": ["base64 of a raw 32-byte Ed25519 public key", ...], ...}`."""
-        try:
-            services = json.loads(text)
-            keys = {}
-            for service, encoded_keys in services.items():
-                for encoded in encoded_keys:
-                    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
-                    keys[key_id(public)] = PublicKey(service, public)
-        except (ValueError, TypeError, AttributeError, binascii.Error):
-            keys = {}
+        keys: dict[str, PublicKey] = {}
+        for service, public in _listed_keys(text):
+            if keys.setdefault(key_id(public), PublicKey(service, public)).service != service:
+                raise ValueError("SERVICE_PUBLIC_KEYS lists one key under two services")
         if not keys:
-            raise ValueError('SERVICE_PUBLIC_KEYS must be {"service": ["base64 Ed25519 public key", ...], ...}')
+            raise ValueError(KEYS_FORMAT)
         return cls(keys)
 
     def service_of(self, kid: str) -> str | None:
@@ -123,3 +117,14 @@ class TrustedKeys:
         except InvalidSignature:
             raise UntrustedSignature("bad_signature", "the signature does not match the content") from None
         return public.service
+
+
+KEYS_FORMAT = 'SERVICE_PUBLIC_KEYS must be {"service": ["base64 Ed25519 public key", ...], ...}'
+
+
+def _listed_keys(text: str) -> list[tuple[str, Ed25519PublicKey]]:
+    try:
+        return [(service, Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True)))
+                for service, listed in json.loads(text).items() for encoded in listed]
+    except (ValueError, TypeError, AttributeError):  # binascii.Error is a ValueError
+        raise ValueError(KEYS_FORMAT) from None

@@ -49,11 +49,20 @@ class KafkaSettings(BaseSettings):
         return self
 
 
-class ServiceSettings(KafkaSettings):
-    """What every service reads. Services subclass it to add their own variables."""
+class DatabaseSettings(BaseSettings):
+    """What a service's `migrate` and `republish` read: its database and nothing else, so that the
+    migrations Job holds no key, no Kafka credential and no other secret."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
     database_url: str = Field(repr=False)
     database_schema: str
+    log_level: str = "INFO"
+
+
+class ServiceSettings(KafkaSettings, DatabaseSettings):
+    """What every service reads. Services subclass it to add their own variables."""
+
     # This service's Ed25519 private key (PKCS#8 PEM): signs every event it publishes and every call it
     # makes to another service (service_auth.py, event_signing.py).
     service_signing_key: str = Field(repr=False)
@@ -62,17 +71,26 @@ class ServiceSettings(KafkaSettings):
     service_public_keys: str
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # With both, the API port speaks HTTPS only (TLS 1.2 or later): identity and mfa, which the gateway
+    # calls with passwords, TOTP secrets and recovery codes, and must be sure it is them that answer.
+    http_tls_cert_file: str | None = None
+    http_tls_key_file: str | None = None
     # /metrics only, apart from the API, so that a scraper allowed here reaches no command route.
     metrics_port: int = 9100
     # Longer than the idle timeout of whatever keeps connections to the service open (ingress-nginx:
     # 60 s; aiohttp, as the gateway forwards: 15 s), so that the client side closes an idle connection
     # first. A server that closes first can do it just as a request is sent on it, which then fails.
     http_keep_alive_seconds: int = 75
-    log_level: str = "INFO"
     relay_batch_size: int = 500
     consumer_max_retries: int = 5
     max_request_bytes: int = 64 * 1024
     mfaplane_fake_clock_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_is_complete(self) -> ServiceSettings:
+        if (self.http_tls_cert_file is None) != (self.http_tls_key_file is None):
+            raise ValueError("HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE go together")
+        return self
 
     @field_validator("service_signing_key")
     @classmethod

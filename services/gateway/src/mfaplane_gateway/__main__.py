@@ -20,7 +20,8 @@ from mfaplane_gateway.settings import GatewaySettings
 async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     s = runtime.settings
     await read_models.refresh(runtime.pool)
-    forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url}, runtime.trust.call_signer("gateway"))
+    forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url}, runtime.trust.call_signer("gateway"),
+                          s.services_ca_file)
     tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds)
     workers = [asyncio.create_task(job) for job in BulkWorker(runtime, forwarder).tasks()]
     try:

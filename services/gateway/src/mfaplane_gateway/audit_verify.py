@@ -11,7 +11,10 @@ The hash chain shows that nothing stored was changed; the signatures show who em
 it, under a key in SERVICE_PUBLIC_KEYS. An auditor keeps retired public keys in that set, since
 history signed with them stays. Records stored before events were signed carry no signature; the
 chain still covers them, and they are valid only before the first signed record: an unsigned
-record after it is a forgery.
+record after it is a forgery. Someone able to rewrite the whole table could also strip every
+signature and compute the chain again; `--signed-from SEQ` (the first record after the upgrade
+that brought signing, which an auditor notes once) makes every record from SEQ on need one, and the
+tool says how many records are unsigned whenever there are any.
 
 It reads only what it uses: SERVICE_PUBLIC_KEYS, and DATABASE_URL (with DATABASE_SCHEMA) when it
 reads the table, so an auditor with read access needs nothing else.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -48,8 +52,9 @@ class AuditSettings(BaseSettings):
 class Signatures:
     """Checks each record's signature in chain order, counting those stored before signing began."""
 
-    def __init__(self, keys: TrustedKeys) -> None:
+    def __init__(self, keys: TrustedKeys, signed_from: int | None = None) -> None:
         self.keys = keys
+        self.signed_from = signed_from
         self.unsigned = 0
         self.signed = 0
 
@@ -57,6 +62,8 @@ class Signatures:
         if envelope.get("signature") is None:
             if self.signed:
                 return audit_log.BrokenLink(seq, "unsigned, after signed records")
+            if self.signed_from is not None and seq >= self.signed_from:
+                return audit_log.BrokenLink(seq, f"unsigned, though every record from {self.signed_from} is signed")
             self.unsigned += 1
             return None
         payload_type = EVENT_TYPES.get(envelope.get("type"))
@@ -81,9 +88,9 @@ async def _file_records(path: Path) -> AsyncIterator[Record]:
             yield fields
 
 
-async def verify(records: AsyncIterator[Record], keys: TrustedKeys
+async def verify(records: AsyncIterator[Record], keys: TrustedKeys, signed_from: int | None = None
                  ) -> tuple[audit_log.Chain, Signatures, audit_log.BrokenLink | None]:
-    chain, signatures = audit_log.Chain(), Signatures(keys)
+    chain, signatures = audit_log.Chain(), Signatures(keys, signed_from)
     async for record in records:
         if broken := chain.check(*record) or signatures.check(record[0], record[3]):
             return chain, signatures, broken
@@ -93,17 +100,20 @@ async def verify(records: AsyncIterator[Record], keys: TrustedKeys
 async def _run(settings: AuditSettings, args: argparse.Namespace) -> None:
     keys = TrustedKeys.from_json(settings.service_public_keys)
     if args.file:
-        chain, signatures, broken = await verify(_file_records(Path(args.file)), keys)
+        chain, signatures, broken = await verify(_file_records(Path(args.file)), keys, args.signed_from)
     else:
         if not settings.database_url:
             raise SystemExit("configuration error: DATABASE_URL is needed to read the audit log (or give --file)")
         pool = await db.create_pool(settings.database_url, settings.database_schema, max_size=1)
         try:
-            chain, signatures, broken = await verify(audit_log.stored_records(pool), keys)
+            chain, signatures, broken = await verify(audit_log.stored_records(pool), keys, args.signed_from)
         finally:
             await pool.close()
     if broken:
         raise SystemExit(f"audit chain broken at record {broken.seq}: {broken.reason}")
+    if signatures.unsigned:
+        print(f"warning: records 1 to {signatures.unsigned} carry no signature; they are trusted only as far as "
+              "the head hash noted before (see --signed-from)", file=sys.stderr)
     print(f"audit chain intact: {chain.seq} records ({signatures.signed} signed by their topic's owner, "
           f"{signatures.unsigned} stored before events were signed), head {chain.head}")
 
@@ -111,6 +121,9 @@ async def _run(settings: AuditSettings, args: argparse.Namespace) -> None:
 COMMAND = CliCommand(
     help="verify the audit log's hash chain and signatures (in the database, or an NDJSON export with --file)",
     run=_run,
-    arguments=((("--file",), {"metavar": "PATH", "help": "a complete NDJSON export of /v1/audit/events"}),),
+    arguments=((("--file",), {"metavar": "PATH", "help": "a complete NDJSON export of /v1/audit/events"}),
+               (("--signed-from",), {"metavar": "SEQ", "type": int,
+                                     "help": "every record from this one on must be signed (the first record "
+                                             "after the upgrade that brought event signing)"})),
     settings_type=AuditSettings,
 )

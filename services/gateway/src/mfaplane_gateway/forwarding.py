@@ -14,6 +14,8 @@ restarts still cuts its connections: the command in flight gets 503, and the cli
 from __future__ import annotations
 
 import json
+import logging
+import ssl
 import uuid
 from typing import Annotated, Any
 
@@ -22,8 +24,9 @@ from fastapi import Depends, Request
 
 from mfaplane_eventing import logs
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.service_auth import Call, CallSigner
+from mfaplane_eventing.service_auth import CALLER_NOT_AUTHENTICATED, Call, CallSigner
 
+log = logging.getLogger(__name__)
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d1c6e-8a0e-4f4e-9d7c-3b1f2a9c5e10")
 TIMEOUT = aiohttp.ClientTimeout(total=10.0, sock_connect=2.0)
 CONNECTIONS_PER_SERVICE = 100
@@ -39,13 +42,15 @@ def command_id(actor: str, operation: str, idempotency_key: str | None) -> str:
 
 
 class Forwarder:
-    def __init__(self, base_urls: dict[str, str], signer: CallSigner) -> None:
+    def __init__(self, base_urls: dict[str, str], signer: CallSigner, ca_file: str | None = None) -> None:
+        """`ca_file`: the CA that identity's and mfa's HTTPS certificates must chain to (None: the system's)."""
         self._base_urls = {name: url.rstrip("/") for name, url in base_urls.items()}
         self._signer = signer
         # No cookie jar: a cookie one caller's command got back must never go out with another's.
         self._session = aiohttp.ClientSession(
             timeout=TIMEOUT, cookie_jar=aiohttp.DummyCookieJar(),
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_SERVICE))
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_SERVICE,
+                                           ssl=ssl.create_default_context(cafile=ca_file)))
 
     async def close(self) -> None:
         await self._session.close()
@@ -69,6 +74,10 @@ class Forwarder:
             raise Rejected("service_unavailable", f"The {service} service failed ({status}); retry.", 503)
         if status >= 400:
             problem = json.loads(content)
+            if problem.get("code") == CALLER_NOT_AUTHENTICATED:  # the gateway's keys, not the client's doing
+                log.error("a service refused the gateway's signed call", extra={"service": service,
+                                                                               "detail": problem.get("detail")})
+                raise Rejected("service_unavailable", f"The {service} service is not reachable; retry.", 503)
             extra = {k: v for k, v in problem.items() if k not in {"type", "title", "status", "detail", "code"}}
             raise Rejected(problem.get("code", "refused"), problem.get("detail", ""), status, **extra)
         return json.loads(content)
