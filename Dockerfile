@@ -63,27 +63,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # --- devtools: mfaplane-devstack for docker-compose's one-shot `pki` service (not the runtime) ----
 # `docker compose` builds it with `target: devtools`; a plain `docker build` stops at the runtime
-# stage below and never builds this one. Every workspace package, devstack included, from uv.lock.
-FROM python:3.11.14-slim-trixie AS devtools
+# stage below and never builds this one. It adds the packages the builder left out (devstack and
+# what only it needs) to the builder's environment; the runtime copies the builder's, not this one.
+FROM builder AS devtools
 
-ARG UV_VERSION
-RUN pip install --no-cache-dir "uv==${UV_VERSION}"
-
-ENV UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    UV_PYTHON=/usr/local/bin/python3.11 \
-    UV_PROJECT_ENVIRONMENT=/opt/mfaplane/devtools
-
-WORKDIR /src
-COPY pyproject.toml uv.lock ./
-COPY contracts ./contracts
-COPY libs ./libs
-COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --all-packages
 
-ENV PATH="/opt/mfaplane/devtools/bin:${PATH}" \
+ENV PATH="/opt/mfaplane/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 
@@ -119,9 +106,12 @@ USER 10001:10001
 # HTTP_PORT (the API, /healthz, /readyz) and METRICS_PORT (/metrics alone).
 EXPOSE 8000 9100
 
-# Liveness only (the process answers HTTP). Orchestrators use /readyz for readiness themselves.
+# Liveness only (the process answers on its API port). Orchestrators use /readyz for readiness
+# themselves. With HTTP_TLS_CERT_FILE set (identity, mfa) the port speaks HTTPS only: this check then
+# asks over HTTPS without verifying the certificate, as a kubelet probe does (it talks to itself on
+# the loopback; the gateway is what verifies identity and mfa).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HTTP_PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "import os, ssl, urllib.request; tls = bool(os.environ.get('HTTP_TLS_CERT_FILE')); urllib.request.urlopen('%s://127.0.0.1:%s/healthz' % ('https' if tls else 'http', os.environ.get('HTTP_PORT', '8000')), timeout=4, context=ssl._create_unverified_context() if tls else None)"]
 
 # No ENTRYPOINT: the command is the whole `python -m mfaplane_<service> <subcommand>` line, so
 # `docker run IMAGE python -m mfaplane_mfa migrate` reads as what it does. Compose and Kubernetes

