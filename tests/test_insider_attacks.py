@@ -40,7 +40,7 @@ def forged(event_type: str, aggregate_id: str, payload: dict, key: ServiceKey | 
                         aggregate_id=aggregate_id, aggregate_version=1000, occurred_at=datetime.now(UTC),
                         correlation_id=uuid.uuid4(), actor=f"admin:{marker}", payload=payload)
     value = envelope.model_dump_json().encode()
-    return value if key is None else event_signing.sign(value, key)
+    return value if key is None else event_signing.sign_batch([value], key)[0]
 
 
 def groups_acting_on(event_type: str, topic: str) -> list[str]:

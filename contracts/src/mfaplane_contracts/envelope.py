@@ -25,6 +25,14 @@ class EventPayload(Message):
     topic: ClassVar[str]
 
 
+class BatchProof(Message):
+    """Where an event sits in the batch its publisher signed: the inclusion proof of RFC 9162."""
+
+    index: int = Field(ge=0)
+    size: int = Field(ge=1)
+    path: list[str]  # base64 of each sibling hash, from the event's leaf up to the root
+
+
 class Envelope(Message):
     event_id: uuid.UUID
     type: str
@@ -38,10 +46,12 @@ class Envelope(Message):
     command_id: uuid.UUID | None = None
     actor: str
     payload: dict[str, Any]
-    # Set by the publishing service's outbox relay: its key's id, and its Ed25519 signature (base64)
-    # over `signing_input` of the rest of the envelope. None while the event is only stored.
+    # Set by the publishing service's outbox relay: its key's id, its Ed25519 signature (base64) of the
+    # root of the Merkle tree over the batch the event was published in, and the proof that the event
+    # (`signing_input`) is a leaf of that tree. None while the event is only stored.
     key_id: str | None = None
     signature: str | None = None
+    proof: BatchProof | None = None
 
     def body(self) -> EventPayload:
         """The payload as its typed model, upcast to the current schema version."""
@@ -56,10 +66,11 @@ def canonical(document: dict[str, Any]) -> str:
 
 
 SIGNING_CONTEXT = b"mfaplane event v1\n"
+BATCH_CONTEXT = b"mfaplane event batch v1\n"  # what a publisher's key signs: this, then a batch's root
+_PROOF_FIELDS = ("signature", "proof")
 
 
 def signing_input(document: dict[str, Any]) -> bytes:
-    """What an event's signature covers: every field of the envelope but the signature itself.
-
-    The prefix keeps an event signature from ever being valid for anything else the same key signs."""
-    return SIGNING_CONTEXT + canonical({k: v for k, v in document.items() if k != "signature"}).encode()
+    """What an event's leaf in its batch's tree covers: every field of the envelope but the signature
+    and the proof, the key id included."""
+    return SIGNING_CONTEXT + canonical({k: v for k, v in document.items() if k not in _PROOF_FIELDS}).encode()

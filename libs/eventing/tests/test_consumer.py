@@ -41,7 +41,7 @@ def _message(user: uuid.UUID | None = None, kind: str = "UserCreated", payload=_
         "payload": payload(user),
     }
     value = json.dumps(envelope).encode()
-    return event_id, value if key is None else event_signing.sign(value, key)
+    return event_id, value if key is None else event_signing.sign_batch([value], key)[0]
 
 
 class Recorder:
@@ -127,7 +127,7 @@ def _tampered(value: bytes) -> bytes:
 
 
 def _unknown_signer(value: bytes) -> bytes:
-    return event_signing.sign(value, ServiceKey.generate())
+    return event_signing.sign_batch([value], ServiceKey.generate())[0]
 
 
 def _mfa_event_as_identity(_: bytes) -> bytes:

@@ -182,7 +182,7 @@ def _settle(answer: asyncio.Future, result: AppendResult | None = None, error: E
 
 
 # Stored events are unsigned: the relay signs what it publishes (event_signing.py).
-_STORED_FIELDS = tuple(name for name in Envelope.model_fields if name not in ("key_id", "signature"))
+_STORED_FIELDS = tuple(name for name in Envelope.model_fields if name not in ("key_id", "signature", "proof"))
 
 
 def _envelope(row: asyncpg.Record) -> Envelope:

@@ -7,7 +7,7 @@ closes, the lock is released and a waiting replica takes over. The relay reads a
 outbox on that same connection: if the session is lost (and the lock with it, which a replica may
 then take), its next statement fails rather than publishing beside the new holder. A batch is deleted from the outbox
 only after Kafka acknowledged every message in it, so a crash in between publishes it again
-(consumers are idempotent). Each event is signed with the service's key as it goes out
+(consumers are idempotent). Each batch is signed with the service's key as it goes out
 (event_signing.py).
 """
 
@@ -65,11 +65,9 @@ class OutboxRelay:
         if not rows:
             OUTBOX_BACKLOG.set(0)
             return 0
-        deliveries = [
-            await self._producer.send(row["topic"], value=event_signing.sign(row["value"], self._key),
-                                      key=row["key"].encode())
-            for row in rows
-        ]
+        values = event_signing.sign_batch([row["value"] for row in rows], self._key)
+        deliveries = [await self._producer.send(row["topic"], value=value, key=row["key"].encode())
+                      for row, value in zip(rows, values, strict=True)]
         await asyncio.gather(*deliveries)
         await conn.execute("DELETE FROM outbox WHERE position = ANY($1::bigint[])", [r["position"] for r in rows])
         for row in rows:
