@@ -1,7 +1,8 @@
 """The whole platform on one machine: infrastructure plus the five services, all data in one folder.
 
 Layout of the data folder: `postgres/` (cluster), `mail/` (Maildir of the SMTP catcher),
-`logs/<name>.log` (one per process), `pki/` (the embedded broker's CA and certificates). Each piece
+`logs/<name>.log` (one per process), `pki/` (the stack's CA with the broker's, the Kafka clients'
+and identity's and mfa's HTTPS certificates, and each service's signing key). Each piece
 of infrastructure is replaced by an external server when its variable is set: `DATABASE_URL`,
 `KAFKA_BOOTSTRAP_SERVERS` (with KAFKA_SECURITY_PROTOCOL, KAFKA_SSL_*, KAFKA_SASL_*, passed on as they
 are), `SMTP_URL` (`smtp://host:port`). The embedded broker speaks mutual TLS only: every client

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
 READY_TIMEOUT_SECONDS = 2.0
 BROKER_RETRY_SECONDS = 1.0
+PRODUCE_BATCH_BYTES = 256 * 1024
 
 
 @dataclass
@@ -122,7 +123,10 @@ class ServiceSpec:
 async def _start_producer(kafka: KafkaSecurity) -> AIOKafkaProducer:
     """Waits for the broker rather than failing start-up: the relay keeps its backlog meanwhile."""
     while True:
-        producer = AIOKafkaProducer(**kafka.client_options(), acks="all", linger_ms=5, enable_idempotence=False)
+        # A relay batch (RELAY_BATCH_SIZE events of 1 to 2 KB, signed) in a few produce requests, not dozens
+        # of 16 KiB ones, each waiting for its acknowledgement.
+        producer = AIOKafkaProducer(**kafka.client_options(), acks="all", linger_ms=5, enable_idempotence=False,
+                                    max_batch_size=PRODUCE_BATCH_BYTES)
         try:
             await producer.start()
             return producer
@@ -206,12 +210,8 @@ class _MetricsServer(uvicorn.Server):
     async def serving(cls, settings: ServiceSettings) -> None:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         app.add_api_route("/metrics", _metrics, methods=["GET"])
-        server = cls(uvicorn.Config(app, host=settings.http_host, port=settings.metrics_port, log_config=None,
-                                    access_log=False, lifespan="off"))
-        try:
-            await server.serve()
-        finally:
-            server.should_exit = True
+        await cls(uvicorn.Config(app, host=settings.http_host, port=settings.metrics_port, log_config=None,
+                                 access_log=False, lifespan="off")).serve()
 
 
 def openapi_document(spec: ServiceSpec) -> str:
