@@ -185,7 +185,6 @@ async def test_calls_to_identity_and_mfa_without_the_gateways_proof_are_refused(
         async with direct(stack, service, auth=auth) as client:
             refused = await client.request(method, path, json=body, headers=headers)
         problem(refused, 401, "caller_not_authenticated")
-        assert "key" not in refused.json() or refused.json()["key"] is None
     assert await written(stack, user_id) == before
     assert ok(await admin.get(f"/v1/users/{user_id}"))["status"] == "active"
 

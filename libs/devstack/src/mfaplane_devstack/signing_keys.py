@@ -8,13 +8,11 @@ A service is given only its own private key (SERVICE_SIGNING_KEY_FILE) and the p
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mfaplane_eventing.service_keys import ServiceKey
 
 PUBLIC_KEYS = "service-public-keys.json"
 
@@ -28,17 +26,19 @@ def public_keys_path(directory: Path) -> Path:
 
 
 def ensure_signing_keys(directory: Path, services: Iterable[str]) -> None:
-    """Makes the keys missing from `directory` and writes the public keys of all of them."""
-    services = list(services)
+    """Makes the keys missing from `directory` and writes the public keys of all of them.
+
+    The public file is replaced (by a rename) only when it changes: services starting meanwhile read it."""
     (directory / "signing").mkdir(parents=True, exist_ok=True)
     public = {}
     for service in services:
         path = private_key_path(directory, service)
         if not path.exists():
             path.touch(mode=0o600)
-            path.write_bytes(Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        public[service] = [base64.b64encode(raw).decode()]
-    public_keys_path(directory).write_text(json.dumps(public, indent=2) + "\n")
+            path.write_text(ServiceKey.generate().private_pem())
+        public[service] = [ServiceKey.from_pem(path.read_text()).public_base64()]
+    text, target = json.dumps(public, indent=2) + "\n", public_keys_path(directory)
+    if not target.exists() or target.read_text() != text:
+        written = target.with_suffix(".tmp")
+        written.write_text(text)
+        written.replace(target)
