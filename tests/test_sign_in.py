@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import timedelta
 
 import asyncpg
@@ -12,6 +14,7 @@ from mfaplane_contracts.mfa_events import enrollment_id
 from mfaplane_identity.settings import IdentitySettings
 from fault_tools import schema
 from mfaplane_mfa.enrollment_commands import replay
+from trust_tools import SignedAs, direct
 from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
 
 STEP = timedelta(seconds=30)
@@ -55,6 +58,23 @@ async def test_password_guessing_is_throttled_per_email_and_a_success_starts_the
 
     clock.advance(timedelta(seconds=refused["retry_after"]))
     assert (await sign_in(portal, email))["outcome"] == "signed_in"
+
+
+async def test_parallel_password_guesses_for_one_email_are_never_evaluated_past_the_limit(stack, admin) -> None:
+    """150 wrong guesses at once, straight to identity (as several gateway replicas would send them): each
+    takes its slot before argon2 runs, so exactly the limit are evaluated; then the right password is
+    refused too."""
+    _, email = await new_user(admin)
+    allowed = IdentitySettings.model_fields["password_max_failures"].default
+    async with direct(stack, "identity", auth=SignedAs(stack, "identity")) as identity:
+        async def attempt(password: str) -> httpx.Response:
+            return await identity.post("/authenticate", json={"kind": "user", "email": email, "password": password})
+
+        answers = await asyncio.gather(*(attempt(f"guess {i}") for i in range(150)))
+        assert Counter(answer.status_code for answer in answers) == {401: allowed, 429: 150 - allowed}
+        problem(await attempt(PASSWORD), 429, "too_many_attempts")
+    async with schema(stack, "identity") as db:
+        assert await db.fetchval("SELECT failures FROM password_failures WHERE email = lower($1)", email) == allowed
 
 
 async def test_enrollment_prompt_dismiss_then_setup_then_code(admin, portal, clock) -> None:

@@ -166,14 +166,13 @@ async def existing_principal(kind: Literal["user", "admin"], principal_id: uuid.
 async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: PasswordsDep) -> Principal:
     """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
     guard = password_guard.PasswordGuard(runtime.pool, runtime.clock, runtime.settings)
-    await guard.check(body.kind, body.email)
+    await guard.take_slot(body.kind, body.email)
     row = await runtime.pool.fetchrow(
         "SELECT principal_id, email, password_hash FROM credentials WHERE kind = $1 AND lower(email) = lower($2) "
         "AND NOT deleted",
         body.kind, body.email,
     )
     if not await pw.verify(row["password_hash"] if row else None, body.password):
-        await guard.failed(body.kind, body.email)
         raise Rejected("invalid_credentials", "The email or password is wrong.", status=401)
     await guard.succeeded(body.kind, body.email)
     return Principal(principal_id=row["principal_id"], email=row["email"])
