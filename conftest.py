@@ -24,6 +24,13 @@ from mfaplane_gateway.auth import ROLES
 
 
 
+UNREACHED_SIGN_IN_LIMITS = {
+    "SIGN_IN_PER_MINUTE_PER_SOURCE": "1000000", "SIGN_IN_PER_MINUTE": "1000000",
+    "CHALLENGE_PER_MINUTE_PER_SOURCE": "1000000", "CHALLENGE_PER_MINUTE": "1000000",
+    "ARGON2_QUEUE": "100000", "SOURCE_MAX_PASSWORD_FAILURES": "1000000",
+}
+
+
 @pytest.fixture(scope="session")
 def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")
@@ -50,7 +57,9 @@ def clock_file(stack_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def service_env(clock_file: Path) -> dict[str, str]:
-    """The services' settings under test: the fake clock, quick ticks and retries, cheap password hashing."""
+    """The services' settings under test: the fake clock, quick ticks and retries, cheap password hashing,
+    and sign-in limits no test reaches (the suite signs in a lot, all from 127.0.0.1): a test of the
+    limits starts processes of its own with tight ones (tests/test_sign_in_limits.py)."""
     return {
         "MFAPLANE_FAKE_CLOCK_FILE": str(clock_file),
         "TICK_SECONDS": "0.2",
@@ -59,6 +68,7 @@ def service_env(clock_file: Path) -> dict[str, str]:
         "MAIL_RETRY_MAX_SECONDS": "2",
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST_KIB": "8192",
+        **UNREACHED_SIGN_IN_LIMITS,
     }
 
 

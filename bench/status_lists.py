@@ -25,7 +25,7 @@ import asyncpg
 
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_gateway import principals_query
-from mfaplane_gateway.principals_query import PrincipalFilter, encode_cursor
+from mfaplane_gateway.principals_query import PrincipalFilter, encode_cursor, listing
 from bench.harness import GATEWAY_MIGRATIONS, BenchStack
 from bench.runner import Measure, Row, log, percentile
 
@@ -94,7 +94,7 @@ async def deep_cursor(pool: asyncpg.Pool, now: datetime, flt: PrincipalFilter) -
         return None
     row = await pool.fetchrow(f"SELECT lower(email) AS v, principal_id FROM {TABLE} WHERE {where} "
                               f"ORDER BY lower(email), principal_id OFFSET {int(total * 0.9)} LIMIT 1", *params)
-    return encode_cursor(row["v"], row["principal_id"])
+    return encode_cursor(listing(flt.kind, "email"), row["v"], row["principal_id"])
 
 
 async def timed(call, repeats: int, max_seconds: float) -> list[float]:

@@ -218,6 +218,13 @@ def enrollment(user_id: str) -> str:
     return f"user_portal:{user_id}"
 
 
+async def checked_failures(stack, user_id: str) -> int:
+    """How many of the user's codes were checked and found wrong (TOTPVerificationFailed events)."""
+    async with schema(stack, "mfa") as conn:
+        return await conn.fetchval("SELECT count(*) FROM events WHERE aggregate_id = $1 AND type = $2",
+                                   enrollment(user_id), "TOTPVerificationFailed")
+
+
 RETRY_BUDGET_SECONDS = 120.0  # how long a refused command is sent again before the load gives up on it
 
 

@@ -45,12 +45,25 @@ def code_now(key_text: str, clock) -> str:
     return pyotp.TOTP(key_text.replace(" ", "")).at(clock.now())
 
 
-async def set_up(portal: httpx.AsyncClient, challenge: str, clock, prefix: str = "/v1/portal") -> tuple[str, dict]:
-    """Begins and confirms setup like an authenticator app would; returns the key and the answer."""
+async def begin_setup(portal: httpx.AsyncClient, challenge: str, prefix: str = "/v1/portal") -> str:
+    """Begins setup; returns the key as shown for typing."""
     material = ok(await portal.post(f"{prefix}/setup/begin", json={"challenge": challenge}))
     SHOWN_SECRETS.append(material["key_text"].replace(" ", ""))
-    answer = ok(await portal.post(f"{prefix}/setup/confirm",
-                                  json={"challenge": challenge, "code": code_now(material["key_text"], clock)}))
-    SHOWN_SECRETS.extend(code.replace("-", "") for code in answer["recovery_codes"])
-    SHOWN_SECRETS.extend(answer["recovery_codes"])
-    return material["key_text"], answer
+    return material["key_text"]
+
+
+async def confirm_setup(portal: httpx.AsyncClient, challenge: str, code: str,
+                        prefix: str = "/v1/portal") -> httpx.Response:
+    """Sends a code to confirm setup; the answer as it came (recovery codes shown are remembered)."""
+    response = await portal.post(f"{prefix}/setup/confirm", json={"challenge": challenge, "code": code})
+    if response.status_code == 200:
+        codes = response.json()["recovery_codes"]
+        SHOWN_SECRETS.extend(code.replace("-", "") for code in codes)
+        SHOWN_SECRETS.extend(codes)
+    return response
+
+
+async def set_up(portal: httpx.AsyncClient, challenge: str, clock, prefix: str = "/v1/portal") -> tuple[str, dict]:
+    """Begins and confirms setup like an authenticator app would; returns the key and the answer."""
+    key = await begin_setup(portal, challenge, prefix)
+    return key, ok(await confirm_setup(portal, challenge, code_now(key, clock), prefix))

@@ -43,12 +43,14 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS, DEAD_LETTER_TOPICS, EVENT_TOPICS, dead_letter_topic
 from mfaplane_devstack.kafka import ADMIN_CLIENT
 from mfaplane_eventing.service import database_settings
+from mfaplane_eventing.service_keys import ServiceKey
 from mfaplane_eventing.settings import ServiceSettings, from_files
 from mfaplane_gateway import bulk
 from mfaplane_gateway.settings import GatewaySettings
@@ -1788,3 +1790,32 @@ def test_checkov_finds_nothing_unjustified(checkov_report: list[dict[str, Any]])
     # The justified exceptions are the ones the manifests declare (checkov.io/skipN annotations).
     skipped = {c["check_id"] for r in checkov_report for c in r["results"]["skipped_checks"]}
     assert skipped == {"CKV_K8S_35", "CKV_K8S_43"}, skipped
+
+
+def _settings_of(module: str, env: dict[str, str], **overrides: Any) -> ServiceSettings:
+    """`module`'s settings from a compose service's plain values (its mounted files stand in generated)."""
+    cls = settings_class(module)
+    key = ServiceKey.generate()
+    values = {name.lower(): value for name, value in env.items() if name.lower() in cls.model_fields}
+    values |= {"service_signing_key": key.private_pem(),
+               "service_public_keys": json.dumps({module: [key.public_base64()]})}
+    return cls(**values | overrides)
+
+
+def test_published_development_secrets_stop_a_service_outside_development_mode() -> None:
+    """A service given a secret committed here (compose's, the dev overlay's signing keys) refuses to start,
+    unless DEVELOPMENT_MODE says it is a development machine; only compose and the dev overlay say so."""
+    for name, service, module, subcommand in compose_app_services():
+        env = compose_env(service)
+        assert env.pop("DEVELOPMENT_MODE") == "true", name
+        if subcommand != "serve":
+            continue
+        with pytest.raises(ValidationError, match="published in this repository"):
+            _settings_of(module, env)
+        assert _settings_of(module, env, development_mode=True).development_mode
+    for pem in sorted((K8S / "overlays/dev/signing-keys").glob("*.pem")):
+        env = {"DATABASE_URL": "postgresql://a:b@c/d", "KAFKA_BOOTSTRAP_SERVERS": "k:9093"}
+        with pytest.raises(ValidationError, match="SERVICE_SIGNING_KEY is a development key"):
+            _settings_of("scheduler", env, service_signing_key=pem.read_text())
+    mentions = {path.relative_to(K8S).parts[:2] for path in K8S.rglob("*.yaml") if "DEVELOPMENT_MODE" in path.read_text()}
+    assert mentions == {("overlays", "dev")}

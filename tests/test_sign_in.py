@@ -97,8 +97,11 @@ async def test_enrollment_prompt_dismiss_then_setup_then_code(admin, portal, clo
     code = code_now(key, clock)
     signed_in = ok(await portal.post("/v1/portal/verify", json={"challenge": step_one["challenge"], "code": code}))
     assert signed_in["outcome"] == "signed_in"
-    replayed = await portal.post("/v1/portal/verify", json={"challenge": step_one["challenge"], "code": code})
-    problem(replayed, 401, "invalid_code")
+    again = await portal.post("/v1/portal/verify", json={"challenge": step_one["challenge"], "code": code})
+    problem(again, 401, "invalid_challenge")  # one challenge, one session
+    replayed = await portal.post("/v1/portal/verify",
+                                 json={"challenge": (await sign_in(portal, email))["challenge"], "code": code})
+    problem(replayed, 401, "code_already_used")
 
 
 async def test_required_with_no_period_must_set_up_first(admin, portal) -> None:
@@ -228,8 +231,9 @@ async def test_a_user_who_signs_in_often_is_loaded_from_a_snapshot_and_a_used_co
         else:
             raise AssertionError("no snapshot was taken")
 
+    challenge = (await sign_in(portal, email))["challenge"]
     replayed = await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code})
-    problem(replayed, 401, "invalid_code")  # the last accepted step came from the snapshot
+    problem(replayed, 401, "code_already_used")  # the last accepted step came from the snapshot
     clock.advance(STEP)
     challenge = (await sign_in(portal, email))["challenge"]
     signed_in = ok(await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code_now(key, clock)}))

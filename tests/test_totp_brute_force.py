@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from fault_tools import enrollment, schema
+from fault_tools import checked_failures
 from portal_flows import code_now, new_user, problem, set_up, sign_in
 
 pytestmark = pytest.mark.slow
@@ -22,12 +22,6 @@ SESSIONS = 12
 GUESSES_PER_SESSION = 4
 FAILURES_PER_PAUSE = 5
 FIRST_PAUSE = timedelta(minutes=15)
-
-
-async def checked_failures(stack, user_id: str) -> int:
-    async with schema(stack, "mfa") as conn:
-        return await conn.fetchval("SELECT count(*) FROM events WHERE aggregate_id = $1 AND type = $2",
-                                   enrollment(user_id), "TOTPVerificationFailed")
 
 
 async def set_up_user(admin, portal, clock) -> tuple[str, str, str]:

@@ -15,8 +15,8 @@ from mfaplane_contracts.mfa_events import MFARequired
 from mfaplane_contracts.registry import EVENT_TYPES, UPCASTERS, UnknownEventType, UnknownSchemaVersion, decode_payload
 
 REQUIRED_EVENTS = {
-    "UserCreated", "UserUpdated", "UserDeleted", "AdminCreated", "SystemRegistered", "SystemMFAEnabled",
-    "SystemMFADisabled", "MFARequired", "MFARequirementRemoved", "EnrollmentExtended", "MFAReset",
+    "UserCreated", "UserUpdated", "UserDeleted", "AdminCreated", "AdminDeleted", "SystemRegistered",
+    "SystemMFAEnabled", "SystemMFADisabled", "MFARequired", "MFARequirementRemoved", "EnrollmentExtended", "MFAReset",
     "TOTPSecretIssued", "TOTPEnrolled", "TOTPVerified", "TOTPVerificationFailed", "EnrollmentPromptDismissed",
     "EnrollmentExpiring", "EnrollmentExpired",
 }

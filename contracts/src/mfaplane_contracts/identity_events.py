@@ -59,12 +59,21 @@ class UserDeleted(_UserEvent):
     event_type: ClassVar[str] = "UserDeleted"
 
 
-class AdminCreated(_IdentityEvent):
-    event_type: ClassVar[str] = "AdminCreated"
+class _AdminEvent(_IdentityEvent):
     aggregate_type: ClassVar[str] = "admin"
     admin_id: uuid.UUID
+
+
+class AdminCreated(_AdminEvent):
+    event_type: ClassVar[str] = "AdminCreated"
     email: Email
     name: str = Name
+
+
+class AdminDeleted(_AdminEvent):
+    """Its credentials, admin-portal enrollment and key material, timers and sessions go with it."""
+
+    event_type: ClassVar[str] = "AdminDeleted"
 
 
 ResourceKind = Literal["macos", "linux", "sso_application"]

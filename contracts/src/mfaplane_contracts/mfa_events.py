@@ -81,9 +81,14 @@ class TOTPVerified(_EnrollmentEvent):
 
 
 class TOTPVerificationFailed(_EnrollmentEvent):
+    """A wrong code, at sign-in or when confirming setup; a code just accepted, sent again, is no failure."""
+
     event_type: ClassVar[str] = "TOTPVerificationFailed"
     consecutive_failures: int
     total_failures: int
+    # When: the throttle forgets a run of failures after a quiet period. None in events recorded
+    # before this field existed; such a run is kept until the next failure.
+    failed_at: datetime | None = None
 
 
 class TOTPThrottled(_EnrollmentEvent):

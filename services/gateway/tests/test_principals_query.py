@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,7 +16,9 @@ import pytest
 import mfaplane_gateway
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
 from mfaplane_eventing import db
-from mfaplane_gateway.principals_query import PrincipalFilter, page, status_counts
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_gateway.principals_query import (PrincipalFilter, decode_cursor, encode_cursor, listing, page,
+                                               status_counts)
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
@@ -128,8 +132,45 @@ async def test_paging_under_concurrent_writes_never_skips_or_repeats(seeded) -> 
 
 async def test_a_forged_cursor_is_refused(seeded) -> None:
     pool, _ = seeded
-    from mfaplane_eventing.aggregate import Rejected
-
     with pytest.raises(Rejected) as refused:
         await page(pool, "principals_v1", NOW, PrincipalFilter(), "email", 10, "not-a-cursor")
     assert refused.value.code == "invalid_cursor"
+
+
+def _cursor(document) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+
+ID = str(uuid.uuid4())
+NOT_CURSORS = {
+    "not base64": "%%%", "one character too many": "abcde", "not JSON": _cursor(None)[:-2] + "!!",
+    "not UTF-8": base64.urlsafe_b64encode(b"\xff\xfe").decode(), "a number": _cursor(1), "null": _cursor(None),
+    "an object": _cursor({"user/email": "a", "id": ID}), "too short": _cursor(["user/email", "a"]),
+    "too long": _cursor(["user/email", "a", ID, 1]), "the old format": _cursor(["a@example.com", ID]),
+    "a number as the value": _cursor(["user/email", 1, ID]), "null as the value": _cursor(["user/email", None, ID]),
+    "a list as the value": _cursor(["user/email", ["a"], ID]), "NUL in the value": _cursor(["user/email", "a\x00", ID]),
+    "a lone surrogate": _cursor(["user/email", "\ud800", ID]), "not an id": _cursor(["user/email", "a", "me"]),
+    "another order's": _cursor(["user/deadline", "2026-01-01T00:00:00+00:00", ID]),
+    "the admins' list's": _cursor(["admin/email", "a", ID]),
+}
+
+
+@pytest.mark.parametrize("cursor", NOT_CURSORS.values(), ids=NOT_CURSORS.keys())
+def test_anything_but_a_cursor_of_this_list_is_refused_before_a_query(cursor: str) -> None:
+    with pytest.raises(Rejected) as refused:
+        decode_cursor(cursor, listing("user", "email"), "text")
+    assert (refused.value.code, refused.value.status) == ("invalid_cursor", 400)
+
+
+def test_a_date_cursor_needs_a_date() -> None:
+    for value in ("tomorrow", "a@example.com", "2026-13-01T00:00:00"):
+        with pytest.raises(Rejected):
+            decode_cursor(_cursor(["user/deadline", value, ID]), listing("user", "deadline"), "timestamptz")
+
+
+def test_a_cursor_reads_back_what_it_was_made_of() -> None:
+    moment, principal = datetime(9999, 12, 31, 23, 59, 59, 999999), uuid.uuid4()  # 'infinity', as asyncpg gives it
+    assert decode_cursor(encode_cursor(listing("admin", "deadline"), moment, principal),
+                         listing("admin", "deadline"), "timestamptz") == (moment, principal)
+    assert decode_cursor(encode_cursor(listing("user", "name"), "zoë", principal),
+                         listing("user", "name"), "text") == ("zoë", principal)

@@ -28,6 +28,7 @@ from mfaplane_contracts.mfa_events import (
     TOTPEnrolled,
     TOTPFactorLocked,
     TOTPSecretIssued,
+    TOTPThrottled,
     TOTPVerificationFailed,
     TOTPVerified,
 )
@@ -326,24 +327,70 @@ def test_voluntary_setup_is_configured_but_not_required(mfa):
 
 
 @pytest.mark.parametrize("steps", [-2, 2])
-def test_confirm_with_a_code_two_steps_away_is_refused(mfa, steps):
+def test_confirm_with_a_code_two_steps_away_is_refused_and_recorded(mfa, steps):
     mfa.given(*pending(mfa)).when(
         mfa.cmd(ConfirmTOTPSetup, code=mfa.code(mfa.t0, steps)), now=mfa.t0, secret=mfa.secret
-    ).rejected("invalid_code")
+    ).rejected("invalid_code", failed(mfa, 1, 1, mfa.t0))
 
 
-def test_confirm_with_a_wrong_code_is_refused_and_records_nothing(mfa):
+def test_confirm_with_a_wrong_code_is_refused_and_recorded_like_a_verification(mfa):
     wrong = f"{(int(mfa.code(mfa.t0)) + 1) % 1_000_000:06d}"
-    mfa.given(*pending(mfa)).when(mfa.cmd(ConfirmTOTPSetup, code=wrong), now=mfa.t0, secret=mfa.secret).rejected(
-        "invalid_code"
-    )
+    rejection = mfa.given(*pending(mfa), failed(mfa, 2, 7, mfa.t0)).when(
+        mfa.cmd(ConfirmTOTPSetup, code=wrong), now=mfa.t0, secret=mfa.secret
+    ).rejected("invalid_code", failed(mfa, 3, 8, mfa.t0))
+    assert rejection.status == 401
 
 
-def test_confirm_with_the_code_of_another_key_is_refused(mfa):
+def test_confirm_with_the_code_of_another_key_is_refused_and_recorded(mfa):
     other = totp.TOTPSecret(bytes(20))
     mfa.given(*pending(mfa)).when(
         mfa.cmd(ConfirmTOTPSetup, code=mfa.code(mfa.t0, secret=other)), now=mfa.t0, secret=mfa.secret
-    ).rejected("invalid_code")
+    ).rejected("invalid_code", failed(mfa, 1, 1, mfa.t0))
+
+
+def test_the_fifth_wrong_confirm_code_pauses_setup(mfa):
+    wrong = f"{(int(mfa.code(mfa.t0)) + 1) % 1_000_000:06d}"
+    mfa.given(*pending(mfa), failed(mfa, 4, 4, mfa.t0)).when(
+        mfa.cmd(ConfirmTOTPSetup, code=wrong), now=mfa.t0, secret=mfa.secret
+    ).rejected(
+        "invalid_code",
+        failed(mfa, 5, 5, mfa.t0),
+        mfa.ev(TOTPThrottled, until=mfa.t0 + timedelta(minutes=15), consecutive_failures=5),
+    )
+
+
+@pytest.mark.parametrize(
+    ("trip", "code", "status"),
+    [
+        (lambda mfa: mfa.ev(TOTPThrottled, until=mfa.t0 + STEP, consecutive_failures=5), "throttled", 429),
+        (lambda mfa: mfa.ev(TOTPFactorLocked, total_failures=100), "factor_locked", 423),
+    ],
+)
+def test_a_paused_or_locked_setup_refuses_even_the_right_code_unheard(mfa, trip, code, status):
+    rejection = mfa.given(*pending(mfa), trip(mfa)).when(
+        mfa.cmd(ConfirmTOTPSetup, code=mfa.code(mfa.t0)), now=mfa.t0, secret=mfa.secret
+    ).rejected(code)
+    assert rejection.status == status
+
+
+def test_confirming_setup_ends_a_run_of_failures(mfa):
+    then = mfa.given(*pending(mfa), failed(mfa, 4, 4, mfa.t0)).when(
+        mfa.cmd(ConfirmTOTPSetup, code=mfa.code(mfa.t0)), now=mfa.t0, secret=mfa.secret
+    )
+    assert (then.state.consecutive_failures, then.state.total_failures) == (0, 4)
+
+
+def test_confirm_with_the_new_keys_code_of_a_step_already_accepted_is_a_replay(mfa):
+    # Reset and set up again within one time step: that step was accepted with the old key, and a
+    # step is accepted at most once per principal, so the user waits for the next code; no failure.
+    now = mfa.t0 + DAY
+    new_key = totp.TOTPSecret(bytes(range(21, 41)))
+    given = mfa.given(*mfa.set_up(), verified(mfa, totp.time_step(now)),
+                      mfa.ev(MFAReset, enrollment_days=7, deadline=now + 7 * DAY, shredded_secret_id=mfa.secret_id),
+                      mfa.ev(TOTPSecretIssued, secret_id=uuid.UUID(int=99)))
+    given.when(mfa.cmd(ConfirmTOTPSetup, code=mfa.code(now, secret=new_key)), now=now, secret=new_key).rejected(
+        "code_already_used"
+    )
 
 
 def test_confirm_without_setup_in_progress_is_refused(mfa):
@@ -375,8 +422,8 @@ def verified(mfa, step, left=10):
     return mfa.ev(TOTPVerified, method="totp", time_step=step, recovery_codes_left=left)
 
 
-def failed(mfa, consecutive, total):
-    return mfa.ev(TOTPVerificationFailed, consecutive_failures=consecutive, total_failures=total)
+def failed(mfa, consecutive, total, at):
+    return mfa.ev(TOTPVerificationFailed, consecutive_failures=consecutive, total_failures=total, failed_at=at)
 
 
 def test_verify_accepts_the_current_code(mfa):
@@ -400,33 +447,52 @@ def test_verify_refuses_a_code_two_steps_away_and_records_the_failure(mfa, steps
     rejection = (
         mfa.given(*mfa.set_up())
         .when(mfa.cmd(VerifyTOTP, code=mfa.code(now, steps)), now=now, secret=mfa.secret)
-        .rejected("invalid_code", failed(mfa, 1, 1))
+        .rejected("invalid_code", failed(mfa, 1, 1, now))
     )
     assert rejection.status == 401
 
 
-def test_a_code_is_accepted_once(mfa):
+@pytest.mark.parametrize("later", [timedelta(seconds=5), STEP, 2 * STEP - timedelta(seconds=11)])
+def test_a_code_is_accepted_once_and_sent_again_is_a_replay_not_a_failure(mfa, later):
     now = mfa.t0 + DAY
     code = mfa.code(now)
     first = mfa.given(*mfa.set_up()).when(mfa.cmd(VerifyTOTP, code=code), now=now, secret=mfa.secret)
     again = mfa.given(*mfa.set_up(), *first.decision.events)
-    again.when(mfa.cmd(VerifyTOTP, code=code), now=now + timedelta(seconds=5), secret=mfa.secret).rejected(
-        "invalid_code", failed(mfa, 1, 1)
+    rejection = again.when(mfa.cmd(VerifyTOTP, code=code), now=now + later, secret=mfa.secret).rejected(
+        "code_already_used"
+    )
+    assert rejection.status == 401
+
+
+def test_the_code_used_to_confirm_setup_sent_again_is_a_replay(mfa):
+    mfa.given(*mfa.set_up(at=mfa.t0)).when(
+        mfa.cmd(VerifyTOTP, code=mfa.code(mfa.t0)), now=mfa.t0 + timedelta(seconds=10), secret=mfa.secret
+    ).rejected("code_already_used")
+
+
+def test_the_accepted_code_sent_again_once_out_of_the_window_is_a_failure(mfa):
+    accepted_at, now = mfa.t0 + DAY, mfa.t0 + DAY + 2 * STEP
+    given = mfa.given(*mfa.set_up(), verified(mfa, totp.time_step(accepted_at)))
+    given.when(mfa.cmd(VerifyTOTP, code=mfa.code(accepted_at)), now=now, secret=mfa.secret).rejected(
+        "invalid_code", failed(mfa, 1, 1, now)
     )
 
 
-def test_the_code_used_to_confirm_setup_is_not_accepted_again(mfa):
-    mfa.given(*mfa.set_up(at=mfa.t0)).when(
-        mfa.cmd(VerifyTOTP, code=mfa.code(mfa.t0)), now=mfa.t0 + timedelta(seconds=10), secret=mfa.secret
-    ).rejected("invalid_code", failed(mfa, 1, 1))
-
-
-def test_an_older_code_is_refused_once_a_newer_one_was_accepted(mfa):
+def test_an_older_code_never_accepted_is_a_failure_not_a_replay(mfa):
+    # Only the step accepted last is a replay: the code of a step skipped over was never accepted,
+    # and a guess that hits it learns nothing the throttle should not count.
     now = mfa.t0 + DAY
     given = mfa.given(*mfa.set_up(), verified(mfa, totp.time_step(now) + 1))
     given.when(mfa.cmd(VerifyTOTP, code=mfa.code(now)), now=now, secret=mfa.secret).rejected(
-        "invalid_code", failed(mfa, 1, 1)
+        "invalid_code", failed(mfa, 1, 1, now)
     )
+
+
+def test_a_replay_while_paused_is_refused_unheard(mfa):
+    now = mfa.t0 + DAY
+    given = mfa.given(*mfa.set_up(), verified(mfa, totp.time_step(now)),
+                      mfa.ev(TOTPThrottled, until=now + STEP, consecutive_failures=5))
+    given.when(mfa.cmd(VerifyTOTP, code=mfa.code(now)), now=now, secret=mfa.secret).rejected("throttled")
 
 
 def test_the_next_code_is_accepted_after_the_current_one(mfa):
@@ -451,7 +517,7 @@ def test_verify_without_setup_is_refused(mfa, history):
 
 def test_a_success_resets_the_consecutive_failures_only(mfa):
     now = mfa.t0 + DAY
-    given = mfa.given(*mfa.set_up(), failed(mfa, 3, 42))
+    given = mfa.given(*mfa.set_up(), failed(mfa, 3, 42, mfa.t0))
     then = given.when(mfa.cmd(VerifyTOTP, code=mfa.code(now)), now=now, secret=mfa.secret).then(
         verified(mfa, totp.time_step(now))
     )
@@ -476,7 +542,7 @@ def test_a_recovery_code_signs_in_once(mfa):
     assert first.state.used_recovery_codes == {3}
     again = mfa.given(*mfa.set_up(), *first.decision.events)
     again.when(mfa.cmd(VerifyTOTP, code=issued.codes[3]), now=now, recovery_code_hashes=issued.hashes).rejected(
-        "invalid_code", failed(mfa, 1, 1)
+        "invalid_code", failed(mfa, 1, 1, now)
     )
     again.when(mfa.cmd(VerifyTOTP, code=issued.codes[4]), now=now, recovery_code_hashes=issued.hashes).then(
         mfa.ev(TOTPVerified, method="recovery_code", time_step=None, recovery_codes_left=8, recovery_code_index=4)
@@ -504,13 +570,13 @@ def test_a_recovery_code_of_another_set_is_refused(mfa):
     issued, given = with_codes(mfa)
     other = recovery_codes.issue(mfa.random_bytes)
     given.when(mfa.cmd(VerifyTOTP, code=other.codes[0]), now=mfa.t0, recovery_code_hashes=issued.hashes).rejected(
-        "invalid_code", failed(mfa, 1, 1)
+        "invalid_code", failed(mfa, 1, 1, mfa.t0)
     )
 
 
 def test_a_recovery_code_success_resets_the_consecutive_failures(mfa):
     issued = recovery_codes.issue(mfa.random_bytes)
-    given = mfa.given(*mfa.set_up(), failed(mfa, 4, 4))
+    given = mfa.given(*mfa.set_up(), failed(mfa, 4, 4, mfa.t0))
     then = given.when(mfa.cmd(VerifyTOTP, code=issued.codes[0]), now=mfa.t0, recovery_code_hashes=issued.hashes)
     assert (then.state.consecutive_failures, then.state.total_failures) == (0, 4)
 

@@ -91,7 +91,7 @@ class EnrollmentMachine(RuleBasedStateMachine):
         kinds = {type(event).__name__ for event in decision.events}
         if decision.rejection is not None:
             assert decision.new_secret is None and decision.recovery_codes is None
-            if isinstance(command, VerifyTOTP) and decision.rejection.code == "invalid_code":
+            if isinstance(command, (VerifyTOTP, ConfirmTOTPSetup)) and decision.rejection.code == "invalid_code":
                 assert "TOTPVerificationFailed" in kinds and kinds <= FAILURE_EVENTS
             else:
                 assert not kinds
@@ -146,11 +146,16 @@ class EnrollmentMachine(RuleBasedStateMachine):
         return totp.code_at(secret, step), step
 
     def expect_acceptance(self, decision: Decision, step: int | None, before: Enrollment) -> None:
-        """A real code of the window, newer than any accepted, is accepted; any other is not."""
-        fresh = step is not None and abs(step - totp.time_step(self.now)) <= 1
-        fresh = fresh and (before.last_step is None or step > before.last_step)
-        if fresh:
+        """Unless paused or locked: a real code of the window, newer than any accepted, is accepted; the
+        code of the step accepted last is a replay, refused with no event; any other is refused."""
+        if refusal(locked=before.locked, paused_until=before.paused_until, now=self.now) is not None:
+            assert decision.rejection.code in {"throttled", "factor_locked"} and not decision.events
+            return
+        in_window = step is not None and abs(step - totp.time_step(self.now)) <= 1
+        if in_window and (before.last_step is None or step > before.last_step):
             assert decision.rejection is None, decision.rejection.code
+        elif in_window and step == before.last_step:
+            assert decision.rejection.code == "code_already_used" and not decision.events
         elif step is not None:
             assert decision.rejection is not None
 
@@ -183,7 +188,7 @@ class EnrollmentMachine(RuleBasedStateMachine):
         before = self.state
         code, step = self.totp_code(before.pending_secret_id, choice)
         decision = self.run(self.cmd(ConfirmTOTPSetup, code=code))
-        if status(before, self.now) != "expired":
+        if before.pending_secret_id is not None and status(before, self.now) != "expired":
             self.expect_acceptance(decision, step, before)
 
     @rule(choice=TOTP_CHOICES)
@@ -197,10 +202,8 @@ class EnrollmentMachine(RuleBasedStateMachine):
         before = self.state
         code, step = self.totp_code(before.secret_id, choice)
         decision = self.run(self.cmd(VerifyTOTP, code=code))
-        if refusal(locked=before.locked, paused_until=before.paused_until, now=self.now) is None:
+        if before.set_up:
             self.expect_acceptance(decision, step, before)
-        else:
-            assert decision.rejection.code in {"throttled", "factor_locked"} and not decision.events
 
     @rule(choice=RECOVERY_CHOICES)
     def verify_recovery_code(self, choice: str) -> None:
@@ -241,12 +244,9 @@ class EnrollmentMachine(RuleBasedStateMachine):
         if s.set_up:
             assert s.recovery_codes_issued == 10 and s.last_step is not None
         else:
-            assert (s.consecutive_failures, s.total_failures, s.locked, s.used_recovery_codes) == (
-                0,
-                0,
-                False,
-                frozenset(),
-            )
+            assert s.used_recovery_codes == frozenset()
+        if not (s.set_up or s.pending_secret_id):  # only a code for a key can fail
+            assert (s.consecutive_failures, s.total_failures, s.locked) == (0, 0, False)
         if s.paused_until is not None and self.now < s.paused_until:
             assert s.consecutive_failures and s.consecutive_failures % POLICY.failures_per_pause == 0
         if self.accepted_steps:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mfaplane_contracts import mfa_events as mfa
-from mfaplane_notifier.emails import Recipient, render
-from mfaplane_notifier.notifications import Enrollment, enrollment_after, still_holds
+from mfaplane_notifier.emails import SUBJECTS, Recipient, render
+from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of, still_holds
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(days=7)
@@ -73,8 +73,50 @@ def test_admin_enrollment_gets_its_own_wording() -> None:
     assert "24 hours" in message.get_body(("plain",)).get_content()
 
 
-@pytest.mark.parametrize("kind", ["required", "reminder", "expired", "extended", "reset", "setup_complete"])
+@pytest.mark.parametrize("kind", sorted(SUBJECTS))
 def test_every_kind_renders(kind: str) -> None:
-    message = render(kind, Recipient("a@example.com", "A", is_admin=False), DEADLINE, NOW, "m@example.com", "http://p")
+    message = render(kind, Recipient("a@example.com", "A", is_admin=False), DEADLINE, NOW, "m@example.com", "http://p",
+                     paused_until=NOW, recovery_codes_left=3)
     assert message.get_body(("plain",)).get_content().strip()
     assert message.get_body(("html",)).get_content().strip()
+
+
+def _verified(method: str) -> mfa.TOTPVerified:
+    by_code = method == "recovery_code"
+    return mfa.TOTPVerified(principal_id=P, scope="user_portal", method=method, time_step=None if by_code else 1,
+                            recovery_codes_left=4, recovery_code_index=5 if by_code else None)
+
+
+def test_codes_paused_or_locked_and_a_recovery_code_used_call_for_an_email_a_sign_in_does_not() -> None:
+    paused = mfa.TOTPThrottled(principal_id=P, scope="user_portal", until=NOW, consecutive_failures=5)
+    locked = mfa.TOTPFactorLocked(principal_id=P, scope="admin_portal", total_failures=100)
+    assert [kind_of(e) for e in (paused, locked, _verified("recovery_code"))] == [
+        "codes_paused", "factor_locked", "recovery_code_used"]
+    assert kind_of(_verified("totp")) is None
+    assert kind_of(mfa.TOTPVerificationFailed(principal_id=P, scope="user_portal", consecutive_failures=1,
+                                              total_failures=1)) is None
+    assert set(KIND_OF_EVENT.values()) <= set(SUBJECTS)
+
+
+@pytest.mark.parametrize("kind", ["codes_paused", "factor_locked", "recovery_code_used"])
+@pytest.mark.parametrize("enrollment", [None, ENROLLING, Enrollment(False, True, None)])
+def test_a_notice_about_codes_is_sent_whatever_the_enrollment_has_become(kind, enrollment) -> None:
+    assert still_holds(kind, None, enrollment, NOW) is True
+
+
+def test_the_pause_email_says_until_when() -> None:
+    message = render("codes_paused", Recipient("ada@example.com", "Ada", is_admin=False), None, NOW,
+                     "MFA <mfa@example.com>", "http://p", paused_until=NOW + timedelta(minutes=15))
+    for part in ("plain", "html"):
+        assert "Saturday 28 November 2026, 12:15 UTC" in message.get_body((part,)).get_content()
+    assert message["Subject"] == "Wrong MFA codes: code entry is paused"
+
+
+@pytest.mark.parametrize(("left", "says"), [(9, "You have 9 recovery codes left."),
+                                            (1, "You have 1 recovery code left."),
+                                            (0, "You have no recovery codes left.")])
+def test_the_recovery_code_email_says_how_many_are_left(left: int, says: str) -> None:
+    message = render("recovery_code_used", Recipient("root@example.com", "Root", is_admin=True), None, NOW,
+                     "MFA <mfa@example.com>", "http://p", recovery_codes_left=left)
+    assert says in message.get_body(("plain",)).get_content()
+    assert message["Subject"] == "A recovery code was used to sign in (admin portal)"

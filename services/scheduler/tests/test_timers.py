@@ -60,6 +60,11 @@ def test_setup_removal_deletion_and_no_period_cancel_every_timer() -> None:
         assert change.enrollment_id == ENROLLMENT and change.timers == ()
 
 
+def test_an_admins_deletion_cancels_the_timers_of_their_admin_portal_enrollment() -> None:
+    change = plan(identity.AdminDeleted(admin_id=PRINCIPAL), [86400], NOW)
+    assert (change.enrollment_id, change.scope, change.timers) == (f"admin_portal:{PRINCIPAL}", "admin_portal", ())
+
+
 def test_other_events_leave_timers_alone() -> None:
     dismissed = mfa.EnrollmentPromptDismissed(principal_id=PRINCIPAL, scope="user_portal", days_remaining=3)
     assert plan(dismissed, [86400], NOW) is None

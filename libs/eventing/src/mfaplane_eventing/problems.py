@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from mfaplane_contracts.text import CONTROL_CHARACTERS
 from mfaplane_eventing import db
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import ConcurrencyConflict
@@ -66,13 +67,22 @@ def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JS
 
 
 async def _rejected(_: Request, error: Rejected) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if error.status == 503 else None
-    return _response(rejected_body(error), headers)
+    return _response(rejected_body(error), _retry_after(error))
+
+
+def _retry_after(error: Rejected) -> dict[str, str] | None:
+    """A refusal that says when to come back (`retry_after`) says it where HTTP clients look, too."""
+    if "retry_after" in error.extra:
+        return {"Retry-After": str(error.extra["retry_after"])}
+    return {"Retry-After": RETRY_AFTER_SECONDS} if error.status == 503 else None
 
 
 async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
     # Echo where and why, never the submitted values: they may be passwords or codes.
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    if all(e["type"] == CONTROL_CHARACTERS for e in errors):
+        return problem(400, "invalid_text", "Invalid text",
+                       "Names and search terms must not contain control characters or line breaks.", errors=errors)
     return problem(422, "validation_error", "Invalid request", "The request does not match the schema.",
                    errors=errors)
 

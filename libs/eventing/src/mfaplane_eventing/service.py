@@ -40,6 +40,7 @@ from mfaplane_eventing.consumer import BatchHandler, Consumer, Handler
 from mfaplane_eventing.event_store import EventStore
 from mfaplane_eventing.kafka_security import KafkaSecurity
 from mfaplane_eventing.outbox_relay import OutboxRelay
+from mfaplane_eventing.response_headers import ResponseHeaders
 from mfaplane_eventing.service_auth import CallSigner, CallVerifier, verified_call
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 from mfaplane_eventing.settings import DatabaseSettings, ServiceSettings, load
@@ -191,6 +192,7 @@ def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) ->
     app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan, **hidden)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, route_limits=spec.body_limits)
+    app.add_middleware(ResponseHeaders)  # outermost: the refusals of BodyLimit carry them too
     authenticated = [Depends(verified_call)] if spec.callers else []
     for router in spec.routers:
         app.include_router(router, responses=problems.ERROR_RESPONSES, dependencies=authenticated)
@@ -285,9 +287,12 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         settings = load(command.settings_type if command and command.settings_type else spec.settings_type)
     logs.configure(spec.name, getattr(settings, "log_level", "INFO"))
     if args.command == "serve":
+        # proxy_headers off: uvicorn would otherwise take the client's address from X-Forwarded-For of
+        # any peer on loopback. The gateway decides whom to believe (TRUSTED_PROXIES, rate_limits.py).
         uvicorn.run(build_app(spec, settings), host=settings.http_host, port=settings.http_port,
                     timeout_keep_alive=settings.http_keep_alive_seconds, log_config=None, access_log=False,
-                    ssl_certfile=settings.http_tls_cert_file, ssl_keyfile=settings.http_tls_key_file)
+                    ssl_certfile=settings.http_tls_cert_file, ssl_keyfile=settings.http_tls_key_file,
+                    proxy_headers=False)
     elif args.command == "migrate":
         asyncio.run(_migrate(spec, settings))
     elif args.command == "republish":

@@ -9,6 +9,7 @@ one wins would be a guess.
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from pathlib import Path
@@ -21,12 +22,39 @@ from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+# Every secret committed to this repository (docker-compose.yml, the dev overlay) says what it is,
+# in plain text or in base64 ("dev-only-" at the start of a value); anyone can read them.
+DEVELOPMENT_SECRET_MARKERS = ("dev-only", base64.b64encode(b"dev-only-").decode())
+# The ids of the service signing keys committed for the dev overlay (deploy/k8s/overlays/dev/signing-keys).
+PUBLISHED_SERVICE_KEY_IDS = frozenset({
+    "ed25519:731742a8455fe0f05770bf5a57e33715", "ed25519:495ea7a2fde146c90496e8c365899826",
+    "ed25519:a46f888095f5c5c504dfdf1bce89a08c", "ed25519:88ad519b64d4aa8ac5718ad79da544d6",
+    "ed25519:75874c395987f74f0d1fe47a81ac596f",
+})
 
 
-class KafkaSettings(BaseSettings):
-    """How a client reaches Kafka (kafka_security.py)."""
-
+class _Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # Accepts the repository's published development secrets. Off, a service holding one refuses to
+    # start: a challenge or session signed with a key from a public file would be anyone's.
+    development_mode: bool = False
+
+    @model_validator(mode="after")
+    def _no_published_secret(self) -> _Settings:
+        if self.development_mode:
+            return self
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if not field.repr and isinstance(value, str) and any(m in value for m in DEVELOPMENT_SECRET_MARKERS):
+                raise ValueError(f"{name.upper()} is a development secret published in this repository; "
+                                 "set a secret of your own (DEVELOPMENT_MODE=true accepts it on a development "
+                                 "machine)")
+        return self
+
+
+class KafkaSettings(_Settings):
+    """How a client reaches Kafka (kafka_security.py)."""
 
     kafka_bootstrap_servers: str
     # How clients reach Kafka. SSL (TLS, and mutual TLS when a client certificate is given) is the
@@ -49,11 +77,9 @@ class KafkaSettings(BaseSettings):
         return self
 
 
-class DatabaseSettings(BaseSettings):
+class DatabaseSettings(_Settings):
     """What a service's `migrate` and `republish` read: its database and nothing else, so that the
     migrations Job holds no key, no Kafka credential and no other secret."""
-
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
     database_url: str = Field(repr=False)
     database_schema: str
@@ -97,6 +123,13 @@ class ServiceSettings(KafkaSettings, DatabaseSettings):
     def _is_a_service_key(cls, value: str) -> str:
         ServiceKey.from_pem(value)
         return value
+
+    @model_validator(mode="after")
+    def _signing_key_is_not_published(self) -> ServiceSettings:
+        if not self.development_mode and ServiceKey.from_pem(self.service_signing_key).key_id in PUBLISHED_SERVICE_KEY_IDS:
+            raise ValueError("SERVICE_SIGNING_KEY is a development key published in this repository; generate "
+                             "one of your own (DEVELOPMENT_MODE=true accepts it on a development machine)")
+        return self
 
     @field_validator("service_public_keys")
     @classmethod

@@ -12,6 +12,7 @@ from mfaplane_gateway import audit_api, audit_verify, read_models, reference_por
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.rate_limits import RateLimits
 from mfaplane_gateway.sessions import Tokens
 from mfaplane_gateway.settings import GatewaySettings
 
@@ -25,7 +26,8 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds)
     workers = [asyncio.create_task(job) for job in BulkWorker(runtime, forwarder).tasks()]
     try:
-        yield {"forwarder": forwarder, "tokens": tokens, "key_cache": KeyCache()}
+        yield {"forwarder": forwarder, "tokens": tokens, "key_cache": KeyCache(),
+               "rate_limits": RateLimits.from_settings(s)}
     finally:
         for worker in workers:
             worker.cancel()

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.identity_events import ApiRole
-from mfaplane_gateway.api import IdempotencyKey, NewPrincipal
-from mfaplane_gateway.auth import Admin
+from mfaplane_contracts.text import DisplayName
+from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway.api import (ConsistentWith, IdempotencyKey, NewPrincipal, PageRequestDep, User, one_principal,
+                                  principal_filter, principals_page)
+from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.principals_query import PrincipalFilter
 from mfaplane_gateway.receipts import Receipt, receipt
+from mfaplane_gateway.sessions import end_sessions_before
 
 router = APIRouter(prefix="/v1", tags=["admins and API keys"])
 
@@ -22,7 +29,7 @@ class Body(BaseModel):
 
 class NewApiKey(Body):
     role: ApiRole
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
 
 
 class IssuedApiKey(Receipt):
@@ -35,6 +42,44 @@ class IssuedApiKey(Receipt):
 async def create_admin(body: NewPrincipal, caller: Admin, forward: ForwarderDep,
                        idempotency_key: IdempotencyKey = None) -> Receipt:
     return receipt(await forward.send("identity", "POST", "/admins", caller.actor, body.model_dump(), idempotency_key))
+
+
+class AdminAccount(User):
+    """An admin, with the MFA state of their own admin-portal enrollment."""
+
+
+class AdminPage(BaseModel):
+    items: list[AdminAccount]
+    next_cursor: str | None
+
+
+AdminFilterDep = Annotated[PrincipalFilter, Depends(principal_filter("admin"))]
+
+
+@router.get("/admins")
+async def list_admins(runtime: RuntimeDep, flt: AdminFilterDep, paging: PageRequestDep, caller: Reader,
+                      consistent_with: ConsistentWith = None) -> AdminPage:
+    items, next_cursor = await principals_page(runtime, flt, paging, consistent_with, AdminAccount)
+    return AdminPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/admins/{admin_id}")
+async def get_admin(admin_id: uuid.UUID, runtime: RuntimeDep, caller: Reader,
+                    consistent_with: ConsistentWith = None) -> AdminAccount:
+    return await one_principal(runtime, "admin", admin_id, consistent_with, AdminAccount)
+
+
+@router.delete("/admins/{admin_id}")
+async def delete_admin(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep,
+                       idempotency_key: IdempotencyKey = None) -> Receipt:
+    """Deletes an admin and everything of theirs: sign-in credentials, admin-portal enrollment, TOTP key
+    and recovery codes, reminder timers, sessions. The last admin cannot be deleted."""
+    deleted = receipt(await forward.send("identity", "DELETE", f"/admins/{admin_id}", caller.actor, None,
+                                         idempotency_key))
+    # The projector ends them too, once the deletion reaches it; the caller must not wait for that.
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await end_sessions_before(conn, {admin_id: runtime.clock.now()})
+    return deleted
 
 
 @router.post("/api-keys", status_code=201)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
@@ -15,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.identity_events import Email
 from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.service import RuntimeDep
+from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import principals_query, read_your_writes
 from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
-from mfaplane_gateway.principals_query import PrincipalFilter, SortKey
+from mfaplane_gateway.principals_query import PrincipalFilter, SearchText, SortKey
 from mfaplane_gateway.read_models import LIVE_TABLES
 
 router = APIRouter(prefix="/v1")
@@ -40,13 +43,13 @@ class NewPrincipal(Body):
     """A new user or admin."""
 
     email: Email
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     password: str = Field(min_length=8, max_length=256)
 
 
 class UserChanges(Body):
     email: Email | None = None
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: DisplayName | None = None
 
 
 class User(BaseModel):
@@ -68,13 +71,14 @@ class UserPage(BaseModel):
     next_cursor: str | None
 
 
+P = TypeVar("P", bound=User)  # a user, or an admin (the same fields)
 
 
-def _user(row: Any, now: datetime) -> User:
+def _user(row: Any, now: datetime, model: type[P]) -> P:
     remaining = None
     if row["status"] == MFAStatus.ENROLLING:
         remaining = int((row["deadline"] - now).total_seconds())
-    return User(
+    return model(
         id=row["principal_id"], email=row["email"], name=row["name"], status=row["status"], required=row["required"],
         mfa_active=row["configured"], deadline=row["deadline"], time_remaining_seconds=remaining,
         enrollment_days=row["enrollment_days"], dismissals=row["dismissals"],
@@ -82,17 +86,57 @@ def _user(row: Any, now: datetime) -> User:
     )
 
 
-async def user_filter(
-    status: Annotated[list[MFAStatus] | None, Query(description="any of these statuses")] = None,
-    required: bool | None = None,
-    mfa_active: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in email or name")] = None,
-) -> PrincipalFilter:
-    return PrincipalFilter(kind="user", statuses=tuple(status or ()), required=required, mfa_active=mfa_active,
-                           search=q)
+def principal_filter(kind: str) -> Callable[..., Any]:
+    """The list filters, as a dependency, over the principals of `kind`."""
+
+    async def from_query(
+        status: Annotated[list[MFAStatus] | None, Query(description="any of these statuses")] = None,
+        required: bool | None = None,
+        mfa_active: bool | None = None,
+        q: Annotated[SearchText | None, Query(description="text in email or name")] = None,
+    ) -> PrincipalFilter:
+        return PrincipalFilter(kind=kind, statuses=tuple(status or ()), required=required, mfa_active=mfa_active,
+                               search=q)
+
+    return from_query
 
 
-UserFilterDep = Annotated[PrincipalFilter, Depends(user_filter)]
+UserFilterDep = Annotated[PrincipalFilter, Depends(principal_filter("user"))]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    sort: SortKey
+    limit: int
+    cursor: str | None
+
+
+async def page_request(sort: SortKey = "email", limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                       cursor: Annotated[str | None, Query(max_length=500)] = None) -> PageRequest:
+    return PageRequest(sort, limit, cursor)
+
+
+PageRequestDep = Annotated[PageRequest, Depends(page_request)]
+
+
+async def principals_page(runtime: Runtime, flt: PrincipalFilter, paging: PageRequest,
+                          consistent_with: list[str] | None, model: type[P]) -> tuple[list[P], str | None]:
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
+    now = runtime.clock.now()
+    rows, next_cursor = await principals_query.page(runtime.pool, LIVE_TABLES["principals"], now, flt, paging.sort,
+                                                    paging.limit, paging.cursor)
+    return [_user(row, now, model) for row in rows], next_cursor
+
+
+async def one_principal(runtime: Runtime, kind: str, principal_id: uuid.UUID,
+                        consistent_with: list[str] | None, model: type[P]) -> P:
+    """The user or admin with this id; another kind's id is not found."""
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
+    now = runtime.clock.now()
+    row = await principals_query.one(runtime.pool, LIVE_TABLES["principals"], now, kind, principal_id)
+    if row is None:
+        raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
+    return _user(row, now, model)
 
 
 @router.post("/users", status_code=201, tags=["users"])
@@ -102,18 +146,10 @@ async def create_user(body: NewPrincipal, caller: Admin, forward: ForwarderDep,
 
 
 @router.get("/users", tags=["users"])
-async def list_users(
-    runtime: RuntimeDep, flt: UserFilterDep, caller: Reader,
-    sort: SortKey = "email",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-    consistent_with: ConsistentWith = None,
-) -> UserPage:
-    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
-    now = runtime.clock.now()
-    rows, next_cursor = await principals_query.page(runtime.pool, LIVE_TABLES["principals"], now, flt, sort, limit,
-                                                    cursor)
-    return UserPage(items=[_user(row, now) for row in rows], next_cursor=next_cursor)
+async def list_users(runtime: RuntimeDep, flt: UserFilterDep, paging: PageRequestDep, caller: Reader,
+                     consistent_with: ConsistentWith = None) -> UserPage:
+    items, next_cursor = await principals_page(runtime, flt, paging, consistent_with, User)
+    return UserPage(items=items, next_cursor=next_cursor)
 
 
 CSV_COLUMNS = ("id", "email", "name", "status", "required", "mfa_active", "deadline", "time_remaining_seconds",
@@ -136,8 +172,8 @@ async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, 
             rows, cursor = await principals_query.page(runtime.pool, LIVE_TABLES["principals"], now, flt, sort,
                                                        CSV_PAGE, cursor or None)
             for row in rows:
-                user = _user(row, now).model_dump(mode="json")
-                writer.writerow([_csv_safe(user[column]) for column in CSV_COLUMNS])
+                user = _user(row, now, User).model_dump(mode="json")
+                writer.writerow([csv_cell(user[column]) for column in CSV_COLUMNS])
             yield out.getvalue()
             out.seek(0)
             out.truncate()
@@ -146,11 +182,26 @@ async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, 
                              headers={"Content-Disposition": 'attachment; filename="users.csv"'})
 
 
-def _csv_safe(value: Any) -> Any:
-    """Neutralises spreadsheet formulas in user-supplied text (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+def csv_cell(value: Any) -> Any:
+    """Neutralises spreadsheet formulas in user-supplied text (CSV injection, as OWASP describes it): a
+    cell a spreadsheet could read as a formula, also after leading spaces or invisible characters that
+    it skips, gets a leading quote."""
+    if isinstance(value, str) and _formula_start(value):
         return "'" + value
     return "" if value is None else value
+
+
+FORMULA_TRIGGERS = frozenset("=+-@\t\r\n")
+INVISIBLE = frozenset({"Cc", "Cf"})  # control and format characters (zero-width space, byte order mark)
+
+
+def _formula_start(text: str) -> bool:
+    for character in text:
+        if character in FORMULA_TRIGGERS:
+            return True
+        if not (character.isspace() or unicodedata.category(character) in INVISIBLE):
+            return False
+    return False
 
 
 @router.get("/users/status-counts", tags=["users"])
@@ -160,12 +211,7 @@ async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep, caller: Re
 
 @router.get("/users/{user_id}", tags=["users"])
 async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, caller: Reader, consistent_with: ConsistentWith = None) -> User:
-    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
-    now = runtime.clock.now()
-    row = await principals_query.one(runtime.pool, LIVE_TABLES["principals"], now, user_id)
-    if row is None:
-        raise Rejected("user_not_found", "No such user.", status=404)
-    return _user(row, now)
+    return await one_principal(runtime, "user", user_id, consistent_with, User)
 
 
 @router.patch("/users/{user_id}", tags=["users"])

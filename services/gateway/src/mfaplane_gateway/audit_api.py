@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.registry import EVENT_TYPES
+from mfaplane_contracts.text import plain_text
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.audit_history import PrincipalState, states_at
@@ -132,7 +133,7 @@ async def export_events(
     runtime: RuntimeDep, _: Reader,
     principal_id: Annotated[uuid.UUID | None, Query(description="events about this user or admin")] = None,
     event_type: Annotated[list[str] | None, Query(alias="type", max_length=50, description="any of these")] = None,
-    actor: Annotated[str | None, Query(max_length=300, description="e.g. api_key:<id>, user:<id>")] = None,
+    actor: Annotated[plain_text(300) | None, Query(description="e.g. api_key:<id>, user:<id>")] = None,
     occurred_from: Annotated[DateTime | None, Query(alias="from")] = None,
     occurred_to: Annotated[DateTime | None, Query(alias="to")] = None,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="resume after this seq (the last one received)")] = 0,

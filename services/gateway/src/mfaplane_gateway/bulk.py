@@ -27,7 +27,7 @@ from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, command_id
-from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter
+from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter, SearchText
 from mfaplane_gateway.read_models import LIVE_TABLES
 
 router = APIRouter(prefix="/v1", tags=["bulk actions"])
@@ -57,7 +57,7 @@ class Selection(BaseModel):
     status: list[MFAStatus] | None = None
     required: bool | None = None
     mfa_active: bool | None = None
-    q: str | None = Field(default=None, max_length=200)
+    q: SearchText | None = None
 
     def as_filter(self) -> PrincipalFilter:
         return PrincipalFilter(kind="user", statuses=tuple(self.status or ()), required=self.required,

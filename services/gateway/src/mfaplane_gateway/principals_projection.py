@@ -67,6 +67,7 @@ REDUCERS: dict[type[EventPayload], Reducer] = {
     identity.AdminCreated: _principals(kind=constant("admin"), email=_email, name=_name),
     identity.UserUpdated: _principals(email=_email, name=_name),
     identity.UserDeleted: _principals(deleted=constant(True), required=constant(False), configured=constant(False)),
+    identity.AdminDeleted: _principals(deleted=constant(True), required=constant(False), configured=constant(False)),
     mfa.MFARequired: _principals(required=constant(True), deadline=_deadline, enrollment_days=_days),
     mfa.MFARequirementRemoved: _principals(required=constant(False), deadline=constant(None),
                                            enrollment_days=constant(None)),

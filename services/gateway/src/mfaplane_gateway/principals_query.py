@@ -13,6 +13,7 @@ from typing import Any, Literal
 import asyncpg
 
 from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_contracts.text import plain_text
 from mfaplane_eventing.aggregate import Rejected
 
 # The SQL twin of mfaplane_contracts.mfa_status.mfa_status; $1 is the clock's now.
@@ -21,6 +22,7 @@ STATUS_SQL = (
     "WHEN NOT required THEN 'none' WHEN deadline IS NULL THEN 'required_no_period' "
     "WHEN deadline > $1 THEN 'enrolling' ELSE 'expired' END"
 )
+SearchText = plain_text(200)  # what a list's `q` looks for in emails and names
 SortKey = Literal["email", "name", "deadline"]
 SORTS: dict[str, tuple[str, str]] = {
     "email": ("lower(email)", "text"),
@@ -75,18 +77,36 @@ def _containing(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def encode_cursor(sort_value: Any, principal_id: uuid.UUID) -> str:
+def listing(kind: str, sort: SortKey) -> str:
+    """What a cursor is good for: the list of one kind of principal in one order."""
+    return f"{kind}/{sort}"
+
+
+def encode_cursor(of: str, sort_value: Any, principal_id: uuid.UUID) -> str:
     value = sort_value.isoformat() if isinstance(sort_value, datetime) else sort_value
-    raw = json.dumps([value, str(principal_id)]).encode()
+    raw = json.dumps([of, value, str(principal_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, uuid.UUID]:
+def decode_cursor(cursor: str, expected: str, sql_type: str) -> tuple[Any, uuid.UUID]:
+    """The sort value and id in a cursor of the `expected` listing; anything else (another listing's
+    cursor, a value of the wrong type, not base64 or JSON) is refused before a query runs."""
     try:
-        value, principal = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return value, uuid.UUID(principal)
-    except (ValueError, TypeError) as error:
-        raise Rejected("invalid_cursor", "The cursor is not one this API returned.", status=400) from error
+        match json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))):
+            case [str(of), str(value), str(principal)] if of == expected:
+                return _sort_value(value, sql_type), uuid.UUID(principal)
+    except ValueError:
+        pass
+    raise Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
+
+
+def _sort_value(value: str, sql_type: str) -> Any:
+    if sql_type == "timestamptz":
+        return datetime.fromisoformat(value)
+    if "\x00" in value:
+        raise ValueError("PostgreSQL text cannot hold NUL")
+    value.encode()  # a lone surrogate is no UTF-8 (UnicodeEncodeError is a ValueError)
+    return value
 
 
 async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime, flt: PrincipalFilter,
@@ -94,9 +114,9 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
     expression, sql_type = SORTS[sort]
     params: list[Any] = [now]
     where = flt.where(params)
+    this_listing = listing(flt.kind, sort)
     if cursor:
-        value, principal = decode_cursor(cursor)
-        params += [datetime.fromisoformat(value) if sql_type == "timestamptz" else value, principal]
+        params += decode_cursor(cursor, this_listing, sql_type)
         where += f" AND ({expression}, principal_id) > (${len(params) - 1}::{sql_type}, ${len(params)})"
     params.append(limit + 1)
     # The page's keys first, then its rows: the keys query names only columns the email index holds, so
@@ -109,7 +129,7 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["sort_value"], rows[-1]["principal_id"]) if more else None
+    next_cursor = encode_cursor(this_listing, rows[-1]["sort_value"], rows[-1]["principal_id"]) if more else None
     return rows, next_cursor
 
 
@@ -142,9 +162,9 @@ async def _fetch(conn: asyncpg.Connection | asyncpg.Pool, sql: str, params: list
         return await connection.fetch(sql, *params)
 
 
-async def one(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,
+async def one(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime, kind: str,
               principal_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM {table} WHERE principal_id = $2 AND NOT deleted AND email IS NOT NULL",
-        now, principal_id,
+        f"SELECT {COLUMNS} FROM {table} WHERE principal_id = $2 AND kind = $3 AND NOT deleted "
+        "AND email IS NOT NULL", now, principal_id, kind,
     )

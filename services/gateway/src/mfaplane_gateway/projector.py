@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 from prometheus_client import Gauge
 
 from mfaplane_contracts.envelope import Envelope
-from mfaplane_contracts.identity_events import UserDeleted, UserPasswordChanged
-from mfaplane_contracts.mfa_events import MFAReset
+from mfaplane_contracts.identity_events import AdminDeleted, UserDeleted, UserPasswordChanged
+from mfaplane_contracts.mfa_events import MFAReset, MFARequired
 from mfaplane_eventing.clock import Clock
 from mfaplane_gateway import audit_log, read_models
 from mfaplane_gateway.sessions import end_sessions_before
@@ -18,7 +20,19 @@ from mfaplane_gateway.principals_projection import Fold
 PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
                        "Seconds from the newest projected event's occurred_at to its projection")
 # Events after which a principal's earlier sessions must end.
-ENDS_SESSIONS = (MFAReset, UserPasswordChanged, UserDeleted)
+ENDS_SESSIONS = (MFAReset, MFARequired, UserPasswordChanged, UserDeleted, AdminDeleted)
+
+
+def _cutoffs(envelopes: Sequence[Envelope]) -> dict[uuid.UUID, datetime]:
+    """Each principal's latest moment after which its earlier sessions and challenges end."""
+    cutoffs: dict[uuid.UUID, datetime] = {}
+    for envelope in envelopes:
+        body = envelope.body()
+        if isinstance(body, ENDS_SESSIONS):
+            principal = (body.principal_id if isinstance(body, (MFAReset, MFARequired))
+                         else body.admin_id if isinstance(body, AdminDeleted) else body.user_id)
+            cutoffs[principal] = max(cutoffs.get(principal, envelope.occurred_at), envelope.occurred_at)
+    return cutoffs
 
 
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:
@@ -38,9 +52,6 @@ async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], 
         "DO UPDATE SET version = GREATEST(projected_versions.version, EXCLUDED.version)",
         [e.aggregate_id for e in envelopes], [e.aggregate_version for e in envelopes],
     )
-    for envelope in envelopes:
-        body = envelope.body()
-        if isinstance(body, ENDS_SESSIONS):
-            principal = body.principal_id if isinstance(body, MFAReset) else body.user_id
-            await end_sessions_before(conn, principal, envelope.occurred_at)
+    if cutoffs := _cutoffs(envelopes):
+        await end_sessions_before(conn, cutoffs)
     PROJECTION_LAG.set(max((clock.now() - envelopes[-1].occurred_at).total_seconds(), 0.0))

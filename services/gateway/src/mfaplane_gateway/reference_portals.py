@@ -32,15 +32,16 @@ MEDIA_TYPES = {
     ".svg": "image/svg+xml",
 }
 # The pages load only their own files and call only this origin; QR codes arrive as data: images.
+# (`nosniff`, and `no-store` for config.json, come with every response: response_headers.py.)
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
-    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
 }
+# The static files may be kept, but are checked again before each use.
+STATIC_FILE_HEADERS = {**HEADERS, "Cache-Control": "no-cache"}
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,12 +65,12 @@ def _routes(prefix: str, app_dir: Path) -> None:
     async def config(runtime: RuntimeDep) -> JSONResponse:
         key = runtime.settings.reference_portal_api_key
         return JSONResponse({"configured": bool(key), "portal_api_key": key or None, "api_base": "/v1"},
-                            headers={**HEADERS, "Cache-Control": "no-store"})
+                            headers=HEADERS)
 
     @router.get(f"/{prefix}/{{path:path}}", name=f"{prefix}_file")
     async def file(path: str) -> FileResponse:
         found = static_file(app_dir, path)
-        return FileResponse(found, media_type=MEDIA_TYPES[found.suffix], headers=HEADERS)
+        return FileResponse(found, media_type=MEDIA_TYPES[found.suffix], headers=STATIC_FILE_HEADERS)
 
 
 for _prefix, _dir in APPS.items():

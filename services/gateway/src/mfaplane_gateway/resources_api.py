@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import CODE_PATTERN
 from mfaplane_contracts.identity_events import ResourceKind
+from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway import read_your_writes
@@ -34,7 +35,7 @@ class Body(BaseModel):
 
 
 class NewResource(Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     kind: ResourceKind
 
 

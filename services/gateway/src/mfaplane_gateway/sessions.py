@@ -2,7 +2,10 @@
 
 A challenge is handed out by step one of a sign-in (password accepted) and names what step two
 may do with it: `code` (verify a TOTP or recovery code), `prompt` (set up now or dismiss),
-`setup` (must set up). It is short-lived and only good for that principal and purpose.
+`setup` (must set up). It is short-lived, only good for that principal and purpose, and single-use:
+it opens at most one session. It is refused once the principal's password changed, its MFA was
+reset or newly required, or it was deleted after the challenge was issued (a cutoff the projector
+records from those events; `end_sessions_before`).
 Every sign-in adds a session row; once it has expired, nothing reads it again, and a background
 loop deletes it.
 """
@@ -27,10 +30,12 @@ SWEEP_BATCH = 1000  # rows per statement: a short transaction, however many expi
 
 @dataclass(frozen=True)
 class Challenge:
+    challenge_id: uuid.UUID
     principal_id: uuid.UUID
     kind: str
     email: str
     purpose: str
+    issued_at: datetime  # by the service clock, which cutoffs and sessions are measured with too
 
 
 class Tokens:
@@ -40,8 +45,9 @@ class Tokens:
         self._challenge_ttl = challenge_ttl
         self.session_ttl = timedelta(seconds=session_ttl)
 
-    def challenge(self, principal_id: uuid.UUID, kind: str, email: str, purpose: str) -> str:
-        return self._challenges.dumps({"p": str(principal_id), "k": kind, "e": email, "u": purpose})
+    def challenge(self, principal_id: uuid.UUID, kind: str, email: str, purpose: str, now: datetime) -> str:
+        return self._challenges.dumps({"c": str(uuid.uuid4()), "p": str(principal_id), "k": kind, "e": email,
+                                       "u": purpose, "t": now.isoformat()})
 
     def read_challenge(self, token: str, kind: str, purposes: tuple[str, ...]) -> Challenge:
         try:
@@ -51,14 +57,43 @@ class Tokens:
                            401) from None
         if data["k"] != kind or data["u"] not in purposes:
             raise Rejected("invalid_challenge", "This challenge is not for this step; sign in again.", 401)
-        return Challenge(uuid.UUID(data["p"]), data["k"], data["e"], data["u"])
+        return Challenge(uuid.UUID(data["c"]), uuid.UUID(data["p"]), data["k"], data["e"], data["u"],
+                         datetime.fromisoformat(data["t"]))
 
-    async def open_session(self, pool: asyncpg.Pool, principal_id: uuid.UUID, kind: str, now: datetime) -> str:
+    @staticmethod
+    async def check_redeemable(pool: asyncpg.Pool, challenge: Challenge) -> None:
+        """Refuses a challenge already redeemed or cut off, before step two evaluates anything."""
+        row = await pool.fetchrow(
+            "SELECT EXISTS (SELECT FROM redeemed_challenges WHERE challenge_id = $1) AS redeemed, "
+            "(SELECT not_before FROM principal_cutoffs WHERE principal_id = $2) AS not_before",
+            challenge.challenge_id, challenge.principal_id)
+        _refuse_unless_redeemable(row["redeemed"], row["not_before"], challenge.issued_at)
+
+    async def redeem(self, pool: asyncpg.Pool, challenge: Challenge, now: datetime) -> str:
+        """The one session `challenge` gives."""
+        return await self.open_session(pool, challenge.principal_id, challenge.kind, now, challenge.issued_at,
+                                       challenge)
+
+    async def open_session(self, pool: asyncpg.Pool, principal_id: uuid.UUID, kind: str, now: datetime,
+                           authenticated_at: datetime | None = None, challenge: Challenge | None = None) -> str:
+        """A new session for a password checked at `authenticated_at`, checked against the principal's cutoff
+        under its lock, which the projector's cutoffs take too: no session is opened past a cutoff
+        committed meanwhile."""
+        authenticated_at = authenticated_at or now
         session_id = uuid.uuid4()
-        await pool.execute(
-            "INSERT INTO sessions (session_id, principal_id, kind, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            session_id, principal_id, kind, now, now + self.session_ttl,
-        )
+        async with pool.acquire() as conn, conn.transaction():
+            await _lock_principal(conn, principal_id)
+            reused = challenge is not None and not await conn.fetchval(
+                "INSERT INTO redeemed_challenges (challenge_id, expires_at) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                challenge.challenge_id, challenge.issued_at + timedelta(seconds=self._challenge_ttl))
+            not_before = await conn.fetchval("SELECT not_before FROM principal_cutoffs WHERE principal_id = $1",
+                                             principal_id)
+            _refuse_unless_redeemable(reused, not_before, authenticated_at)
+            await conn.execute(
+                "INSERT INTO sessions (session_id, principal_id, kind, created_at, expires_at, authenticated_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                session_id, principal_id, kind, now, now + self.session_ttl, authenticated_at)
         return self._sessions.dumps(str(session_id))
 
     async def session(self, pool: asyncpg.Pool, token: str, kind: str, now: datetime) -> asyncpg.Record:
@@ -80,22 +115,49 @@ class Tokens:
         await pool.execute("UPDATE sessions SET revoked_at = $2 WHERE session_id = $1", session_id, now)
 
 
-async def end_sessions_before(conn: asyncpg.Connection, principal_id: uuid.UUID, moment: datetime) -> None:
-    """Ends every session of the principal opened before `moment` (reset, password change, deletion)."""
+def _refuse_unless_redeemable(redeemed: bool, not_before: datetime | None, authenticated_at: datetime) -> None:
+    if redeemed:
+        raise Rejected("invalid_challenge", "This challenge was already used; sign in again.", 401)
+    if not_before is not None and authenticated_at <= not_before:
+        raise Rejected("invalid_challenge", "The account changed since this challenge was issued; sign in again.",
+                       401)
+
+
+async def _lock_principal(conn: asyncpg.Connection, principal_id: uuid.UUID) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", str(principal_id))
+
+
+async def end_sessions_before(conn: asyncpg.Connection, cutoffs: dict[uuid.UUID, datetime]) -> None:
+    """For each principal, ends every session whose password was checked before its moment, and refuses
+    the challenges issued before it (password change, MFA reset or newly required, deletion). Three
+    statements for any number of principals: a bulk requirement cuts off thousands at once."""
+    principals, moments = list(cutoffs), list(cutoffs.values())
+    # In one order, so two batches never wait for each other's locks in a cycle.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(p::text, 0)) "
+                       "FROM unnest($1::uuid[]) AS p ORDER BY p", principals)
     await conn.execute(
-        "UPDATE sessions SET revoked_at = $2 WHERE principal_id = $1 AND created_at < $2 AND revoked_at IS NULL",
-        principal_id, moment,
-    )
+        "INSERT INTO principal_cutoffs (principal_id, not_before) SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) "
+        "ON CONFLICT (principal_id) DO UPDATE SET not_before = GREATEST(principal_cutoffs.not_before, "
+        "EXCLUDED.not_before)", principals, moments)
+    await conn.execute(
+        "UPDATE sessions SET revoked_at = c.moment FROM unnest($1::uuid[], $2::timestamptz[]) AS c(principal, moment) "
+        "WHERE sessions.principal_id = c.principal AND sessions.authenticated_at < c.moment "
+        "AND sessions.revoked_at IS NULL", principals, moments)
 
 
 async def delete_expired(pool: asyncpg.Pool, now: datetime, batch: int = SWEEP_BATCH) -> bool:
-    """Deletes up to `batch` expired sessions, oldest first; True if there may be more. Replicas share
-    the work: each skips the rows another is deleting."""
-    deleted = await pool.fetchval(
-        "WITH gone AS (DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions "
-        "WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) "
+    """Deletes up to `batch` expired sessions and as many expired redeemed challenges, oldest first;
+    True if there may be more. Replicas share the work: each skips the rows another is deleting."""
+    counts = [await _delete_expired_rows(pool, table, key, now, batch)
+              for table, key in (("sessions", "session_id"), ("redeemed_challenges", "challenge_id"))]
+    return batch in counts
+
+
+async def _delete_expired_rows(pool: asyncpg.Pool, table: str, key: str, now: datetime, batch: int) -> int:
+    return await pool.fetchval(
+        f"WITH gone AS (DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
+        f"WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) "
         "SELECT count(*) FROM gone", now, batch)
-    return deleted == batch
 
 
 async def sweep_expired(runtime: Runtime) -> None:

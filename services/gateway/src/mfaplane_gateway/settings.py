@@ -1,7 +1,9 @@
 import ipaddress
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic_settings import NoDecode
 
 from mfaplane_eventing.settings import ServiceSettings
 
@@ -24,6 +26,17 @@ class GatewaySettings(ServiceSettings):
     # portal role allows nothing but the public sign-in flows; a production portal keeps its key on its
     # own server. Unset: the reference portals are served but say they are not configured.
     reference_portal_api_key: str | None = Field(default=None, repr=False)
+    # Token buckets on the public sign-in routes of both portals (rate_limits.py), in requests per minute,
+    # a minute's worth allowed at once. Per gateway process: N replicas let through N times as much.
+    # The password step; overall about what identity hashes per second (ARGON2_*) over the gateway replicas.
+    sign_in_per_minute_per_source: int = Field(default=20, ge=1)
+    sign_in_per_minute: int = Field(default=600, ge=1)
+    # verify, dismiss-prompt, setup/begin and setup/confirm: no hashing, and a person takes two or three.
+    challenge_per_minute_per_source: int = Field(default=60, ge=1)
+    challenge_per_minute: int = Field(default=3000, ge=1)
+    # The proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client; empty: the socket's peer
+    # is the client. Behind an ingress controller: the addresses of its pods (docs/operations.md).
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
 
     @field_validator("identity_url", "mfa_url")
     @classmethod
@@ -32,6 +45,11 @@ class GatewaySettings(ServiceSettings):
         if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
             return url
         raise ValueError("must be an https:// URL (http:// only to a loopback address)")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
 
 def _is_loopback(host: str) -> bool:

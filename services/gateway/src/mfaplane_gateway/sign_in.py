@@ -17,9 +17,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import TotpCode
+from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
-from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
+from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.sessions import Challenge, Tokens
 
 Outcome = Literal["signed_in", "mfa_required", "enrollment_prompt", "setup_required", "locked_out"]
@@ -83,25 +85,40 @@ TokensDep = Annotated[Tokens, Depends(tokens)]
 
 
 def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=[tag])
+    router = APIRouter(prefix=prefix, tags=[tag], responses=RATE_LIMITED_RESPONSE)
 
-    async def signed_in(runtime: Runtime, tokens: Tokens, principal_id: uuid.UUID, **extra: Any) -> dict[str, Any]:
-        session = await tokens.open_session(runtime.pool, principal_id, kind, runtime.clock.now())
+    async def redeemed(runtime: Runtime, tokens: Tokens, challenge: Challenge, **extra: Any) -> dict[str, Any]:
+        session = await tokens.redeem(runtime.pool, challenge, runtime.clock.now())
         return {"outcome": "signed_in", "session": session, **extra}
+
+    async def step_two(token: str, purposes: tuple[str, ...], runtime: Runtime, tokens: Tokens,
+                       forward: Forwarder) -> Challenge:
+        """The challenge, if it may still be used: unredeemed, not cut off, its principal still there."""
+        challenge = tokens.read_challenge(token, kind, purposes)
+        await tokens.check_redeemable(runtime.pool, challenge)
+        try:
+            await forward.send("identity", "GET", f"/principals/{kind}/{challenge.principal_id}", SIGN_IN_ACTOR)
+        except Rejected as refused:
+            if refused.status != 404:
+                raise
+            raise Rejected("invalid_challenge", "The account no longer exists; sign in again.", 401) from None
+        return challenge
 
     def enrollment_path(challenge: Challenge, action: str = "") -> str:
         return f"/enrollments/{scope}/{challenge.principal_id}" + (f"/{action}" if action else "")
 
-    @router.post("/sign-in")
-    async def sign_in(body: Credentials, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
+    @router.post("/sign-in", dependencies=[SIGN_IN_LIMIT])
+    async def sign_in(body: Credentials, source: ClientSource, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                       forward: ForwarderDep) -> SignInAnswer:
+        checked_at = runtime.clock.now()
         principal = await forward.send("identity", "POST", "/authenticate", SIGN_IN_ACTOR,
-                                       {"kind": kind, "email": body.email, "password": body.password})
+                                       {"kind": kind, "email": body.email, "password": body.password,
+                                        "source": source})
         principal_id = uuid.UUID(principal["principal_id"])
         view = await forward.send("mfa", "GET", f"/enrollments/{scope}/{principal_id}", SIGN_IN_ACTOR)
 
         def challenge(purpose: str) -> str:
-            return tokens.challenge(principal_id, kind, principal["email"], purpose)
+            return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at)
 
         match view["status"]:
             case "active":
@@ -113,40 +130,41 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                 return SignInAnswer(outcome="setup_required", challenge=challenge("setup"))
             case "expired":
                 return SignInAnswer(outcome="locked_out", deadline=view["deadline"], reason=LOCKED_OUT_REASON)
-        return SignInAnswer(**await signed_in(runtime, tokens, principal_id))
+        session = await tokens.open_session(runtime.pool, principal_id, kind, runtime.clock.now(), checked_at)
+        return SignInAnswer(outcome="signed_in", session=session)
 
-    @router.post("/verify")
+    @router.post("/verify", dependencies=[CHALLENGE_LIMIT])
     async def verify(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                      forward: ForwarderDep) -> SignInAnswer:
-        challenge = tokens.read_challenge(body.challenge, kind, ("code",))
+        challenge = await step_two(body.challenge, ("code",), runtime, tokens, forward)
         # A fresh command id every time: a verification is never "the same request again".
         await forward.send("mfa", "POST", enrollment_path(challenge, "verify"), f"{kind}:{challenge.principal_id}",
                            {"code": body.code})
-        return SignInAnswer(**await signed_in(runtime, tokens, challenge.principal_id))
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge))
 
-    @router.post("/dismiss-prompt")
+    @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT])
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                              forward: ForwarderDep) -> SignInAnswer:
-        challenge = tokens.read_challenge(body.challenge, kind, ("prompt",))
+        challenge = await step_two(body.challenge, ("prompt",), runtime, tokens, forward)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "dismiss-prompt"),
                                     f"{kind}:{challenge.principal_id}")
-        return SignInAnswer(**await signed_in(runtime, tokens, challenge.principal_id,
-                                              days_remaining=answer["days_remaining"]))
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge, days_remaining=answer["days_remaining"]))
 
-    @router.post("/setup/begin")
-    async def begin_setup(body: ChallengeBody, _: Portal, tokens: TokensDep, forward: ForwarderDep) -> SetupAnswer:
-        challenge = tokens.read_challenge(body.challenge, kind, ("prompt", "setup"))
+    @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT])
+    async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
+                          forward: ForwarderDep) -> SetupAnswer:
+        challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens, forward)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "begin-setup"),
                                     f"{kind}:{challenge.principal_id}", {"account": challenge.email})
         return SetupAnswer(**{field: answer[field] for field in SetupAnswer.model_fields})
 
-    @router.post("/setup/confirm")
+    @router.post("/setup/confirm", dependencies=[CHALLENGE_LIMIT])
     async def confirm_setup(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                             forward: ForwarderDep) -> SetupComplete:
-        challenge = tokens.read_challenge(body.challenge, kind, ("prompt", "setup"))
+        challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens, forward)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "confirm-setup"),
                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
-        return SetupComplete(**await signed_in(runtime, tokens, challenge.principal_id),
+        return SetupComplete(**await redeemed(runtime, tokens, challenge),
                              recovery_codes=answer["recovery_codes"])
 
     @router.post("/session")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.identity_events import (
     AdminCreated,
+    AdminDeleted,
     UserCreated,
     UserDeleted,
     UserPasswordChanged,
@@ -37,14 +38,16 @@ def apply(state: Account, event: EventPayload) -> Account:
             return Account(exists=True, kind="admin", email=email, name=name)
         case UserUpdated(email=email, name=name):
             return replace(state, email=email, name=name)
-        case UserDeleted():
+        case UserDeleted() | AdminDeleted():
             return replace(state, deleted=True)
     return state
 
 
-def _live(state: Account) -> None:
-    if not state.exists or state.deleted:
-        raise Rejected("user_not_found", "No such user.", status=404)
+def _live(state: Account, kind: str | None = None) -> None:
+    """Refuses an account that does not exist or is deleted, or is not of `kind` when given: the
+    operations on users must not reach an admin by its id."""
+    if not state.exists or state.deleted or kind not in (None, state.kind):
+        raise Rejected(f"{kind or 'user'}_not_found", f"No such {kind or 'user'}.", status=404)
 
 
 def create_user(state: Account, user_id: uuid.UUID, email: str, name: str) -> list[EventPayload]:
@@ -60,7 +63,7 @@ def create_admin(state: Account, admin_id: uuid.UUID, email: str, name: str) -> 
 
 
 def update_user(state: Account, user_id: uuid.UUID, email: str | None, name: str | None) -> list[EventPayload]:
-    _live(state)
+    _live(state, "user")
     new_email, new_name = email or state.email, name or state.name
     if (new_email, new_name) == (state.email, state.name):
         return []
@@ -73,5 +76,12 @@ def change_password(state: Account, user_id: uuid.UUID) -> list[EventPayload]:
 
 
 def delete_user(state: Account, user_id: uuid.UUID) -> list[EventPayload]:
-    _live(state)
+    _live(state, "user")
     return [UserDeleted(user_id=user_id)]
+
+
+def delete_admin(state: Account, admin_id: uuid.UUID) -> list[EventPayload]:
+    """Whether another admin remains is not the aggregate's to know: the identity service checks it
+    in the transaction that appends the event."""
+    _live(state, "admin")
+    return [AdminDeleted(admin_id=admin_id)]

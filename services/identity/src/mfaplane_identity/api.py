@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Literal
 
 import asyncpg
@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.identity_events import ApiRole, Email, ResourceKind
+from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_identity import account, api_keys, password_guard, resource
+from mfaplane_identity import account, api_keys, password_guard, resource, source_guard
 from mfaplane_identity.account import Account
 from mfaplane_identity.passwords import Passwords
 from mfaplane_identity.resource import Resource
@@ -34,13 +35,13 @@ class Body(BaseModel):
 class NewPrincipal(Body):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     email: Email
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     password: str = Password
 
 
 class UserChanges(Body):
     email: Email | None = None
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: DisplayName | None = None
 
 
 class NewPassword(Body):
@@ -49,7 +50,7 @@ class NewPassword(Body):
 
 class NewResource(Body):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     kind: ResourceKind
 
 
@@ -61,6 +62,8 @@ class SignInCheck(Body):
     kind: str = Field(pattern="^(user|admin)$")
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=256)
+    # The client address the gateway saw, for the spraying limit (source_guard.py); None: not counted.
+    source: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class Principal(BaseModel):
@@ -69,16 +72,36 @@ class Principal(BaseModel):
 
 
 @functools.cache
-def _passwords(time_cost: int, memory_cost_kib: int, parallelism: int, threads: int) -> Passwords:
-    return Passwords(time_cost, memory_cost_kib, parallelism, threads)
+def _passwords(time_cost: int, memory_cost_kib: int, parallelism: int, threads: int, queue: int) -> Passwords:
+    return Passwords(time_cost, memory_cost_kib, parallelism, threads, queue)
 
 
 async def passwords(runtime: RuntimeDep) -> Passwords:
     s = runtime.settings
-    return _passwords(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism, s.argon2_threads)
+    return _passwords(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism, s.argon2_threads,
+                      s.argon2_queue)
 
 
 PasswordsDep = Annotated[Passwords, Depends(passwords)]
+
+
+async def hashing_place(pw: PasswordsDep) -> AsyncIterator[Passwords]:
+    with pw.place():
+        yield pw
+
+
+async def source_attempt(body: SignInCheck, runtime: RuntimeDep) -> AsyncIterator[None]:
+    if body.source is None:
+        yield
+        return
+    async with source_guard.SourceGuard(runtime.pool, runtime.clock, runtime.settings).attempt(body.source):
+        yield
+
+
+# A sign-in's place in the hashing queue, then its source's slot: both before anything of the sign-in
+# itself, so one refused by either has written nothing. Both end before the answer is sent.
+QueuedPasswords = Annotated[Passwords, Depends(hashing_place, scope="function")]
+SourceAttempt = Annotated[None, Depends(source_attempt, scope="function")]
 
 
 _accounts = Replayer(account.apply, Account())
@@ -152,6 +175,27 @@ async def delete_user(user_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) 
     return receipt(str(user_id), result)
 
 
+@router.delete("/admins/{admin_id}")
+async def delete_admin(admin_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await _refuse_last_admin(conn)
+        await conn.execute("UPDATE credentials SET deleted = true, password_hash = '' WHERE principal_id = $1",
+                           admin_id)
+
+    result = await execute(runtime.store, str(admin_id), _accounts,
+                           lambda state: account.delete_admin(state, admin_id), cause, write)
+    return receipt(str(admin_id), result)
+
+
+async def _refuse_last_admin(conn: asyncpg.Connection) -> None:
+    """Locks every live admin's row (in one order: no deadlock), so of two admins deleted at once the
+    second waits for the first and then counts without it."""
+    admins = await conn.fetch("SELECT principal_id FROM credentials WHERE kind = 'admin' AND NOT deleted "
+                              "ORDER BY principal_id FOR UPDATE")
+    if len(admins) <= 1:
+        raise Rejected("last_admin", "The last admin cannot be deleted: create another admin first.", status=409)
+
+
 @router.get("/principals/{kind}/{principal_id}")
 async def existing_principal(kind: Literal["user", "admin"], principal_id: uuid.UUID, runtime: RuntimeDep) -> dict:
     """Whether a user or admin exists (and is not deleted): the gateway asks before an enrollment
@@ -163,7 +207,7 @@ async def existing_principal(kind: Literal["user", "admin"], principal_id: uuid.
 
 
 @router.post("/authenticate")
-async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: PasswordsDep) -> Principal:
+async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: QueuedPasswords, _: SourceAttempt) -> Principal:
     """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
     guard = password_guard.PasswordGuard(runtime.pool, runtime.clock, runtime.settings)
     await guard.take_slot(body.kind, body.email)
@@ -194,7 +238,7 @@ async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: Runtime
 
 class NewApiKey(Body):
     role: ApiRole
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
 
 
 class IssuedApiKey(CommandReceipt):

@@ -8,8 +8,10 @@ EnrollmentExpired has arrived (those timer events belong to another aggregate an
 `decide` never raises for a domain rule; it returns a `Decision`:
 
 - `events` to append (with the loaded version as the expected version), even when the command is
-  refused: a wrong code is refused *and* recorded (TOTPVerificationFailed, and TOTPThrottled or
-  TOTPFactorLocked when it trips the policy), because those events are what the throttle counts.
+  refused: a wrong code, at sign-in or confirming setup, is refused *and* recorded
+  (TOTPVerificationFailed, and TOTPThrottled or TOTPFactorLocked when it trips the policy), because
+  those events are what the throttle counts. The code just accepted, sent again, is refused with
+  none (throttle.py says why).
 - `rejection`: when set, the command is refused; the service appends `events` first, then raises
   it. It is None exactly when the command succeeded (possibly as a no-op with no events).
 - `new_secret` (BeginTOTPSetup): the plaintext key, to seal in the key vault under the
@@ -66,6 +68,7 @@ from mfaplane_mfa.totp import TOTPSecret
 
 ONE_DAY = timedelta(days=1)
 E = TypeVar("E", bound=EventPayload)
+CodeCommand = ConfirmTOTPSetup | VerifyTOTP
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Enrollment:
     used_recovery_codes: frozenset[int] = frozenset()
     consecutive_failures: int = 0
     total_failures: int = 0
+    last_failure_at: datetime | None = None
     paused_until: datetime | None = None
     locked: bool = False
 
@@ -151,7 +155,7 @@ def decide(
             case BeginTOTPSetup():
                 return _begin_setup(state, command, now, new_id, random_bytes)
             case ConfirmTOTPSetup():
-                return _confirm_setup(state, command, now, secret, random_bytes)
+                return _confirm_setup(state, command, now, secret, random_bytes, policy)
             case VerifyTOTP():
                 return _verify(state, command, now, secret, recovery_code_hashes, policy)
             case DismissEnrollmentPrompt():
@@ -249,13 +253,16 @@ def _confirm_setup(
     now: datetime,
     secret: TOTPSecret | None,
     random_bytes: Callable[[int], bytes],
+    policy: ThrottlePolicy,
 ) -> Decision:
     _setup_allowed(state, now)
     if state.pending_secret_id is None:
         raise Rejected("no_setup_in_progress", "Begin TOTP setup first.")
-    step = totp.match_step(_needed(secret), command.code, now, after_step=state.last_step)
+    _heard(state, now)
+    key = _needed(secret)
+    step = totp.match_step(key, command.code, now, after_step=state.last_step)
     if step is None:
-        raise _invalid_code()
+        return _wrong_totp_code(state, command, key, now, policy)
     codes = recovery_codes.issue(random_bytes)
     event = _event(
         TOTPEnrolled,
@@ -277,30 +284,48 @@ def _verify(
 ) -> Decision:
     if not state.set_up:
         raise Rejected("not_set_up", "MFA is not set up, so there is no code to verify.")
-    if (refused := refusal(locked=state.locked, paused_until=state.paused_until, now=now)) is not None:
-        raise refused
+    _heard(state, now)
     codes_left = state.recovery_codes_issued - len(state.used_recovery_codes)
     if totp.is_code_shaped(command.code):
-        step = totp.match_step(_needed(secret), command.code, now, after_step=state.last_step)
-        if step is not None:
-            return Decision(
-                (_event(TOTPVerified, command, method="totp", time_step=step, recovery_codes_left=codes_left),)
-            )
-    else:
-        index = recovery_codes.match(command.code, hashes, state.used_recovery_codes)
-        if index is not None:
-            return Decision(
-                (
-                    _event(
-                        TOTPVerified,
-                        command,
-                        method="recovery_code",
-                        time_step=None,
-                        recovery_codes_left=codes_left - 1,
-                        recovery_code_index=index,
-                    ),
-                )
-            )
+        key = _needed(secret)
+        step = totp.match_step(key, command.code, now, after_step=state.last_step)
+        if step is None:
+            return _wrong_totp_code(state, command, key, now, policy)
+        return Decision((_event(TOTPVerified, command, method="totp", time_step=step, recovery_codes_left=codes_left),))
+    index = recovery_codes.match(command.code, hashes, state.used_recovery_codes)
+    if index is None:
+        return _failed(state, command, now, policy)
+    return Decision(
+        (
+            _event(
+                TOTPVerified,
+                command,
+                method="recovery_code",
+                time_step=None,
+                recovery_codes_left=codes_left - 1,
+                recovery_code_index=index,
+            ),
+        )
+    )
+
+
+def _heard(state: Enrollment, now: datetime) -> None:
+    """Refuses a code attempt unheard while the factor is paused or locked."""
+    if (refused := refusal(locked=state.locked, paused_until=state.paused_until, now=now)) is not None:
+        raise refused
+
+
+def _wrong_totp_code(
+    state: Enrollment, command: CodeCommand, secret: TOTPSecret, now: datetime, policy: ThrottlePolicy
+) -> Decision:
+    """A code-shaped code that matched no step it could: the one just accepted, sent again, is refused
+    and not counted (see throttle.py); any other is a failure."""
+    if totp.is_replay(secret, command.code, now, last_step=state.last_step):
+        raise Rejected("code_already_used", "This code was already used; wait for the next code.", 401)
+    return _failed(state, command, now, policy)
+
+
+def _failed(state: Enrollment, command: CodeCommand, now: datetime, policy: ThrottlePolicy) -> Decision:
     return Decision(_failure_events(state, command, now, policy), _invalid_code())
 
 
@@ -309,11 +334,15 @@ def _invalid_code() -> Rejected:
 
 
 def _failure_events(
-    state: Enrollment, command: VerifyTOTP, now: datetime, policy: ThrottlePolicy
+    state: Enrollment, command: CodeCommand, now: datetime, policy: ThrottlePolicy
 ) -> tuple[EventPayload, ...]:
-    consecutive = state.consecutive_failures + 1
+    counted = policy.still_counted(state.consecutive_failures, last_failure=state.last_failure_at,
+                                   paused_until=state.paused_until, now=now)
+    consecutive = counted + 1
     total = state.total_failures + 1
-    failed = _event(TOTPVerificationFailed, command, consecutive_failures=consecutive, total_failures=total)
+    failed = _event(
+        TOTPVerificationFailed, command, consecutive_failures=consecutive, total_failures=total, failed_at=now
+    )
     if policy.locks(total):
         return failed, _event(TOTPFactorLocked, command, total_failures=total)
     if (pause := policy.pause_after(consecutive)) is not None:
@@ -358,6 +387,7 @@ def apply(state: Enrollment, event: EventPayload) -> Enrollment:
                 pending_secret_id=None,
                 secret_id=event.secret_id,
                 last_step=event.time_step,
+                consecutive_failures=0,
                 recovery_codes_issued=event.recovery_codes_issued,
             )
         case TOTPVerified(recovery_code_index=None):
@@ -366,7 +396,8 @@ def apply(state: Enrollment, event: EventPayload) -> Enrollment:
             used = state.used_recovery_codes | {event.recovery_code_index}
             return replace(state, consecutive_failures=0, used_recovery_codes=used)
         case TOTPVerificationFailed():
-            return replace(state, consecutive_failures=event.consecutive_failures, total_failures=event.total_failures)
+            return replace(state, consecutive_failures=event.consecutive_failures, total_failures=event.total_failures,
+                           last_failure_at=event.failed_at)
         case TOTPThrottled():
             return replace(state, paused_until=event.until)
         case TOTPFactorLocked():

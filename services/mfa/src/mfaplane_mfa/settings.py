@@ -17,6 +17,7 @@ class MFASettings(ServiceSettings):
     throttle_failures_per_pause: int = 5
     throttle_first_pause_seconds: int = 15 * 60
     throttle_lock_after_failures: int = 100
+    throttle_failure_memory_seconds: int = 24 * 3600  # a run of failures this long ago, then quiet, is forgotten
 
     @field_validator("mfa_encryption_keys")
     @classmethod
@@ -34,4 +35,5 @@ class MFASettings(ServiceSettings):
 
     def throttle_policy(self) -> ThrottlePolicy:
         return ThrottlePolicy(self.throttle_failures_per_pause, timedelta(seconds=self.throttle_first_pause_seconds),
-                              self.throttle_lock_after_failures)
+                              self.throttle_lock_after_failures,
+                              timedelta(seconds=self.throttle_failure_memory_seconds))

@@ -80,3 +80,12 @@ def match_step(
         step for step in candidates if hmac.compare_digest(code_at(secret, step, digits).encode(), code.encode())
     ]
     return min(matches, default=None)
+
+
+def is_replay(secret: TOTPSecret, code: str, now: datetime, *, last_step: int | None, digits: int = DIGITS) -> bool:
+    """Whether `code` is the code of `last_step`, the step last accepted, still within the tolerance
+    window around `now`: the code just accepted, sent again. The code of any other step is not,
+    even one `match_step` no longer accepts because a later step was accepted."""
+    if last_step is None or abs(last_step - time_step(now)) > TOLERANCE_STEPS:
+        return False
+    return hmac.compare_digest(code_at(secret, last_step, digits).encode(), code.encode())

@@ -40,6 +40,9 @@ SUBJECTS = {
     "extended": "Your MFA enrollment period has changed",
     "reset": "Your MFA has been reset",
     "setup_complete": "MFA setup complete",
+    "codes_paused": "Wrong MFA codes: code entry is paused",
+    "factor_locked": "Wrong MFA codes: your MFA is locked",
+    "recovery_code_used": "A recovery code was used to sign in",
 }
 TEMPLATE_OF_KIND = {"extended": "period_changed", "reset": "period_changed"}
 
@@ -56,7 +59,8 @@ def readable(moment: datetime) -> str:
 
 
 def render(kind: str, recipient: Recipient, deadline: datetime | None, now: datetime, mail_from: str,
-           portal_url: str) -> EmailMessage:
+           portal_url: str, *, paused_until: datetime | None = None,
+           recovery_codes_left: int | None = None) -> EmailMessage:
     subject = SUBJECTS[kind] + (" (admin portal)" if recipient.is_admin else "")
     remaining = (deadline - now).total_seconds() if deadline else 0
     context = {
@@ -68,6 +72,8 @@ def render(kind: str, recipient: Recipient, deadline: datetime | None, now: date
         "reset": kind == "reset",
         "portal_url": portal_url,
         "portal_name": "Admin Portal" if recipient.is_admin else "User Portal",
+        "paused_until": readable(paused_until) if paused_until else None,
+        "recovery_codes_left": recovery_codes_left,
     }
     template = TEMPLATE_OF_KIND.get(kind, kind)
     message = EmailMessage(policy=POLICY)

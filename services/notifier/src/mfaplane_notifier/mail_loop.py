@@ -122,7 +122,8 @@ class MailLoop:
             return
         to = Recipient(facts.email, facts.name, is_admin=facts.kind == "admin")
         portal = self._settings.admin_portal_url if to.is_admin else self._settings.user_portal_url
-        message = render(row["kind"], to, row["deadline"], now, self._settings.mail_from, portal)
+        message = render(row["kind"], to, row["deadline"], now, self._settings.mail_from, portal,
+                         paused_until=row["paused_until"], recovery_codes_left=row["recovery_codes_left"])
         try:
             await session.send(message)
         except (TemporaryFailure, PermanentFailure) as failure:

@@ -6,6 +6,7 @@ the Kafka poll loop.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,23 +16,28 @@ import asyncpg
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import Envelope, EventPayload
-from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after
+from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of
 
 
 RECIPIENT_EVENTS = (identity.UserCreated, identity.UserUpdated, identity.AdminCreated)
 ENROLLMENT_EVENTS = (mfa.MFARequired, mfa.MFARequirementRemoved, mfa.EnrollmentExtended, mfa.MFAReset,
                      mfa.TOTPEnrolled)
-HANDLES = (*RECIPIENT_EVENTS, identity.UserDeleted, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)  # the consumer skips others
+DELETIONS = (identity.UserDeleted, identity.AdminDeleted)
+HANDLES = (*RECIPIENT_EVENTS, *DELETIONS, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)  # the consumer skips others
 
 
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
     """Handles a run of events in order, with a statement per table rather than per event."""
     bodies = [(envelope, envelope.body()) for envelope in envelopes]
     await _save_recipients(conn, [body for _, body in bodies if isinstance(body, RECIPIENT_EVENTS)])
-    if deleted := [body.user_id for _, body in bodies if isinstance(body, identity.UserDeleted)]:
+    if deleted := [_subject(body) for _, body in bodies if isinstance(body, DELETIONS)]:
         await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = ANY($1::uuid[])", deleted)
     await _save_enrollments(conn, [(e.aggregate_id, body) for e, body in bodies if isinstance(body, ENROLLMENT_EVENTS)])
-    await _queue_notifications(conn, [(e, body) for e, body in bodies if type(body) in KIND_OF_EVENT])
+    await _queue_notifications(conn, [(e, body) for e, body in bodies if kind_of(body) is not None])
+
+
+def _subject(body: identity.UserDeleted | identity.AdminDeleted) -> uuid.UUID:
+    return body.admin_id if isinstance(body, identity.AdminDeleted) else body.user_id
 
 
 async def _save_recipients(conn: asyncpg.Connection, bodies: list[EventPayload]) -> None:
@@ -81,17 +87,22 @@ async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, E
 
 
 async def _queue_notifications(conn: asyncpg.Connection, events: list[tuple[Envelope, EventPayload]]) -> None:
+    """One notification per event, keyed by its id: a redelivered event queues nothing more."""
     if not events:
         return
     await conn.execute(
-        "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, next_attempt_at, "
-        "created_at) SELECT event_id, kind, principal_id, enrollment_id, deadline, now(), created_at "
-        "FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[]) "
-        "AS n(event_id, kind, principal_id, enrollment_id, deadline, created_at) ON CONFLICT DO NOTHING",
-        [e.event_id for e, _ in events], [KIND_OF_EVENT[type(body)] for _, body in events],
+        "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, paused_until, "
+        "recovery_codes_left, next_attempt_at, created_at) "
+        "SELECT event_id, kind, principal_id, enrollment_id, deadline, paused_until, recovery_codes_left, now(), "
+        "created_at FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], "
+        "$6::timestamptz[], $7::int[], $8::timestamptz[]) AS n(event_id, kind, principal_id, enrollment_id, "
+        "deadline, paused_until, recovery_codes_left, created_at) ON CONFLICT DO NOTHING",
+        [e.event_id for e, _ in events], [kind_of(body) for _, body in events],
         [body.principal_id for _, body in events],
         [mfa.enrollment_id(body.scope, body.principal_id) for _, body in events],
-        [getattr(body, "deadline", None) for _, body in events], [e.occurred_at for e, _ in events],
+        [getattr(body, "deadline", None) for _, body in events],
+        [getattr(body, "until", None) for _, body in events],
+        [getattr(body, "recovery_codes_left", None) for _, body in events], [e.occurred_at for e, _ in events],
     )
 
 

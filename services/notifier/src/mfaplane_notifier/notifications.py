@@ -15,7 +15,19 @@ KIND_OF_EVENT: dict[type[EventPayload], str] = {
     mfa.EnrollmentExtended: "extended",
     mfa.MFAReset: "reset",
     mfa.TOTPEnrolled: "setup_complete",
+    mfa.TOTPThrottled: "codes_paused",
+    mfa.TOTPFactorLocked: "factor_locked",
+    mfa.TOTPVerified: "recovery_code_used",  # only when it used one: see kind_of
 }
+# What happened to the principal's codes: told whatever the enrollment has become since.
+NOTICES = {"codes_paused", "factor_locked", "recovery_code_used"}
+
+
+def kind_of(event: EventPayload) -> str | None:
+    """The email an event calls for, if any."""
+    if isinstance(event, mfa.TOTPVerified) and event.method != "recovery_code":
+        return None
+    return KIND_OF_EVENT.get(type(event))
 
 
 @dataclass(frozen=True)
@@ -28,7 +40,9 @@ class Enrollment:
 def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | None, now: datetime) -> bool:
     """A reminder after the user has set up, for a deadline since moved, or once the deadline has
     passed (a scheduler or notifier that was down sends it late; the expiry mail says what holds) is
-    not sent."""
+    not sent. A notice about the principal's codes is always sent."""
+    if kind in NOTICES:
+        return True
     if enrollment is None:
         return False
     if kind == "setup_complete":

@@ -13,7 +13,7 @@ from mfaplane_contracts.envelope import EventPayload
 EXPIRY = "expiry"
 # The events that set, move or cancel timers; `plan` ignores the others and the consumer skips them.
 HANDLES = (mfa.MFARequired, mfa.EnrollmentExtended, mfa.MFAReset, mfa.MFARequirementRemoved, mfa.TOTPEnrolled,
-           identity.UserDeleted)
+           identity.UserDeleted, identity.AdminDeleted)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ def plan(event: EventPayload, offsets_seconds: list[int], received_at: datetime)
             timers = ()
         case identity.UserDeleted(user_id=user_id):
             return Plan(mfa.enrollment_id("user_portal", user_id), user_id, "user_portal", ())
+        case identity.AdminDeleted(admin_id=admin_id):
+            return Plan(mfa.enrollment_id("admin_portal", admin_id), admin_id, "admin_portal", ())
         case _:
             return None
     return Plan(mfa.enrollment_id(event.scope, event.principal_id), event.principal_id, event.scope, timers)
