@@ -20,6 +20,7 @@ import pytest
 from mfaplane_devstack import Infra, Stack
 from mfaplane_eventing.clock import FileOffsetClock, set_offset
 from mfaplane_gateway.auth import ROLES
+from portal_flows import RootAdmin, bearer
 
 
 
@@ -107,6 +108,18 @@ def admin(gateway_as) -> httpx.AsyncClient:
 @pytest.fixture
 def portal(gateway_as) -> httpx.AsyncClient:
     return gateway_as("portal")
+
+
+@pytest.fixture(scope="session")
+def root_admin(stack: Stack) -> RootAdmin:
+    return RootAdmin(stack)
+
+
+@pytest.fixture
+async def console(root_admin: RootAdmin, portal: httpx.AsyncClient, clock: FakeClock, gateway_as) -> httpx.AsyncClient:
+    """The admin console of an admin signed in with a code just now: what needs a step-up works for
+    STEP_UP_SECONDS (300) of the services' clock."""
+    return bearer(gateway_as, await root_admin.session(portal, clock))
 
 
 class FakeClock:

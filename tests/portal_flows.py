@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pyotp
 
 PASSWORD = "correct horse battery"
+STEP = timedelta(seconds=30)  # a TOTP step
 # Every secret the tests were shown (TOTP keys, recovery codes); the final scan looks for them.
 SHOWN_SECRETS: list[str] = [PASSWORD]
 
@@ -67,3 +69,63 @@ async def set_up(portal: httpx.AsyncClient, challenge: str, clock, prefix: str =
     """Begins and confirms setup like an authenticator app would; returns the key and the answer."""
     key = await begin_setup(portal, challenge, prefix)
     return key, ok(await confirm_setup(portal, challenge, code_now(key, clock), prefix))
+
+
+
+ADMIN_PORTAL = "/v1/admin-portal"
+
+
+def bearer(gateway_as, token: str) -> httpx.AsyncClient:
+    """A gateway client calling with `token` (an admin session, say) instead of a role's API key."""
+    client = gateway_as(None)
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+async def new_admin(console: httpx.AsyncClient, name: str = "Root") -> tuple[str, str, str]:
+    """A new admin, made from a stepped-up admin console (`console` fixture): id, email and the consistency
+    token of its creation."""
+    email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+    created = ok(await console.post("/v1/admins", json={"email": email, "name": name, "password": PASSWORD}))
+    return created["aggregate_id"], email, created["consistency_token"]
+
+
+async def console_session(portal: httpx.AsyncClient, email: str, clock) -> tuple[str, str]:
+    """Signs an admin without MFA in to the admin console as every admin must: MFA set up first, so the
+    session's code is fresh (stepped up). Returns the admin's TOTP key and the session token."""
+    first = await sign_in(portal, email, prefix=ADMIN_PORTAL)
+    assert first["outcome"] == "setup_required", first
+    key, answer = await set_up(portal, first["challenge"], clock, prefix=ADMIN_PORTAL)
+    return key, answer["session"]
+
+
+class RootAdmin:
+    """The admin an operator bootstraps (identity's `create-admin`), who signs in to the admin console with a
+    fresh code whenever a test needs a stepped-up session (making admins, minting API keys). Made again if a
+    test deleted it."""
+
+    def __init__(self, stack) -> None:
+        self._stack = stack
+        self._email: str | None = None
+        self._key: str | None = None
+        self._used_step: int | None = None
+
+    async def session(self, portal: httpx.AsyncClient, clock) -> str:
+        if self._email is not None:
+            if self._step(clock) == self._used_step:
+                clock.advance(STEP)  # each sign-in needs a code not used before
+            step_one = await portal.post(f"{ADMIN_PORTAL}/sign-in", json={"email": self._email, "password": PASSWORD})
+            if step_one.status_code == 200:
+                answer = ok(await portal.post(f"{ADMIN_PORTAL}/verify", json={
+                    "challenge": step_one.json()["challenge"], "code": code_now(self._key, clock)}))
+                self._used_step = self._step(clock)
+                return answer["session"]
+        self._email = f"root-{uuid.uuid4().hex[:10]}@example.com"
+        self._stack.create_admin(self._email, "Root", PASSWORD)
+        self._key, session = await console_session(portal, self._email, clock)
+        self._used_step = self._step(clock)
+        return session
+
+    @staticmethod
+    def _step(clock) -> int:
+        return int(clock.now().timestamp() // STEP.total_seconds())

@@ -332,6 +332,7 @@ async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Po
     pool = await db.create_pool(infra.database_url, name)
     config = NotifierSettings(database_url=infra.database_url, database_schema=name, smtp_url=infra.smtp_url,
                               kafka_bootstrap_servers=infra.kafka_bootstrap,
+                              password_reset_key=stack.dev_secrets()["PASSWORD_RESET_KEY"],
                               **signing_settings(stack, "notifier"), **settings)
     loop = MailLoop(SimpleNamespace(settings=config, clock=SystemClock(), pool=pool, producer=None),
                     SmtpServer.from_url(infra.smtp_url, None, None, 10))

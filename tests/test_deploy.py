@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import functools
 import importlib
+import ipaddress
 import json
 import os
 import re
@@ -209,8 +210,9 @@ def test_settings_are_introspected(tmp_path: Path) -> None:
     assert {"MFA_ENCRYPTION_KEYS", "MFA_ACTIVE_KEY_ID"} <= settings_env("mfa")[1]
     assert {"IDENTITY_URL", "MFA_URL"} <= settings_env("gateway")[1]
     assert "SMTP_URL" in settings_env("notifier")[1]
+    assert "PASSWORD_RESET_KEY" in settings_env("identity")[1] & settings_env("notifier")[1]
     check_env("example", "identity", {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SERVICE_SIGNING_KEY_FILE",
-                                      "SERVICE_PUBLIC_KEYS_FILE"})
+                                      "SERVICE_PUBLIC_KEYS_FILE", "PASSWORD_RESET_KEY_FILE"})
     with pytest.raises(AssertionError, match="both"):
         check_env("example", "identity", {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SERVICE_SIGNING_KEY",
                                           "SERVICE_SIGNING_KEY_FILE", "SERVICE_PUBLIC_KEYS"})
@@ -933,6 +935,16 @@ def test_deployments_are_hardened_and_probed(rendered: tuple[str, list[dict[str,
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", **scheme}, name
         assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
         assert doc["metadata"]["labels"]["app.kubernetes.io/component"] == "server"
+
+
+def test_production_gateway_trusts_the_ingress_controller_for_client_addresses() -> None:
+    """Without TRUSTED_PROXIES every client behind the Ingress is the controller's pod to the sign-in
+    limits: one source's spraying would lock every sign-in through that pod out."""
+    gateway = named(render("prod"), "Deployment", "mfaplane-gateway")
+    (container,) = [c for c in pod_spec(gateway)["containers"] if c["name"] == "gateway"]
+    trusted = env_values(render("prod"), container, "prod gateway").get("TRUSTED_PROXIES")
+    assert trusted, "TRUSTED_PROXIES is not set for the production gateway"
+    assert all(ipaddress.ip_network(cidr.strip()) for cidr in trusted.split(",")), trusted
 
 
 def test_services_and_disruption_budgets(rendered: tuple[str, list[dict[str, Any]]]) -> None:

@@ -154,14 +154,14 @@ async def test_a_locked_factor_refuses_the_right_code_and_the_user_is_emailed(st
 
 
 @pytest.mark.parametrize("kind", ["user", "admin"])
-async def test_each_recovery_code_used_is_emailed_with_how_many_are_left(stack, admin, portal, clock,
+async def test_each_recovery_code_used_is_emailed_with_how_many_are_left(stack, admin, console, portal, clock,
                                                                          kind) -> None:
     if kind == "user":
         _, email = await new_user(admin, enrollment_days=7)
         prefix, subject = "/v1/portal", RECOVERY_CODE_USED
     else:
         email = f"admin-{pyotp.random_base32()[:8].lower()}@example.com"
-        admin_id = ok(await admin.post("/v1/admins", json={"email": email, "name": "Root",
+        admin_id = ok(await console.post("/v1/admins", json={"email": email, "name": "Root",
                                                            "password": PASSWORD}))["aggregate_id"]
         ok(await admin.post(f"/v1/admins/{admin_id}/mfa/require", json={"enrollment_days": 7}))
         prefix, subject = "/v1/admin-portal", f"{RECOVERY_CODE_USED} (admin portal)"

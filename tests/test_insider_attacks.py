@@ -155,7 +155,8 @@ def identity_and_mfa_commands(user_id: str) -> list[tuple[str, str, str, dict | 
     """What the first release let any caller do: mint admin keys and take over any account."""
     enrollment = f"/enrollments/user_portal/{user_id}"
     return [("identity", "POST", "/api-keys", {"role": "admin", "name": "backdoor"}),
-            ("identity", "PUT", f"/users/{user_id}/password", {"password": "attacker-chosen-pw"}),
+            ("identity", "PUT", f"/principals/user/{user_id}/password", {"password": "attacker-chosen-pw"}),
+            ("identity", "POST", f"/principals/user/{user_id}/password-reset", None),
             ("mfa", "POST", f"{enrollment}/reset", {"enrollment_days": 7}),
             ("mfa", "POST", f"{enrollment}/remove-requirement", {}),
             ("mfa", "POST", f"{enrollment}/begin-setup", {"account_name": "attacker"})]

@@ -6,6 +6,7 @@ Password hashes never travel here; the identity service keeps them in its own ta
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 import email_validator
@@ -53,10 +54,28 @@ class UserUpdated(_UserEvent):
 
 class UserPasswordChanged(_UserEvent):
     event_type: ClassVar[str] = "UserPasswordChanged"
+    # The reset link it redeemed; None: changed with the current password, or set by an admin.
+    reset_id: uuid.UUID | None = None
+
+
+class UserPasswordResetRequested(_UserEvent):
+    """An admin asked for a reset link to be mailed to the user. The link's token (the reset id and its
+    MAC under PASSWORD_RESET_KEY) is made by the notifier when it mails it and never travels here. A
+    newer request supersedes this one."""
+
+    event_type: ClassVar[str] = "UserPasswordResetRequested"
+    reset_id: uuid.UUID
+    expires_at: datetime
 
 
 class UserDeleted(_UserEvent):
     event_type: ClassVar[str] = "UserDeleted"
+
+
+class UserSessionsEnded(_UserEvent):
+    """An admin ended every session of the user (a lost laptop, a suspected takeover)."""
+
+    event_type: ClassVar[str] = "UserSessionsEnded"
 
 
 class _AdminEvent(_IdentityEvent):
@@ -74,6 +93,25 @@ class AdminDeleted(_AdminEvent):
     """Its credentials, admin-portal enrollment and key material, timers and sessions go with it."""
 
     event_type: ClassVar[str] = "AdminDeleted"
+
+
+class AdminPasswordChanged(_AdminEvent):
+    event_type: ClassVar[str] = "AdminPasswordChanged"
+    reset_id: uuid.UUID | None = None  # as UserPasswordChanged's
+
+
+class AdminPasswordResetRequested(_AdminEvent):
+    """As UserPasswordResetRequested, for an admin (the link goes to the admin console)."""
+
+    event_type: ClassVar[str] = "AdminPasswordResetRequested"
+    reset_id: uuid.UUID
+    expires_at: datetime
+
+
+class AdminSessionsEnded(_AdminEvent):
+    """An admin ended every session of this admin."""
+
+    event_type: ClassVar[str] = "AdminSessionsEnded"
 
 
 ResourceKind = Literal["macos", "linux", "sso_application"]
@@ -112,6 +150,8 @@ class ApiKeyCreated(_ApiKeyEvent):
     event_type: ClassVar[str] = "ApiKeyCreated"
     role: ApiRole
     name: str = Name
+    # After it the key is refused. None only on keys created before keys expired.
+    expires_at: datetime | None = None
 
 
 class ApiKeyRevoked(_ApiKeyEvent):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_notifier.emails import SUBJECTS, Recipient, render
 from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of, still_holds
@@ -120,3 +121,22 @@ def test_the_recovery_code_email_says_how_many_are_left(left: int, says: str) ->
                      "MFA <mfa@example.com>", "http://p", recovery_codes_left=left)
     assert says in message.get_body(("plain",)).get_content()
     assert message["Subject"] == "A recovery code was used to sign in (admin portal)"
+
+
+def test_a_password_reset_request_calls_for_a_mail_only_while_its_link_works() -> None:
+    expires_at = NOW + timedelta(hours=24)
+    requests = [identity.UserPasswordResetRequested(user_id=P, reset_id=uuid.uuid4(), expires_at=expires_at),
+                identity.AdminPasswordResetRequested(admin_id=P, reset_id=uuid.uuid4(), expires_at=expires_at)]
+    assert [kind_of(request) for request in requests] == ["password_reset", "password_reset"]
+    assert still_holds("password_reset", expires_at, None, expires_at - timedelta(seconds=1)) is True
+    assert still_holds("password_reset", expires_at, None, expires_at) is False
+
+
+def test_the_reset_mail_carries_the_link_and_says_until_when_it_works() -> None:
+    link = "https://portal.example.com/admin/#reset=abc.def"
+    message = render("password_reset", Recipient("root@example.com", "Root", is_admin=True), NOW + timedelta(hours=24),
+                     NOW, "MFA <mfa@example.com>", "https://portal.example.com/admin", reset_link=link)
+    assert message["Subject"] == "Reset your password (admin portal)"
+    text, html = (message.get_body((part,)).get_content() for part in ("plain", "html"))
+    assert link in text and f'href="{link}"' in html
+    assert "works once, until Sunday 29 November 2026, 12:00 UTC" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import signal
 import sys
 import time
@@ -64,6 +65,7 @@ def run(stack: Stack, *, infra_only: bool = False, gateway_port: int | None = No
         summary = describe(stack)
         if not infra_only:
             summary |= {f"{role}_api_key": stack.create_api_key(role, "make run") for role in ("admin", "portal")}
+            summary |= first_admin(stack)
         summary_file = stack.data_dir / "stack.json"
         summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         summary_file.chmod(0o600)
@@ -97,6 +99,14 @@ def watch(stack: Stack) -> None:
                 print(f"!! {name} exited with code {code}; see {stack.supervisor.log_path(name)}", flush=True)
                 reported.add(name)
         time.sleep(1)
+
+
+def first_admin(stack: Stack) -> dict[str, str]:
+    """An admin for the admin console, made for this run as an operator bootstraps one; the admin sets up
+    MFA at the first sign-in. Making admins through the API needs a signed-in admin."""
+    email, password = f"admin-{secrets.token_hex(3)}@example.com", secrets.token_urlsafe(12)
+    stack.create_admin(email, "First admin", password)
+    return {"admin_email": email, "admin_password": password}
 
 
 def describe(stack: Stack) -> dict[str, str]:

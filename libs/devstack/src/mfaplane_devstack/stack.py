@@ -53,6 +53,16 @@ HOST = "127.0.0.1"
 MIGRATE_TIMEOUT = 120.0
 SERVICE_READY_TIMEOUT = 60.0
 GROUP_SETTLE_TIMEOUT = 30.0
+API_KEY_DAYS = 365  # the longest identity allows (api_keys.MAX_LIFETIME)
+
+
+def _fresh_dev_secrets() -> dict[str, str]:
+    return {
+        "MFA_ENCRYPTION_KEYS": json.dumps({"dev-1": base64.b64encode(secrets.token_bytes(32)).decode()}),
+        "MFA_ACTIVE_KEY_ID": "dev-1",
+        "GATEWAY_SIGNING_KEY": secrets.token_urlsafe(48),
+        "PASSWORD_RESET_KEY": secrets.token_urlsafe(48),  # identity's and the notifier's
+    }
 
 
 def default_data_dir() -> Path:
@@ -219,20 +229,20 @@ class Stack:
             env["SERVICES_CA_FILE"] = str(self.https_ca)
         if service == "notifier":
             env["USER_PORTAL_URL"] = self.url("gateway") + "/portal"
+            env["ADMIN_PORTAL_URL"] = self.url("gateway") + "/admin"
         return {**env, **self.extra_env, **(extra_env or {})}
 
     def dev_secrets(self) -> dict[str, str]:
-        """Keys for local runs, made once per data folder (production takes them from a Secret)."""
+        """Keys for local runs, made once per data folder (production takes them from a Secret); one that
+        a folder made before it lacks is added to it."""
         path = self.data_dir / "dev-secrets.json"
-        if not path.exists():
-            key = base64.b64encode(secrets.token_bytes(32)).decode()
-            path.write_text(json.dumps({
-                "MFA_ENCRYPTION_KEYS": json.dumps({"dev-1": key}),
-                "MFA_ACTIVE_KEY_ID": "dev-1",
-                "GATEWAY_SIGNING_KEY": secrets.token_urlsafe(48),
-            }))
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        fresh = _fresh_dev_secrets()
+        if not stored.keys() >= fresh.keys():
+            stored = {**fresh, **stored}
+            path.write_text(json.dumps(stored))
             path.chmod(0o600)
-        return json.loads(path.read_text())
+        return stored
 
     def signing_env(self, service: str) -> dict[str, str]:
         """`service`'s own signing key and every service's public key, as files (made once per data folder)."""
@@ -260,11 +270,22 @@ class Stack:
         return client_options(self.kafka_env(client))
 
     def create_api_key(self, role: str, name: str) -> str:
-        """A new API key with `role`, made with the identity service's own CLI command."""
-        argv = [sys.executable, "-m", "mfaplane_identity", "create-api-key", "--role", role, "--name", name]
-        done = subprocess.run(argv, env=self.service_env("identity"), capture_output=True, text=True, timeout=60)
+        """A new API key with `role`, made with the identity service's own CLI command. It lives as long as a
+        key may: the tests move the services' clock on by days, and a `make run` data folder is kept."""
+        return self._identity_command("create-api-key", "--role", role, "--name", name,
+                                      "--expires-in-days", str(API_KEY_DAYS))
+
+    def create_admin(self, email: str, name: str, password: str) -> str:
+        """A new admin, made with the identity service's own CLI command (the bootstrap path); its id."""
+        return self._identity_command("create-admin", "--email", email, "--name", name, stdin=password + "\n")
+
+    def _identity_command(self, *args: str, stdin: str | None = None) -> str:
+        """The last line an operator command of identity prints."""
+        argv = [sys.executable, "-m", "mfaplane_identity", *args]
+        done = subprocess.run(argv, env=self.service_env("identity"), input=stdin, capture_output=True, text=True,
+                              timeout=60)
         if done.returncode != 0:
-            raise ChildFailed(f"create-api-key failed: {done.stderr[-2000:]}")
+            raise ChildFailed(f"{args[0]} failed: {done.stderr[-2000:]}")
         return done.stdout.strip().splitlines()[-1]
 
     def reference_portal_key(self) -> str:

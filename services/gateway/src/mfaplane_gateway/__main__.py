@@ -7,8 +7,8 @@ from typing import Any
 
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
-from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, projector, resources_api, sign_in
-from mfaplane_gateway import audit_api, audit_verify, read_models, reference_portals, replay, sessions
+from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
+from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, reference_portals, replay, sessions
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -23,7 +23,7 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     await read_models.refresh(runtime.pool)
     forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url}, runtime.trust.call_signer("gateway"),
                           s.services_ca_file)
-    tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds)
+    tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds, s.admin_mfa_required)
     workers = [asyncio.create_task(job) for job in BulkWorker(runtime, forwarder).tasks()]
     try:
         yield {"forwarder": forwarder, "tokens": tokens, "key_cache": KeyCache(),
@@ -36,8 +36,8 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
 
 
 ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
-           resources_api.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
-           reference_portals.router]
+           principal_sessions.router, resources_api.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
+           passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router]
 
 SPEC = ServiceSpec(
     name="gateway",

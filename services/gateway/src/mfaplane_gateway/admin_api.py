@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,11 +14,11 @@ from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.api import (ConsistentWith, IdempotencyKey, NewPrincipal, PageRequestDep, User, one_principal,
                                   principal_filter, principals_page)
-from mfaplane_gateway.auth import Admin, Reader
+from mfaplane_gateway.auth import Admin, Reader, StepUp
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.principals_query import PrincipalFilter
+from mfaplane_gateway.principal_sessions import end_now
 from mfaplane_gateway.receipts import Receipt, receipt
-from mfaplane_gateway.sessions import end_sessions_before
 
 router = APIRouter(prefix="/v1", tags=["admins and API keys"])
 
@@ -30,17 +30,34 @@ class Body(BaseModel):
 class NewApiKey(Body):
     role: ApiRole
     name: DisplayName
+    expires_in_days: int = Field(default=90, ge=1, le=365, description="the key is refused after this many days")
 
 
 class IssuedApiKey(Receipt):
     key_id: uuid.UUID
     role: ApiRole
+    expires_at: datetime
     key: str = Field(description="shown once; only its hash is kept")
 
 
+class ListedApiKey(BaseModel):
+    key_id: uuid.UUID
+    role: ApiRole
+    name: str
+    created_at: datetime | None = Field(description="null for keys made before it was recorded")
+    created_by: str | None = Field(description="admin:<id> or operator:cli; null for keys made before it was "
+                                               "recorded")
+    expires_at: datetime
+    status: Literal["active", "expired", "revoked", "creator_deleted"] = Field(
+        description="creator_deleted: the admin who minted it was deleted, and a key lives no longer than its admin")
+
+
 @router.post("/admins", status_code=201)
-async def create_admin(body: NewPrincipal, caller: Admin, forward: ForwarderDep,
+async def create_admin(body: NewPrincipal, caller: StepUp, forward: ForwarderDep,
                        idempotency_key: IdempotencyKey = None) -> Receipt:
+    """Only from an admin session whose code was checked in the last few minutes: otherwise an API key
+    could make an admin of its own, set up MFA on it and so mint keys. The first admin comes from the
+    operator command `create-admin`."""
     return receipt(await forward.send("identity", "POST", "/admins", caller.actor, body.model_dump(), idempotency_key))
 
 
@@ -76,17 +93,23 @@ async def delete_admin(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, 
     and recovery codes, reminder timers, sessions. The last admin cannot be deleted."""
     deleted = receipt(await forward.send("identity", "DELETE", f"/admins/{admin_id}", caller.actor, None,
                                          idempotency_key))
-    # The projector ends them too, once the deletion reaches it; the caller must not wait for that.
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await end_sessions_before(conn, {admin_id: runtime.clock.now()})
+    await end_now(runtime, admin_id)  # the projector ends them too, once the deletion reaches it
     return deleted
 
 
 @router.post("/api-keys", status_code=201)
-async def create_api_key(body: NewApiKey, caller: Admin, forward: ForwarderDep) -> IssuedApiKey:
+async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep) -> IssuedApiKey:
+    """Only from an admin session whose code was checked in the last few minutes (POST
+    /v1/admin-portal/step-up): a stolen API key or an unattended console cannot mint lasting access."""
     answer = await forward.send("identity", "POST", "/api-keys", caller.actor, body.model_dump())
     return IssuedApiKey(**receipt(answer).model_dump(), key_id=answer["key_id"], role=answer["role"],
-                        key=answer["key"])
+                        expires_at=answer["expires_at"], key=answer["key"])
+
+
+@router.get("/api-keys")
+async def list_api_keys(caller: Admin, forward: ForwarderDep) -> list[ListedApiKey]:
+    """Every API key, newest first, revoked and expired ones included; never the keys themselves."""
+    return [ListedApiKey(**key) for key in await forward.send("identity", "GET", "/api-keys", caller.actor)]
 
 
 @router.delete("/api-keys/{key_id}")

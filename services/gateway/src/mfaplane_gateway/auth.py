@@ -1,8 +1,10 @@
 """API keys and roles: every /v1 endpoint declares which roles may call it.
 
 Callers present `Authorization: Bearer <token>`. A token is either an API key (`mfp_...`) with a
-role, or the session token of an admin signed in to the admin portal (with the admin's own MFA),
-which acts with the `admin` role and is recorded as that admin.
+role, or the session token of an admin signed in to the admin portal, which acts with the `admin`
+role and is recorded as that admin. While ADMIN_MFA_REQUIRED is on, an admin session counts only if
+a code was checked for it: a session opened with a password alone (before the switch was turned on)
+is refused. Minting an API key needs more: an admin session whose code is recent (`StepUp`).
 
 Keys are checked by the identity service, which alone holds their hashes. A verified key is
 remembered for a few seconds (keyed by a hash of the key, never the key) so a busy portal does not
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -32,6 +35,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 class Caller:
     role: str
     actor: str  # recorded on every event the call causes: api_key:<id> or admin:<id>
+    mfa_verified_at: datetime | None = None  # an admin session's latest code; None for an API key
 
 
 class KeyCache:
@@ -80,12 +84,32 @@ async def _by_admin_session(request: Request, token: str) -> Caller:
     runtime = request.app.state.runtime
     try:
         session = await request.app.state.tokens.session(runtime.pool, token, "admin", runtime.clock.now())
-    except Rejected:
+    except Rejected as refused:
+        if refused.code == "admin_mfa_required":
+            raise
         raise Rejected("unauthenticated", "The API key or admin session is invalid or expired.", 401) from None
-    return Caller("admin", f"admin:{session['principal_id']}")
+    return Caller("admin", f"admin:{session['principal_id']}", session["mfa_verified_at"])
+
+
+class SteppedUp(Roles):
+    """Admins, from an admin session whose code was checked within STEP_UP_SECONDS: an API key is not enough."""
+
+    def __init__(self) -> None:
+        super().__init__("admin")
+
+    async def __call__(self, request: Request,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+        caller = await super().__call__(request, credentials)
+        runtime = request.app.state.runtime
+        window = timedelta(seconds=runtime.settings.step_up_seconds)
+        if caller.mfa_verified_at is None or caller.mfa_verified_at < runtime.clock.now() - window:
+            raise Rejected("step_up_required", "This needs an admin session verified with a code in the last "
+                           f"{window.seconds // 60} minutes: POST /v1/admin-portal/step-up, then retry.", 403)
+        return caller
 
 
 Admin = Annotated[Caller, Depends(Roles("admin"))]
 Reader = Annotated[Caller, Depends(Roles("admin", "auditor"))]
 Portal = Annotated[Caller, Depends(Roles("portal"))]
 SystemAgent = Annotated[Caller, Depends(Roles("system_agent"))]
+StepUp = Annotated[Caller, Depends(SteppedUp())]

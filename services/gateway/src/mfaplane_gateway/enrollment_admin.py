@@ -1,21 +1,29 @@
 """Admin operations on one principal's enrollment: require, remove the requirement, extend, reset.
 
 The same four operations exist for users (scope user_portal) and for admins (their separate
-admin_portal enrollment, rule 11); one factory builds both sets of routes.
+admin_portal enrollment, rule 11); one factory builds both sets of routes. Resetting an admin's MFA,
+or removing its requirement, is a step towards taking that admin over (set up one's own key on it),
+so those two need a stepped-up admin session, as minting an API key does.
+
+A reset or a new requirement ends the principal's sessions: the projector does it when the event
+reaches it, and the route at once, so a compromised session does not live on while the projector
+catches up.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
 from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS
 from mfaplane_gateway.api import IdempotencyKey
-from mfaplane_gateway.auth import Admin
+from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway.auth import Admin, Caller, Roles, SteppedUp
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
+from mfaplane_gateway.principal_sessions import end_now
 from mfaplane_gateway.receipts import Receipt, receipt
 
 
@@ -48,18 +56,23 @@ def enrollment_path(scope: str, principal_id: uuid.UUID, action: str) -> str:
     return f"/enrollments/{scope}/{principal_id}/{action}"
 
 
-def enrollment_router(collection: str, scope: str, tag: str) -> APIRouter:
+def enrollment_router(collection: str, scope: str, tag: str, takeover: Roles) -> APIRouter:
+    """`takeover`: who may reset the MFA or remove the requirement."""
     router = APIRouter(prefix=f"/v1/{collection}/{{principal_id}}/mfa", tags=[tag])
 
     @router.post("/require")
-    async def require_mfa(principal_id: uuid.UUID, body: RequirePeriod, caller: Admin, forward: ForwarderDep,
-                          idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "require", body.model_dump(),
-                                             idempotency_key)
+    async def require_mfa(principal_id: uuid.UUID, body: RequirePeriod, caller: Admin, runtime: RuntimeDep,
+                          forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
+        required = await send_enrollment_command(forward, caller.actor, scope, principal_id, "require",
+                                                 body.model_dump(), idempotency_key)
+        if required.event_ids:
+            await end_now(runtime, principal_id)
+        return required
 
     @router.post("/remove-requirement")
-    async def remove_mfa_requirement(principal_id: uuid.UUID, caller: Admin, forward: ForwarderDep,
-                                     idempotency_key: IdempotencyKey = None) -> Receipt:
+    async def remove_mfa_requirement(principal_id: uuid.UUID, forward: ForwarderDep,
+                                     idempotency_key: IdempotencyKey = None,
+                                     caller: Caller = Depends(takeover)) -> Receipt:
         return await send_enrollment_command(forward, caller.actor, scope, principal_id, "remove-requirement", {},
                                              idempotency_key)
 
@@ -70,13 +83,16 @@ def enrollment_router(collection: str, scope: str, tag: str) -> APIRouter:
                                              idempotency_key)
 
     @router.post("/reset")
-    async def reset_mfa(principal_id: uuid.UUID, body: EnrollmentPeriod, caller: Admin, forward: ForwarderDep,
-                        idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "reset", body.model_dump(),
-                                             idempotency_key)
+    async def reset_mfa(principal_id: uuid.UUID, body: EnrollmentPeriod, runtime: RuntimeDep, forward: ForwarderDep,
+                        idempotency_key: IdempotencyKey = None, caller: Caller = Depends(takeover)) -> Receipt:
+        reset = await send_enrollment_command(forward, caller.actor, scope, principal_id, "reset", body.model_dump(),
+                                              idempotency_key)
+        if reset.event_ids:
+            await end_now(runtime, principal_id)
+        return reset
 
     return router
 
 
-users = enrollment_router("users", "user_portal", "user MFA")
-admins = enrollment_router("admins", "admin_portal", "admin MFA")
+users = enrollment_router("users", "user_portal", "user MFA", Roles("admin"))
+admins = enrollment_router("admins", "admin_portal", "admin MFA", SteppedUp())

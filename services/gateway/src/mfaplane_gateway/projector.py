@@ -10,7 +10,8 @@ import asyncpg
 from prometheus_client import Gauge
 
 from mfaplane_contracts.envelope import Envelope
-from mfaplane_contracts.identity_events import AdminDeleted, UserDeleted, UserPasswordChanged
+from mfaplane_contracts.identity_events import (AdminDeleted, AdminPasswordChanged, AdminSessionsEnded, UserDeleted,
+                                               UserPasswordChanged, UserSessionsEnded)
 from mfaplane_contracts.mfa_events import MFAReset, MFARequired
 from mfaplane_eventing.clock import Clock
 from mfaplane_gateway import audit_log, read_models
@@ -20,7 +21,8 @@ from mfaplane_gateway.principals_projection import Fold
 PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
                        "Seconds from the newest projected event's occurred_at to its projection")
 # Events after which a principal's earlier sessions must end.
-ENDS_SESSIONS = (MFAReset, MFARequired, UserPasswordChanged, UserDeleted, AdminDeleted)
+ENDS_SESSIONS = (MFAReset, MFARequired, UserPasswordChanged, AdminPasswordChanged, UserDeleted, AdminDeleted,
+                 UserSessionsEnded, AdminSessionsEnded)
 
 
 def _cutoffs(envelopes: Sequence[Envelope]) -> dict[uuid.UUID, datetime]:
@@ -29,10 +31,14 @@ def _cutoffs(envelopes: Sequence[Envelope]) -> dict[uuid.UUID, datetime]:
     for envelope in envelopes:
         body = envelope.body()
         if isinstance(body, ENDS_SESSIONS):
-            principal = (body.principal_id if isinstance(body, (MFAReset, MFARequired))
-                         else body.admin_id if isinstance(body, AdminDeleted) else body.user_id)
+            principal = _principal(body)
             cutoffs[principal] = max(cutoffs.get(principal, envelope.occurred_at), envelope.occurred_at)
     return cutoffs
+
+
+def _principal(body: object) -> uuid.UUID:
+    """The principal an event is about: mfa names it principal_id, identity user_id or admin_id."""
+    return next(getattr(body, field) for field in ("principal_id", "user_id", "admin_id") if hasattr(body, field))
 
 
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:

@@ -39,11 +39,14 @@ class Challenge:
 
 
 class Tokens:
-    def __init__(self, signing_key: str, challenge_ttl: int, session_ttl: int) -> None:
+    def __init__(self, signing_key: str, challenge_ttl: int, session_ttl: int, admin_code_required: bool) -> None:
         self._challenges = URLSafeTimedSerializer(signing_key, salt="mfaplane-challenge")
         self._sessions = URLSafeTimedSerializer(signing_key, salt="mfaplane-session")
         self._challenge_ttl = challenge_ttl
         self.session_ttl = timedelta(seconds=session_ttl)
+        # ADMIN_MFA_REQUIRED: an admin session for which no code was checked (opened while it was off) counts
+        # for nothing, on every route: the admin API, session info, step-up, password change.
+        self._admin_code_required = admin_code_required
 
     def challenge(self, principal_id: uuid.UUID, kind: str, email: str, purpose: str, now: datetime) -> str:
         return self._challenges.dumps({"c": str(uuid.uuid4()), "p": str(principal_id), "k": kind, "e": email,
@@ -69,13 +72,14 @@ class Tokens:
             challenge.challenge_id, challenge.principal_id)
         _refuse_unless_redeemable(row["redeemed"], row["not_before"], challenge.issued_at)
 
-    async def redeem(self, pool: asyncpg.Pool, challenge: Challenge, now: datetime) -> str:
-        """The one session `challenge` gives."""
+    async def redeem(self, pool: asyncpg.Pool, challenge: Challenge, now: datetime, code_checked: bool) -> str:
+        """The one session `challenge` gives; `code_checked`: its step two checked a code."""
         return await self.open_session(pool, challenge.principal_id, challenge.kind, now, challenge.issued_at,
-                                       challenge)
+                                       challenge, now if code_checked else None)
 
     async def open_session(self, pool: asyncpg.Pool, principal_id: uuid.UUID, kind: str, now: datetime,
-                           authenticated_at: datetime | None = None, challenge: Challenge | None = None) -> str:
+                           authenticated_at: datetime | None = None, challenge: Challenge | None = None,
+                           mfa_verified_at: datetime | None = None) -> str:
         """A new session for a password checked at `authenticated_at`, checked against the principal's cutoff
         under its lock, which the projector's cutoffs take too: no session is opened past a cutoff
         committed meanwhile."""
@@ -91,9 +95,9 @@ class Tokens:
                                              principal_id)
             _refuse_unless_redeemable(reused, not_before, authenticated_at)
             await conn.execute(
-                "INSERT INTO sessions (session_id, principal_id, kind, created_at, expires_at, authenticated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                session_id, principal_id, kind, now, now + self.session_ttl, authenticated_at)
+                "INSERT INTO sessions (session_id, principal_id, kind, created_at, expires_at, authenticated_at, "
+                "mfa_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                session_id, principal_id, kind, now, now + self.session_ttl, authenticated_at, mfa_verified_at)
         return self._sessions.dumps(str(session_id))
 
     async def session(self, pool: asyncpg.Pool, token: str, kind: str, now: datetime) -> asyncpg.Record:
@@ -102,17 +106,26 @@ class Tokens:
         except (BadSignature, ValueError):
             session_id = None
         row = session_id and await pool.fetchrow(
-            "SELECT session_id, principal_id, kind, created_at, expires_at FROM sessions WHERE session_id = $1 "
+            "SELECT session_id, principal_id, kind, created_at, expires_at, mfa_verified_at FROM sessions "
+            "WHERE session_id = $1 "
             "AND kind = $2 AND revoked_at IS NULL AND expires_at > $3",
             session_id, kind, now,
         )
         if not row:
             raise Rejected("invalid_session", "The session is invalid, expired or ended; sign in again.", 401)
+        if kind == "admin" and self._admin_code_required and row["mfa_verified_at"] is None:
+            raise Rejected("admin_mfa_required", "This admin session was opened without a code, and every admin "
+                           "must use MFA: sign in again.", 401)
         return row
 
     @staticmethod
     async def end(pool: asyncpg.Pool, session_id: uuid.UUID, now: datetime) -> None:
         await pool.execute("UPDATE sessions SET revoked_at = $2 WHERE session_id = $1", session_id, now)
+
+    @staticmethod
+    async def stepped_up(pool: asyncpg.Pool, session_id: uuid.UUID, now: datetime) -> None:
+        """Records that the session's holder just proved their second factor again."""
+        await pool.execute("UPDATE sessions SET mfa_verified_at = $2 WHERE session_id = $1", session_id, now)
 
 
 def _refuse_unless_redeemable(redeemed: bool, not_before: datetime | None, authenticated_at: datetime) -> None:
@@ -143,6 +156,21 @@ async def end_sessions_before(conn: asyncpg.Connection, cutoffs: dict[uuid.UUID,
         "UPDATE sessions SET revoked_at = c.moment FROM unnest($1::uuid[], $2::timestamptz[]) AS c(principal, moment) "
         "WHERE sessions.principal_id = c.principal AND sessions.authenticated_at < c.moment "
         "AND sessions.revoked_at IS NULL", principals, moments)
+
+
+async def end_other_sessions(pool: asyncpg.Pool, principal_id: uuid.UUID, kept: uuid.UUID, moment: datetime) -> None:
+    """Ends every session of the principal but `kept`, the one that changed its password at `moment`: that
+    one counts as authenticated at `moment` from now on, so the projector's cutoff for the change (which
+    ends what was authenticated before it) leaves it alone. Should that cutoff have come first, it
+    revoked `kept` at exactly `moment`, which is undone here, unless a later cutoff has come too."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock_principal(conn, principal_id)
+        await conn.execute(
+            "UPDATE sessions SET authenticated_at = $2, revoked_at = NULL WHERE session_id = $1 "
+            "AND (revoked_at IS NULL OR revoked_at = $2) "
+            "AND NOT EXISTS (SELECT FROM principal_cutoffs WHERE principal_id = $3 AND not_before > $2)",
+            kept, moment, principal_id)
+        await end_sessions_before(conn, {principal_id: moment})
 
 
 async def delete_expired(pool: asyncpg.Pool, now: datetime, batch: int = SWEEP_BATCH) -> bool:

@@ -21,6 +21,12 @@ class GatewaySettings(ServiceSettings):
     gateway_signing_key: str = Field(min_length=32, repr=False)
     challenge_ttl_seconds: int = 300
     session_ttl_seconds: int = 8 * 3600
+    # Every admin signs in to the admin console with a code: one without MFA set up must set it up first,
+    # and the admin API refuses admin sessions opened without a code. False only to bootstrap the first
+    # admin where no admin can set up MFA yet (docs/operations.md), then back to true.
+    admin_mfa_required: bool = True
+    # Minting an API key needs an admin session whose code was checked at most this long ago (step-up).
+    step_up_seconds: int = Field(default=300, ge=30, le=3600)
     # A `portal` role API key handed to the reference portals at /admin and /portal (their config.json).
     # It is PUBLIC: every browser that loads those pages can read it. That is acceptable only because the
     # portal role allows nothing but the public sign-in flows; a production portal keeps its key on its

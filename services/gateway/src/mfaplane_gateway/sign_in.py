@@ -4,7 +4,9 @@ Step one checks the password and answers by the principal's MFA status:
 `signed_in` (no MFA required), `mfa_required` (a code is needed: step two),
 `enrollment_prompt` (set up now or dismiss, with the days remaining), `setup_required`
 (required with no period: set up before continuing), `locked_out` (enrollment expired).
-The admin portal runs the same flow on the admin's own enrollment (scope `admin_portal`).
+The admin portal runs the same flow on the admin's own enrollment (scope `admin_portal`), except
+that while ADMIN_MFA_REQUIRED is on (the default) every admin needs a code: one with MFA set up
+is asked for it, one without must set it up before any session, whatever their enrollment says.
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ class SessionInfo(BaseModel):
     principal_id: uuid.UUID
     kind: str
     expires_at: datetime
+    mfa_verified_at: datetime | None = Field(description="when a code was last checked for this session; "
+                                                         "null: signed in without one")
+
+
+def session_info(row: Any, **changes: Any) -> SessionInfo:
+    return SessionInfo(**{**{field: row[field] for field in SessionInfo.model_fields}, **changes})
+
+
+# An admin's enrollment status as the admin console treats it while every admin must use MFA.
+ADMIN_MFA_STATUS = {"configured_not_required": "active", "none": "required_no_period",
+                    "enrolling": "required_no_period"}
+ADMIN_MFA_REASON = "Every admin signs in to the admin console with multi-factor authentication."
 
 
 async def tokens(request: Request) -> Tokens:
@@ -87,9 +101,16 @@ TokensDep = Annotated[Tokens, Depends(tokens)]
 def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=[tag], responses=RATE_LIMITED_RESPONSE)
 
-    async def redeemed(runtime: Runtime, tokens: Tokens, challenge: Challenge, **extra: Any) -> dict[str, Any]:
-        session = await tokens.redeem(runtime.pool, challenge, runtime.clock.now())
+    async def redeemed(runtime: Runtime, tokens: Tokens, challenge: Challenge, code_checked: bool,
+                       **extra: Any) -> dict[str, Any]:
+        session = await tokens.redeem(runtime.pool, challenge, runtime.clock.now(), code_checked)
         return {"outcome": "signed_in", "session": session, **extra}
+
+    def status(view: dict[str, Any], runtime: Runtime) -> tuple[str, str | None]:
+        """The status sign-in acts on, and why it differs from the enrollment's, if it does."""
+        if kind == "admin" and runtime.settings.admin_mfa_required and view["status"] in ADMIN_MFA_STATUS:
+            return ADMIN_MFA_STATUS[view["status"]], ADMIN_MFA_REASON
+        return view["status"], None
 
     async def step_two(token: str, purposes: tuple[str, ...], runtime: Runtime, tokens: Tokens,
                        forward: Forwarder) -> Challenge:
@@ -120,15 +141,15 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         def challenge(purpose: str) -> str:
             return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at)
 
-        match view["status"]:
-            case "active":
-                return SignInAnswer(outcome="mfa_required", challenge=challenge("code"))
-            case "enrolling":
+        match status(view, runtime):
+            case "active", reason:
+                return SignInAnswer(outcome="mfa_required", challenge=challenge("code"), reason=reason)
+            case "enrolling", _:
                 return SignInAnswer(outcome="enrollment_prompt", challenge=challenge("prompt"),
                                     days_remaining=view["days_remaining"], deadline=view["deadline"])
-            case "required_no_period":
-                return SignInAnswer(outcome="setup_required", challenge=challenge("setup"))
-            case "expired":
+            case "required_no_period", reason:
+                return SignInAnswer(outcome="setup_required", challenge=challenge("setup"), reason=reason)
+            case "expired", _:
                 return SignInAnswer(outcome="locked_out", deadline=view["deadline"], reason=LOCKED_OUT_REASON)
         session = await tokens.open_session(runtime.pool, principal_id, kind, runtime.clock.now(), checked_at)
         return SignInAnswer(outcome="signed_in", session=session)
@@ -140,7 +161,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         # A fresh command id every time: a verification is never "the same request again".
         await forward.send("mfa", "POST", enrollment_path(challenge, "verify"), f"{kind}:{challenge.principal_id}",
                            {"code": body.code})
-        return SignInAnswer(**await redeemed(runtime, tokens, challenge))
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=True))
 
     @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT])
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
@@ -148,7 +169,8 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         challenge = await step_two(body.challenge, ("prompt",), runtime, tokens, forward)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "dismiss-prompt"),
                                     f"{kind}:{challenge.principal_id}")
-        return SignInAnswer(**await redeemed(runtime, tokens, challenge, days_remaining=answer["days_remaining"]))
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=False,
+                                             days_remaining=answer["days_remaining"]))
 
     @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT])
     async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
@@ -164,13 +186,13 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens, forward)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "confirm-setup"),
                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
-        return SetupComplete(**await redeemed(runtime, tokens, challenge),
+        return SetupComplete(**await redeemed(runtime, tokens, challenge, code_checked=True),
                              recovery_codes=answer["recovery_codes"])
 
     @router.post("/session")
     async def session(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep) -> SessionInfo:
         row = await tokens.session(runtime.pool, body.session, kind, runtime.clock.now())
-        return SessionInfo(principal_id=row["principal_id"], kind=row["kind"], expires_at=row["expires_at"])
+        return session_info(row)
 
     @router.post("/sign-out", status_code=204)
     async def sign_out(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep) -> None:
@@ -183,3 +205,21 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
 
 user_portal = sign_in_router("user", "user_portal", "/v1/portal", "user portal sign-in")
 admin_portal = sign_in_router("admin", "admin_portal", "/v1/admin-portal", "admin portal sign-in")
+
+
+class StepUpBody(SessionBody):
+    code: str = TotpCode
+
+
+@admin_portal.post("/step-up", dependencies=[CHALLENGE_LIMIT])
+async def step_up(body: StepUpBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
+                  forward: ForwarderDep) -> SessionInfo:
+    """The signed-in admin proves their second factor again, before an action that asks for a recent code
+    (minting an API key). The code is checked and throttled as at sign-in."""
+    now = runtime.clock.now()
+    row = await tokens.session(runtime.pool, body.session, "admin", now)
+    admin = f"admin:{row['principal_id']}"
+    await forward.send("mfa", "POST", f"/enrollments/admin_portal/{row['principal_id']}/verify", admin,
+                       {"code": body.code})
+    await tokens.stepped_up(runtime.pool, row["session_id"], now)
+    return session_info(row, mfa_verified_at=now)

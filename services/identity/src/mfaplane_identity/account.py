@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.identity_events import (
     AdminCreated,
     AdminDeleted,
+    AdminPasswordChanged,
+    AdminPasswordResetRequested,
+    AdminSessionsEnded,
     UserCreated,
     UserDeleted,
     UserPasswordChanged,
+    UserPasswordResetRequested,
+    UserSessionsEnded,
     UserUpdated,
 )
 from mfaplane_eventing.aggregate import Rejected
+
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class Account:
     kind: str = "user"
     email: str = ""
     name: str = ""
+    # The password reset mailed last, until it is used, expires or any password change closes it.
+    open_reset: uuid.UUID | None = None
+    reset_expires_at: datetime | None = None
 
 
 def apply(state: Account, event: EventPayload) -> Account:
@@ -40,6 +50,11 @@ def apply(state: Account, event: EventPayload) -> Account:
             return replace(state, email=email, name=name)
         case UserDeleted() | AdminDeleted():
             return replace(state, deleted=True)
+        case UserPasswordResetRequested(reset_id=reset_id, expires_at=expires_at) | AdminPasswordResetRequested(
+                reset_id=reset_id, expires_at=expires_at):
+            return replace(state, open_reset=reset_id, reset_expires_at=expires_at)
+        case UserPasswordChanged() | AdminPasswordChanged():
+            return replace(state, open_reset=None, reset_expires_at=None)
     return state
 
 
@@ -70,9 +85,42 @@ def update_user(state: Account, user_id: uuid.UUID, email: str | None, name: str
     return [UserUpdated(user_id=user_id, email=new_email, name=new_name)]
 
 
-def change_password(state: Account, user_id: uuid.UUID) -> list[EventPayload]:
-    _live(state)
-    return [UserPasswordChanged(user_id=user_id)]
+def change_password(state: Account, kind: str, principal_id: uuid.UUID) -> list[EventPayload]:
+    """A new password, set by its owner (the gateway has checked the current one, and a code) or an admin."""
+    _live(state, kind)
+    return [_password_changed(kind, principal_id, None)]
+
+
+def request_password_reset(state: Account, kind: str, principal_id: uuid.UUID, reset_id: uuid.UUID,
+                           expires_at: datetime) -> list[EventPayload]:
+    """A reset link to mail; it supersedes any reset requested before."""
+    _live(state, kind)
+    if kind == "admin":
+        return [AdminPasswordResetRequested(admin_id=principal_id, reset_id=reset_id, expires_at=expires_at)]
+    return [UserPasswordResetRequested(user_id=principal_id, reset_id=reset_id, expires_at=expires_at)]
+
+
+def redeem_password_reset(state: Account, kind: str, principal_id: uuid.UUID, reset_id: uuid.UUID,
+                          now: datetime) -> list[EventPayload]:
+    """A new password through the reset link `reset_id`: only the open reset, once, before it expires, and
+    only on the portal of the principal's kind. Every refusal is the same one: which of those failed
+    is no business of whoever holds the link."""
+    if not (state.exists and not state.deleted and state.kind == kind and state.open_reset == reset_id
+            and state.reset_expires_at is not None and now < state.reset_expires_at):
+        raise invalid_reset()
+    return [_password_changed(kind, principal_id, reset_id)]
+
+
+def invalid_reset() -> Rejected:
+    """The one refusal of a reset link, whatever is wrong with it."""
+    return Rejected("invalid_reset_token", "The reset link is invalid, expired, already used or replaced by a "
+                    "newer one; ask an administrator for a new one.", status=400)
+
+
+def _password_changed(kind: str, principal_id: uuid.UUID, reset_id: uuid.UUID | None) -> EventPayload:
+    if kind == "admin":
+        return AdminPasswordChanged(admin_id=principal_id, reset_id=reset_id)
+    return UserPasswordChanged(user_id=principal_id, reset_id=reset_id)
 
 
 def delete_user(state: Account, user_id: uuid.UUID) -> list[EventPayload]:
@@ -85,3 +133,12 @@ def delete_admin(state: Account, admin_id: uuid.UUID) -> list[EventPayload]:
     in the transaction that appends the event."""
     _live(state, "admin")
     return [AdminDeleted(admin_id=admin_id)]
+
+
+def end_sessions(state: Account, kind: str, principal_id: uuid.UUID) -> list[EventPayload]:
+    """Every session of the principal ends (the gateway does it on this event); always an event, even
+    with no session open: the audit trail shows the admin acted."""
+    _live(state, kind)
+    if kind == "admin":
+        return [AdminSessionsEnded(admin_id=principal_id)]
+    return [UserSessionsEnded(user_id=principal_id)]

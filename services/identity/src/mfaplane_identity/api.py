@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 import functools
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import asyncpg
@@ -44,10 +45,6 @@ class UserChanges(Body):
     name: DisplayName | None = None
 
 
-class NewPassword(Body):
-    password: str = Password
-
-
 class NewResource(Body):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     name: DisplayName
@@ -76,10 +73,13 @@ def _passwords(time_cost: int, memory_cost_kib: int, parallelism: int, threads: 
     return Passwords(time_cost, memory_cost_kib, parallelism, threads, queue)
 
 
-async def passwords(runtime: RuntimeDep) -> Passwords:
-    s = runtime.settings
+def passwords_for(s) -> Passwords:
     return _passwords(s.argon2_time_cost, s.argon2_memory_cost_kib, s.argon2_parallelism, s.argon2_threads,
                       s.argon2_queue)
+
+
+async def passwords(runtime: RuntimeDep) -> Passwords:
+    return passwords_for(runtime.settings)
 
 
 PasswordsDep = Annotated[Passwords, Depends(passwords)]
@@ -119,23 +119,24 @@ async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, emai
         raise Rejected("email_taken", "This email is already in use.") from None
 
 
-async def _create(runtime, cause, body: NewPrincipal, kind: str, decide, password_hash: str) -> CommandReceipt:
+async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, password_hash: str) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await _insert_credentials(conn, body.id, kind, body.email, password_hash)
 
-    result = await execute(runtime.store, str(body.id), _accounts,
+    result = await execute(store, str(body.id), _accounts,
                            lambda state: decide(state, body.id, body.email, body.name), cause, write)
     return receipt(str(body.id), result)
 
 
 @router.post("/users", status_code=201)
 async def create_user(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
-    return await _create(runtime, cause, body, "user", account.create_user, await pw.hash(body.password))
+    return await create_principal(runtime.store, cause, body, "user", account.create_user, await pw.hash(body.password))
 
 
 @router.post("/admins", status_code=201)
 async def create_admin(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
-    return await _create(runtime, cause, body, "admin", account.create_admin, await pw.hash(body.password))
+    return await create_principal(runtime.store, cause, body, "admin", account.create_admin,
+                                  await pw.hash(body.password))
 
 
 @router.patch("/users/{user_id}")
@@ -149,19 +150,6 @@ async def update_user(user_id: uuid.UUID, body: UserChanges, runtime: RuntimeDep
 
     result = await execute(runtime.store, str(user_id), _accounts,
                            lambda state: account.update_user(state, user_id, body.email, body.name), cause, write)
-    return receipt(str(user_id), result)
-
-
-@router.put("/users/{user_id}/password")
-async def change_password(user_id: uuid.UUID, body: NewPassword, runtime: RuntimeDep, cause: CauseDep,
-                          pw: PasswordsDep) -> CommandReceipt:
-    password_hash = await pw.hash(body.password)
-
-    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
-        await conn.execute("UPDATE credentials SET password_hash = $2 WHERE principal_id = $1", user_id, password_hash)
-
-    result = await execute(runtime.store, str(user_id), _accounts,
-                           lambda state: account.change_password(state, user_id), cause, write)
     return receipt(str(user_id), result)
 
 
@@ -206,6 +194,14 @@ async def existing_principal(kind: Literal["user", "admin"], principal_id: uuid.
     return {"principal_id": str(principal_id), "kind": kind}
 
 
+@router.post("/principals/{kind}/{principal_id}/end-sessions")
+async def end_sessions(kind: Literal["user", "admin"], principal_id: uuid.UUID, runtime: RuntimeDep,
+                       cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(principal_id), _accounts,
+                           lambda state: account.end_sessions(state, kind, principal_id), cause)
+    return receipt(str(principal_id), result)
+
+
 @router.post("/authenticate")
 async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: QueuedPasswords, _: SourceAttempt) -> Principal:
     """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
@@ -239,12 +235,24 @@ async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: Runtime
 class NewApiKey(Body):
     role: ApiRole
     name: DisplayName
+    expires_in_days: int = Field(default=api_keys.DEFAULT_LIFETIME.days, ge=1, le=api_keys.MAX_LIFETIME.days)
 
 
 class IssuedApiKey(CommandReceipt):
     key_id: uuid.UUID
     role: ApiRole
+    expires_at: datetime
     key: str = Field(description="shown once; only its hash is kept")
+
+
+class ListedApiKey(BaseModel):
+    key_id: uuid.UUID
+    role: ApiRole
+    name: str
+    created_at: datetime | None  # null for keys made before it was recorded
+    created_by: str | None
+    expires_at: datetime
+    status: Literal["active", "expired", "revoked", "creator_deleted"]
 
 
 class KeyCheck(Body):
@@ -256,22 +264,34 @@ class KeyIdentity(BaseModel):
     role: ApiRole
 
 
-async def issue_api_key(store, cause, role: ApiRole, name: str) -> IssuedApiKey:
+async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedApiKey:
     key_id = uuid.uuid4()
     key = api_keys.new_key(key_id)
+    expires_at = now + timedelta(days=body.expires_in_days)
 
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
-        await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash) VALUES ($1, $2, $3, $4)",
-                           key_id, role, name, api_keys.key_hash(key))
+        await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash, created_at, created_by, expires_at) "
+                           "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                           key_id, body.role, body.name, api_keys.key_hash(key), now, cause.actor, expires_at)
 
-    result = await execute(store, str(key_id), _api_keys, lambda state: api_keys.create(state, key_id, role, name),
-                           cause, write)
-    return IssuedApiKey(**receipt(str(key_id), result).model_dump(), key_id=key_id, role=role, key=key)
+    result = await execute(store, str(key_id), _api_keys,
+                           lambda state: api_keys.create(state, key_id, body.role, body.name, expires_at), cause, write)
+    return IssuedApiKey(**receipt(str(key_id), result).model_dump(), key_id=key_id, role=body.role,
+                        expires_at=expires_at, key=key)
 
 
 @router.post("/api-keys", status_code=201)
 async def create_api_key(body: NewApiKey, runtime: RuntimeDep, cause: CauseDep) -> IssuedApiKey:
-    return await issue_api_key(runtime.store, cause, body.role, body.name)
+    return await issue_api_key(runtime.store, cause, body, runtime.clock.now())
+
+
+@router.get("/api-keys")
+async def list_api_keys(runtime: RuntimeDep) -> list[ListedApiKey]:
+    """Every key ever made, newest first, refused ones included with the reason."""
+    rows = await runtime.pool.fetch(f"SELECT key_id, role, name, created_at, created_by, expires_at, "
+                                    f"{api_keys.STATUS} AS status FROM api_keys "
+                                    "ORDER BY created_at DESC NULLS LAST, key_id", runtime.clock.now())
+    return [ListedApiKey(**row) for row in rows]
 
 
 @router.delete("/api-keys/{key_id}")
@@ -286,7 +306,7 @@ async def revoke_api_key(key_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep
 
 @router.post("/api-keys/verify")
 async def verify_api_key(body: KeyCheck, runtime: RuntimeDep) -> KeyIdentity:
-    found = await api_keys.role_of(runtime.pool, body.key)
+    found = await api_keys.role_of(runtime.pool, body.key, runtime.clock.now())
     if found is None:
-        raise Rejected("invalid_api_key", "The API key is unknown or revoked.", status=401)
+        raise Rejected("invalid_api_key", "The API key is unknown, revoked or expired.", status=401)
     return KeyIdentity(key_id=found[0], role=found[1])

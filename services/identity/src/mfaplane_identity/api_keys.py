@@ -2,6 +2,15 @@
 
 A key is `mfp_<key id hex>_<43 characters of secret>`. The id finds the row; the SHA-256 of the
 whole key is compared in constant time. Neither the key nor its hash is ever in an event.
+
+Every key expires (at most MAX_LIFETIME after it was made, by the identity service's clock): a key
+copied out of a script or a CI secret is not good forever, and a forgotten integration surfaces
+when it fails instead of holding access nobody remembers. Keys made before keys expired were given
+90 days from the upgrade (migration 0004).
+
+A key an admin minted lives no longer than that admin: once the admin is deleted, the key is refused
+(its status in the listing says why). Otherwise a stolen admin session, stepped up for a few minutes,
+could leave behind a key that outlives every remedy applied to the admin.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -19,6 +29,8 @@ from mfaplane_contracts.identity_events import ApiKeyCreated, ApiKeyRevoked, Api
 from mfaplane_eventing.aggregate import Rejected
 
 PREFIX = "mfp_"
+DEFAULT_LIFETIME = timedelta(days=90)
+MAX_LIFETIME = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -36,10 +48,10 @@ def apply(state: ApiKey, event: EventPayload) -> ApiKey:
     return state
 
 
-def create(state: ApiKey, key_id: uuid.UUID, role: ApiRole, name: str) -> list[EventPayload]:
+def create(state: ApiKey, key_id: uuid.UUID, role: ApiRole, name: str, expires_at: datetime) -> list[EventPayload]:
     if state.exists:
         raise Rejected("api_key_exists", "An API key with this id already exists.")
-    return [ApiKeyCreated(key_id=key_id, role=role, name=name)]
+    return [ApiKeyCreated(key_id=key_id, role=role, name=name, expires_at=expires_at)]
 
 
 def revoke(state: ApiKey, key_id: uuid.UUID) -> list[EventPayload]:
@@ -66,11 +78,19 @@ def key_id_of(key: str) -> uuid.UUID | None:
         return None
 
 
-async def role_of(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> tuple[uuid.UUID, str] | None:
-    """The key's id and role, or None for an unknown, revoked or forged key."""
+# A key's status at $1: why it is refused, or active.
+STATUS = (
+    "CASE WHEN revoked THEN 'revoked' WHEN expires_at <= $1 THEN 'expired' "
+    "WHEN EXISTS (SELECT FROM credentials WHERE 'admin:' || principal_id::text = api_keys.created_by AND deleted) "
+    "THEN 'creator_deleted' ELSE 'active' END"
+)
+
+
+async def role_of(conn: asyncpg.Connection | asyncpg.Pool, key: str, now: datetime) -> tuple[uuid.UUID, str] | None:
+    """The key's id and role, or None for an unknown, revoked, expired or forged key, or one whose admin is gone."""
     key_id = key_id_of(key)
-    row = await conn.fetchrow("SELECT role, key_hash FROM api_keys WHERE key_id = $1 AND NOT revoked",
-                              key_id) if key_id else None
+    row = await conn.fetchrow(f"SELECT role, key_hash FROM api_keys WHERE key_id = $2 AND {STATUS} = 'active'",
+                              now, key_id) if key_id else None
     if row is None or not hmac.compare_digest(row["key_hash"], key_hash(key)):
         return None
     return key_id, row["role"]

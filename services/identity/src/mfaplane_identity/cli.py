@@ -1,25 +1,51 @@
-"""Operator commands of the identity service."""
+"""Operator commands of the identity service: the first admin and the first API keys.
+
+They run with the service's own database access (inside a running identity pod), so they are for
+bootstrapping and automation by whoever operates the deployment; through the API, making an admin
+or a key needs an admin session stepped up with a code (gateway auth.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from mfaplane_eventing import db
-from mfaplane_eventing.clock import SystemClock
+from mfaplane_eventing import clock, db
 from mfaplane_eventing.event_store import Cause, EventStore
 from mfaplane_eventing.service import CliCommand
-from mfaplane_identity.api import issue_api_key
+from mfaplane_identity import account, api_keys
+from mfaplane_identity.api import NewApiKey, NewPrincipal, create_principal, issue_api_key, passwords_for
+
+
+@asynccontextmanager
+async def _store(settings) -> AsyncIterator[EventStore]:
+    """The event store, on the services' clock (so that a key's expiry is measured as identity measures it)."""
+    pool = await db.create_pool(settings.database_url, settings.database_schema)
+    try:
+        yield EventStore(pool, clock.from_setting(settings.mfaplane_fake_clock_file))
+    finally:
+        await pool.close()
+
+
+def _cause() -> Cause:
+    return Cause(actor="operator:cli", correlation_id=uuid.uuid4(), command_id=uuid.uuid4())
 
 
 async def _create_api_key(settings, args: argparse.Namespace) -> None:
-    pool = await db.create_pool(settings.database_url, settings.database_schema)
-    try:
-        cause = Cause(actor="operator:cli", correlation_id=uuid.uuid4(), command_id=uuid.uuid4())
-        issued = await issue_api_key(EventStore(pool, SystemClock()), cause, args.role, args.name)
-        print(issued.key)
-    finally:
-        await pool.close()
+    body = NewApiKey(role=args.role, name=args.name, expires_in_days=args.expires_in_days)
+    async with _store(settings) as store:
+        print((await issue_api_key(store, _cause(), body, store.clock.now())).key)
+
+
+async def _create_admin(settings, args: argparse.Namespace) -> None:
+    # The password from standard input, never from the command line, which other processes can read.
+    body = NewPrincipal(email=args.email, name=args.name, password=sys.stdin.readline().rstrip("\n"))
+    password_hash = await passwords_for(settings).hash(body.password)
+    async with _store(settings) as store:
+        print((await create_principal(store, _cause(), body, "admin", account.create_admin, password_hash)).aggregate_id)
 
 
 CREATE_API_KEY = CliCommand(
@@ -28,5 +54,15 @@ CREATE_API_KEY = CliCommand(
     arguments=(
         (("--role",), {"required": True, "choices": ["admin", "auditor", "portal", "system_agent"]}),
         (("--name",), {"required": True}),
+        (("--expires-in-days",), {"type": int, "default": api_keys.DEFAULT_LIFETIME.days,
+                                  "help": f"1 to {api_keys.MAX_LIFETIME.days} (default: %(default)s)"}),
     ),
+)
+
+
+CREATE_ADMIN = CliCommand(
+    help="create an admin, the password read from standard input, and print its id (bootstraps the first "
+         "admin, who sets up MFA at their first sign-in to the admin console)",
+    run=_create_admin,
+    arguments=((("--email",), {"required": True}), (("--name",), {"required": True})),
 )

@@ -10,8 +10,8 @@ threads 322 (t=1, 8 MiB, p=4). Requests beyond the threads wait their turn.
 A sign-in waits only if few enough wait already: at most `threads` hashing and `queue` waiting hold a
 place, and one finding none is refused at once (429 `server_busy`, Retry-After). Unbounded, a burst
 of sign-ins with random emails made every later one wait behind it until the gateway gave up on it
-(a 503 after 10 s), a real user's included. A sign-in holds its place from arrival to answer; the
-hashes of new passwords, which only admins cause, take none.
+(a 503 after 10 s), a real user's included. A sign-in, and an owner's password change or reset, holds
+its place from arrival to answer; the hashes of the passwords admins give new accounts take none.
 """
 
 from __future__ import annotations

@@ -22,3 +22,8 @@ class IdentitySettings(ServiceSettings):
     # whatever the emails, refuse that address's sign-ins until the window ends (source_guard.py).
     source_max_password_failures: int = Field(default=30, ge=1)
     source_failure_window_seconds: int = 15 * 60
+    # Signs the tokens of mailed password reset links (reset_tokens.py); the notifier holds the same key.
+    # At least 32 random characters, from a Secret.
+    password_reset_key: str = Field(min_length=32, repr=False)
+    # How long a mailed password reset link works.
+    password_reset_ttl_seconds: int = Field(default=24 * 3600, ge=300)

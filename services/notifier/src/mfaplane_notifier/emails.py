@@ -43,6 +43,7 @@ SUBJECTS = {
     "codes_paused": "Wrong MFA codes: code entry is paused",
     "factor_locked": "Wrong MFA codes: your MFA is locked",
     "recovery_code_used": "A recovery code was used to sign in",
+    "password_reset": "Reset your password",
 }
 TEMPLATE_OF_KIND = {"extended": "period_changed", "reset": "period_changed"}
 
@@ -60,7 +61,7 @@ def readable(moment: datetime) -> str:
 
 def render(kind: str, recipient: Recipient, deadline: datetime | None, now: datetime, mail_from: str,
            portal_url: str, *, paused_until: datetime | None = None,
-           recovery_codes_left: int | None = None) -> EmailMessage:
+           recovery_codes_left: int | None = None, reset_link: str | None = None) -> EmailMessage:
     subject = SUBJECTS[kind] + (" (admin portal)" if recipient.is_admin else "")
     remaining = (deadline - now).total_seconds() if deadline else 0
     context = {
@@ -74,6 +75,7 @@ def render(kind: str, recipient: Recipient, deadline: datetime | None, now: date
         "portal_name": "Admin Portal" if recipient.is_admin else "User Portal",
         "paused_until": readable(paused_until) if paused_until else None,
         "recovery_codes_left": recovery_codes_left,
+        "reset_link": reset_link,
     }
     template = TEMPLATE_OF_KIND.get(kind, kind)
     message = EmailMessage(policy=POLICY)

@@ -28,10 +28,12 @@ import json
 import logging
 import random
 import time
+import uuid
 
 import asyncpg
 from prometheus_client import Counter
 
+from mfaplane_contracts import reset_tokens
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_eventing import loops
 from mfaplane_eventing.service import Runtime
@@ -123,13 +125,21 @@ class MailLoop:
         to = Recipient(facts.email, facts.name, is_admin=facts.kind == "admin")
         portal = self._settings.admin_portal_url if to.is_admin else self._settings.user_portal_url
         message = render(row["kind"], to, row["deadline"], now, self._settings.mail_from, portal,
-                         paused_until=row["paused_until"], recovery_codes_left=row["recovery_codes_left"])
+                         paused_until=row["paused_until"], recovery_codes_left=row["recovery_codes_left"],
+                         reset_link=self._reset_link(portal, row["reset_id"]))
         try:
             await session.send(message)
         except (TemporaryFailure, PermanentFailure) as failure:
             await self._failed(row, failure)
         else:
             await self._finish(row, "sent")
+
+    def _reset_link(self, portal: str, reset_id: uuid.UUID | None) -> str | None:
+        """The portal's page for a new password, the token in the fragment: browsers send that to no
+        server, so it stays out of access logs and Referer headers."""
+        if reset_id is None:
+            return None
+        return f"{portal.rstrip('/')}/#reset={reset_tokens.token(self._settings.password_reset_key, reset_id)}"
 
     async def _release(self, rows: list[asyncpg.Record]) -> None:
         await self._pool.execute("UPDATE notifications SET claimed_until = NULL WHERE event_id = ANY($1)",

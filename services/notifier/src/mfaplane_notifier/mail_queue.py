@@ -30,14 +30,25 @@ async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) 
     """Handles a run of events in order, with a statement per table rather than per event."""
     bodies = [(envelope, envelope.body()) for envelope in envelopes]
     await _save_recipients(conn, [body for _, body in bodies if isinstance(body, RECIPIENT_EVENTS)])
-    if deleted := [_subject(body) for _, body in bodies if isinstance(body, DELETIONS)]:
+    if deleted := [_principal(body) for _, body in bodies if isinstance(body, DELETIONS)]:
         await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = ANY($1::uuid[])", deleted)
     await _save_enrollments(conn, [(e.aggregate_id, body) for e, body in bodies if isinstance(body, ENROLLMENT_EVENTS)])
     await _queue_notifications(conn, [(e, body) for e, body in bodies if kind_of(body) is not None])
 
 
-def _subject(body: identity.UserDeleted | identity.AdminDeleted) -> uuid.UUID:
-    return body.admin_id if isinstance(body, identity.AdminDeleted) else body.user_id
+def _principal(body: EventPayload) -> uuid.UUID:
+    """Whom an event is about: mfa names them principal_id, identity user_id or admin_id."""
+    return next(getattr(body, field) for field in ("principal_id", "user_id", "admin_id") if hasattr(body, field))
+
+
+def _enrollment(body: EventPayload) -> str | None:
+    """The enrollment an mfa event is about; None for an identity event (a password reset)."""
+    return mfa.enrollment_id(body.scope, body.principal_id) if hasattr(body, "scope") else None
+
+
+def _deadline(body: EventPayload) -> datetime | None:
+    """The deadline a mail tells and is checked against: a period's end, or when a reset link expires."""
+    return getattr(body, "expires_at", None) or getattr(body, "deadline", None)
 
 
 async def _save_recipients(conn: asyncpg.Connection, bodies: list[EventPayload]) -> None:
@@ -92,17 +103,16 @@ async def _queue_notifications(conn: asyncpg.Connection, events: list[tuple[Enve
         return
     await conn.execute(
         "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, paused_until, "
-        "recovery_codes_left, next_attempt_at, created_at) "
-        "SELECT event_id, kind, principal_id, enrollment_id, deadline, paused_until, recovery_codes_left, now(), "
-        "created_at FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], "
-        "$6::timestamptz[], $7::int[], $8::timestamptz[]) AS n(event_id, kind, principal_id, enrollment_id, "
-        "deadline, paused_until, recovery_codes_left, created_at) ON CONFLICT DO NOTHING",
+        "recovery_codes_left, reset_id, next_attempt_at, created_at) "
+        "SELECT event_id, kind, principal_id, enrollment_id, deadline, paused_until, recovery_codes_left, reset_id, "
+        "now(), created_at FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], "
+        "$6::timestamptz[], $7::int[], $8::uuid[], $9::timestamptz[]) AS n(event_id, kind, principal_id, "
+        "enrollment_id, deadline, paused_until, recovery_codes_left, reset_id, created_at) ON CONFLICT DO NOTHING",
         [e.event_id for e, _ in events], [kind_of(body) for _, body in events],
-        [body.principal_id for _, body in events],
-        [mfa.enrollment_id(body.scope, body.principal_id) for _, body in events],
-        [getattr(body, "deadline", None) for _, body in events],
-        [getattr(body, "until", None) for _, body in events],
-        [getattr(body, "recovery_codes_left", None) for _, body in events], [e.occurred_at for e, _ in events],
+        [_principal(body) for _, body in events], [_enrollment(body) for _, body in events],
+        [_deadline(body) for _, body in events], [getattr(body, "until", None) for _, body in events],
+        [getattr(body, "recovery_codes_left", None) for _, body in events],
+        [getattr(body, "reset_id", None) for _, body in events], [e.occurred_at for e, _ in events],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import EventPayload
 
@@ -18,6 +19,8 @@ KIND_OF_EVENT: dict[type[EventPayload], str] = {
     mfa.TOTPThrottled: "codes_paused",
     mfa.TOTPFactorLocked: "factor_locked",
     mfa.TOTPVerified: "recovery_code_used",  # only when it used one: see kind_of
+    identity.UserPasswordResetRequested: "password_reset",
+    identity.AdminPasswordResetRequested: "password_reset",
 }
 # What happened to the principal's codes: told whatever the enrollment has become since.
 NOTICES = {"codes_paused", "factor_locked", "recovery_code_used"}
@@ -40,9 +43,12 @@ class Enrollment:
 def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | None, now: datetime) -> bool:
     """A reminder after the user has set up, for a deadline since moved, or once the deadline has
     passed (a scheduler or notifier that was down sends it late; the expiry mail says what holds) is
-    not sent. A notice about the principal's codes is always sent."""
+    not sent. A notice about the principal's codes is always sent; a password reset link while it works
+    (`deadline`: when it expires)."""
     if kind in NOTICES:
         return True
+    if kind == "password_reset":
+        return deadline is not None and now < deadline
     if enrollment is None:
         return False
     if kind == "setup_complete":

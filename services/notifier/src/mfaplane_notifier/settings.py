@@ -12,6 +12,8 @@ class NotifierSettings(ServiceSettings):
     mail_from: str = "MFA <mfa@localhost>"
     user_portal_url: str = "http://127.0.0.1:8000/portal"
     admin_portal_url: str = "http://127.0.0.1:8000/admin"
+    # Signs the tokens of the password reset links mailed (the identity service's PASSWORD_RESET_KEY).
+    password_reset_key: str = Field(min_length=32, repr=False)
     mail_max_attempts: int = 8
     mail_retry_base_seconds: float = 2.0
     mail_retry_max_seconds: float = 600.0

@@ -3,6 +3,7 @@
 // It calls nothing but /v1.
 
 import { Api, loadConfig } from "./common/api.js";
+import { resetPage, takeResetToken } from "./common/password_reset.js";
 import { SignIn } from "./common/sign_in.js";
 import { logo, notConfigured } from "./common/ui.js";
 import { systemsView } from "./systems.js";
@@ -72,6 +73,11 @@ async function start() {
     leave("You are signed out.");
   });
 
+  const token = takeResetToken();
+  if (token) {
+    return resetPage({ root: main, api: portal, prefix: "/admin-portal", product: "the admin console", token,
+      onDone: leave });
+  }
   const stored = sessionStorage.getItem(SESSION);
   if (stored) {
     try {

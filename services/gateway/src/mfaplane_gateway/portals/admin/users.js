@@ -1,6 +1,6 @@
 // Users: the list with MFA status, filters, counts and paging; bulk actions; one user's details and history.
 
-import { errorBox, field, focusHeading, formatDate, formatDuration, h } from "./common/ui.js";
+import { busy, errorBox, field, focusHeading, formatDate, formatDuration, h } from "./common/ui.js";
 import {
   STATUSES, STATUS_ORDER, actionDialog, hasPeriod, keepingFocus, menuButton, padlockIcon, sleep, statusBadge, statusDetails,
   untilSettled,
@@ -241,7 +241,8 @@ export function usersView(api, main) {
 const EVENT_TEXT = {
   UserCreated: () => "User created",
   UserUpdated: () => "Name or email changed",
-  UserPasswordChanged: () => "Password changed",
+  UserPasswordChanged: (p) => (p.reset_id ? "Password reset with the mailed link" : "Password changed"),
+  UserPasswordResetRequested: (p) => `Password reset link mailed, good once until ${formatDate(p.expires_at)}`,
   UserDeleted: () => "User deleted",
   AdminCreated: () => "Admin created",
   MFARequired: (p) => (p.already_set_up ? "MFA required (already set up: active at once)"
@@ -271,7 +272,8 @@ function describeActor(actor) {
   const [kind, id] = actor.split(":");
   const short = id ? id.slice(0, 8) : "";
   return { admin: `Admin ${short}`, api_key: `API key ${short}`, user: "The user", system: `Automatic (${id})` }[kind]
-    || { "gateway:sign-in": "Sign-in", "gateway:system-agent": "System login" }[actor] || actor;
+    || { "gateway:sign-in": "Sign-in", "gateway:system-agent": "System login", "gateway:password-reset": "Reset link" }[actor]
+    || actor;
 }
 
 async function history(api, id) {
@@ -329,6 +331,15 @@ export async function userView(api, main, id, { note, loaded } = {}) {
     label: ACTIONS[action].menu, onSelect: run(action),
   })));
   const details = statusDetails(user);
+  const mailReset = h("button", { type: "button", class: "secondary" }, "Mail a password reset link");
+  mailReset.addEventListener("click", () => busy(view, async () => {
+    try {
+      const sent = await api.post(`/users/${id}/password-reset`);
+      message.textContent = `A password reset link is on its way to ${user.email}; it works once, until ${formatDate(sent.expires_at)}.`;
+    } catch (failure) {
+      message.textContent = `No reset link was sent: ${failure.message}`;
+    }
+  }));
   const view = h("div", { class: "view" },
     h("p", {}, h("a", { href: "#/users" }, "Back to users")),
     h("h1", {}, user.name),
@@ -345,7 +356,8 @@ export async function userView(api, main, id, { note, loaded } = {}) {
         h("dt", {}, "Time remaining"), h("dd", { id: "time-remaining" }, user.time_remaining_seconds === null ? (user.status === "expired" ? "None: the deadline has passed" : "—") : formatDuration(user.time_remaining_seconds)),
         h("dt", {}, "Enrollment period"), h("dd", {}, user.enrollment_days ? `${user.enrollment_days} days` : "—"),
         h("dt", {}, "Setup prompt dismissed"), h("dd", {}, `${user.dismissals} time${user.dismissals === 1 ? "" : "s"}`),
-        h("dt", {}, "Last code accepted"), h("dd", {}, formatDate(user.last_verified_at)))),
+        h("dt", {}, "Last code accepted"), h("dd", {}, formatDate(user.last_verified_at))),
+      h("div", { class: "actions" }, mailReset)),
     historySection);
   main.replaceChildren(view);
   focusHeading(view);

@@ -84,7 +84,7 @@ export class SignIn {
       case "signed_in": return this.done({ session: answer.session });
       case "mfa_required": return this.codeStep(answer.challenge);
       case "enrollment_prompt": return this.promptStep(answer);
-      case "setup_required": return this.setupRequiredStep(answer.challenge);
+      case "setup_required": return this.setupRequiredStep(answer);
       case "locked_out": return this.lockedStep(answer);
       default: return this.start(`Unexpected answer from the gateway: ${answer.outcome}.`);
     }
@@ -176,11 +176,12 @@ export class SignIn {
     focusHeading(card);
   }
 
-  setupRequiredStep(challenge) {
+  /** `answer.reason`: why MFA is required, when it is a rule of the product (every admin) rather than an admin's choice. */
+  setupRequiredStep({ challenge, reason }) {
     const card = this.show(
       h("h1", {}, "Set up multi-factor authentication to continue"),
-      h("p", {}, `Your administrator requires multi-factor authentication (MFA) for ${this.product}, `,
-        "with no enrollment period: set it up now to sign in."),
+      h("p", {}, reason ? `${reason} Set it up now to sign in.`
+        : `Your administrator requires multi-factor authentication (MFA) for ${this.product}, with no enrollment period: set it up now to sign in.`),
       h("p", {}, "You need an authenticator app, such as Google Authenticator, Microsoft Authenticator, FreeOTP or Aegis."),
       h("div", { class: "actions" },
         h("button", { type: "button", onclick: () => this.setupStep(challenge) }, "Set up now"),

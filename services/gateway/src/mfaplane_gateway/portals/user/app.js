@@ -1,6 +1,8 @@
-// The reference user portal: sign in (with MFA), set up MFA, sign out. It calls nothing but /v1.
+// The reference user portal: sign in (with MFA), set up MFA, sign out, and set a new password through a
+// mailed reset link. It calls nothing but /v1.
 
 import { Api, loadConfig } from "./common/api.js";
+import { resetPage, takeResetToken } from "./common/password_reset.js";
 import { SignIn } from "./common/sign_in.js";
 import { days, focusHeading, formatDate, h, logo, notConfigured } from "./common/ui.js";
 
@@ -41,6 +43,12 @@ async function start() {
     focusHeading(card);
   }
 
+  const token = takeResetToken();
+  if (token) {
+    sessionStorage.removeItem(SESSION);  // the reset ends it
+    return resetPage({ root: main, api, prefix: "/portal", product: "the user portal", token,
+      onDone: (note) => flow.start(note, { focusForm: true }) });
+  }
   const stored = sessionStorage.getItem(SESSION);
   if (stored) return signedIn({ session: stored });
   return flow.start(null, { focusForm: true });

@@ -1,0 +1,50 @@
+"""An admin ends every session of a user or an admin: a lost laptop, a suspected takeover.
+
+Identity records it as an event (UserSessionsEnded / AdminSessionsEnded), so the audit trail shows
+who did it and when; the projector ends the sessions when the event reaches it, and this route ends
+them at once as well, so the caller does not wait for the projection. Sign-in challenges issued
+before it are refused too: a password typed before the sessions were ended opens no new one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from fastapi import APIRouter
+
+from mfaplane_eventing.service import Runtime, RuntimeDep
+from mfaplane_gateway.api import IdempotencyKey
+from mfaplane_gateway.auth import Admin, Caller
+from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
+from mfaplane_gateway.receipts import Receipt, receipt
+from mfaplane_gateway.sessions import end_sessions_before
+
+router = APIRouter(prefix="/v1")
+
+
+async def end_now(runtime: Runtime, principal_id: uuid.UUID) -> None:
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await end_sessions_before(conn, {principal_id: runtime.clock.now()})
+
+
+async def _end_sessions(kind: Literal["user", "admin"], principal_id: uuid.UUID, caller: Caller, runtime: Runtime,
+                        forward: Forwarder, idempotency_key: str | None) -> Receipt:
+    ended = receipt(await forward.send("identity", "POST", f"/principals/{kind}/{principal_id}/end-sessions",
+                                       caller.actor, None, idempotency_key))
+    await end_now(runtime, principal_id)
+    return ended
+
+
+@router.delete("/users/{user_id}/sessions", tags=["users"])
+async def end_user_sessions(user_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep,
+                            idempotency_key: IdempotencyKey = None) -> Receipt:
+    """Ends every session of the user in the user portal."""
+    return await _end_sessions("user", user_id, caller, runtime, forward, idempotency_key)
+
+
+@router.delete("/admins/{admin_id}/sessions", tags=["admins and API keys"])
+async def end_admin_sessions(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep,
+                             idempotency_key: IdempotencyKey = None) -> Receipt:
+    """Ends every session of the admin in the admin console (the caller's own included, if it is theirs)."""
+    return await _end_sessions("admin", admin_id, caller, runtime, forward, idempotency_key)

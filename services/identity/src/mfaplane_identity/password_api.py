@@ -1,0 +1,137 @@
+"""Passwords changed by their owners and reset through mailed links (NIST SP 800-63B), for the gateway.
+
+A change is three calls the gateway makes in turn: the owner's current password checked here (the
+same per-email and per-source slots as a sign-in), their code checked by mfa when their MFA is
+active, then the new password set here. A reset is requested by an admin and mailed by the notifier
+as a link whose token only the notifier and identity can make (reset_tokens.py); redeeming it sets
+the new password once. Either way the event is the principal's PasswordChanged, which ends their
+sessions (the gateway), and whose moment is answered so the gateway can keep the session that made it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends
+from pydantic import Field
+
+from mfaplane_contracts import reset_tokens
+from mfaplane_contracts.commands import CommandReceipt
+from mfaplane_contracts.envelope import EventPayload
+from mfaplane_eventing.aggregate import Rejected, Replayer
+from mfaplane_eventing.command_handler import execute, receipt
+from mfaplane_eventing.event_store import Cause
+from mfaplane_eventing.request_context import CauseDep
+from mfaplane_eventing.service import Runtime, RuntimeDep
+from mfaplane_identity import account, password_guard, source_guard
+from mfaplane_identity.account import Account
+from mfaplane_identity.api import Body, Password, QueuedPasswords
+
+router = APIRouter()
+Kind = Literal["user", "admin"]
+_accounts = Replayer(account.apply, Account())
+
+
+class PasswordCheck(Body):
+    password: str = Field(min_length=1, max_length=256)
+    source: str = Field(min_length=1, max_length=64, description="the client address, for the spraying limit")
+
+
+class NewPassword(Body):
+    password: str = Password
+
+
+class ResetRedemption(Body):
+    kind: Kind
+    token: str = Field(min_length=1, max_length=reset_tokens.MAX_LENGTH)
+    password: str = Password
+
+
+class PasswordSet(CommandReceipt):
+    changed_at: datetime = Field(description="when the password changed: sessions authenticated before it end")
+
+
+class ResetRequested(CommandReceipt):
+    expires_at: datetime
+
+
+async def _source_attempt(body: PasswordCheck, runtime: RuntimeDep) -> AsyncIterator[None]:
+    async with source_guard.SourceGuard(runtime.pool, runtime.clock, runtime.settings).attempt(body.source):
+        yield
+
+
+# After the hashing place, as at sign-in (api.py): one refused by either has written nothing.
+SourceAttempt = Annotated[None, Depends(_source_attempt, scope="function")]
+
+
+@router.post("/principals/{kind}/{principal_id}/password-check")
+async def check_password(kind: Kind, principal_id: uuid.UUID, body: PasswordCheck, runtime: RuntimeDep,
+                         pw: QueuedPasswords, _: SourceAttempt) -> dict:
+    """The principal's own password, checked as a sign-in checks it: a wrong one counts toward the lockout
+    of its email and toward its source's limit."""
+    row = await runtime.pool.fetchrow("SELECT email, password_hash FROM credentials WHERE principal_id = $1 "
+                                      "AND kind = $2 AND NOT deleted", principal_id, kind)
+    if row is None:
+        raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
+    guard = password_guard.PasswordGuard(runtime.pool, runtime.clock, runtime.settings)
+    await guard.take_slot(kind, row["email"])
+    if not await pw.verify(row["password_hash"], body.password):
+        raise Rejected(source_guard.WRONG_PASSWORD, "The current password is wrong.", status=401)
+    await guard.succeeded(kind, row["email"])
+    return {"principal_id": str(principal_id), "kind": kind}
+
+
+@router.put("/principals/{kind}/{principal_id}/password")
+async def set_password(kind: Kind, principal_id: uuid.UUID, body: NewPassword, runtime: RuntimeDep, cause: CauseDep,
+                       pw: QueuedPasswords) -> PasswordSet:
+    password_hash = await pw.hash(body.password)
+    return await _set(runtime, cause, principal_id, password_hash,
+                      lambda state: account.change_password(state, kind, principal_id))
+
+
+@router.post("/principals/{kind}/{principal_id}/password-reset", status_code=201)
+async def request_reset(kind: Kind, principal_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> ResetRequested:
+    reset_id = uuid.uuid4()
+    expires_at = runtime.clock.now() + timedelta(seconds=runtime.settings.password_reset_ttl_seconds)
+
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("INSERT INTO password_resets (reset_id, principal_id) VALUES ($1, $2)", reset_id,
+                           principal_id)
+
+    result = await execute(runtime.store, str(principal_id), _accounts,
+                           lambda state: account.request_password_reset(state, kind, principal_id, reset_id,
+                                                                        expires_at), cause, write)
+    # From the event: a retried request answers with the moment it set the first time.
+    return ResetRequested(**receipt(str(principal_id), result).model_dump(),
+                          expires_at=result.events[0].body().expires_at)
+
+
+@router.post("/password-resets/redeem")
+async def redeem_reset(body: ResetRedemption, runtime: RuntimeDep, cause: CauseDep, pw: QueuedPasswords) -> PasswordSet:
+    """Sets the password of the reset the token names, if that reset is open. A forged token is refused
+    before anything is read, and a used, expired or superseded one before the new password is hashed."""
+    reset_id = reset_tokens.reset_id_of(runtime.settings.password_reset_key, body.token)
+    principal_id = reset_id and await runtime.pool.fetchval(
+        "SELECT principal_id FROM password_resets WHERE reset_id = $1", reset_id)
+    if not principal_id:
+        raise account.invalid_reset()
+
+    def redeem(state: Account) -> list[EventPayload]:
+        return account.redeem_password_reset(state, body.kind, principal_id, reset_id, runtime.clock.now())
+
+    redeem(_accounts(await runtime.store.history(str(principal_id))))  # a refusal before the hash's cost
+    return await _set(runtime, cause, principal_id, await pw.hash(body.password), redeem)
+
+
+async def _set(runtime: Runtime, cause: Cause, principal_id: uuid.UUID, password_hash: str,
+               decide: Callable[[Account], list[EventPayload]]) -> PasswordSet:
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("UPDATE credentials SET password_hash = $2 WHERE principal_id = $1", principal_id,
+                           password_hash)
+
+    result = await execute(runtime.store, str(principal_id), _accounts, decide, cause, write)
+    return PasswordSet(**receipt(str(principal_id), result).model_dump(), changed_at=result.events[0].occurred_at)
