@@ -165,6 +165,9 @@ async def test_api_keys_expire_are_listed_and_are_revoked_and_go_with_the_admin_
     assert datetime.fromisoformat(listed[short["key_id"]]["expires_at"]) == datetime.fromisoformat(short["expires_at"])
     assert set(listed[short["key_id"]]) == {"key_id", "role", "name", "created_at", "created_by", "expires_at",
                                             "status"}
+    expired = ok(await gateway_as("admin").get("/v1/api-keys", params={"status": "expired"}))
+    assert short["key_id"] in {k["key_id"] for k in expired} and {k["status"] for k in expired} == {"expired"}
+    problem(await gateway_as("admin").get("/v1/api-keys", params={"status": "lost"}), 422, "validation_error")
     problem(await gateway_as("auditor").get("/v1/api-keys"), 403, "forbidden")
 
 

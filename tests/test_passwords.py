@@ -40,8 +40,8 @@ async def change(portal: httpx.AsyncClient, session: str, current: str = PASSWOR
     return await portal.post(f"{prefix}/password", json=body | ({"code": code} if code else {}))
 
 
-async def redeem(portal: httpx.AsyncClient, token: str, prefix: str = PORTAL) -> httpx.Response:
-    return await portal.post(f"{prefix}/password-reset", json={"token": token, "new_password": NEW_PASSWORD})
+async def redeem(portal: httpx.AsyncClient, token: str, prefix: str = PORTAL, new: str = NEW_PASSWORD) -> httpx.Response:
+    return await portal.post(f"{prefix}/password-reset", json={"token": token, "new_password": new})
 
 
 async def live(portal: httpx.AsyncClient, session: str, prefix: str = PORTAL) -> bool:
@@ -146,6 +146,8 @@ async def test_the_new_password_must_follow_the_rules_and_differ_from_the_curren
     problem(await change(portal, session, new="short"), 422, "validation_error")
     problem(await change(portal, session, new="x" * 257), 422, "validation_error")
     problem(await change(portal, session, new=PASSWORD), 400, "password_unchanged")
+    for guessable in ("Password123!", "qwertyuiop", f"{email}1"):  # common, a keyboard walk, the user's own email
+        problem(await change(portal, session, new=guessable), 400, "password_too_guessable")
     assert await password_changes(stack, user_id) == 0
     assert await signs_in_with(portal, email, PASSWORD) == "signed_in"
 
@@ -189,7 +191,9 @@ async def test_a_mailed_reset_link_works_once_ends_every_session_and_keeps_mfa(s
     assert page == stack.url("gateway") + "/portal/"
     assert await signs_in_with(portal, email, PASSWORD) == "mfa_required", "the password works until the link is used"
 
-    ok(await redeem(portal, token))
+    problem(await redeem(portal, token, new="Password123!"), 400, "password_too_guessable")
+    assert await password_changes(stack, user_id) == 0 and await live(portal, session)
+    ok(await redeem(portal, token))  # the refusal did not use the link up
     assert not await live(portal, session)
     problem(await redeem(portal, token), 400, "invalid_reset_token")
     assert await password_changes(stack, user_id) == 1

@@ -40,6 +40,9 @@ class IssuedApiKey(Receipt):
     key: str = Field(description="shown once; only its hash is kept")
 
 
+KeyStatus = Literal["active", "expired", "revoked", "creator_deleted"]
+
+
 class ListedApiKey(BaseModel):
     key_id: uuid.UUID
     role: ApiRole
@@ -48,8 +51,8 @@ class ListedApiKey(BaseModel):
     created_by: str | None = Field(description="admin:<id> or operator:cli; null for keys made before it was "
                                                "recorded")
     expires_at: datetime
-    status: Literal["active", "expired", "revoked", "creator_deleted"] = Field(
-        description="creator_deleted: the admin who minted it was deleted, and a key lives no longer than its admin")
+    status: KeyStatus = Field(description="creator_deleted: the admin who minted it was deleted, and a key lives no "
+                                          "longer than its admin")
 
 
 @router.post("/admins", status_code=201)
@@ -107,9 +110,10 @@ async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep)
 
 
 @router.get("/api-keys")
-async def list_api_keys(caller: Admin, forward: ForwarderDep) -> list[ListedApiKey]:
-    """Every API key, newest first, revoked and expired ones included; never the keys themselves."""
-    return [ListedApiKey(**key) for key in await forward.send("identity", "GET", "/api-keys", caller.actor)]
+async def list_api_keys(caller: Admin, forward: ForwarderDep, status: KeyStatus | None = None) -> list[ListedApiKey]:
+    """Every API key (or those of one `status`), newest first; never the keys themselves."""
+    path = "/api-keys" + (f"?status={status}" if status else "")
+    return [ListedApiKey(**key) for key in await forward.send("identity", "GET", path, caller.actor)]
 
 
 @router.delete("/api-keys/{key_id}")

@@ -20,7 +20,7 @@ from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_identity import account, api_keys, password_guard, resource, source_guard
+from mfaplane_identity import account, api_keys, password_guard, password_policy, resource, source_guard
 from mfaplane_identity.account import Account
 from mfaplane_identity.passwords import Passwords
 from mfaplane_identity.resource import Resource
@@ -119,6 +119,11 @@ async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, emai
         raise Rejected("email_taken", "This email is already in use.") from None
 
 
+async def new_password_hash(passwords: Passwords, body: NewPrincipal) -> str:
+    await password_policy.refuse_guessable(body.password, body.email, body.name)
+    return await passwords.hash(body.password)
+
+
 async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, password_hash: str) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await _insert_credentials(conn, body.id, kind, body.email, password_hash)
@@ -130,13 +135,14 @@ async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, 
 
 @router.post("/users", status_code=201)
 async def create_user(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
-    return await create_principal(runtime.store, cause, body, "user", account.create_user, await pw.hash(body.password))
+    return await create_principal(runtime.store, cause, body, "user", account.create_user,
+                                  await new_password_hash(pw, body))
 
 
 @router.post("/admins", status_code=201)
 async def create_admin(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
     return await create_principal(runtime.store, cause, body, "admin", account.create_admin,
-                                  await pw.hash(body.password))
+                                  await new_password_hash(pw, body))
 
 
 @router.patch("/users/{user_id}")
@@ -245,6 +251,9 @@ class IssuedApiKey(CommandReceipt):
     key: str = Field(description="shown once; only its hash is kept")
 
 
+KeyStatus = Literal["active", "expired", "revoked", "creator_deleted"]
+
+
 class ListedApiKey(BaseModel):
     key_id: uuid.UUID
     role: ApiRole
@@ -252,7 +261,7 @@ class ListedApiKey(BaseModel):
     created_at: datetime | None  # null for keys made before it was recorded
     created_by: str | None
     expires_at: datetime
-    status: Literal["active", "expired", "revoked", "creator_deleted"]
+    status: KeyStatus
 
 
 class KeyCheck(Body):
@@ -286,11 +295,12 @@ async def create_api_key(body: NewApiKey, runtime: RuntimeDep, cause: CauseDep) 
 
 
 @router.get("/api-keys")
-async def list_api_keys(runtime: RuntimeDep) -> list[ListedApiKey]:
-    """Every key ever made, newest first, refused ones included with the reason."""
-    rows = await runtime.pool.fetch(f"SELECT key_id, role, name, created_at, created_by, expires_at, "
-                                    f"{api_keys.STATUS} AS status FROM api_keys "
-                                    "ORDER BY created_at DESC NULLS LAST, key_id", runtime.clock.now())
+async def list_api_keys(runtime: RuntimeDep, status: KeyStatus | None = None) -> list[ListedApiKey]:
+    """Every key ever made (or those of one status), newest first, refused ones included with the reason."""
+    rows = await runtime.pool.fetch(f"SELECT * FROM (SELECT key_id, role, name, created_at, created_by, expires_at, "
+                                    f"{api_keys.STATUS} AS status FROM api_keys) AS keys "
+                                    "WHERE $2::text IS NULL OR status = $2 "
+                                    "ORDER BY created_at DESC NULLS LAST, key_id", runtime.clock.now(), status)
     return [ListedApiKey(**row) for row in rows]
 
 

@@ -17,7 +17,8 @@ from mfaplane_eventing import clock, db
 from mfaplane_eventing.event_store import Cause, EventStore
 from mfaplane_eventing.service import CliCommand
 from mfaplane_identity import account, api_keys
-from mfaplane_identity.api import NewApiKey, NewPrincipal, create_principal, issue_api_key, passwords_for
+from mfaplane_identity.api import (NewApiKey, NewPrincipal, create_principal, issue_api_key, new_password_hash,
+                                  passwords_for)
 
 
 @asynccontextmanager
@@ -43,7 +44,7 @@ async def _create_api_key(settings, args: argparse.Namespace) -> None:
 async def _create_admin(settings, args: argparse.Namespace) -> None:
     # The password from standard input, never from the command line, which other processes can read.
     body = NewPrincipal(email=args.email, name=args.name, password=sys.stdin.readline().rstrip("\n"))
-    password_hash = await passwords_for(settings).hash(body.password)
+    password_hash = await new_password_hash(passwords_for(settings), body)
     async with _store(settings) as store:
         print((await create_principal(store, _cause(), body, "admin", account.create_admin, password_hash)).aggregate_id)
 

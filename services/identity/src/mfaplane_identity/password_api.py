@@ -27,7 +27,7 @@ from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.event_store import Cause
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import Runtime, RuntimeDep
-from mfaplane_identity import account, password_guard, source_guard
+from mfaplane_identity import account, password_guard, password_policy, source_guard
 from mfaplane_identity.account import Account
 from mfaplane_identity.api import Body, Password, QueuedPasswords
 
@@ -88,6 +88,7 @@ async def check_password(kind: Kind, principal_id: uuid.UUID, body: PasswordChec
 @router.put("/principals/{kind}/{principal_id}/password")
 async def set_password(kind: Kind, principal_id: uuid.UUID, body: NewPassword, runtime: RuntimeDep, cause: CauseDep,
                        pw: QueuedPasswords) -> PasswordSet:
+    await _refuse_guessable(runtime, principal_id, body.password)
     password_hash = await pw.hash(body.password)
     return await _set(runtime, cause, principal_id, password_hash,
                       lambda state: account.change_password(state, kind, principal_id))
@@ -124,7 +125,13 @@ async def redeem_reset(body: ResetRedemption, runtime: RuntimeDep, cause: CauseD
         return account.redeem_password_reset(state, body.kind, principal_id, reset_id, runtime.clock.now())
 
     redeem(_accounts(await runtime.store.history(str(principal_id))))  # a refusal before the hash's cost
+    await _refuse_guessable(runtime, principal_id, body.password)
     return await _set(runtime, cause, principal_id, await pw.hash(body.password), redeem)
+
+
+async def _refuse_guessable(runtime: Runtime, principal_id: uuid.UUID, password: str) -> None:
+    email = await runtime.pool.fetchval("SELECT email FROM credentials WHERE principal_id = $1", principal_id)
+    await password_policy.refuse_guessable(password, *([email] if email else []))
 
 
 async def _set(runtime: Runtime, cause: Cause, principal_id: uuid.UUID, password_hash: str,
