@@ -4,7 +4,8 @@ Callers present `Authorization: Bearer <token>`. A token is either an API key (`
 role, or the session token of an admin signed in to the admin portal, which acts with the `admin`
 role and is recorded as that admin. While ADMIN_MFA_REQUIRED is on, an admin session counts only if
 a code was checked for it: a session opened with a password alone (before the switch was turned on)
-is refused. Minting an API key needs more: an admin session whose code is recent (`StepUp`).
+is refused. What turns into lasting admin access (minting an API key, making an admin, resetting
+an admin's MFA) needs more: an admin session whose code is recent (`StepUp`).
 
 Keys are checked by the identity service, which alone holds their hashes. A verified key is
 remembered for a few seconds (keyed by a hash of the key, never the key) so a busy portal does not

@@ -215,7 +215,7 @@ class StepUpBody(SessionBody):
 async def step_up(body: StepUpBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                   forward: ForwarderDep) -> SessionInfo:
     """The signed-in admin proves their second factor again, before an action that asks for a recent code
-    (minting an API key). The code is checked and throttled as at sign-in."""
+    (minting an API key, making an admin). The code is checked and throttled as at sign-in."""
     now = runtime.clock.now()
     row = await tokens.session(runtime.pool, body.session, "admin", now)
     admin = f"admin:{row['principal_id']}"
