@@ -17,8 +17,8 @@ from mfaplane_gateway.api import (ConsistentWith, IdempotencyKey, NewPrincipal, 
 from mfaplane_gateway.auth import Admin, Reader, StepUp
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.principals_query import PrincipalFilter
-from mfaplane_gateway.principal_sessions import end_now
 from mfaplane_gateway.receipts import Receipt, receipt
+from mfaplane_gateway.sessions import end_now
 
 router = APIRouter(prefix="/v1", tags=["admins and API keys"])
 

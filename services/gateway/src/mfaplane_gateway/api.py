@@ -26,6 +26,7 @@ from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.principals_query import PrincipalFilter, SearchText, SortKey
 from mfaplane_gateway.read_models import LIVE_TABLES
+from mfaplane_gateway.sessions import end_now
 
 router = APIRouter(prefix="/v1")
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Apply a retried request once")]
@@ -223,7 +224,9 @@ async def update_user(user_id: uuid.UUID, body: UserChanges, caller: Admin, forw
 
 
 @router.delete("/users/{user_id}", tags=["users"])
-async def delete_user(user_id: uuid.UUID, caller: Admin, forward: ForwarderDep,
+async def delete_user(user_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
-    return receipt(await forward.send("identity", "DELETE", f"/users/{user_id}", caller.actor, None,
-                                       idempotency_key))
+    deleted = receipt(await forward.send("identity", "DELETE", f"/users/{user_id}", caller.actor, None,
+                                         idempotency_key))
+    await end_now(runtime, user_id)  # its sessions end, and its sign-in challenges are refused, at once
+    return deleted

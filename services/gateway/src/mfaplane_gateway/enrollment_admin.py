@@ -23,8 +23,8 @@ from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.auth import Admin, Caller, Roles, SteppedUp
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
-from mfaplane_gateway.principal_sessions import end_now
 from mfaplane_gateway.receipts import Receipt, receipt
+from mfaplane_gateway.sessions import end_now
 
 
 class EnrollmentPeriod(BaseModel):

@@ -18,14 +18,9 @@ from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin, Caller
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
-from mfaplane_gateway.sessions import end_sessions_before
+from mfaplane_gateway.sessions import end_now
 
 router = APIRouter(prefix="/v1")
-
-
-async def end_now(runtime: Runtime, principal_id: uuid.UUID) -> None:
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await end_sessions_before(conn, {principal_id: runtime.clock.now()})
 
 
 async def _end_sessions(kind: Literal["user", "admin"], principal_id: uuid.UUID, caller: Caller, runtime: Runtime,

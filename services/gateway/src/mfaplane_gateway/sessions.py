@@ -4,8 +4,9 @@ A challenge is handed out by step one of a sign-in (password accepted) and names
 may do with it: `code` (verify a TOTP or recovery code), `prompt` (set up now or dismiss),
 `setup` (must set up). It is short-lived, only good for that principal and purpose, and single-use:
 it opens at most one session. It is refused once the principal's password changed, its MFA was
-reset or newly required, or it was deleted after the challenge was issued (a cutoff the projector
-records from those events; `end_sessions_before`).
+reset or newly required, its sessions were ended, or it was deleted after the challenge was issued:
+a cutoff the routes making those changes record at once (`end_now`), and the projector from their
+events (`end_sessions_before`).
 Every sign-in adds a session row; once it has expired, nothing reads it again, and a background
 loop deletes it.
 """
@@ -70,7 +71,8 @@ class Tokens:
             "SELECT EXISTS (SELECT FROM redeemed_challenges WHERE challenge_id = $1) AS redeemed, "
             "(SELECT not_before FROM principal_cutoffs WHERE principal_id = $2) AS not_before",
             challenge.challenge_id, challenge.principal_id)
-        _refuse_unless_redeemable(row["redeemed"], row["not_before"], challenge.issued_at)
+        not_before = row["not_before"]
+        _refuse_unless_redeemable(row["redeemed"], not_before is not None and challenge.issued_at <= not_before)
 
     async def redeem(self, pool: asyncpg.Pool, challenge: Challenge, now: datetime, code_checked: bool) -> str:
         """The one session `challenge` gives; `code_checked`: its step two checked a code."""
@@ -82,22 +84,15 @@ class Tokens:
                            mfa_verified_at: datetime | None = None) -> str:
         """A new session for a password checked at `authenticated_at`, checked against the principal's cutoff
         under its lock, which the projector's cutoffs take too: no session is opened past a cutoff
-        committed meanwhile."""
+        committed meanwhile (migration 0010, open_session)."""
         authenticated_at = authenticated_at or now
         session_id = uuid.uuid4()
-        async with pool.acquire() as conn, conn.transaction():
-            await _lock_principal(conn, principal_id)
-            reused = challenge is not None and not await conn.fetchval(
-                "INSERT INTO redeemed_challenges (challenge_id, expires_at) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING RETURNING true",
-                challenge.challenge_id, challenge.issued_at + timedelta(seconds=self._challenge_ttl))
-            not_before = await conn.fetchval("SELECT not_before FROM principal_cutoffs WHERE principal_id = $1",
-                                             principal_id)
-            _refuse_unless_redeemable(reused, not_before, authenticated_at)
-            await conn.execute(
-                "INSERT INTO sessions (session_id, principal_id, kind, created_at, expires_at, authenticated_at, "
-                "mfa_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                session_id, principal_id, kind, now, now + self.session_ttl, authenticated_at, mfa_verified_at)
+        challenge_expires_at = challenge and challenge.issued_at + timedelta(seconds=self._challenge_ttl)
+        outcome = await pool.fetchval(
+            "SELECT open_session($1, $2, $3, $4, $5, $6, $7, $8, $9)", session_id, principal_id, kind, now,
+            now + self.session_ttl, authenticated_at, mfa_verified_at, challenge and challenge.challenge_id,
+            challenge_expires_at)
+        _refuse_unless_redeemable(outcome == "redeemed", outcome == "cut_off")
         return self._sessions.dumps(str(session_id))
 
     async def session(self, pool: asyncpg.Pool, token: str, kind: str, now: datetime) -> asyncpg.Record:
@@ -128,10 +123,10 @@ class Tokens:
         await pool.execute("UPDATE sessions SET mfa_verified_at = $2 WHERE session_id = $1", session_id, now)
 
 
-def _refuse_unless_redeemable(redeemed: bool, not_before: datetime | None, authenticated_at: datetime) -> None:
+def _refuse_unless_redeemable(redeemed: bool, cut_off: bool) -> None:
     if redeemed:
         raise Rejected("invalid_challenge", "This challenge was already used; sign in again.", 401)
-    if not_before is not None and authenticated_at <= not_before:
+    if cut_off:
         raise Rejected("invalid_challenge", "The account changed since this challenge was issued; sign in again.",
                        401)
 
@@ -171,6 +166,13 @@ async def end_other_sessions(pool: asyncpg.Pool, principal_id: uuid.UUID, kept: 
             "AND NOT EXISTS (SELECT FROM principal_cutoffs WHERE principal_id = $3 AND not_before > $2)",
             kept, moment, principal_id)
         await end_sessions_before(conn, {principal_id: moment})
+
+
+async def end_now(runtime: Runtime, principal_id: uuid.UUID) -> None:
+    """Ends the principal's sessions and challenges at once, for a change made through the API: the
+    projector does it too, once the change's event reaches it, but the caller must not wait for that."""
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await end_sessions_before(conn, {principal_id: runtime.clock.now()})
 
 
 async def delete_expired(pool: asyncpg.Pool, now: datetime, batch: int = SWEEP_BATCH) -> bool:

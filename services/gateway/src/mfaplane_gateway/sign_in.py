@@ -19,10 +19,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import TotpCode
-from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
-from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
+from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.sessions import Challenge, Tokens
 
@@ -112,17 +111,10 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
             return ADMIN_MFA_STATUS[view["status"]], ADMIN_MFA_REASON
         return view["status"], None
 
-    async def step_two(token: str, purposes: tuple[str, ...], runtime: Runtime, tokens: Tokens,
-                       forward: Forwarder) -> Challenge:
-        """The challenge, if it may still be used: unredeemed, not cut off, its principal still there."""
+    async def step_two(token: str, purposes: tuple[str, ...], runtime: Runtime, tokens: Tokens) -> Challenge:
+        """The challenge, if it may still be used: unredeemed, and not cut off (which a deletion does too)."""
         challenge = tokens.read_challenge(token, kind, purposes)
         await tokens.check_redeemable(runtime.pool, challenge)
-        try:
-            await forward.send("identity", "GET", f"/principals/{kind}/{challenge.principal_id}", SIGN_IN_ACTOR)
-        except Rejected as refused:
-            if refused.status != 404:
-                raise
-            raise Rejected("invalid_challenge", "The account no longer exists; sign in again.", 401) from None
         return challenge
 
     def enrollment_path(challenge: Challenge, action: str = "") -> str:
@@ -157,7 +149,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     @router.post("/verify", dependencies=[CHALLENGE_LIMIT])
     async def verify(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                      forward: ForwarderDep) -> SignInAnswer:
-        challenge = await step_two(body.challenge, ("code",), runtime, tokens, forward)
+        challenge = await step_two(body.challenge, ("code",), runtime, tokens)
         # A fresh command id every time: a verification is never "the same request again".
         await forward.send("mfa", "POST", enrollment_path(challenge, "verify"), f"{kind}:{challenge.principal_id}",
                            {"code": body.code})
@@ -166,7 +158,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT])
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                              forward: ForwarderDep) -> SignInAnswer:
-        challenge = await step_two(body.challenge, ("prompt",), runtime, tokens, forward)
+        challenge = await step_two(body.challenge, ("prompt",), runtime, tokens)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "dismiss-prompt"),
                                     f"{kind}:{challenge.principal_id}")
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=False,
@@ -175,7 +167,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT])
     async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                           forward: ForwarderDep) -> SetupAnswer:
-        challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens, forward)
+        challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "begin-setup"),
                                     f"{kind}:{challenge.principal_id}", {"account": challenge.email})
         return SetupAnswer(**{field: answer[field] for field in SetupAnswer.model_fields})
@@ -183,7 +175,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     @router.post("/setup/confirm", dependencies=[CHALLENGE_LIMIT])
     async def confirm_setup(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                             forward: ForwarderDep) -> SetupComplete:
-        challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens, forward)
+        challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "confirm-setup"),
                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
         return SetupComplete(**await redeemed(runtime, tokens, challenge, code_checked=True),
