@@ -139,7 +139,7 @@ def senders() -> int:
 
 async def raw_mail_rate(bench: BenchStack, n: int) -> float:
     infra = bench.infra()
-    server = SmtpServer.from_url(infra.smtp_url, None, None, 10.0)
+    server = SmtpServer.from_url(infra.smtp_url, *infra.smtp_credentials(), 10.0, infra.smtp_env().get("SMTP_CA_FILE"))
     now = datetime.now(UTC)
     messages = [render("expired", Recipient(f"raw-{i}@bench.example.com", f"Raw {i}", False),
                        now - timedelta(minutes=1), now, "MFA <mfa@localhost>", "http://127.0.0.1/portal")

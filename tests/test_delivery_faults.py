@@ -330,12 +330,16 @@ async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Po
     name = f"notifier_own_{uuid.uuid4().hex[:8]}"
     await db.migrate(infra.database_url, name, NOTIFIER.migration_dirs())
     pool = await db.create_pool(infra.database_url, name)
+    user, password = infra.smtp_credentials()
     config = NotifierSettings(database_url=infra.database_url, database_schema=name, smtp_url=infra.smtp_url,
+                              smtp_username=user, smtp_password=password,
+                              smtp_ca_file=infra.smtp_env().get("SMTP_CA_FILE"),
                               kafka_bootstrap_servers=infra.kafka_bootstrap,
                               password_reset_key=stack.dev_secrets()["PASSWORD_RESET_KEY"],
                               **signing_settings(stack, "notifier"), **settings)
     loop = MailLoop(SimpleNamespace(settings=config, clock=SystemClock(), pool=pool, producer=None),
-                    SmtpServer.from_url(infra.smtp_url, None, None, 10))
+                    SmtpServer.from_url(config.smtp_url, config.smtp_username, config.smtp_password, 10,
+                                        config.smtp_ca_file))
     try:
         yield pool, loop, config
     finally:

@@ -21,7 +21,7 @@ import mailbox
 import re
 import sys
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -40,12 +40,14 @@ _SMTP_REPLY = re.compile(r"^[2345]\d\d[ -]")
 
 
 def start_smtp_catcher(
-    supervisor: Supervisor, maildir: Path, *, port: int | None = None, name: str = "smtp", timeout: float = 30.0
+    supervisor: Supervisor, maildir: Path, *, port: int | None = None, name: str = "smtp", timeout: float = 30.0,
+    security: Sequence[str] = (),
 ) -> int:
-    """Start the catcher as a supervised process on 127.0.0.1; return its port once it accepts connections."""
+    """Start the catcher as a supervised process on 127.0.0.1; return its port once it accepts connections.
+    `security`: its TLS and login options (smtp_catcher's --tls-cert, --tls-key, --user, --password-file ...)."""
     port = port or free_port()
     argv = [sys.executable, "-m", "mfaplane_devstack.smtp_catcher", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--maildir", str(maildir)]
+    argv += ["--maildir", str(maildir), *security]
     supervisor.start(ChildSpec(name=name, argv=argv, ready=tcp_open("127.0.0.1", port), ready_timeout=timeout))
     return port
 

@@ -53,6 +53,7 @@ HOST = "127.0.0.1"
 MIGRATE_TIMEOUT = 120.0
 SERVICE_READY_TIMEOUT = 60.0
 GROUP_SETTLE_TIMEOUT = 30.0
+SMTP_USER = "mfaplane"  # the embedded catcher's login
 API_KEY_DAYS = 365  # the longest identity allows (api_keys.MAX_LIFETIME)
 
 
@@ -80,10 +81,28 @@ class Infra:
     smtp_host: str
     smtp_port: int
     maildir: Path | str | None  # a Mailpit API URL, or None, when mail goes to an external SMTP server
+    # The embedded catcher requires STARTTLS with a certificate from this CA, then a login.
+    smtp_ca_file: Path | None = None
+    smtp_login: tuple[str, Path] | None = None  # user, and the file holding its password
 
     @property
     def smtp_url(self) -> str:
-        return f"smtp://{self.smtp_host}:{self.smtp_port}"
+        return f"smtp://{self.smtp_host}:{self.smtp_port}" + ("?starttls=true" if self.smtp_ca_file else "")
+
+    def smtp_credentials(self) -> tuple[str | None, str | None]:
+        """The login for a client of this SMTP server: user and password, or none."""
+        if not self.smtp_login:
+            return None, None
+        return self.smtp_login[0], self.smtp_login[1].read_text().strip()
+
+    def smtp_env(self) -> dict[str, str]:
+        """The notifier's settings for this SMTP server."""
+        env = {"SMTP_URL": self.smtp_url}
+        if self.smtp_ca_file:
+            env["SMTP_CA_FILE"] = str(self.smtp_ca_file)
+        if self.smtp_login:
+            env |= {"SMTP_USERNAME": self.smtp_login[0], "SMTP_PASSWORD_FILE": str(self.smtp_login[1])}
+        return env
 
 
 class Stack:
@@ -124,17 +143,25 @@ class Stack:
             self.pki = ensure_pki(self.data_dir / "pki", KAFKA_CLIENTS)
             kafka_bootstrap = start_kafka(self.supervisor, self.pki)
         run_blocking(ensure_topics(client_options(self._kafka_env(kafka_bootstrap, ADMIN_CLIENT)), ALL_TOPICS))
-        smtp_host, smtp_port, maildir = self._smtp()
-        self.infra = Infra(database_url, kafka_bootstrap, smtp_host, smtp_port, maildir)
+        self.infra = Infra(database_url, kafka_bootstrap, *self._smtp())
         return self.infra
 
-    def _smtp(self) -> tuple[str, int, Path | str | None]:
+    def _smtp(self) -> tuple:
+        """Host, port and maildir of the SMTP server; for the embedded catcher, its CA and login too."""
         if self.environ.get("SMTP_URL"):
             url = urlsplit(self.environ["SMTP_URL"])
             # An external catcher with an API (Mailpit) can still be read by the tests.
             return url.hostname or HOST, url.port or 25, self.environ.get("MAILPIT_API_URL")
         maildir = self.data_dir / "mail"
-        return HOST, start_smtp_catcher(self.supervisor, maildir), maildir
+        pki = ensure_pki(self.data_dir / "pki", (), apis={"smtp": ()})
+        password = self.data_dir / "smtp-password"
+        if not password.exists():
+            password.write_text(secrets.token_urlsafe(24))
+            password.chmod(0o600)
+        security = ["--tls-cert", str(pki.api_cert("smtp")), "--tls-key", str(pki.api_key("smtp")),
+                    "--user", SMTP_USER, "--password-file", str(password)]
+        port = start_smtp_catcher(self.supervisor, maildir, security=security)
+        return HOST, port, maildir, pki.ca, (SMTP_USER, password)
 
     # -- services -------------------------------------------------------------------------
 
@@ -211,7 +238,7 @@ class Stack:
             "DATABASE_URL": infra.database_url,
             "DATABASE_SCHEMA": service,
             "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
-            "SMTP_URL": infra.smtp_url,
+            **infra.smtp_env(),
             "HTTP_HOST": HOST,
             "HTTP_PORT": str(self.ports[service]),
             "LOG_LEVEL": self.log_level,

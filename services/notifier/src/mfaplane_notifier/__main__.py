@@ -10,7 +10,8 @@ from mfaplane_notifier.smtp import SmtpServer
 
 def mail_loop(runtime: Runtime) -> MailLoop:
     s = runtime.settings
-    return MailLoop(runtime, SmtpServer.from_url(s.smtp_url, s.smtp_username, s.smtp_password, s.smtp_timeout_seconds))
+    return MailLoop(runtime, SmtpServer.from_url(s.smtp_url, s.smtp_username, s.smtp_password, s.smtp_timeout_seconds,
+                                                 s.smtp_ca_file))
 
 
 SPEC = ServiceSpec(

@@ -6,8 +6,12 @@ from mfaplane_eventing.settings import ServiceSettings
 class NotifierSettings(ServiceSettings):
     database_schema: str = "notifier"
     smtp_url: str = Field(description="smtp://host:port, smtps:// for implicit TLS; ?starttls=true to upgrade")
+    # A login, only over TLS (smtps:// or ?starttls=true); the password from a Secret (SMTP_PASSWORD_FILE).
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    # The CA that issued the relay's certificate (PEM); unset: the system's CAs. The certificate is
+    # always verified, host name included: a relay that fails the check gets no mail, which waits.
+    smtp_ca_file: str | None = None
     smtp_timeout_seconds: float = 10.0
     mail_from: str = "MFA <mfa@localhost>"
     user_portal_url: str = "http://127.0.0.1:8000/portal"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,18 +27,23 @@ class SmtpServer:
     implicit_tls: bool
     starttls: bool
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     timeout: float
+    ca_file: str | None = None  # the CA the server's certificate must come from; None: the system's CAs
 
     @classmethod
-    def from_url(cls, url: str, username: str | None, password: str | None, timeout: float) -> SmtpServer:
+    def from_url(cls, url: str, username: str | None, password: str | None, timeout: float,
+                 ca_file: str | None = None) -> SmtpServer:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("SMTP_URL must look like smtp://host:port or smtps://host:port")
         query = parse_qs(parts.query)
         implicit = parts.scheme == "smtps"
-        return cls(parts.hostname, parts.port or (465 if implicit else 25), implicit,
-                   query.get("starttls", ["false"])[0] == "true", username, password, timeout)
+        starttls = query.get("starttls", ["false"])[0] == "true"
+        if username and not (implicit or starttls):
+            raise ValueError("SMTP_USERNAME needs TLS: smtps:// or ?starttls=true, never a login in clear text")
+        return cls(parts.hostname, parts.port or (465 if implicit else 25), implicit, starttls, username, password,
+                   timeout, ca_file)
 
     def session(self) -> SmtpSession:
         return SmtpSession(self)
@@ -72,6 +77,10 @@ class SmtpSession:
                     raise
                 await self.close()
                 await (await self._connected()).send_message(message)
+        except aiosmtplib.SMTPAuthenticationError as error:
+            # The relay refused our login: its fault or our settings', not the message's. It waits.
+            await self.close()
+            raise TemporaryFailure(f"login refused: {error.code}") from None
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
             raise (PermanentFailure if all(c >= 500 for c in codes) else TemporaryFailure)(str(codes)) from None
@@ -100,7 +109,7 @@ class SmtpSession:
         client = aiosmtplib.SMTP(
             hostname=server.host, port=server.port, use_tls=server.implicit_tls, start_tls=server.starttls,
             username=server.username, password=server.password, timeout=server.timeout,
-            local_hostname=await asyncio.to_thread(_local_hostname),
+            cert_bundle=server.ca_file, local_hostname=await asyncio.to_thread(_local_hostname),
         )
         try:
             await client.connect()  # greeting, EHLO, STARTTLS and login
