@@ -91,10 +91,7 @@ async def hashing_place(pw: PasswordsDep) -> AsyncIterator[Passwords]:
 
 
 async def source_attempt(body: SignInCheck, runtime: RuntimeDep) -> AsyncIterator[None]:
-    if body.source is None:
-        yield
-        return
-    async with source_guard.SourceGuard(runtime.pool, runtime.clock, runtime.settings).attempt(body.source):
+    async with source_guard.attempt(runtime, body.source):
         yield
 
 
@@ -211,16 +208,15 @@ async def end_sessions(kind: Literal["user", "admin"], principal_id: uuid.UUID, 
 @router.post("/authenticate")
 async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: QueuedPasswords, _: SourceAttempt) -> Principal:
     """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
-    guard = password_guard.PasswordGuard(runtime.pool, runtime.clock, runtime.settings)
-    await guard.take_slot(body.kind, body.email)
     row = await runtime.pool.fetchrow(
         "SELECT principal_id, email, password_hash FROM credentials WHERE kind = $1 AND lower(email) = lower($2) "
         "AND NOT deleted",
         body.kind, body.email,
     )
-    if not await pw.verify(row["password_hash"] if row else None, body.password):
-        raise Rejected("invalid_credentials", "The email or password is wrong.", status=401)
-    await guard.succeeded(body.kind, body.email)
+    right = await password_guard.PasswordGuard(runtime).checked(
+        body.kind, body.email, lambda: pw.verify(row["password_hash"] if row else None, body.password))
+    if not right:
+        raise Rejected(source_guard.WRONG_PASSWORD, "The email or password is wrong.", status=401)
     return Principal(principal_id=row["principal_id"], email=row["email"])
 
 

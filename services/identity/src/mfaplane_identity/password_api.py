@@ -60,7 +60,7 @@ class ResetRequested(CommandReceipt):
 
 
 async def _source_attempt(body: PasswordCheck, runtime: RuntimeDep) -> AsyncIterator[None]:
-    async with source_guard.SourceGuard(runtime.pool, runtime.clock, runtime.settings).attempt(body.source):
+    async with source_guard.attempt(runtime, body.source):
         yield
 
 
@@ -77,11 +77,10 @@ async def check_password(kind: Kind, principal_id: uuid.UUID, body: PasswordChec
                                       "AND kind = $2 AND NOT deleted", principal_id, kind)
     if row is None:
         raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
-    guard = password_guard.PasswordGuard(runtime.pool, runtime.clock, runtime.settings)
-    await guard.take_slot(kind, row["email"])
-    if not await pw.verify(row["password_hash"], body.password):
+    right = await password_guard.PasswordGuard(runtime).checked(
+        kind, row["email"], lambda: pw.verify(row["password_hash"], body.password))
+    if not right:
         raise Rejected(source_guard.WRONG_PASSWORD, "The current password is wrong.", status=401)
-    await guard.succeeded(kind, row["email"])
     return {"principal_id": str(principal_id), "kind": kind}
 
 

@@ -1,9 +1,8 @@
 """Throttles password guessing per email, known or not, separately from TOTP code failures.
 
-An attempt takes its slot before the password is evaluated, in one statement that refuses once the
-window holds `password_max_failures` slots: parallel guesses for one email (on any replica) are
-never evaluated past the limit, because a slot is taken or refused atomically by the row lock, and
-argon2 runs only after. A success gives the slots back (the count starts again); a failure, or a
+An attempt takes its slot in the email's failure window before the password is evaluated
+(failure_windows.py), so parallel guesses for one email are never evaluated past
+`password_max_failures`. A success gives the slots back (the count starts again); a failure, or a
 crash mid-check, keeps its slot, so a guess is never free.
 
 Counting unknown emails too keeps the answers for known and unknown emails the same.
@@ -11,40 +10,26 @@ Counting unknown emails too keeps the answers for known and unknown emails the s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import asyncpg
-
-from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.clock import Clock
-
-_TAKE_SLOT = (
-    "INSERT INTO password_failures (kind, email, failures, window_from) VALUES ($1, lower($2), 1, $3) "
-    "ON CONFLICT (kind, email) DO UPDATE SET "
-    "failures = CASE WHEN password_failures.window_from + $4 <= $3 THEN 1 ELSE password_failures.failures + 1 END, "
-    "window_from = CASE WHEN password_failures.window_from + $4 <= $3 THEN $3 ELSE password_failures.window_from END "
-    "WHERE password_failures.window_from + $4 <= $3 OR password_failures.failures < $5 "
-    "RETURNING true"
-)
+from mfaplane_eventing.service import Runtime
+from mfaplane_identity.failure_windows import FailureWindow
 
 
 class PasswordGuard:
-    def __init__(self, pool: asyncpg.Pool, clock: Clock, settings) -> None:
-        self._pool = pool
-        self._clock = clock
-        self._max = settings.password_max_failures
-        self._window = timedelta(seconds=settings.password_failure_window_seconds)
+    def __init__(self, runtime: Runtime) -> None:
+        s = runtime.settings
+        self._window = FailureWindow(runtime.pool, runtime.clock, "password_failures", ("kind", "email"),
+                                     s.password_max_failures, timedelta(seconds=s.password_failure_window_seconds),
+                                     ("too_many_attempts", "Too many failed sign-ins"))
 
-    async def take_slot(self, kind: str, email: str) -> None:
-        """Counts this attempt as a failure until `succeeded`; refuses it unheard when the window is full."""
-        now = self._clock.now()
-        if await self._pool.fetchval(_TAKE_SLOT, kind, email, now, self._window, self._max):
-            return
-        window_from = await self._pool.fetchval(
-            "SELECT window_from FROM password_failures WHERE kind = $1 AND email = lower($2)", kind, email)
-        retry_after = int((window_from + self._window - now).total_seconds()) + 1
-        raise Rejected("too_many_attempts", f"Too many failed sign-ins; try again in {retry_after} seconds.",
-                       429, retry_after=max(retry_after, 1))
-
-    async def succeeded(self, kind: str, email: str) -> None:
-        await self._pool.execute("DELETE FROM password_failures WHERE kind = $1 AND email = lower($2)", kind, email)
+    async def checked(self, kind: str, email: str, verify: Callable[[], Awaitable[bool]]) -> bool:
+        """Whether the password is right, by `verify`, run only with a slot of the email's window (429
+        `too_many_attempts` when there is none); a right one clears the email's count."""
+        key = (kind, email.lower())
+        await self._window.take(*key)
+        if not await verify():
+            return False
+        await self._window.clear(*key)
+        return True
