@@ -13,6 +13,7 @@ from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.identity_events import (AdminDeleted, AdminPasswordChanged, AdminSessionsEnded, UserDeleted,
                                                UserPasswordChanged, UserSessionsEnded)
 from mfaplane_contracts.mfa_events import MFAReset, MFARequired
+from mfaplane_contracts.subjects import principal_of
 from mfaplane_eventing.clock import Clock
 from mfaplane_gateway import audit_log, read_models
 from mfaplane_gateway.sessions import end_sessions_before
@@ -31,14 +32,9 @@ def _cutoffs(envelopes: Sequence[Envelope]) -> dict[uuid.UUID, datetime]:
     for envelope in envelopes:
         body = envelope.body()
         if isinstance(body, ENDS_SESSIONS):
-            principal = _principal(body)
+            principal = principal_of(body)
             cutoffs[principal] = max(cutoffs.get(principal, envelope.occurred_at), envelope.occurred_at)
     return cutoffs
-
-
-def _principal(body: object) -> uuid.UUID:
-    """The principal an event is about: mfa names it principal_id, identity user_id or admin_id."""
-    return next(getattr(body, field) for field in ("principal_id", "user_id", "admin_id") if hasattr(body, field))
 
 
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:

@@ -6,7 +6,6 @@ the Kafka poll loop.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ import asyncpg
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_contracts.subjects import principal_of
 from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of
 
 
@@ -30,15 +30,10 @@ async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) 
     """Handles a run of events in order, with a statement per table rather than per event."""
     bodies = [(envelope, envelope.body()) for envelope in envelopes]
     await _save_recipients(conn, [body for _, body in bodies if isinstance(body, RECIPIENT_EVENTS)])
-    if deleted := [_principal(body) for _, body in bodies if isinstance(body, DELETIONS)]:
+    if deleted := [principal_of(body) for _, body in bodies if isinstance(body, DELETIONS)]:
         await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = ANY($1::uuid[])", deleted)
     await _save_enrollments(conn, [(e.aggregate_id, body) for e, body in bodies if isinstance(body, ENROLLMENT_EVENTS)])
     await _queue_notifications(conn, [(e, body) for e, body in bodies if kind_of(body) is not None])
-
-
-def _principal(body: EventPayload) -> uuid.UUID:
-    """Whom an event is about: mfa names them principal_id, identity user_id or admin_id."""
-    return next(getattr(body, field) for field in ("principal_id", "user_id", "admin_id") if hasattr(body, field))
 
 
 def _enrollment(body: EventPayload) -> str | None:
@@ -109,7 +104,7 @@ async def _queue_notifications(conn: asyncpg.Connection, events: list[tuple[Enve
         "$6::timestamptz[], $7::int[], $8::uuid[], $9::timestamptz[]) AS n(event_id, kind, principal_id, "
         "enrollment_id, deadline, paused_until, recovery_codes_left, reset_id, created_at) ON CONFLICT DO NOTHING",
         [e.event_id for e, _ in events], [kind_of(body) for _, body in events],
-        [_principal(body) for _, body in events], [_enrollment(body) for _, body in events],
+        [principal_of(body) for _, body in events], [_enrollment(body) for _, body in events],
         [_deadline(body) for _, body in events], [getattr(body, "until", None) for _, body in events],
         [getattr(body, "recovery_codes_left", None) for _, body in events],
         [getattr(body, "reset_id", None) for _, body in events], [e.occurred_at for e, _ in events],
