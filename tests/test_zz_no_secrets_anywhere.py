@@ -38,7 +38,7 @@ async def _every_message(client: dict[str, Any]) -> list[bytes]:
 async def test_no_secret_in_any_message_or_log(stack, admin, portal, clock, api_keys) -> None:
     _, email = await new_user(admin, enrollment_days=7)  # at least one setup, even when run alone
     await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
-    secrets = [s for s in SHOWN_SECRETS + list(api_keys.values()) if len(s) >= 8]
+    secrets = [s for s in SHOWN_SECRETS + list(api_keys.values()) + _infra_passwords(stack) if len(s) >= 8]
     assert len(secrets) >= 13, "the scan must have secrets to look for"
 
     messages = await _every_message(stack.kafka_client_options())
@@ -48,6 +48,13 @@ async def test_no_secret_in_any_message_or_log(stack, admin, portal, clock, api_
     for source, text in [*(("kafka", m) for m in messages), *logs.items(), *snapshots]:
         for secret in [*secrets, *FORBIDDEN_MARKERS]:
             assert secret.encode() not in text, f"a secret appears in {source}"
+
+
+def _infra_passwords(stack) -> list[str]:
+    """The embedded PostgreSQL's password (its pgpass file) and the SMTP catcher's login."""
+    pgpass = stack.data_dir / "postgres.pgpass"
+    passwords = [line.rsplit(":", 1)[1] for line in pgpass.read_text().splitlines()] if pgpass.exists() else []
+    return [*passwords, *filter(None, [stack.infra.smtp_credentials()[1]])]
 
 
 async def _every_snapshot(database_url: str) -> list[tuple[str, bytes]]:

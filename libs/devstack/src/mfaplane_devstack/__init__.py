@@ -3,7 +3,7 @@ process supervisor, for `make run` and the test suite. Real servers on 127.0.0.1
 
 from .certificates import Pki, ensure_pki
 from .kafka import client_options, ensure_topics, start_kafka
-from .postgres import start_postgres
+from .postgres import Tls, ensure_tls, start_postgres
 from .mail import (
     clear_fault,
     clear_refusals,
@@ -28,11 +28,13 @@ __all__ = [
     "Pki",
     "Stack",
     "Supervisor",
+    "Tls",
     "clear_fault",
     "clear_refusals",
     "client_options",
     "default_data_dir",
     "ensure_pki",
+    "ensure_tls",
     "ensure_topics",
     "envelope_recipients",
     "free_port",

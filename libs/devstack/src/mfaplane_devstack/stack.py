@@ -40,7 +40,7 @@ from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
 from .certificates import Pki, ensure_pki
 from .kafka import (ADMIN_CLIENT, SECURITY_NAMES, client_options, ensure_topics, run_blocking, security_env,
                     start_kafka, tls_env)
-from .postgres import start_postgres
+from .postgres import ensure_tls, start_postgres
 from .mail import start_smtp_catcher
 from .signing_keys import ensure_signing_keys, private_key_path, public_keys_path
 from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, log_tail
@@ -136,7 +136,7 @@ class Stack:
     def start_infra(self) -> Infra:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         database_url = self.environ.get("DATABASE_URL") or start_postgres(
-            self.supervisor, self.data_dir / "postgres", durable=self.durable
+            self.supervisor, self.data_dir / "postgres", ensure_tls(self.data_dir / "pki"), durable=self.durable
         )
         kafka_bootstrap = self.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not kafka_bootstrap:

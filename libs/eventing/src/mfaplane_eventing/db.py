@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -17,6 +21,29 @@ EVENTING_MIGRATIONS = Path(__file__).parent / "migrations"
 DATABASE_AWAY = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
                  asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class DatabaseRefused(RuntimeError):
+    """PostgreSQL would not take a first connection, for a reason that waiting does not cure: its
+    certificate failed verification, or it refused our TLS, client certificate or password. The
+    message names the server and the cause for an operator, never a secret of DATABASE_URL."""
+
+
+@contextlib.asynccontextmanager
+async def _first_connection(url: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except ssl.SSLCertVerificationError as error:
+        raise DatabaseRefused(f"{_server(url)}: its certificate is not trusted ({error.verify_message}); "
+                              "check the host and sslrootcert of DATABASE_URL") from None
+    except (ssl.SSLError, asyncpg.InvalidAuthorizationSpecificationError) as error:
+        raise DatabaseRefused(f"{_server(url)} refused the connection: {error}") from None
+
+
+def _server(url: str) -> str:
+    parts = urlsplit(url)
+    sslmode = parse_qs(parts.query).get("sslmode", ["prefer"])[0]
+    return f"PostgreSQL at {parts.hostname}:{parts.port or 5432} (sslmode={sslmode})"
 
 
 def _checked(schema: str) -> str:
@@ -61,20 +88,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
-        url,
-        min_size=min_size,
-        max_size=max_size,
-        init=_init_connection,
-        connection_class=Connection,
-        server_settings={"search_path": _checked(schema), "application_name": f"mfaplane-{schema}"},
-    )
+    async with _first_connection(url):
+        return await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            connection_class=Connection,
+            server_settings={"search_path": _checked(schema), "application_name": f"mfaplane-{schema}"},
+        )
 
 
 async def migrate(url: str, schema: str, directories: list[Path]) -> list[str]:
     """Applies every not yet applied `NNNN_name.sql`, in name order; safe to run again and concurrently."""
     schema = _checked(schema)
-    conn = await asyncpg.connect(url)
+    async with _first_connection(url):
+        conn = await asyncpg.connect(url)
     try:
         async with conn.transaction():
             # One migrator per schema at a time; a second waits, then finds nothing to do.

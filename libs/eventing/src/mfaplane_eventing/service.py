@@ -151,7 +151,11 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         trust = Trust.from_settings(spec.name, settings)
         app.state.call_verifier = CallVerifier(spec.name, spec.callers, trust.keys)
         metrics = asyncio.create_task(_MetricsServer.serving(settings), name="metrics")
-        pool = await db.create_pool(settings.database_url, settings.database_schema)
+        try:
+            pool = await db.create_pool(settings.database_url, settings.database_schema)
+        except db.DatabaseRefused as error:
+            log.critical("database refused", extra={"error": str(error)})
+            raise
         producer = await _start_producer(trust.kafka)
         runtime = Runtime(settings, clock, pool, EventStore(pool, clock), producer, trust)
         app.state.runtime = runtime
@@ -293,9 +297,17 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
                     timeout_keep_alive=settings.http_keep_alive_seconds, log_config=None, access_log=False,
                     ssl_certfile=settings.http_tls_cert_file, ssl_keyfile=settings.http_tls_key_file,
                     proxy_headers=False)
-    elif args.command == "migrate":
-        asyncio.run(_migrate(spec, settings))
-    elif args.command == "republish":
-        asyncio.run(_republish(spec, settings, args.from_position))
     else:
-        asyncio.run(command.run(settings, args))
+        try:
+            asyncio.run(_command(spec, settings, args))
+        except db.DatabaseRefused as error:
+            sys.exit(f"{spec.name} {args.command}: {error}")
+
+
+async def _command(spec: ServiceSpec, settings: Any, args: argparse.Namespace) -> None:
+    if args.command == "migrate":
+        await _migrate(spec, settings)
+    elif args.command == "republish":
+        await _republish(spec, settings, args.from_position)
+    else:
+        await spec.commands[args.command].run(settings, args)
