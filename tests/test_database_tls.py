@@ -78,6 +78,17 @@ async def test_a_server_signed_by_another_ca_is_refused_at_start_up(stack: Stack
         await db.create_pool(url, "identity")
 
 
+async def test_a_url_without_sslmode_still_verifies_the_server(stack: Stack, tmp_path: Path) -> None:
+    """asyncpg's own default ("prefer") takes any certificate; the services' default is verify-full."""
+    url = _url(stack, sslmode=None, sslrootcert=ensure_tls(tmp_path / "other-pki").ca)
+    lax = await asyncpg.connect(url, timeout=10)
+    await lax.close()
+    with pytest.raises(db.DatabaseRefused, match=r"\(sslmode=verify-full\): its certificate is not trusted"):
+        await db.create_pool(url, "identity")
+    pool = await db.create_pool(_url(stack, sslmode=None), "identity")  # with the stack's CA it connects
+    await pool.close()
+
+
 async def test_a_server_whose_certificate_names_another_host_is_refused(stack: Stack, tmp_path: Path) -> None:
     """The same CA and certificate (127.0.0.1, localhost), served on 127.0.0.2: an impostor on the
     path holding a certificate of the CA for another name."""

@@ -43,9 +43,9 @@ def run(pytest_args: list[str]) -> int:
           MailpitContainer(MAILPIT_IMAGE) as mailpit):
         env = {
             **os.environ,
-            "DATABASE_URL": postgres.get_connection_url(driver=None),
+            # The containers' listeners are plaintext, and clients default to TLS: ask for it by name.
+            "DATABASE_URL": postgres.get_connection_url(driver=None) + "?sslmode=disable",
             "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
-            # The container's listener is plaintext, and clients default to SSL: ask for it by name.
             "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
             "SMTP_URL": f"smtp://{mailpit.get_container_host_ip()}:{mailpit.get_exposed_smtp_port()}",
             "MAILPIT_API_URL": mailpit.get_base_api_url(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -29,6 +30,16 @@ class DatabaseRefused(RuntimeError):
     message names the server and the cause for an operator, never a secret of DATABASE_URL."""
 
 
+def verified(url: str) -> str:
+    """`url`, verifying the server's certificate and name unless the URL (or PGSSLMODE) names another
+    sslmode. asyncpg's own default, "prefer", takes whatever answers: plaintext from a server without
+    TLS, any certificate from one with it. Like Kafka's, TLS is turned off by name, never fallen into."""
+    parts = urlsplit(url)
+    if "sslmode" in parse_qs(parts.query) or os.environ.get("PGSSLMODE"):
+        return url
+    return parts._replace(query="&".join(filter(None, [parts.query, "sslmode=verify-full"]))).geturl()
+
+
 @contextlib.asynccontextmanager
 async def _first_connection(url: str) -> AsyncIterator[None]:
     try:
@@ -36,13 +47,13 @@ async def _first_connection(url: str) -> AsyncIterator[None]:
     except ssl.SSLCertVerificationError as error:
         raise DatabaseRefused(f"{_server(url)}: its certificate is not trusted ({error.verify_message}); "
                               "check the host and sslrootcert of DATABASE_URL") from None
-    except (ssl.SSLError, asyncpg.InvalidAuthorizationSpecificationError) as error:
+    except (ssl.SSLError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.ClientConfigurationError) as error:
         raise DatabaseRefused(f"{_server(url)} refused the connection: {error}") from None
 
 
 def _server(url: str) -> str:
     parts = urlsplit(url)
-    sslmode = parse_qs(parts.query).get("sslmode", ["prefer"])[0]
+    sslmode = parse_qs(parts.query).get("sslmode", [os.environ.get("PGSSLMODE", "")])[0]
     return f"PostgreSQL at {parts.hostname}:{parts.port or 5432} (sslmode={sslmode})"
 
 
@@ -88,6 +99,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    url = verified(url)
     async with _first_connection(url):
         return await asyncpg.create_pool(
             url,
@@ -101,7 +113,7 @@ async def create_pool(url: str, schema: str, *, min_size: int = 1, max_size: int
 
 async def migrate(url: str, schema: str, directories: list[Path]) -> list[str]:
     """Applies every not yet applied `NNNN_name.sql`, in name order; safe to run again and concurrently."""
-    schema = _checked(schema)
+    schema, url = _checked(schema), verified(url)
     async with _first_connection(url):
         conn = await asyncpg.connect(url)
     try:
