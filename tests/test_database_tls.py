@@ -8,6 +8,7 @@ operator's to set; these tests then have nothing of the stack's to attack)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def _password(stack: Stack) -> str:
     return Path(_params(stack)["passfile"]).read_text().strip().rsplit(":", 1)[1]
 
 
-async def test_every_service_connects_over_tls_with_its_certificate(stack: Stack) -> None:
+async def test_every_service_connects_over_tls_with_a_client_certificate(stack: Stack) -> None:
     conn = await asyncpg.connect(stack.infra.database_url)
     try:
         rows = await conn.fetch(
@@ -65,10 +66,31 @@ async def test_a_client_missing_tls_a_certificate_or_the_password_is_refused(
 
 async def test_a_client_certificate_from_another_ca_is_refused(stack: Stack, tmp_path: Path) -> None:
     stranger = ensure_tls(tmp_path / "other-pki")  # a CA of its own, the same common name
-    with pytest.raises(asyncpg.PostgresConnectionError):  # the server ends the TLS handshake
-        await asyncpg.connect(_url(stack, sslcert=stranger.client_cert, sslkey=stranger.client_key), timeout=10)
-    accepted = await asyncpg.connect(_url(stack), timeout=10)  # the rest of that URL was good
-    await accepted.close()
+    with pytest.raises(db.DatabaseRefused, match="closed the connection as it began; a client certificate"):
+        await db.create_pool(_url(stack, sslcert=stranger.client_cert, sslkey=stranger.client_key), "identity")
+    pool = await db.create_pool(_url(stack), "identity")  # the rest of that URL was good
+    await pool.close()
+
+
+async def test_a_file_named_in_the_url_that_is_missing_is_named(stack: Stack, tmp_path: Path) -> None:
+    with pytest.raises(db.DatabaseRefused, match=f"sslcert of DATABASE_URL names no file: {tmp_path}/gone.crt"):
+        await db.create_pool(_url(stack, sslcert=tmp_path / "gone.crt"), "identity")
+
+
+async def test_a_server_that_offers_no_tls_is_refused(tmp_path: Path) -> None:
+    """A stand-in that answers PostgreSQL's SSLRequest with "N", as a server without TLS does."""
+    async def without_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(8)
+        writer.write(b"N")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(without_tls, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(db.DatabaseRefused, match=rf"127\.0\.0\.1:{port} \(sslmode=verify-full\) offers no TLS"):
+            ca = ensure_tls(tmp_path / "pki").ca
+            await db.migrate(f"postgresql://app@127.0.0.1:{port}/app?sslrootcert={ca}", "identity", [])
 
 
 async def test_a_server_signed_by_another_ca_is_refused_at_start_up(stack: Stack, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ async def test_no_secret_in_any_message_or_log(stack, admin, portal, clock, api_
 
 def _infra_passwords(stack) -> list[str]:
     """The embedded PostgreSQL's password (its pgpass file) and the SMTP catcher's login."""
-    pgpass = stack.data_dir / "postgres.pgpass"
+    pgpass = stack.data_dir / "postgres-config" / "pgpass"
     passwords = [line.rsplit(":", 1)[1] for line in pgpass.read_text().splitlines()] if pgpass.exists() else []
     return [*passwords, *filter(None, [stack.infra.smtp_credentials()[1]])]
 

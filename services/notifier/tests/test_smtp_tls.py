@@ -90,3 +90,9 @@ async def test_a_refused_login_is_retried_later_not_given_up(relay: Relay) -> No
     with pytest.raises(TemporaryFailure, match="login refused"):
         await sent(SmtpServer.from_url(f"smtp://127.0.0.1:{port}?starttls=true", USER, "wrong", 5, str(relay.pki.ca)))
     assert read_mail(maildir) == []
+
+
+@pytest.mark.parametrize("value", ["TRUE", "1", "yes", ""])
+def test_a_starttls_value_that_is_neither_true_nor_false_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="starttls is true or false"):
+        SmtpServer.from_url(f"smtp://relay:587?starttls={value}", None, None, 5)

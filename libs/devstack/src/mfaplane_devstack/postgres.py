@@ -8,8 +8,12 @@ What a platform team's database asks of its clients is asked here too. `pg_hba.c
 lines only, so a client without TLS is refused; the server presents a certificate of the stack's CA
 naming 127.0.0.1 and localhost; and a client proves itself twice: with a certificate of that CA whose
 common name is its role (`clientcert=verify-full`) and with a SCRAM password, made once per data
-folder and kept in a pgpass file beside it. The URL `start_postgres` returns says all of this to
-asyncpg (sslmode=verify-full, sslrootcert, sslcert, sslkey, passfile) and holds no secret itself.
+folder. The URL `start_postgres` returns says all of this to asyncpg (sslmode=verify-full,
+sslrootcert, sslcert, sslkey, passfile) and holds no secret itself.
+
+The server's certificate, key, CA and pg_hba.conf, and the client's pgpass file, live in
+`<pgdata>-config/`, which stays root's when we are root: a file written as root into the data folder,
+which the server's user owns, could be a symlink that user planted to have root overwrite another.
 
 PostgreSQL refuses to run as root, so as root the cluster is created and served as
 `nobody`/`nogroup`, which then owns the data directory. The server listens on TCP only
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -39,9 +42,6 @@ SERVER_SETTINGS = {
     "shared_buffers": "128MB",
     "log_line_prefix": "%m [%p] %q%u@%d ",
     "ssl": "on",
-    "ssl_cert_file": "server.crt",  # copies in the data folder, owned by the server's user (see _install_tls)
-    "ssl_key_file": "server.key",
-    "ssl_ca_file": "root.crt",
     "ssl_min_protocol_version": "TLSv1.2",
 }
 
@@ -91,21 +91,18 @@ def start_postgres(
     the running server always keeps fsync on.
     """
     pgdata = Path(pgdata).absolute()
-    if (pgdata / "PG_VERSION").exists():
-        _hand_over(pgdata)
-    else:
+    new_cluster = not (pgdata / "PG_VERSION").exists()
+    if new_cluster:
         init_cluster(pgdata, durable=durable)
-    _install_tls(pgdata, tls)
-    (pgdata / "pg_hba.conf").write_text(
-        "# Written by mfaplane_devstack at each start: TLS only, a client certificate naming the role, and its password.\n"
-        f"hostssl all all {host}/32 scram-sha-256 clientcert=verify-full\n"
-    )
-    passfile = _ensure_password(pgdata)
+    else:
+        _hand_over(pgdata)
+    config = _write_config(pgdata, tls, host)
+    passfile = _ensure_password(pgdata, config, new_cluster)
     port = port or free_port(host)
     supervisor.start(
         ChildSpec(
             name=name,
-            argv=server_argv(pgdata, host, port),
+            argv=server_argv(pgdata, config, host, port),
             ready=lambda: accepting_connections(host, port),
             ready_timeout=timeout,
             stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for clients to leave
@@ -139,33 +136,40 @@ def init_cluster(pgdata: Path, *, durable: bool = True) -> None:
         raise RuntimeError(f"initdb failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
-def server_argv(pgdata: Path, host: str, port: int) -> list[str]:
-    settings = {"listen_addresses": host, **SERVER_SETTINGS}
+def server_argv(pgdata: Path, config: Path, host: str, port: int) -> list[str]:
+    settings = {"listen_addresses": host, **SERVER_SETTINGS, "hba_file": config / "pg_hba.conf",
+                "ssl_cert_file": config / "server.crt", "ssl_key_file": config / "server.key",
+                "ssl_ca_file": config / "root.crt"}
     flags = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
     return [str(bin_dir() / "postgres"), "-D", str(pgdata), "-p", str(port), *flags]
 
 
 def accepting_connections(host: str, port: int) -> bool:
     argv = [str(bin_dir() / "pg_isready"), "-q", "-h", host, "-p", str(port), "-U", SUPERUSER, "-d", "postgres"]
-    return subprocess.run(argv, timeout=5).returncode == 0
+    return subprocess.run(argv, timeout=5, **_as_server_user()).returncode == 0
 
 
-def _install_tls(pgdata: Path, tls: Tls) -> None:
-    """Copies the server's certificate, key and CA into the data folder, at each start (a certificate
-    may have been renewed): PostgreSQL reads its key only when its own user owns it with mode 0600."""
-    for source, target in ((tls.server_cert, "server.crt"), (tls.server_key, "server.key"), (tls.ca, "root.crt")):
-        path = pgdata / target
-        shutil.copyfile(source, path)
-        path.chmod(0o600)
-        if _running_as_root():
-            os.chown(path, *_ids())
+def _write_config(pgdata: Path, tls: Tls, host: str) -> Path:
+    """Writes the server's TLS files and pg_hba.conf at each start (a certificate may have been renewed)
+    into the root-owned folder beside `pgdata`; as root, the key is root's and readable by the server's
+    group (0640), which PostgreSQL accepts."""
+    config = pgdata.with_name(f"{pgdata.name}-config")
+    config.mkdir(mode=0o755, exist_ok=True)
+    hba = ("# Written by mfaplane_devstack at each start: TLS only, a client certificate naming the role, "
+           f"and its password.\nhostssl all all {host}/32 scram-sha-256 clientcert=verify-full\n")
+    _write(config / "pg_hba.conf", hba.encode(), 0o644)
+    _write(config / "server.crt", tls.server_cert.read_bytes(), 0o644)
+    _write(config / "root.crt", tls.ca.read_bytes(), 0o644)
+    _write(config / "server.key", tls.server_key.read_bytes(), 0o640 if _running_as_root() else 0o600,
+           group=_ids()[1] if _running_as_root() else None)
+    return config
 
 
-def _ensure_password(pgdata: Path) -> Path:
-    """The superuser's pgpass file beside the data folder; when missing (a new cluster, or one made
-    before passwords), a new password is set in single-user mode, before the server starts."""
-    passfile = pgdata.with_name(f"{pgdata.name}.pgpass")
-    if passfile.exists():
+def _ensure_password(pgdata: Path, config: Path, new_cluster: bool) -> Path:
+    """The superuser's pgpass file; a new password is set (in single-user mode, before the server starts)
+    for a new cluster, and for one whose pgpass file is missing (made before passwords)."""
+    passfile = config / "pgpass"
+    if passfile.exists() and not new_cluster:
         return passfile
     password = secrets.token_urlsafe(24)
     result = subprocess.run(
@@ -176,9 +180,21 @@ def _ensure_password(pgdata: Path) -> Path:
     if result.returncode != 0:
         log = result.stderr.replace(password, "<password>")
         raise RuntimeError(f"setting the password of {SUPERUSER} failed ({result.returncode}):\n{log}")
-    passfile.touch(mode=0o600)
-    passfile.write_text(f"*:*:*:{SUPERUSER}:{password}\n")
+    _write(passfile, f"*:*:*:{SUPERUSER}:{password}\n".encode(), 0o600)
     return passfile
+
+
+def _write(path: Path, content: bytes, mode: int, group: int | None = None) -> None:
+    """Whole or not at all: a new file with `mode` (and `group`), renamed over the old one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(descriptor, "wb") as file:
+        if group is not None:
+            os.fchown(file.fileno(), -1, group)
+        os.fchmod(file.fileno(), mode)
+        file.write(content)
+    os.replace(temporary, path)
 
 
 def _running_as_root() -> bool:

@@ -40,8 +40,14 @@ def verified(url: str) -> str:
     return parts._replace(query="&".join(filter(None, [parts.query, "sslmode=verify-full"]))).geturl()
 
 
+_FILE_PARAMETERS = ("sslrootcert", "sslcert", "sslkey", "passfile")
+
+
 @contextlib.asynccontextmanager
 async def _first_connection(url: str) -> AsyncIterator[None]:
+    for name, value in _file_parameters(url):
+        if not Path(value).expanduser().is_file():
+            raise DatabaseRefused(f"{_server(url)}: {name} of DATABASE_URL names no file: {value}")
     try:
         yield
     except ssl.SSLCertVerificationError as error:
@@ -49,12 +55,27 @@ async def _first_connection(url: str) -> AsyncIterator[None]:
                               "check the host and sslrootcert of DATABASE_URL") from None
     except (ssl.SSLError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.ClientConfigurationError) as error:
         raise DatabaseRefused(f"{_server(url)} refused the connection: {error}") from None
+    except asyncpg.ConnectionDoesNotExistError:
+        # What a server that refuses our client certificate does: it ends the TLS handshake, unexplained.
+        raise DatabaseRefused(f"{_server(url)} closed the connection as it began; a client certificate it "
+                              "does not accept (another CA, expired) is the usual cause: check sslcert and "
+                              "sslkey of DATABASE_URL") from None
+    except ConnectionError as error:
+        if "SSL upgrade" not in str(error):
+            raise  # down or restarting: waiting cures it
+        raise DatabaseRefused(f"{_server(url)} offers no TLS; sslmode=disable connects without it") from None
+
+
+def _file_parameters(url: str) -> list[tuple[str, str]]:
+    query = parse_qs(urlsplit(url).query)
+    return [(name, value) for name in _FILE_PARAMETERS for value in query.get(name, [])]
 
 
 def _server(url: str) -> str:
     parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2] or "localhost"  # one host[:port], or a list of them
     sslmode = parse_qs(parts.query).get("sslmode", [os.environ.get("PGSSLMODE", "")])[0]
-    return f"PostgreSQL at {parts.hostname}:{parts.port or 5432} (sslmode={sslmode})"
+    return f"PostgreSQL at {hosts} (sslmode={sslmode})"
 
 
 def _checked(schema: str) -> str:

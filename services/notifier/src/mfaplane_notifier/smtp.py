@@ -37,9 +37,11 @@ class SmtpServer:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("SMTP_URL must look like smtp://host:port or smtps://host:port")
-        query = parse_qs(parts.query)
+        query = parse_qs(parts.query, keep_blank_values=True)
         implicit = parts.scheme == "smtps"
-        starttls = query.get("starttls", ["false"])[0] == "true"
+        starttls = {"true": True, "false": False}.get(query.get("starttls", ["false"])[0])
+        if starttls is None:  # "TRUE" or "1" read as "not true" would send in clear what was meant encrypted
+            raise ValueError("SMTP_URL's starttls is true or false")
         if username and not (implicit or starttls):
             raise ValueError("SMTP_USERNAME needs TLS: smtps:// or ?starttls=true, never a login in clear text")
         return cls(parts.hostname, parts.port or (465 if implicit else 25), implicit, starttls, username, password,
