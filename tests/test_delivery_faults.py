@@ -38,7 +38,7 @@ from fault_tools import (
 from invariants import check_and_record, mark
 from mfaplane_contracts import identity_events, mfa_events
 from mfaplane_contracts.envelope import Envelope, EventPayload
-from mfaplane_devstack import clear_refusals, refuse_recipient
+from mfaplane_devstack import clear_refusals, ensure_pki, refuse_recipient
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_notifier import mail_loop, mail_queue
@@ -93,6 +93,47 @@ async def test_an_smtp_outage_within_the_retry_budget_delivers_every_mail_once(s
     assert all(r["attempts"] >= 4 and r["last_error"] is None for r in rows.values()), rows
     await check_and_record(stack, "SMTP server down while mail was due, within the retry budget",
                            "5 users required while it was down", since)
+
+
+async def test_a_relay_whose_certificate_fails_holds_the_mail_past_its_attempts_then_sends_it(
+        stack, admin, tmp_path) -> None:
+    """An impostor relay, or a CA that was not updated: nothing goes out in clear and nothing is dead
+    after MAIL_MAX_ATTEMPTS; the mail waits (MAIL_WAIT_MAX_SECONDS) and leaves once the CA is right."""
+    if stack.infra.smtp_ca_file is None:
+        pytest.skip("needs the embedded catcher's TLS")
+    since = await mark(stack)
+    mail = MailWatch(stack.infra.maildir)
+    users = await new_users(admin, 3)
+    ids, emails = [u for u, _ in users], [e for _, e in users]
+    await notifier_knows(stack, ids)
+    wrong_ca = ensure_pki(tmp_path / "other-pki", (), apis={"smtp": ()}).ca
+    stack.restart("notifier", {"SMTP_CA_FILE": str(wrong_ca)})
+    try:
+        await require_all(admin, ids, 7)
+
+        async def tried_past_the_attempt_budget():
+            rows = await notifications(stack, ids, "required")
+            assert all(r["status"] == "pending" and r["attempts"] == 0 for r in rows.values()), rows
+            return (len(rows) == len(ids) and all(r["waiting_since"] is not None for r in rows.values())
+                    and all("certificate not trusted" in (r["last_error"] or "") for r in rows.values()) and rows)
+
+        await eventually(tried_past_the_attempt_budget, 30, "every mail refused by the relay's certificate")
+        await asyncio.sleep(max_attempts(stack) * 2)  # as long as MAIL_MAX_ATTEMPTS' retries would last
+        rows = await notifications(stack, ids, "required")
+        assert all(r["status"] == "pending" and r["attempts"] == 0 for r in rows.values()), rows
+        assert mail.count() == 0
+    finally:
+        stack.restart("notifier", {"SMTP_CA_FILE": str(stack.infra.smtp_ca_file)})
+
+    async def all_sent():
+        rows = await notifications(stack, ids, "required")
+        return all(r["status"] == "sent" for r in rows.values()) and rows
+
+    await eventually(all_sent, 30, "every notification sent once the relay's CA is right")
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert mail.subjects(emails) == {e: Counter({REQUIRED: 1}) for e in emails}
+    await check_and_record(stack, "SMTP relay with a certificate the notifier does not trust",
+                           "3 users required while it was so", since)
 
 
 async def test_refused_mailboxes_are_dead_lettered_while_other_mail_flows(stack, admin) -> None:

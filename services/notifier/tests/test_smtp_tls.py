@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mfaplane_devstack import Supervisor, ensure_pki, read_mail, start_smtp_catcher
-from mfaplane_notifier.smtp import SmtpServer, TemporaryFailure
+from mfaplane_notifier.smtp import RelayRefused, SmtpServer, TemporaryFailure
 
 USER, PASSWORD = "relay-user", "a relay password"
 
@@ -67,12 +67,14 @@ async def test_tls_and_a_login_deliver(relay: Relay, implicit: bool) -> None:
     assert [mail["Subject"] for mail in read_mail(maildir)] == ["over TLS"]
 
 
-async def test_a_certificate_from_another_ca_is_refused_and_nothing_is_sent(relay: Relay) -> None:
-    port, maildir = relay.start()
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit TLS"])
+async def test_a_certificate_from_another_ca_is_refused_and_nothing_is_sent(relay: Relay, implicit: bool) -> None:
+    port, maildir = relay.start(implicit=implicit)
+    url = f"smtps://127.0.0.1:{port}" if implicit else f"smtp://127.0.0.1:{port}?starttls=true"
     other_ca = ensure_pki(relay.root / "other-pki", (), apis={"smtp": ()}).ca
     for ca_file in (str(other_ca), None):  # a wrong CA, and the system's CAs, which do not know the relay's
-        with pytest.raises(TemporaryFailure):
-            await sent(SmtpServer.from_url(f"smtp://127.0.0.1:{port}?starttls=true", USER, PASSWORD, 5, ca_file))
+        with pytest.raises(RelayRefused, match="certificate not trusted: .*certificate"):
+            await sent(SmtpServer.from_url(url, USER, PASSWORD, 5, ca_file))
     assert read_mail(maildir) == []
 
 
@@ -87,7 +89,7 @@ async def test_a_relay_without_starttls_gets_neither_the_login_nor_the_message(r
 
 async def test_a_refused_login_is_retried_later_not_given_up(relay: Relay) -> None:
     port, maildir = relay.start()
-    with pytest.raises(TemporaryFailure, match="login refused"):
+    with pytest.raises(RelayRefused, match="login refused"):
         await sent(SmtpServer.from_url(f"smtp://127.0.0.1:{port}?starttls=true", USER, "wrong", 5, str(relay.pki.ca)))
     assert read_mail(maildir) == []
 

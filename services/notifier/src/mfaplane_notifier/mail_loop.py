@@ -40,7 +40,7 @@ from mfaplane_eventing.service import Runtime
 from mfaplane_notifier.emails import Recipient, render
 from mfaplane_notifier.mail_queue import FACTS, facts_of
 from mfaplane_notifier.notifications import still_holds
-from mfaplane_notifier.smtp import PermanentFailure, SmtpServer, SmtpSession, TemporaryFailure
+from mfaplane_notifier.smtp import PermanentFailure, RelayRefused, SmtpServer, SmtpSession, TemporaryFailure
 
 log = logging.getLogger(__name__)
 MAILS = Counter("mfaplane_notifications_total", "Notifications by outcome", ["kind", "outcome"])
@@ -129,6 +129,9 @@ class MailLoop:
                          reset_link=self._reset_link(portal, row["reset_id"]))
         try:
             await session.send(message)
+        except RelayRefused as failure:
+            SMTP_FAILURES.labels("false").inc()
+            await self._wait(row, str(failure))
         except (TemporaryFailure, PermanentFailure) as failure:
             await self._failed(row, failure)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import socket
+import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
@@ -14,6 +15,12 @@ import aiosmtplib
 
 class TemporaryFailure(Exception):
     """The server is down or answered 4xx: try again later."""
+
+
+class RelayRefused(TemporaryFailure):
+    """The relay cannot be used at all: its certificate fails verification, or it refuses our login.
+    No fault of the message, and no other relay to try: the mail waits (MAIL_WAIT_MAX_SECONDS) instead
+    of spending its attempts, and goes out once the relay or the settings are put right."""
 
 
 class PermanentFailure(Exception):
@@ -51,6 +58,13 @@ class SmtpServer:
         return SmtpSession(self)
 
 
+def _untrusted_certificate(error: BaseException | None) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed, raised as is or wrapped by aiosmtplib."""
+    while error is not None and not isinstance(error, ssl.SSLCertVerificationError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 @functools.cache
 def _local_hostname() -> str:
     # aiosmtplib would look it up (a DNS query) on every connection
@@ -80,9 +94,8 @@ class SmtpSession:
                 await self.close()
                 await (await self._connected()).send_message(message)
         except aiosmtplib.SMTPAuthenticationError as error:
-            # The relay refused our login: its fault or our settings', not the message's. It waits.
             await self.close()
-            raise TemporaryFailure(f"login refused: {error.code}") from None
+            raise RelayRefused(f"login refused: {error.code}") from None
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
             raise (PermanentFailure if all(c >= 500 for c in codes) else TemporaryFailure)(str(codes)) from None
@@ -93,6 +106,8 @@ class SmtpSession:
             raise failure(f"{error.code} {error.message}") from None
         except (aiosmtplib.SMTPException, OSError) as error:
             await self.close()
+            if untrusted := _untrusted_certificate(error):
+                raise RelayRefused(f"certificate not trusted: {untrusted.verify_message}") from None
             raise TemporaryFailure(type(error).__name__) from None
 
     async def close(self) -> None:
