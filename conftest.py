@@ -19,6 +19,7 @@ import pytest
 
 from mfaplane_devstack import Infra, Stack
 from mfaplane_eventing.clock import FileOffsetClock, set_offset
+from mfaplane_gateway import api_versions
 from mfaplane_gateway.auth import ROLES
 from portal_flows import RootAdmin, bearer
 
@@ -60,7 +61,8 @@ def clock_file(stack_dir: Path) -> Path:
 def service_env(clock_file: Path) -> dict[str, str]:
     """The services' settings under test: the fake clock, quick ticks and retries, cheap password hashing,
     and sign-in limits no test reaches (the suite signs in a lot, all from 127.0.0.1): a test of the
-    limits starts processes of its own with tight ones (tests/test_sign_in_limits.py)."""
+    limits starts processes of its own with tight ones (tests/test_sign_in_limits.py). The audit export
+    serves records as soon as they are stored; tests/test_audit_order.py starts a gateway that waits."""
     return {
         "MFAPLANE_FAKE_CLOCK_FILE": str(clock_file),
         "TICK_SECONDS": "0.2",
@@ -69,6 +71,7 @@ def service_env(clock_file: Path) -> dict[str, str]:
         "MAIL_RETRY_MAX_SECONDS": "2",
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST_KIB": "8192",
+        "AUDIT_SETTLE_SECONDS": "0",
         **UNREACHED_SIGN_IN_LIMITS,
     }
 
@@ -87,11 +90,12 @@ def api_keys(stack: Stack) -> dict[str, str]:
 
 @pytest.fixture
 async def gateway_as(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
-    """Makes gateway clients calling with a role's API key (None: no key); closes them after the test."""
+    """Makes gateway clients calling with a role's API key (None: no key) and the newest API version; closes
+    them after the test."""
     made: list[httpx.AsyncClient] = []
 
     def make(role: str | None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {api_keys[role]}"} if role else {}
+        headers = {"API-Version": api_versions.LATEST, **({"Authorization": f"Bearer {api_keys[role]}"} if role else {})}
         made.append(httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30, headers=headers))
         return made[-1]
 

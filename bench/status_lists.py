@@ -25,7 +25,8 @@ import asyncpg
 
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_gateway import principals_query
-from mfaplane_gateway.principals_query import PrincipalFilter, encode_cursor, listing
+from mfaplane_gateway.paging import encode_cursor
+from mfaplane_gateway.principals_query import PrincipalFilter, listing
 from bench.harness import GATEWAY_MIGRATIONS, BenchStack
 from bench.runner import Measure, Row, log, percentile
 

@@ -37,7 +37,7 @@ async def create_users(admin: Api, tag: str, count: int, concurrency: int = CREA
 
     async def one(i: int) -> uuid.UUID:
         body = {"email": emails[i], "name": f"Bench User {i}", "password": PASSWORD}
-        return uuid.UUID((await admin.call("POST", "/v1/users", json=body))["aggregate_id"])
+        return uuid.UUID((await admin.call("POST", "/v1/users", json=body))["id"])
 
     ids = await gather_limited(concurrency, (one(i) for i in range(count)))
     await wait_until(lambda: counts_reach(admin, tag, "none", count), 600, f"{count} users in the read model", 0.5)

@@ -25,6 +25,8 @@ def problem(response: httpx.Response, status: int, code: str) -> dict:
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
     assert body["code"] == code and body["type"].endswith(code), body
+    if status in (429, 503):  # says when to retry where HTTP clients look, and the same as the body
+        assert response.headers["Retry-After"] == str(body.get("retry_after", response.headers["Retry-After"]))
     return body
 
 
@@ -32,7 +34,7 @@ async def new_user(admin: httpx.AsyncClient, **require: Any) -> tuple[str, str]:
     """Creates a user (and requires MFA when `require` gives enrollment_days); returns id and email."""
     email = f"user-{uuid.uuid4().hex[:10]}@example.com"
     user_id = ok(await admin.post("/v1/users", json={"email": email, "name": "Test User",
-                                                     "password": PASSWORD}))["aggregate_id"]
+                                                     "password": PASSWORD}))["id"]
     if require:
         ok(await admin.post(f"/v1/users/{user_id}/mfa/require", json=require))
     return user_id, email
@@ -87,7 +89,7 @@ async def new_admin(console: httpx.AsyncClient, name: str = "Root") -> tuple[str
     token of its creation."""
     email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
     created = ok(await console.post("/v1/admins", json={"email": email, "name": name, "password": PASSWORD}))
-    return created["aggregate_id"], email, created["consistency_token"]
+    return created["id"], email, created["consistency_token"]
 
 
 async def console_session(portal: httpx.AsyncClient, email: str, clock) -> tuple[str, str]:

@@ -125,15 +125,12 @@ async def test_export_streams_a_users_events_in_order_with_filters_and_resumes(a
     await projected(admin, user_id, last)
 
     records = await ndjson(auditor, "/v1/audit/events", principal_id=user_id)
-    types = [r["envelope"]["type"] for r in records]
-    # Identity and MFA events travel on different topics: only each one's own order is kept.
-    assert sorted(types) == sorted(["UserCreated", "MFARequired", "EnrollmentPromptDismissed",
-                                    "EnrollmentExtended", "MFAReset", "MFARequirementRemoved"])
-    assert [t for t in types if t != "UserCreated"] == ["MFARequired", "EnrollmentPromptDismissed",
+    # Identity and MFA events travel on different topics; the history tells them in the order they happened.
+    assert [r["envelope"]["type"] for r in records] == ["UserCreated", "MFARequired", "EnrollmentPromptDismissed",
                                                         "EnrollmentExtended", "MFAReset", "MFARequirementRemoved"]
-    seqs = [r["seq"] for r in records]
-    assert seqs == sorted(set(seqs))
-    assert all(set(r) == {"seq", "prev_hash", "hash", "envelope"} for r in records)
+    places = [(datetime.fromisoformat(r["story_at"]), r["seq"]) for r in records]
+    assert places == sorted(places) and len({r["seq"] for r in records}) == len(records)
+    assert all(set(r) == {"seq", "story_at", "prev_hash", "hash", "envelope", "cursor"} for r in records)
     assert "password" not in json.dumps(records)
 
     by_type = await ndjson(auditor, "/v1/audit/events", principal_id=user_id, type=["MFAReset", "EnrollmentExtended"])
@@ -148,8 +145,17 @@ async def test_export_streams_a_users_events_in_order_with_filters_and_resumes(a
     assert [r["envelope"]["type"] for r in window] == ["MFAReset"]
 
     first = await ndjson(auditor, "/v1/audit/events", principal_id=user_id, limit=2)
-    rest = await ndjson(auditor, "/v1/audit/events", principal_id=user_id, after=first[-1]["seq"])
-    assert first + rest == records
+    rest = await ndjson(auditor, "/v1/audit/events", principal_id=user_id, cursor=first[-1]["cursor"])
+    assert [r["envelope"] for r in first + rest] == [r["envelope"] for r in records]
+    # `after` (deprecated): after the record with that seq, as clients resumed before cursors.
+    resumed = await auditor.get("/v1/audit/events", params={"principal_id": user_id, "after": first[-1]["seq"]})
+    assert "Deprecation" in resumed.headers and "Sunset" in resumed.headers
+    assert [r["envelope"] for r in first] + [json.loads(line)["envelope"] for line in resumed.text.splitlines()] == [
+        r["envelope"] for r in records]
+    assert "Deprecation" not in (await auditor.get("/v1/audit/events", params={"limit": 1})).headers
+    problem(await auditor.get("/v1/audit/events", params={"cursor": "bm90IGEgY3Vyc29y"}), 400, "invalid_cursor")
+    problem(await auditor.get("/v1/audit/events", params={"cursor": first[-1]["cursor"], "after": 1}), 400,
+            "invalid_cursor")
 
     problem(await auditor.get("/v1/audit/events", params={"type": "NoSuchEvent"}), 400, "unknown_event_type")
     problem(await auditor.get("/v1/audit/events", params={"from": before_removal.isoformat(),
@@ -183,10 +189,13 @@ async def test_verification_passes_an_untouched_export_and_finds_an_edited_line(
     assert tampered.returncode == 1
     assert f"broken at record {record['seq']}: content does not match its hash" in tampered.stderr
 
-    export.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
+    def without(seq: int) -> str:
+        return "".join(line + "\n" for line in lines if json.loads(line)["seq"] != seq)
+
+    export.write_text(without(2))
     assert "broken at record 2: record 2 is missing (found 3)" in verify_audit(stack, "--file", str(export)).stderr
     # Cutting the tail leaves a valid chain, but not the head an auditor noted down.
-    export.write_text("\n".join(lines[:-1]) + "\n")
+    export.write_text(without(max(json.loads(line)["seq"] for line in lines)))
     cut = verify_audit(stack, "--file", str(export))
     assert cut.returncode == 0 and cut.stdout.split()[-1] != intact.stdout.split()[-1]
 
@@ -208,6 +217,7 @@ async def test_signatures_catch_an_edit_whose_chain_was_recomputed_and_a_forged_
     export = tmp_path / "audit.ndjson"
     async with auditor.stream("GET", "/v1/audit/events") as response:
         records = [json.loads(line) async for line in response.aiter_lines() if line]
+    records.sort(key=lambda record: record["seq"])  # the chain's order, in which an attacker computes it again
     target = next(i for i, r in enumerate(records)
                   if r["envelope"]["type"] == "MFARequired" and r["envelope"]["payload"]["principal_id"] == user_id)
     assert records[target]["envelope"]["key_id"] == service_key(stack, "mfa").key_id, "mfa signed its event"
@@ -267,3 +277,14 @@ async def test_verification_of_the_database_finds_an_edited_row(stack, admin) ->
     finally:
         await pool.close()
     assert broken == audit_log.BrokenLink(seq, "content does not match its hash")
+
+
+@pytest.mark.parametrize("keys_from", ["SERVICE_PUBLIC_KEYS_FILE", "SERVICE_PUBLIC_KEYS"])
+def test_an_auditor_verifies_with_only_the_database_and_the_public_keys(stack, keys_from: str) -> None:
+    """No broker, no identity or mfa URL, no signing key, not even PATH: what an auditor with read access holds."""
+    keys_file = stack.service_env("gateway")["SERVICE_PUBLIC_KEYS_FILE"]
+    keys = {keys_from: keys_file if keys_from.endswith("_FILE") else Path(keys_file).read_text()}
+    env = {"DATABASE_URL": stack.infra.database_url, "DATABASE_SCHEMA": "gateway", **keys}
+    argv = [sys.executable, "-m", "mfaplane_gateway", "verify-audit"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "audit chain intact" in result.stdout, result.stderr

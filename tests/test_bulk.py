@@ -1,4 +1,5 @@
-"""Bulk actions over many users, a dry run, a gateway restart mid-way, the route's size limit, the CSV export."""
+"""Bulk actions over many users and systems: a dry run, a gateway restart mid-way, the route's size limit,
+the CSV export, no-ops counted apart, and the consistency token of a bulk result."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import csv
 import io
 import uuid
 
+from fault_tools import schema
 from mfaplane_gateway.bulk import MAX_REQUEST_BYTES
-from portal_flows import PASSWORD, ok, problem
+from portal_flows import PASSWORD, new_user, ok, problem, set_up, sign_in
 
 USERS = 1000
 
@@ -137,3 +139,70 @@ async def test_the_bulk_route_takes_10000_ids_and_refuses_more_than_its_own_limi
     assert str(MAX_REQUEST_BYTES) in refused["detail"]
     problem(await admin.post("/v1/users", json={"email": "big@example.com", "name": "x" * 70_000,
                                                 "password": PASSWORD}), 413, "request_too_large")
+
+
+async def test_a_bulk_counts_users_it_changed_apart_from_those_already_as_asked(admin) -> None:
+    tag = f"noop{uuid.uuid4().hex[:6]}"
+    ids = await _create_users(admin, tag, 3)
+    required = ok(await admin.post(f"/v1/users/{ids[0]}/mfa/require", json={"enrollment_days": 3}))
+
+    operation = ok(await admin.post("/v1/users/mfa/bulk", json={"action": "require", "enrollment_days": 3,
+                                                                 "user_ids": ids}))
+    # Read at once with the operation's token: it waits for the operation and for each change it made.
+    listed = ok(await admin.get("/v1/users", params={"q": tag, "consistent_with": operation["consistency_token"]}))
+    assert {user["id"]: user["status"] for user in listed["items"]} == dict.fromkeys(ids, "enrolling")
+    progress = await _completed(admin, operation["id"])
+    assert (progress["changed"], progress["unchanged"], progress["done"], progress["failed"]) == (2, 1, 3, [])
+    assert ok(await admin.get(f"/v1/users/{ids[0]}"))["deadline"] == \
+        ok(await admin.get(f"/v1/users/{ids[0]}", params={"consistent_with": required["consistency_token"]}))[
+            "deadline"], "the user already required kept its period"
+
+
+async def systems_listed(admin, **params) -> dict[str, bool]:
+    """Every system's MFA switch, by id, as /v1/systems lists it."""
+    page = ok(await admin.get("/v1/systems", params={"limit": 500, **params}))
+    return {system["id"]: system["mfa_enabled"] for system in page["items"]}
+
+
+async def test_a_system_bulk_tells_no_ops_apart_and_decisions_never_lag_behind_it(stack, admin, portal, gateway_as,
+                                                                                   clock) -> None:
+    tag = uuid.uuid4().hex[:6]
+    on, off = [ok(await admin.post("/v1/systems", json={"name": f"bulk-{tag}-{n}", "kind": "linux"}))["id"]
+               for n in ("on", "off")]
+    switched = ok(await admin.put(f"/v1/systems/{on}/mfa", json={"enabled": True}))
+    await systems_listed(admin, consistent_with=switched["consistency_token"])
+    _, email = await new_user(admin, enrollment_days=7)
+    await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
+    agent = gateway_as("system_agent")
+
+    async def decision() -> dict:
+        return ok(await agent.post(f"/v1/systems/{on}/authorize", json={"email": email, "password": PASSWORD}))
+
+    assert (await decision())["decision"] == "code_required"
+    missing = str(uuid.uuid4())
+    async with schema(stack, "gateway") as held:
+        # The gateway's projection is held back: nothing it consumes now is committed until the rollback.
+        hold = held.transaction()
+        await hold.start()
+        try:
+            await held.execute("LOCK TABLE projected_versions IN SHARE MODE")
+            result = ok(await admin.post("/v1/systems/mfa/bulk", json={"enabled": False,
+                                                                      "system_ids": [on, off, missing]}))
+            assert (result["changed"], result["unchanged"], result["failed"]) == \
+                ([on], [off], {missing: "system_not_found"})
+            assert await decision() == {"decision": "allow", "reason": "mfa_not_enabled_on_resource"}
+            assert (await systems_listed(admin))[on], "the list, read without the token, is still behind"
+        finally:
+            await hold.rollback()
+    listed = await systems_listed(admin, consistent_with=result["consistency_token"])
+    assert (listed[on], listed[off]) == (False, False)
+    problem(await admin.get("/v1/systems", params={"consistent_with": "bulk:not-an-id"}), 400,
+            "invalid_consistency_token")
+
+
+async def test_a_token_this_api_did_not_return_is_refused_and_an_unknown_bulk_waits_for_nothing(admin) -> None:
+    for made_up in ("abc@99999999999", "abc@2147483648", "abc@\u00b2", "abc@" + "9" * 5000):
+        problem(await admin.get("/v1/users", params={"consistent_with": made_up}), 400, "invalid_consistency_token")
+    # The gateway records a bulk before answering it: an id it does not know was never issued, or is a
+    # systems bulk's from more than a day ago. Its token has nothing to wait for.
+    ok(await admin.get("/v1/systems", params={"consistent_with": f"bulk:{uuid.uuid4()}"}))

@@ -84,6 +84,7 @@ async def test_enrollment_prompt_dismiss_then_setup_then_code(admin, portal, clo
 
     dismissed = ok(await portal.post("/v1/portal/dismiss-prompt", json={"challenge": prompt["challenge"]}))
     assert (dismissed["outcome"], dismissed["days_remaining"]) == ("signed_in", 7)
+    assert dismissed["deadline"] == prompt["deadline"] is not None, "the prompt's deadline, wherever the prompt is"
 
     clock.advance(timedelta(days=2))
     prompt = await sign_in(portal, email)

@@ -8,6 +8,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
 from mfaplane_eventing.service_auth import Call, CallSigner
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
@@ -49,3 +50,13 @@ def direct(stack, service: str, **options) -> httpx.AsyncClient:
     """A client of `service`'s own API, not through the gateway: HTTPS verified with the stack's CA."""
     return httpx.AsyncClient(base_url=stack.url(service), verify=ssl.create_default_context(cafile=stack.https_ca),
                              **{"timeout": 30, **options})
+
+
+async def publish(stack, topic: str, key: str, value: bytes) -> None:
+    """Publishes one message as the tests' Kafka client."""
+    producer = AIOKafkaProducer(**stack.kafka_client_options("tests"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()

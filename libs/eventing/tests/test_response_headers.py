@@ -1,19 +1,21 @@
 """What every service's HTTP surface adds to its answers: `nosniff` always, `no-store` unless the route
-set its own caching, and a 400 `invalid_text` problem for control characters in names or searches."""
+set its own caching, a 400 `invalid_text` problem for control characters in names or searches, and
+`Retry-After` on every 429 and 503."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 import httpx
 import pytest
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from mfaplane_contracts.text import DisplayName, plain_text
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.service import ServiceSpec, http_app
+from mfaplane_eventing.service import ServiceSpec, current_runtime, http_app
 from mfaplane_eventing.settings import ServiceSettings
 
 router = APIRouter()
@@ -41,9 +43,33 @@ async def page() -> PlainTextResponse:
     return PlainTextResponse("a page", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/busy/{kind}")
+async def busy(kind: str) -> None:
+    match kind:
+        case "throttled":
+            raise Rejected("throttled", "Too many.", 429, retry_after=7)
+        case "unavailable":
+            raise Rejected("service_unavailable", "Away.", 503)
+        case "plain-429":
+            raise HTTPException(429, "Too many.")
+        case "database":
+            raise asyncpg.CannotConnectNowError("starting up")
+
+
+class _AwayPool:
+    async def fetchval(self, query: str) -> None:
+        raise OSError("no route to the database")
+
+
+class _AwayRuntime:
+    pool = _AwayPool()
+    producer = None  # no broker either: `producer.client` fails
+
+
 @pytest.fixture
 async def client():
     app = http_app(ServiceSpec("test", ServiceSettings, routers=[router]), max_request_bytes=1000)
+    app.dependency_overrides[current_runtime] = lambda: _AwayRuntime()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as http:
         yield http
 
@@ -78,3 +104,13 @@ async def test_control_characters_are_a_400_invalid_text_naming_the_field(client
 async def test_with_other_errors_it_stays_a_422(client) -> None:
     answer = await client.post("/things", json={"name": "a\x00", "size": "big"})
     assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(("path", "status", "retry_after"), [
+    ("/busy/throttled", 429, "7"),  # the refusal's own retry_after, in the body and the header
+    ("/busy/unavailable", 503, "2"), ("/busy/plain-429", 429, "2"), ("/busy/database", 503, "2"),
+    ("/readyz", 503, "2"),
+])
+async def test_every_429_and_503_says_when_to_retry(client, path: str, status: int, retry_after: str) -> None:
+    answer = await client.get(path)
+    assert answer.status_code == status and answer.headers["Retry-After"] == retry_after, answer.headers

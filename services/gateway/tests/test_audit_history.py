@@ -56,7 +56,7 @@ async def test_a_rehashed_edit_breaks_the_next_link() -> None:
 async def _store(pool, envelopes) -> None:
     for envelope in envelopes:
         async with pool.acquire() as conn, conn.transaction():
-            await audit_log.append(conn, [envelope])
+            await audit_log.append(conn, [envelope], envelope.occurred_at)
 
 
 async def test_states_at_past_moments(gateway_pool, history) -> None:

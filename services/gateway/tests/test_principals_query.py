@@ -17,8 +17,8 @@ import mfaplane_gateway
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
 from mfaplane_eventing import db
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_gateway.principals_query import (PrincipalFilter, decode_cursor, encode_cursor, listing, page,
-                                               status_counts)
+from mfaplane_gateway.paging import decode_cursor, encode_cursor
+from mfaplane_gateway.principals_query import PrincipalFilter, listing, page, status_counts
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
@@ -162,8 +162,8 @@ def test_anything_but_a_cursor_of_this_list_is_refused_before_a_query(cursor: st
     assert (refused.value.code, refused.value.status) == ("invalid_cursor", 400)
 
 
-def test_a_date_cursor_needs_a_date() -> None:
-    for value in ("tomorrow", "a@example.com", "2026-13-01T00:00:00"):
+def test_a_date_cursor_needs_a_moment_with_its_time_zone() -> None:
+    for value in ("tomorrow", "a@example.com", "2026-13-01T00:00:00", "2026-12-02", "2026-12-02T10:00:00"):
         with pytest.raises(Rejected):
             decode_cursor(_cursor(["user/deadline", value, ID]), listing("user", "deadline"), "timestamptz")
 

@@ -18,6 +18,7 @@ from mfaplane_eventing.event_store import ConcurrencyConflict
 
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
+RETRY_STATUSES = (429, 503)
 
 
 class Problem(BaseModel):
@@ -63,18 +64,20 @@ def conflict_body() -> dict[str, Any]:
 
 
 def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE, headers=headers)
+    return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE,
+                        headers=with_retry_after(body["status"], headers, body.get("retry_after")))
+
+
+def with_retry_after(status: int, headers: dict[str, str] | None, retry_after: Any = None) -> dict[str, str] | None:
+    """Every 429 and 503 says when to come back where HTTP clients look: Retry-After, the body's
+    `retry_after` when it has one, else RETRY_AFTER_SECONDS."""
+    if status not in RETRY_STATUSES or "retry-after" in {name.lower() for name in headers or {}}:
+        return headers
+    return {**(headers or {}), "Retry-After": str(retry_after if retry_after is not None else RETRY_AFTER_SECONDS)}
 
 
 async def _rejected(_: Request, error: Rejected) -> JSONResponse:
-    return _response(rejected_body(error), _retry_after(error))
-
-
-def _retry_after(error: Rejected) -> dict[str, str] | None:
-    """A refusal that says when to come back (`retry_after`) says it where HTTP clients look, too."""
-    if "retry_after" in error.extra:
-        return {"Retry-After": str(error.extra["retry_after"])}
-    return {"Retry-After": RETRY_AFTER_SECONDS} if error.status == 503 else None
+    return _response(rejected_body(error))
 
 
 async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -103,8 +106,7 @@ async def _unstorable_text(_: Request, error: asyncpg.DataError) -> JSONResponse
 
 
 async def _database_down(_: Request, error: Exception) -> JSONResponse:
-    return problem(503, "service_unavailable", "Service unavailable", "The database is not reachable; retry.",
-                   headers={"Retry-After": RETRY_AFTER_SECONDS})
+    return problem(503, "service_unavailable", "Service unavailable", "The database is not reachable; retry.")
 
 
 def install(app: FastAPI) -> None:

@@ -240,7 +240,9 @@ async def _readiness(runtime: RuntimeDep) -> JSONResponse:
     except Exception as error:  # noqa: BLE001
         checks["broker"] = type(error).__name__
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    status = 200 if ready else 503
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=status,
+                        headers=problems.with_retry_after(status, None))
 
 
 def _metrics() -> Response:

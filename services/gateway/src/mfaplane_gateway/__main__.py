@@ -8,7 +8,8 @@ from typing import Any
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
-from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, reference_portals, replay, sessions
+from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, read_your_writes
+from mfaplane_gateway import reference_portals, replay, sessions
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -46,7 +47,8 @@ SPEC = ServiceSpec(
     consumes=EVENT_TOPICS,
     batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
     routers=ROUTERS,
-    background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime)],
+    background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime),
+                                read_your_writes.sweep_expired_sets(runtime)],
     state=gateway_state,
     commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},
     body_limits={bulk.PATH: bulk.MAX_REQUEST_BYTES},

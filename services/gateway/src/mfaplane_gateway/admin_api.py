@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.identity_events import ApiRole
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_gateway.api import (ConsistentWith, IdempotencyKey, NewPrincipal, PageRequestDep, User, one_principal,
-                                  principal_filter, principals_page)
+from mfaplane_gateway.api import (ConsistentWith, Cursor, IdempotencyKey, Limit, NewPrincipal, PageRequestDep, User,
+                                  one_principal, principal_filter, principals_page)
+from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, StepUp
 from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.paging import decode_cursor, page_of
 from mfaplane_gateway.principals_query import PrincipalFilter
 from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.sessions import end_now
@@ -109,11 +111,37 @@ async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep)
                         expires_at=answer["expires_at"], key=answer["key"])
 
 
-@router.get("/api-keys")
-async def list_api_keys(caller: Admin, forward: ForwarderDep, status: KeyStatus | None = None) -> list[ListedApiKey]:
-    """Every API key (or those of one `status`), newest first; never the keys themselves."""
+class ApiKeyPage(BaseModel):
+    items: list[ListedApiKey]
+    next_cursor: str | None
+
+
+@router.get("/api-keys", response_model=ApiKeyPage | list[ListedApiKey], responses=VERSIONED_RESPONSE)
+async def list_api_keys(caller: Admin, forward: ForwarderDep, response: Response, api_version: ApiVersion = None,
+                        status: KeyStatus | None = None, limit: Limit = 50,
+                        cursor: Cursor = None) -> ApiKeyPage | list[ListedApiKey]:
+    """API keys (or those of one `status`), newest first; never the keys themselves. With `API-Version`, a page;
+    without, every one as a bare array (deprecated: ignores `limit` and `cursor`)."""
     path = "/api-keys" + (f"?status={status}" if status else "")
-    return [ListedApiKey(**key) for key in await forward.send("identity", "GET", path, caller.actor)]
+    keys = sorted((ListedApiKey(**key) for key in await forward.send("identity", "GET", path, caller.actor)),
+                  key=lambda key: _newest_first(key.created_at, key.key_id))
+    if api_version is None:
+        deprecated_shape(response)
+        return keys
+    if cursor:
+        after = _newest_first(*decode_cursor(cursor, KEYS_LISTING, "timestamptz"))
+        keys = [key for key in keys if _newest_first(key.created_at, key.key_id) > after]
+    items, next_cursor = page_of(keys, limit, KEYS_LISTING, lambda key: (key.created_at or UNRECORDED, key.key_id))
+    return ApiKeyPage(items=items, next_cursor=next_cursor)
+
+
+KEYS_LISTING = "api-keys"  # what a cursor of the API keys list is good for
+UNRECORDED = datetime.min.replace(tzinfo=UTC)  # when keys made before it was recorded were made, for their order
+
+
+def _newest_first(created_at: datetime | None, key_id: uuid.UUID) -> tuple[timedelta, uuid.UUID]:
+    """The list's order: newest first, keys made before their creation was recorded last, then by id."""
+    return UNRECORDED - (created_at or UNRECORDED), key_id
 
 
 @router.delete("/api-keys/{key_id}")

@@ -32,7 +32,8 @@ router = APIRouter(prefix="/v1")
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="Apply a retried request once")]
 ConsistentWith = Annotated[
     list[str] | None,
-    Query(max_length=20, description="receipts' consistency_token values to wait for (bounded) before reading"),
+    Query(max_length=20, description="consistency_token values of receipts or bulk results to wait for (bounded) "
+                                     "before reading"),
 ]
 
 
@@ -112,8 +113,12 @@ class PageRequest:
     cursor: str | None
 
 
-async def page_request(sort: SortKey = "email", limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                       cursor: Annotated[str | None, Query(max_length=500)] = None) -> PageRequest:
+# Every list pages the same way: `limit` items at most, then `next_cursor` to pass as `cursor` (null: the last page).
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=500)]
+
+
+async def page_request(sort: SortKey = "email", limit: Limit = 50, cursor: Cursor = None) -> PageRequest:
     return PageRequest(sort, limit, cursor)
 
 
@@ -160,8 +165,10 @@ CSV_PAGE = 1000
 
 @router.get("/users.csv", tags=["users"], response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}, "description": "every user matching the filter"}})
-async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, sort: SortKey = "email"):
+async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, sort: SortKey = "email",
+                       consistent_with: ConsistentWith = None):
     """The same filters as the list, as CSV, streamed page by page (constant memory)."""
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
 
     async def lines() -> AsyncIterator[str]:
         out = io.StringIO()
@@ -206,7 +213,9 @@ def _formula_start(text: str) -> bool:
 
 
 @router.get("/users/status-counts", tags=["users"])
-async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader) -> dict[MFAStatus, int]:
+async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader,
+                             consistent_with: ConsistentWith = None) -> dict[MFAStatus, int]:
+    await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
     return await principals_query.status_counts(runtime.pool, LIVE_TABLES["principals"], runtime.clock.now(), flt)
 
 

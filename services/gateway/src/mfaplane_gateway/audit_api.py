@@ -1,7 +1,9 @@
 """The auditors' API: the full event history, a user's MFA state at a past moment, compliance then.
 
-Lists are streamed as NDJSON and read from the database in keyset batches, so an export of
-millions of records runs in constant memory; a client resumes an export with `after=<last seq>`.
+Everything is told in story order (audit_order.py): each aggregate's events in version order, and
+across aggregates in the order things happened, not the order the topics delivered them. Lists are
+streamed as NDJSON and read from the database in keyset batches, so an export of millions of
+records runs in constant memory; each record carries the cursor that resumes an export after it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -23,13 +25,13 @@ from mfaplane_contracts.registry import EVENT_TYPES
 from mfaplane_contracts.text import plain_text
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway import audit_order
+from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, deprecated_shape
 from mfaplane_gateway.audit_history import PrincipalState, states_at
 from mfaplane_gateway.auth import Reader
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 NDJSON = "application/x-ndjson"
-BATCH = 1000
-MAX_SEQ = 2**63 - 1  # audit_log.seq is a PostgreSQL bigint
 NOT_SET_UP = (MFAStatus.ENROLLING, MFAStatus.EXPIRED, MFAStatus.REQUIRED_NO_PERIOD)
 
 
@@ -50,15 +52,19 @@ class NDJSONResponse(StreamingResponse):
     media_type = NDJSON
 
 
-def _lines_of(model: type[BaseModel], description: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"model": model, "description": description}}
+def _lines_of(model: type[BaseModel], description: str, **more: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": description, **more}}
 
 
 class AuditRecord(BaseModel):
-    seq: int
+    seq: int = Field(description="the record's place in the hash chain: the order the gateway stored the events")
+    story_at: datetime = Field(description="the record's place in the story, which lists are ordered by (then "
+                                           "by seq): the event's occurred_at, but never before its aggregate's "
+                                           "previous record and never after the gateway stored it")
     prev_hash: str = Field(description="the previous record's hash (64 zeros for the first)")
     hash: str = Field(description="SHA-256 over seq, prev_hash and the canonical JSON of the envelope")
     envelope: Envelope
+    cursor: str = Field(description="pass it as `cursor` to resume the list after this record")
 
 
 class PrincipalStateAt(BaseModel):
@@ -97,7 +103,7 @@ def _event_filter(principal_id: uuid.UUID | None, types: list[str] | None, actor
 
     def bind(value: Any) -> str:
         params.append(value)
-        return f"${len(params) + 2}"  # $1 and $2 are the cursor and the batch size
+        return f"${len(params) + audit_order.FIRST_FILTER_PARAM - 1}"
 
     conditions = ["true"]
     if principal_id:
@@ -113,39 +119,62 @@ def _event_filter(principal_id: uuid.UUID | None, types: list[str] | None, actor
     return " AND ".join(conditions), params
 
 
-async def _records(pool: asyncpg.Pool, where: str, params: list[Any], after: int,
-                   limit: int | None) -> AsyncIterator[str]:
-    while limit is None or limit > 0:
-        batch = BATCH if limit is None else min(BATCH, limit)
-        rows = await pool.fetch(f"SELECT seq, prev_hash, hash, envelope FROM audit_log WHERE seq > $1 AND {where} "
-                                "ORDER BY seq LIMIT $2", after, batch, *params)
-        for row in rows:
-            yield json.dumps(dict(row), ensure_ascii=False) + "\n"
-        if len(rows) < batch:
-            return
-        after, limit = rows[-1]["seq"], None if limit is None else limit - len(rows)
+async def _lines(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    async for record in records:
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _position(cursor: str | None, after: int) -> audit_order.Position | None:
+    if cursor is None:
+        return None
+    if after:
+        raise Rejected("invalid_cursor", "Give `cursor` or `after`, not both.", status=400)
+    return audit_order.Position.of_cursor(cursor)
 
 
 @router.get("/events", response_class=NDJSONResponse,
-            responses=_lines_of(AuditRecord, "One AuditRecord per line, in the order the gateway received the "
-                                              "events (seq order)."))
+            responses=_lines_of(AuditRecord, "One AuditRecord per line, in story order: by story_at, then seq. Each "
+                                "aggregate's events come in version order, and across aggregates in the order they "
+                                "happened, whatever order the topics delivered them in. Only settled records are "
+                                "listed (story_at at least the gateway's AUDIT_SETTLE_SECONDS, 60 by default, in the "
+                                "past), so that events in flight take their place before a reader passes it. "
+                                "Resuming from a record's `cursor` gives each record not yet had, once; an event that "
+                                "reaches the gateway later than that, after its place was served, comes in a later "
+                                "read, its story_at saying where it belongs. The hash chain runs in seq order: a "
+                                "complete export (no filter, read to its end) holds records 1 to n, which "
+                                "`verify-audit --file` checks. Deprecation and Sunset headers: `after` was given.",
+                                headers=VERSIONED_RESPONSE[200]["headers"]))
 async def export_events(
     runtime: RuntimeDep, _: Reader,
     principal_id: Annotated[uuid.UUID | None, Query(description="events about this user or admin")] = None,
     event_type: Annotated[list[str] | None, Query(alias="type", max_length=50, description="any of these")] = None,
     actor: Annotated[plain_text(300) | None, Query(description="e.g. api_key:<id>, user:<id>")] = None,
-    occurred_from: Annotated[DateTime | None, Query(alias="from")] = None,
-    occurred_to: Annotated[DateTime | None, Query(alias="to")] = None,
-    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="resume after this seq (the last one received)")] = 0,
+    occurred_from: Annotated[DateTime | None, Query(alias="from", description="events that occurred at or after "
+                                                                             "this moment (occurred_at)")] = None,
+    occurred_to: Annotated[DateTime | None, Query(alias="to", description="events that occurred at or before this "
+                                                                         "moment")] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description="resume after the record that carried this "
+                                                                    "cursor")] = None,
+    after: Annotated[int, Query(ge=0, le=audit_order.MAX_SEQ, deprecated=True, description=(
+        "deprecated, use `cursor`: resume after the record with this seq, in story order, as its cursor does, "
+        "except that an event which reached the gateway after the reader had passed its place is not served"))] = 0,
     limit: Annotated[int | None, Query(ge=1, description="at most this many records; default all")] = None,
 ) -> NDJSONResponse:
     where, params = _event_filter(principal_id, event_type, actor, occurred_from, occurred_to)
-    return NDJSONResponse(_records(runtime.pool, where, params, after, limit))
+    position = _position(cursor, after)
+    horizon = runtime.clock.now() - timedelta(seconds=runtime.settings.audit_settle_seconds)
+    parts = await audit_order.plan(runtime.pool, horizon, position, after)
+    response = NDJSONResponse(_lines(audit_order.read(runtime.pool, parts, where, params, limit)))
+    if after:
+        deprecated_shape(response)
+    return response
 
 
 @router.get("/users/{principal_id}/state")
 async def state_at(principal_id: uuid.UUID, runtime: RuntimeDep, _: Reader, at: Moment = None) -> PrincipalStateAt:
-    """The MFA status a user (or admin) had at `at`, folded from the events before it."""
+    """The MFA status a user (or admin) had at `at`, folded in story order from the events whose story_at is
+    not later (each aggregate's in version order). A moment within the last AUDIT_SETTLE_SECONDS may still
+    change as events in flight arrive."""
     moment = _past(at, runtime.clock.now())
     state = await anext(states_at(runtime.pool, moment, principal_id), None)
     if state is None or state.kind is None:

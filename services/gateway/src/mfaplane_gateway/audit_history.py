@@ -1,4 +1,5 @@
-"""A principal's MFA state at any past moment, folded from the audit log's event payloads."""
+"""A principal's MFA state at any past moment, folded from the audit log's event payloads in story order
+(audit_order.py): the events whose story_at is not later than the moment, each aggregate's in version order."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncpg
 
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
+from mfaplane_gateway.audit_order import BEFORE_ALL
 from mfaplane_gateway.principals_projection import REDUCERS
 
 BATCH = 1000
@@ -52,14 +54,15 @@ async def states_at(pool: asyncpg.Pool, at: datetime, principal_id: uuid.UUID | 
                     batch: int = BATCH) -> AsyncIterator[PrincipalState]:
     """Each principal's state at `at` (or just `principal_id`'s), in principal order, in constant memory.
 
-    History is read by keyset on (principal_id, seq), so one principal's events may span batches.
+    History is read by keyset on (principal_id, story_at, seq), so one principal's events may span batches.
     """
-    only = "principal_id = $6" if principal_id else "principal_id IS NOT NULL"
-    key: tuple[uuid.UUID, int] = (uuid.UUID(int=0), 0)
+    only = "principal_id = $7" if principal_id else "principal_id IS NOT NULL"
+    key: tuple[uuid.UUID, datetime, int] = (uuid.UUID(int=0), BEFORE_ALL, 0)
     state: PrincipalState | None = None
     while rows := await pool.fetch(
-        "SELECT principal_id, seq, envelope FROM audit_log WHERE (principal_id, seq) > ($1, $2) "
-        f"AND type = ANY($3::text[]) AND occurred_at <= $4 AND {only} ORDER BY principal_id, seq LIMIT $5",
+        "SELECT principal_id, story_at, seq, envelope FROM audit_log WHERE (principal_id, story_at, seq) > "
+        f"($1, $2, $3) AND type = ANY($4::text[]) AND story_at <= $5 AND {only} "
+        "ORDER BY principal_id, story_at, seq LIMIT $6",
         *key, FOLDED_TYPES, at, batch, *([principal_id] if principal_id else []),
     ):
         for row in rows:
@@ -67,6 +70,6 @@ async def states_at(pool: asyncpg.Pool, at: datetime, principal_id: uuid.UUID | 
                 yield state
                 state = None
             state = apply(state or PrincipalState(row["principal_id"]), Envelope.model_validate(row["envelope"]))
-        key = (rows[-1]["principal_id"], rows[-1]["seq"])
+        key = (rows[-1]["principal_id"], rows[-1]["story_at"], rows[-1]["seq"])
     if state is not None:
         yield state

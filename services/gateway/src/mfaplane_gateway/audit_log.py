@@ -4,6 +4,13 @@ Record n's hash is SHA-256 over (n, the previous record's hash, the canonical JS
 Changing, removing or reordering any record changes every hash after it, so `verify` finds the
 first broken link. Appends are serialised by a transaction-scoped advisory lock: the chain has
 one head, and gateway replicas consuming different partitions must not both extend it.
+
+The chain runs in seq order, the order the gateway stored the records; topics are not ordered with
+respect to each other, so that is not the order things happened in. Readers get the story order
+instead (audit_order.py): by story_at, which the database sets at append from the event's
+occurred_at, its aggregate's previous record and `stored_at` (migration 0011). story_at is beside
+the chain, not in it: it arranges the chained records for reading, and a change to it can neither
+hide, add nor change one (an export verifies in whatever order its lines come).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -29,8 +37,10 @@ async def lock(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-audit-log'))")
 
 
-async def append(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-    """Extends the chain with `envelopes`, in order, under the lock: one head read and one insert."""
+async def append(conn: asyncpg.Connection, envelopes: Sequence[Envelope], stored_at: datetime) -> None:
+    """Extends the chain with `envelopes`, in order, under the lock: one head read and one insert.
+
+    `stored_at` is the gateway's clock now: no event goes later in the story than when it was stored."""
     await lock(conn)
     head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
     seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS)
@@ -41,11 +51,11 @@ async def append(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> Non
                      or getattr(body, "admin_id", None))
         digest = link_hash(seq, prev_hash, document)
         records.append((seq, envelope.event_id, envelope.type, envelope.aggregate_id, principal, envelope.actor,
-                        envelope.occurred_at, document, prev_hash, digest))
+                        envelope.occurred_at, stored_at, document, prev_hash, digest))
         prev_hash = digest
     await conn.executemany(
-        "INSERT INTO audit_log (seq, event_id, type, aggregate_id, principal_id, actor, occurred_at, envelope, "
-        "prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", records,
+        "INSERT INTO audit_log (seq, event_id, type, aggregate_id, principal_id, actor, occurred_at, stored_at, "
+        "envelope, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", records,
     )
 
 

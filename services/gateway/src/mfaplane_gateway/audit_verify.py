@@ -2,9 +2,16 @@
 that the service owning each event signed it.
 
 Without `--file` it reads the gateway's audit_log table; with it, a complete NDJSON export from
-GET /v1/audit/events (no filters, no cursor). It prints the first broken link and exits 1, or the
-number of records and the head hash, which an auditor can note down: a chain recomputed after an
-edit, or cut short, no longer ends in the head noted earlier.
+GET /v1/audit/events (no filters, read from the start to its end, in one response or resumed with
+cursors). It prints the first broken link and exits 1, or the number of records and the head hash,
+which an auditor can note down: a chain recomputed after an edit, or cut short, no longer ends in
+the head noted earlier.
+
+The chain runs in seq order and an export lists the records in story order (audit_order.py), so the
+file's records are checked in seq order: each one waits, by its place in the file, until those
+before it in the chain have been checked. Memory grows with how far out of seq order the file is
+(the events that crossed in flight), not with its length. Lines in any order verify; a record
+missing, changed or added does not.
 
 The hash chain shows that nothing stored was changed; the signatures show who emitted each event
 (event_signing.py): a record counts only if the service that owns its event type's topic signed
@@ -23,11 +30,12 @@ reads the table, so an auditor with read access needs nothing else.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,15 +85,42 @@ class Signatures:
         return None
 
 
+def _record(line: bytes, number: int) -> Record:
+    try:
+        record = json.loads(line)
+        fields = record["seq"], record["prev_hash"], record["hash"], record["envelope"]
+        if not isinstance(fields[0], int):
+            raise TypeError(f"seq {fields[0]!r} is not a number")
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"audit chain broken: line {number} is not an audit record ({error!r})") from None
+    return fields
+
+
+def _read_at(file: IO[bytes], offset: int, number: int) -> Record:
+    file.seek(offset)
+    return _record(file.readline(), number)
+
+
 async def _file_records(path: Path) -> AsyncIterator[Record]:
-    with path.open(encoding="utf-8") as lines:
+    """The file's records in seq order; those read before their turn wait as (seq, line number, offset)."""
+    waiting: list[tuple[int, int, int]] = []
+    turn, offset = 1, 0
+    with path.open("rb") as lines, path.open("rb") as again:
         for number, line in enumerate(lines, 1):
-            try:
-                record = json.loads(line)
-                fields = record["seq"], record["prev_hash"], record["hash"], record["envelope"]
-            except (ValueError, KeyError, TypeError) as error:
-                raise SystemExit(f"audit chain broken: line {number} is not an audit record ({error!r})") from None
-            yield fields
+            record = _record(line, number)
+            if record[0] == turn:
+                yield record
+                turn += 1
+            else:
+                heapq.heappush(waiting, (record[0], number, offset))
+            offset += len(line)
+            while waiting and waiting[0][0] <= turn:
+                seq, number_then, offset_then = heapq.heappop(waiting)
+                yield _read_at(again, offset_then, number_then)
+                turn = max(turn, seq + 1)
+        while waiting:
+            _, number_then, offset_then = heapq.heappop(waiting)
+            yield _read_at(again, offset_then, number_then)
 
 
 async def verify(records: AsyncIterator[Record], keys: TrustedKeys, signed_from: int | None = None

@@ -6,15 +6,19 @@ gateway replica) works the items off: it claims up to CHUNK items with a lease a
 the mfa service as one batch of commands, each with an idempotency key made from the operation
 and the user, so an item interrupted by a restart is applied once when it is picked up again.
 The route takes up to MAX_IDS ids, so it has its own request size limit (MAX_REQUEST_BYTES).
+An item mfa answers with a 5xx (or a batch it does not answer) keeps its lease and is tried again
+when the lease runs out; its `reason` says why meanwhile. An operation counts the users it changed,
+those already as asked (mfa wrote nothing for them) and those it failed for; each applied item keeps
+the version its user's enrollment reached, which the operation's consistency token waits for
+(read_your_writes.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import asyncpg
 from fastapi import APIRouter
@@ -24,6 +28,7 @@ from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing import loops
 from mfaplane_eventing.service import Runtime, RuntimeDep
+from mfaplane_gateway import read_your_writes
 from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, command_id
@@ -41,7 +46,7 @@ MAX_REQUEST_BYTES = MAX_IDS * ID_BYTES + 64 * 1024  # the ids and room for the r
 # well within the forwarder's 10 s timeout on a loaded machine (else it is retried).
 WORKERS = 2
 CHUNK = 500
-SCOPE = "user_portal"
+SCOPE = read_your_writes.USER_BULK_SCOPE
 LEASE_SECONDS = 60
 IDLE_SECONDS = 0.2
 # Who an action changes, given the state in the read model (rule 6: extend only while not set up).
@@ -98,10 +103,14 @@ class Operation(BaseModel):
     enrollment_days: int | None
     state: Literal["running", "completed"]
     total: int
-    done: int
+    done: int = Field(description="applied: changed plus unchanged")
+    changed: int = Field(description="users the action changed")
+    unchanged: int = Field(description="users already as asked; nothing was written for them")
     failed: list[Failure]
     created_at: datetime
     completed_at: datetime | None
+    consistency_token: str = Field(description="pass as ?consistent_with= to read every change of the operation "
+                                               "back (503 operation_running while it is running)")
 
 
 async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list[asyncpg.Record]:
@@ -150,8 +159,11 @@ async def operation(pool: asyncpg.Pool | asyncpg.Connection, operation_id: uuid.
     head = await pool.fetchrow("SELECT * FROM bulk_operations WHERE operation_id = $1", operation_id)
     if head is None:
         raise Rejected("operation_not_found", "No such bulk operation.", 404)
+    # An item applied by a release that did not record `changed` (null) counts as changed.
     counts = await pool.fetchrow(
         "SELECT count(*) AS total, count(*) FILTER (WHERE state = 'done') AS done, "
+        "count(*) FILTER (WHERE state = 'done' AND changed IS NOT FALSE) AS changed, "
+        "count(*) FILTER (WHERE state = 'done' AND changed IS FALSE) AS unchanged, "
         "count(*) FILTER (WHERE state = 'pending') AS pending FROM bulk_operation_items WHERE operation_id = $1",
         operation_id,
     )
@@ -162,8 +174,10 @@ async def operation(pool: asyncpg.Pool | asyncpg.Connection, operation_id: uuid.
     return Operation(
         id=operation_id, action=head["action"], enrollment_days=head["enrollment_days"],
         state="running" if counts["pending"] else "completed", total=counts["total"], done=counts["done"],
+        changed=counts["changed"], unchanged=counts["unchanged"],
         failed=[Failure(user_id=r["user_id"], reason=r["reason"]) for r in failures],
         created_at=head["created_at"], completed_at=head["completed_at"],
+        consistency_token=read_your_writes.bulk_token(operation_id),
     )
 
 
@@ -211,22 +225,23 @@ class BulkWorker:
             answer = await self._forward.send("mfa", "POST", "/enrollments/batch", head["actor"],
                                               {"commands": commands})
         except Rejected as refused:
-            if refused.status == 503:
-                return  # the leases run out and the items are tried again
-            outcomes = [("failed", refused.code)] * len(items)
+            outcomes = [Outcome("pending" if refused.status == 503 else "failed", refused.code)] * len(items)
         else:
             outcomes = [_outcome(result) for result in answer["results"]]
-        finished = [(item["user_id"], *outcome) for item, outcome in zip(items, outcomes, strict=True) if outcome]
-        if finished:
-            await self._finish(head["operation_id"], finished)
+        await self._finish(head["operation_id"], {item["user_id"]: outcome for item, outcome in
+                                                  zip(items, outcomes, strict=True)})
 
-    async def _finish(self, operation_id: uuid.UUID, outcomes: Sequence[tuple[uuid.UUID, str, str | None]]) -> None:
-        users, states, reasons = zip(*outcomes, strict=True)
+    async def _finish(self, operation_id: uuid.UUID, outcomes: dict[uuid.UUID, Outcome]) -> None:
+        """Records each item's outcome; an item still pending keeps its lease, to be tried again after it."""
+        states, reasons, changed, versions = zip(*outcomes.values(), strict=True)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE bulk_operation_items i SET state = o.state, reason = o.reason, claimed_until = NULL "
-                "FROM unnest($2::uuid[], $3::text[], $4::text[]) AS o(user_id, state, reason) "
-                "WHERE i.operation_id = $1 AND i.user_id = o.user_id", operation_id, users, states, reasons,
+                "UPDATE bulk_operation_items i SET state = o.state, reason = o.reason, changed = o.changed, "
+                "version = o.version, claimed_until = CASE WHEN o.state = 'pending' THEN i.claimed_until END "
+                "FROM unnest($2::uuid[], $3::text[], $4::text[], $5::boolean[], $6::int[]) "
+                "AS o(user_id, state, reason, changed, version) "
+                "WHERE i.operation_id = $1 AND i.user_id = o.user_id",
+                operation_id, list(outcomes), states, reasons, changed, versions,
             )
             await conn.execute(
                 "UPDATE bulk_operations SET completed_at = now() WHERE operation_id = $1 AND completed_at IS NULL "
@@ -246,9 +261,19 @@ def _command_id(item: asyncpg.Record, user_id: uuid.UUID) -> str:
     return command_id(item["actor"], f"POST {path}", f"bulk:{item['operation_id']}")
 
 
-def _outcome(result: dict) -> tuple[str, str | None] | None:
-    """An item's new state and reason, or None to leave it to be tried again when its lease runs out."""
-    problem = result["problem"]
+class Outcome(NamedTuple):
+    """What became of an item: `done` (with whether it changed the user, and the version the user's
+    enrollment reached), `failed` (with the problem code) or still `pending` (with why: tried again when
+    its lease runs out)."""
+
+    state: str
+    reason: str | None = None
+    changed: bool | None = None
+    version: int | None = None
+
+
+def _outcome(result: dict) -> Outcome:
+    problem, receipt = result["problem"], result["receipt"]
     if problem is None:
-        return "done", None
-    return None if problem["status"] >= 500 else ("failed", problem["code"])
+        return Outcome("done", changed=bool(receipt["event_ids"]), version=receipt["version"])
+    return Outcome("pending" if problem["status"] >= 500 else "failed", problem["code"])

@@ -48,7 +48,7 @@ async def send_enrollment_command(forward: Forwarder, actor: str, scope: str, pr
     knows no principals and would keep an enrollment, and queue its mails, for any id."""
     await forward.send("identity", "GET", f"/principals/{PRINCIPAL_KINDS[scope]}/{principal_id}", actor)
     path = enrollment_path(scope, principal_id, action)
-    return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key))
+    return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key), principal_id)
 
 
 def enrollment_path(scope: str, principal_id: uuid.UUID, action: str) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +12,7 @@ import asyncpg
 
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.text import plain_text
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_gateway.paging import decode_cursor, page_of
 
 # The SQL twin of mfaplane_contracts.mfa_status.mfa_status; $1 is the clock's now.
 STATUS_SQL = (
@@ -82,33 +80,6 @@ def listing(kind: str, sort: SortKey) -> str:
     return f"{kind}/{sort}"
 
 
-def encode_cursor(of: str, sort_value: Any, principal_id: uuid.UUID) -> str:
-    value = sort_value.isoformat() if isinstance(sort_value, datetime) else sort_value
-    raw = json.dumps([of, value, str(principal_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, expected: str, sql_type: str) -> tuple[Any, uuid.UUID]:
-    """The sort value and id in a cursor of the `expected` listing; anything else (another listing's
-    cursor, a value of the wrong type, not base64 or JSON) is refused before a query runs."""
-    try:
-        match json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))):
-            case [str(of), str(value), str(principal)] if of == expected:
-                return _sort_value(value, sql_type), uuid.UUID(principal)
-    except ValueError:
-        pass
-    raise Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
-
-
-def _sort_value(value: str, sql_type: str) -> Any:
-    if sql_type == "timestamptz":
-        return datetime.fromisoformat(value)
-    if "\x00" in value:
-        raise ValueError("PostgreSQL text cannot hold NUL")
-    value.encode()  # a lone surrogate is no UTF-8 (UnicodeEncodeError is a ValueError)
-    return value
-
-
 async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime, flt: PrincipalFilter,
                sort: SortKey, limit: int, cursor: str | None) -> tuple[list[asyncpg.Record], str | None]:
     expression, sql_type = SORTS[sort]
@@ -127,10 +98,7 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
         conn, f"SELECT {COLUMNS}, page.sort_value FROM ({keys}) AS page JOIN {table} USING (principal_id) "
         f"ORDER BY page.sort_value, principal_id", params, custom_plan=bool(flt.search),
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(this_listing, rows[-1]["sort_value"], rows[-1]["principal_id"]) if more else None
-    return rows, next_cursor
+    return page_of(rows, limit, this_listing, lambda row: (row["sort_value"], row["principal_id"]))
 
 
 async def status_counts(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,

@@ -41,7 +41,7 @@ async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], 
     """Projects a run of events, in order, with a few statements for all of them."""
     # append() takes the audit-log lock, which a replay's switch takes too: the registry read after
     # it names the tables in force for these events.
-    await audit_log.append(conn, envelopes)
+    await audit_log.append(conn, envelopes, clock.now())
     fold = Fold()
     for envelope in envelopes:
         fold.add(envelope.occurred_at, envelope.body())

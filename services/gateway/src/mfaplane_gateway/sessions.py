@@ -178,16 +178,18 @@ async def end_now(runtime: Runtime, principal_id: uuid.UUID) -> None:
 async def delete_expired(pool: asyncpg.Pool, now: datetime, batch: int = SWEEP_BATCH) -> bool:
     """Deletes up to `batch` expired sessions and as many expired redeemed challenges, oldest first;
     True if there may be more. Replicas share the work: each skips the rows another is deleting."""
-    counts = [await _delete_expired_rows(pool, table, key, now, batch)
+    counts = [await delete_older(pool, table, key, "expires_at", now, batch)
               for table, key in (("sessions", "session_id"), ("redeemed_challenges", "challenge_id"))]
     return batch in counts
 
 
-async def _delete_expired_rows(pool: asyncpg.Pool, table: str, key: str, now: datetime, batch: int) -> int:
+async def delete_older(pool: asyncpg.Pool, table: str, key: str, column: str, moment: datetime, batch: int) -> int:
+    """Deletes up to `batch` rows whose `column` is at or before `moment`, oldest first; how many it deleted.
+    Replicas share the work: each skips the rows another is deleting."""
     return await pool.fetchval(
         f"WITH gone AS (DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
-        f"WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) "
-        "SELECT count(*) FROM gone", now, batch)
+        f"WHERE {column} <= $1 ORDER BY {column} LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) "
+        "SELECT count(*) FROM gone", moment, batch)
 
 
 async def sweep_expired(runtime: Runtime) -> None:

@@ -161,8 +161,9 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         challenge = await step_two(body.challenge, ("prompt",), runtime, tokens)
         answer = await forward.send("mfa", "POST", enrollment_path(challenge, "dismiss-prompt"),
                                     f"{kind}:{challenge.principal_id}")
+        # .get: an mfa not upgraded yet (a rolling upgrade) answers without the deadline
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=False,
-                                             days_remaining=answer["days_remaining"]))
+                                             days_remaining=answer["days_remaining"], deadline=answer.get("deadline")))
 
     @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT])
     async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,

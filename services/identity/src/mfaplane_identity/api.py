@@ -234,6 +234,21 @@ async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: Runtime
     return receipt(str(system_id), result)
 
 
+class SystemState(BaseModel):
+    system_id: uuid.UUID
+    mfa_enabled: bool
+
+
+@router.get("/systems/{system_id}")
+async def system_state(system_id: uuid.UUID, runtime: RuntimeDep) -> SystemState:
+    """The MFA switch as the system's events have it now: the gateway's decision endpoint reads it here,
+    never from its projection, so no decision is older than a switch already acknowledged."""
+    state = _resources(await runtime.store.history(str(system_id)))
+    if not state.exists:
+        raise Rejected("system_not_found", "No such system or application.", status=404)
+    return SystemState(system_id=system_id, mfa_enabled=state.mfa_enabled)
+
+
 class NewApiKey(Body):
     role: ApiRole
     name: DisplayName

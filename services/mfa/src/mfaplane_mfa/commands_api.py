@@ -67,6 +67,7 @@ class ConfirmResponse(CommandReceipt):
 
 class DismissResponse(CommandReceipt):
     days_remaining: int
+    deadline: datetime | None
 
 
 class BatchCommand(Body):
@@ -188,8 +189,9 @@ async def verify(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: C
 async def dismiss_prompt(scope: Scope, principal_id: uuid.UUID, cause: CauseDep, run: CommandsDep) -> DismissResponse:
     result, _ = await run(c.DismissEnrollmentPrompt(**_fields(scope, principal_id, cause)), cause)
     dismissed = [e.body() for e in result.events]
+    state = await run.state(enrollment_id(scope, principal_id))
     return DismissResponse(**_receipt(scope, principal_id, result),
-                           days_remaining=dismissed[-1].days_remaining if dismissed else 0)
+                           days_remaining=dismissed[-1].days_remaining if dismissed else 0, deadline=state.deadline)
 
 
 @router.get("")

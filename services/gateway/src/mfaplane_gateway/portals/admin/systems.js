@@ -1,7 +1,7 @@
 // Systems and applications (rule 10): which ask users who set up MFA for a code; MFA on or off in bulk.
 
 import { errorBox, focusHeading, h, s } from "./common/ui.js";
-import { actionDialog, keepingFocus, menuButton, untilSettled } from "./widgets.js";
+import { actionDialog, asOf, keepingFocus, menuButton } from "./widgets.js";
 
 const KINDS = { linux: "Linux (SSH login)", macos: "Mac (desktop login)", sso_application: "SSO / SAML application" };
 
@@ -47,10 +47,22 @@ export function systemsView(api, main) {
     }) : [h("tr", {}, h("td", { colspan: "4", class: "empty" }, "No systems or applications are registered yet."))]));
   }
 
-  async function load() {
+  /** Every system, page by page; after a change, as of that change (its consistency token). */
+  async function allSystems(consistentWith) {
+    const found = [];
+    let cursor = null;
+    do {
+      const page = await api.get("/systems", { limit: 500, cursor, consistent_with: consistentWith });
+      found.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    return found;
+  }
+
+  async function load(consistentWith) {
     error.clear();
     try {
-      systems = await api.get("/systems");
+      systems = await asOf(consistentWith, allSystems);
       const ids = new Set(systems.map((x) => x.id));
       [...selected].filter((id) => !ids.has(id)).forEach((id) => selected.delete(id));
       render();
@@ -77,12 +89,13 @@ export function systemsView(api, main) {
         const result = await api.post("/systems/mfa/bulk", { system_ids: ids, enabled });
         const failed = Object.entries(result.failed);
         const names = new Map(systems.map((x) => [x.id, x.name]));
-        message.textContent = `MFA ${enabled ? "enabled" : "disabled"} on ${result.changed.length} of ${ids.length}.`
+        const state = enabled ? "enabled" : "disabled";
+        message.textContent = `MFA ${state} on ${result.changed.length} of ${ids.length}.`
+          + (result.unchanged.length ? ` ${result.unchanged.length} already had MFA ${state}.` : "")
           + (failed.length ? ` Failed: ${failed.map(([id, why]) => `${names.get(id) || id} (${why})`).join(", ")}.` : "");
         selected.clear();
         render();
-        const changed = new Set(result.changed);
-        untilSettled(load, () => !tbody.isConnected || systems.every((x) => !changed.has(x.id) || x.mfa_enabled === enabled));
+        load(result.consistency_token);
       },
     });
   }
@@ -92,7 +105,7 @@ export function systemsView(api, main) {
     h("p", {}, "With MFA enabled, a user who has set up MFA is asked for a code when signing in to the system or ",
       "application; a user who has not set it up is not asked."),
     h("div", { class: "toolbar" }, selectionText, h("span", { class: "spacer" }), actions,
-      h("button", { type: "button", class: "secondary", onclick: load }, "Refresh")),
+      h("button", { type: "button", class: "secondary", onclick: () => load() }, "Refresh")),
     message, error,
     h("div", { class: "table-wrap" }, h("table", { class: "systems" },
       h("caption", { class: "visually-hidden" }, "Systems and applications with their MFA setting"),

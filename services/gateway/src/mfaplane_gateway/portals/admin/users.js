@@ -2,8 +2,8 @@
 
 import { busy, errorBox, field, focusHeading, formatDate, formatDuration, h } from "./common/ui.js";
 import {
-  STATUSES, STATUS_ORDER, actionDialog, hasPeriod, keepingFocus, menuButton, padlockIcon, sleep, statusBadge, statusDetails,
-  untilSettled,
+  STATUSES, STATUS_ORDER, actionDialog, asOf, hasPeriod, keepingFocus, menuButton, padlockIcon, sleep, statusBadge,
+  statusDetails,
 } from "./widgets.js";
 
 const PAGE_SIZE = 25;
@@ -35,8 +35,6 @@ const known = new Map(); // user id -> "Name <email>", for naming bulk failures
 const filterQuery = ({ withStatus = true } = {}) => ({
   q: state.q, status: withStatus ? state.status : "", required: state.required, mfa_active: state.mfa_active,
 });
-
-const fingerprint = (user) => JSON.stringify([user.status, user.required, user.mfa_active, user.deadline]);
 
 function yesNo(value) { return value ? "Yes" : "No"; }
 
@@ -130,8 +128,8 @@ export function usersView(api, main) {
     }) : [h("tr", {}, h("td", { colspan: "6", class: "empty" }, "No users match these filters."))]));
   }
 
-  async function loadCounts() {
-    const numbers = await api.get("/users/status-counts", filterQuery({ withStatus: false }));
+  async function loadCounts(consistentWith) {
+    const numbers = await api.get("/users/status-counts", { ...filterQuery({ withStatus: false }), consistent_with: consistentWith });
     const total = Object.values(numbers).reduce((a, b) => a + b, 0);
     const choose = (status) => () => {
       state.status = state.status === status ? "" : status;
@@ -149,13 +147,14 @@ export function usersView(api, main) {
       h("span", { class: "count-number" }, String(numbers[status] ?? 0))))));
   }
 
-  async function load() {
+  /** The page and the counts; after a change, as of that change (its consistency token). */
+  async function load(consistentWith) {
     error.clear();
     try {
-      const [page] = await Promise.all([
-        api.get("/users", { ...filterQuery(), limit: PAGE_SIZE, cursor: state.cursors[state.page] }),
-        loadCounts(),
-      ]);
+      const [page] = await asOf(consistentWith, (token) => Promise.all([
+        api.get("/users", { ...filterQuery(), limit: PAGE_SIZE, cursor: state.cursors[state.page], consistent_with: token }),
+        loadCounts(token),
+      ]));
       rows = page.items;
       rows.forEach((user) => known.set(user.id, `${user.name} <${user.email}>`));
       state.cursors[state.page + 1] = page.next_cursor;
@@ -177,16 +176,15 @@ export function usersView(api, main) {
       title: `${spec.title} for ${who}`, text: spec.many, confirmLabel: spec.verb, needsDays: true, danger: spec.danger,
       onConfirm: async (days) => {
         const operation = await api.post("/users/mfa/bulk", { action, enrollment_days: days, user_ids: ids });
-        const before = new Map([...state.selected].map(([userId, user]) => [userId, fingerprint(user)]));
         state.selected.clear();
         render();
-        track(operation, spec, before);
+        track(operation, spec);
       },
     });
   }
 
   /** Shows a bulk operation's progress and failures until it completes. */
-  async function track(operation, spec, before) {
+  async function track(operation, spec) {
     const heading = h("h2", { id: "progress-heading", tabindex: "-1" }, `${spec.title}: in progress`);
     const bar = h("progress", { max: String(operation.total), value: "0", "aria-labelledby": "progress-heading" });
     const text = h("p", { class: "progress-text", "aria-live": "polite" });
@@ -211,10 +209,10 @@ export function usersView(api, main) {
       }
     }
     heading.textContent = `${spec.title}: completed`;
-    text.textContent = `Completed: ${op.done} of ${op.total} changed, ${op.failed.length} failed.`;
+    text.textContent = `Completed: ${op.changed} of ${op.total} changed`
+      + (op.unchanged ? `, ${op.unchanged} already so` : "") + `, ${op.failed.length} failed.`;
     progress.classList.toggle("has-failures", op.failed.length > 0);
-    const failed = new Set(op.failed.map((f) => f.user_id));
-    await untilSettled(load, () => !progress.isConnected || !rows.some((u) => before.has(u.id) && !failed.has(u.id) && before.get(u.id) === fingerprint(u)));
+    if (progress.isConnected) await load(op.consistency_token);
   }
 
   const table = h("table", { class: "users" },
@@ -227,7 +225,7 @@ export function usersView(api, main) {
     h("h1", {}, "Users"),
     counts, filters,
     h("div", { class: "toolbar" }, selectionText, clear, h("span", { class: "spacer" }), actions,
-      h("button", { type: "button", class: "secondary", onclick: load }, "Refresh")),
+      h("button", { type: "button", class: "secondary", onclick: () => load() }, "Refresh")),
     message, error, progress,
     h("div", { class: "table-wrap" }, table),
     h("nav", { class: "pager", "aria-label": "Pages of users" }, previous, pageText, next));
@@ -288,17 +286,6 @@ async function history(api, id) {
       h("td", { title: e.actor }, describeActor(e.actor))))));
 }
 
-/** Reads the user back after a change until the change shows (bounded): the read model follows events. */
-async function readBack(api, id, before, consistencyToken) {
-  let user = null;
-  for (let attempt = 0; attempt < 16; attempt += 1) {
-    user = await api.get(`/users/${id}`, { consistent_with: consistencyToken });
-    if (fingerprint(user) !== before) break;
-    await sleep(250);
-  }
-  return user;
-}
-
 export async function userView(api, main, id, { note, loaded } = {}) {
   let user = loaded;
   try {
@@ -322,7 +309,7 @@ export async function userView(api, main, id, { note, loaded } = {}) {
         const path = `/users/${id}/mfa/${action}`;
         const receipt = days === null ? await api.json("POST", path) : await api.post(path, { enrollment_days: days });
         const summary = days === null ? `${spec.past}.` : `${spec.past}: ${days}-day enrollment period from now.`;
-        const fresh = await readBack(api, id, fingerprint(user), receipt.consistency_token);
+        const fresh = await asOf(receipt.consistency_token, (token) => api.get(`/users/${id}`, { consistent_with: token }));
         userView(api, main, id, { note: summary, loaded: fresh });
       },
     });

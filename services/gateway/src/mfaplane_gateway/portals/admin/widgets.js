@@ -175,16 +175,25 @@ export function actionDialog({ title, text, confirmLabel, needsDays, danger, onC
 
 export const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
+const NOT_YET = new Set(["projection_behind", "operation_running"]);
+const READ_BACK_TRIES = 4;
+const READ_BACK_MAX_WAIT_MS = 5000;
+
 /**
- * Reads again until `settled()` says the change shows, at most ~10 s: read models follow events, so a
- * change accepted a moment ago may not be in a list yet.
+ * `read(consistencyToken)`: a read as of a change. The gateway waits a few seconds for a change to show,
+ * then answers 503 with a Retry-After: read again after it, and after READ_BACK_TRIES such answers read
+ * without the token. A change slow to show is no error; a later refresh shows it.
  */
-export async function untilSettled(load, settled) {
-  for (let attempt = 0; attempt < 20; attempt += 1) {
-    await load();
-    if (settled()) return;
-    await sleep(500);
+export async function asOf(consistencyToken, read) {
+  for (let attempt = 1; consistencyToken && attempt <= READ_BACK_TRIES; attempt += 1) {
+    try {
+      return await read(consistencyToken);
+    } catch (failure) {
+      if (!NOT_YET.has(failure.code)) throw failure;
+      await sleep(Math.min(1000 * (failure.problem.retry_after || 1), READ_BACK_MAX_WAIT_MS));
+    }
   }
+  return read(undefined);
 }
 
 /** Re-renders rows without losing keyboard focus: the focused control is found again by its row and position. */

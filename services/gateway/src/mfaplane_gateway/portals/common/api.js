@@ -1,5 +1,8 @@
 // The portals' only way out: JSON over the gateway's public /v1 API (plus the app's own config.json).
 
+/** The API version these portals are written against (README, "Versions and deprecations"). */
+const API_VERSION = "2026-12-07";
+
 /** A refusal from the API: the RFC 9457 problem's `code` and `detail`, or a network failure. */
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -39,7 +42,7 @@ export class Api {
   }
 
   async request(method, path, { body, query } = {}) {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", "API-Version": API_VERSION };
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;

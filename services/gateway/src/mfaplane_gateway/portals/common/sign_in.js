@@ -161,7 +161,7 @@ export class SignIn {
     later.addEventListener("click", () => busy(card, async () => {
       try {
         const done = await this.api.post(`${this.prefix}/dismiss-prompt`, { challenge: answer.challenge });
-        this.done({ session: done.session, daysRemaining: done.days_remaining, dismissed: true });
+        this.done({ session: done.session, daysRemaining: done.days_remaining, deadline: done.deadline, dismissed: true });
       } catch (failure) { this.failed(failure, error); }
     }));
     const card = this.show(

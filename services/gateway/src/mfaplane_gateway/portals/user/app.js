@@ -16,7 +16,7 @@ async function start() {
   const api = new Api(config.api_base, config.portal_api_key);
   const flow = new SignIn({ root: main, api, prefix: "/portal", product: "the user portal", onSignedIn: signedIn });
 
-  async function signedIn({ session, daysRemaining, dismissed, setUp }) {
+  async function signedIn({ session, daysRemaining, deadline, dismissed, setUp }) {
     sessionStorage.setItem(SESSION, session);
     let info = null;
     try {
@@ -34,7 +34,8 @@ async function start() {
     const card = h("section", { class: "card" },
       h("h1", {}, "You are signed in"),
       dismissed ? h("p", { class: "notice", role: "status" },
-        `You chose to set up MFA later. ${days(daysRemaining)} remain in your enrollment period; `,
+        `You chose to set up MFA later. ${days(daysRemaining)} remain in your enrollment period`
+          + (deadline ? `, until ${formatDate(deadline)}; ` : "; "),
         "you will be asked again each time you sign in.") : null,
       setUp ? h("p", { class: "success", role: "status" }, "Your MFA is set up. Keep your phone and recovery codes safe.") : null,
       h("p", {}, `This session lasts until ${formatDate(info.expires_at)}.`),
