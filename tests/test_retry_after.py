@@ -1,10 +1,10 @@
 """Every 429 and 503 the gateway answers says when to come back in `Retry-After`, as HTTP clients
 look for it, and agrees with the body's `retry_after` where the body has one.
 
-Each kind is made to happen on the running stack: mfa's throttle and identity's per-email limit
-(both forwarded by the gateway), the gateway's own rate limit, a read waiting for a change the
-projection has not reached or for a bulk operation still running, and identity and mfa out of
-reach. identity's `server_busy` and `source_throttled` are checked the same way in
+Each kind is made to happen on the running stack: identity's per-email limit (forwarded by the
+gateway), the gateway's own rate limit, a read waiting for a change the projection has not reached
+or for a bulk operation still running, and identity and mfa out of reach. mfa's throttle is checked
+in test_sign_in.py (test_wrong_codes_are_throttled), identity's `server_busy` and `source_throttled` the same way in
 test_sign_in_limits.py (they need an identity with tight limits), a database away in
 test_infra_faults.py (SteadyLoad counts a 503 without the header as unexpected), and /readyz in
 libs/eventing/tests/test_response_headers.py.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 
 import httpx
 import pytest
@@ -22,9 +21,7 @@ import pytest
 from fault_tools import schema
 from mfaplane_devstack.supervisor import free_port
 from mfaplane_identity.settings import IdentitySettings
-from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
-
-STEP = timedelta(seconds=30)
+from portal_flows import PASSWORD, new_user, ok, problem
 
 
 def retry_after(response: httpx.Response, status: int, code: str) -> int:
@@ -33,18 +30,6 @@ def retry_after(response: httpx.Response, status: int, code: str) -> int:
     seconds = int(response.headers["Retry-After"])
     assert seconds > 0 and body.get("retry_after", seconds) == seconds, (response.headers, body)
     return seconds
-
-
-async def test_mfa_throttling_wrong_codes_is_a_429_with_retry_after(admin, portal, clock) -> None:
-    _, email = await new_user(admin, enrollment_days=7)
-    key, _ = await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
-    challenge = (await sign_in(portal, email))["challenge"]
-    for _ in range(5):
-        problem(await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": "000000"}),
-                401, "invalid_code")
-    clock.advance(STEP)
-    refused = await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code_now(key, clock)})
-    assert retry_after(refused, 429, "throttled") <= 15 * 60
 
 
 async def test_identity_limiting_password_guesses_is_a_429_with_retry_after(admin, portal) -> None:

@@ -156,10 +156,10 @@ async def test_wrong_codes_are_throttled(admin, portal, clock) -> None:
         problem(await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": "000000"}),
                 401, "invalid_code")
     clock.advance(STEP)
-    throttled = problem(await portal.post("/v1/portal/verify",
-                                          json={"challenge": challenge, "code": code_now(key, clock)}),
-                        429, "throttled")
+    refused = await portal.post("/v1/portal/verify", json={"challenge": challenge, "code": code_now(key, clock)})
+    throttled = problem(refused, 429, "throttled")
     assert 0 < throttled["retry_after"] <= 15 * 60
+    assert refused.headers["Retry-After"] == str(throttled["retry_after"])  # where HTTP clients look for it
 
 
 async def test_systems_ask_for_a_code_only_from_users_who_set_up(admin, portal, gateway_as, clock) -> None:
