@@ -104,7 +104,7 @@ def ensure_pki(directory: Path, clients: Iterable[str], *, server_hosts: Iterabl
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = _ca_certificate(ca_key, now)
         _write_key(pki.ca_key, ca_key)
-        _write(pki.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_file(pki.ca, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
     _ensure_server(pki.server_cert, pki.server_key, SERVER_NAME, hosts, ca_cert, ca_key, now)
     for service, names in (apis or {}).items():
@@ -242,23 +242,26 @@ def _issue(cert_path: Path, key_path: Path, ca_cert: x509.Certificate, ca_key: e
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
     _write_key(key_path, key)  # the key first: a certificate on disk always has its key
-    _write(cert_path, builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), 0o644)
+    write_file(cert_path, builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    _write(path, pem, 0o600)
+    write_file(path, pem, 0o600)
 
 
-def _write(path: Path, content: bytes, mode: int) -> None:
-    """Atomically, created with `mode` (a key is never readable by others, not even for a moment)."""
+def write_file(path: Path, content: bytes, mode: int, group: int | None = None) -> None:
+    """Atomically, created with `mode` (and `group`): a secret is never readable by others, not even for
+    a moment, and a reader never sees half a file."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(descriptor, "wb") as file:
+            if group is not None:
+                os.fchown(file.fileno(), -1, group)
+            os.fchmod(file.fileno(), mode)  # O_CREAT's mode is masked by the umask; an existing file keeps its own
             file.write(content)
-        os.chmod(temporary, mode)  # O_CREAT's mode is masked by the umask; an existing file keeps its own
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from .certificates import ensure_pki
+from .certificates import ensure_pki, write_file
 from .supervisor import ChildSpec, Supervisor, free_port
 
 SUPERUSER = "postgres"
@@ -157,10 +157,10 @@ def _write_config(pgdata: Path, tls: Tls, host: str) -> Path:
     config.mkdir(mode=0o755, exist_ok=True)
     hba = ("# Written by mfaplane_devstack at each start: TLS only, a client certificate naming the role, "
            f"and its password.\nhostssl all all {host}/32 scram-sha-256 clientcert=verify-full\n")
-    _write(config / "pg_hba.conf", hba.encode(), 0o644)
-    _write(config / "server.crt", tls.server_cert.read_bytes(), 0o644)
-    _write(config / "root.crt", tls.ca.read_bytes(), 0o644)
-    _write(config / "server.key", tls.server_key.read_bytes(), 0o640 if _running_as_root() else 0o600,
+    write_file(config / "pg_hba.conf", hba.encode(), 0o644)
+    write_file(config / "server.crt", tls.server_cert.read_bytes(), 0o644)
+    write_file(config / "root.crt", tls.ca.read_bytes(), 0o644)
+    write_file(config / "server.key", tls.server_key.read_bytes(), 0o640 if _running_as_root() else 0o600,
            group=_ids()[1] if _running_as_root() else None)
     return config
 
@@ -180,21 +180,8 @@ def _ensure_password(pgdata: Path, config: Path, new_cluster: bool) -> Path:
     if result.returncode != 0:
         log = result.stderr.replace(password, "<password>")
         raise RuntimeError(f"setting the password of {SUPERUSER} failed ({result.returncode}):\n{log}")
-    _write(passfile, f"*:*:*:{SUPERUSER}:{password}\n".encode(), 0o600)
+    write_file(passfile, f"*:*:*:{SUPERUSER}:{password}\n".encode(), 0o600)
     return passfile
-
-
-def _write(path: Path, content: bytes, mode: int, group: int | None = None) -> None:
-    """Whole or not at all: a new file with `mode` (and `group`), renamed over the old one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "wb") as file:
-        if group is not None:
-            os.fchown(file.fileno(), -1, group)
-        os.fchmod(file.fileno(), mode)
-        file.write(content)
-    os.replace(temporary, path)
 
 
 def _running_as_root() -> bool:

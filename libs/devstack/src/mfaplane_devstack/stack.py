@@ -37,7 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
 
-from .certificates import Pki, ensure_pki
+from .certificates import Pki, ensure_pki, write_file
 from .kafka import (ADMIN_CLIENT, SECURITY_NAMES, client_options, ensure_topics, run_blocking, security_env,
                     start_kafka, tls_env)
 from .postgres import ensure_tls, start_postgres
@@ -156,8 +156,7 @@ class Stack:
         pki = ensure_pki(self.data_dir / "pki", (), apis={"smtp": ()})
         password = self.data_dir / "smtp-password"
         if not password.exists():
-            password.write_text(secrets.token_urlsafe(24))
-            password.chmod(0o600)
+            write_file(password, secrets.token_urlsafe(24).encode(), 0o600)
         security = ["--tls-cert", str(pki.api_cert("smtp")), "--tls-key", str(pki.api_key("smtp")),
                     "--user", SMTP_USER, "--password-file", str(password)]
         port = start_smtp_catcher(self.supervisor, maildir, security=security)
