@@ -23,8 +23,6 @@ where it belongs.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_gateway import paging
 
 MAX_SEQ = 2**63 - 1  # audit_log.seq is a PostgreSQL bigint
 BATCH = 1000
@@ -51,20 +49,15 @@ class Position:
     seq: int
 
     def cursor(self) -> str:
-        raw = json.dumps([_LISTING, self.start, self.end, self.seq]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return paging.pack(_LISTING, self.start, self.end, self.seq)
 
     @classmethod
     def of_cursor(cls, cursor: str) -> Position:
         """The position a cursor of this list names; anything else is refused before a query runs."""
-        try:
-            match json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))):
-                case [str(listing), int(start), int(end), int(seq)] if (
-                        listing == _LISTING and 0 <= start < seq <= end <= MAX_SEQ):
-                    return cls(start, end, seq)
-        except ValueError:
-            pass
-        raise Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
+        match paging.unpack(cursor, _LISTING):
+            case [int(start), int(end), int(seq)] if 0 <= start < seq <= end <= MAX_SEQ:
+                return cls(start, end, seq)
+        raise paging.invalid_cursor()
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ async def plan(pool: asyncpg.Pool, horizon: datetime, cursor: Position | None = 
     if cursor is not None:
         story_at = await _story_at(pool, cursor.seq)
         if story_at is None:
-            raise Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
+            raise paging.invalid_cursor()
         return [Part(cursor.start, cursor.end, (story_at, cursor.seq)),
                 Part(cursor.end, await segment_end(pool, cursor.end, horizon))]
     if not after:

@@ -19,23 +19,41 @@ T = TypeVar("T")
 INFINITY = datetime.max
 
 
+def pack(listing: str, *values: Any) -> str:
+    """An opaque cursor: what it is good for (`listing`: one list in one order) and where it stands."""
+    return base64.urlsafe_b64encode(json.dumps([listing, *values]).encode()).decode().rstrip("=")
+
+
+def unpack(cursor: str, listing: str) -> list[Any]:
+    """The values of a cursor `pack` made for `listing`; another list's, or not base64 or JSON, is refused."""
+    try:
+        match json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))):
+            case [str(of), *values] if of == listing:
+                return values
+    except ValueError:
+        pass
+    raise invalid_cursor()
+
+
+def invalid_cursor() -> Rejected:
+    return Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
+
+
 def encode_cursor(listing: str, sort_value: Any, item_id: uuid.UUID) -> str:
-    """`listing` says what the cursor is good for: one list in one order."""
     value = sort_value.isoformat() if isinstance(sort_value, datetime) else sort_value
-    raw = json.dumps([listing, value, str(item_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack(listing, value, str(item_id))
 
 
 def decode_cursor(cursor: str, listing: str, sort_type: SortType) -> tuple[Any, uuid.UUID]:
     """The sort value and id in a cursor of `listing`; anything else (another list's cursor, a value of
     the wrong type, a moment without its time zone, not base64 or JSON) is refused with 400."""
     try:
-        match json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))):
-            case [str(of), str(value), str(item_id)] if of == listing:
+        match unpack(cursor, listing):
+            case [str(value), str(item_id)]:
                 return _sort_value(value, sort_type), uuid.UUID(item_id)
     except (ValueError, OverflowError):  # OverflowError: a moment beyond the calendar's ends in UTC
         pass
-    raise Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
+    raise invalid_cursor()
 
 
 def _sort_value(value: str, sort_type: SortType) -> Any:
