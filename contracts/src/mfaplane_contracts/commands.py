@@ -64,6 +64,18 @@ class DismissEnrollmentPrompt(_EnrollmentCommand):
     command_type: ClassVar[str] = "DismissEnrollmentPrompt"
 
 
+class DecideSystemAccess(_EnrollmentCommand):
+    """May the principal log in to a protected system? `mfa_enabled` is the system's switch, which the
+    identity service owns and the gateway read for this decision; `code`, when given, is checked."""
+
+    command_type: ClassVar[str] = "DecideSystemAccess"
+    system_id: uuid.UUID
+    mfa_enabled: bool
+    code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN)
+    login_name: str | None = Field(default=None, max_length=32)
+    source: str | None = Field(default=None, max_length=64)
+
+
 COMMANDS: tuple[type[Command], ...] = (
     RequireMFA,
     RemoveMFARequirement,
@@ -73,6 +85,7 @@ COMMANDS: tuple[type[Command], ...] = (
     ConfirmTOTPSetup,
     VerifyTOTP,
     DismissEnrollmentPrompt,
+    DecideSystemAccess,
 )
 
 

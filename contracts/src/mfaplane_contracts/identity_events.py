@@ -29,6 +29,10 @@ def _valid_as_written(address: str) -> str:
 
 
 Email = Annotated[str, AfterValidator(_valid_as_written), WithJsonSchema({"type": "string", "format": "email"})]
+# A user's account name on the systems an agent protects (the Unix login an SSH agent reports): the
+# portable POSIX form Debian's adduser accepts, at most 32 characters (utmp's limit).
+LOGIN_NAME_PATTERN = r"^[a-z_][a-z0-9_.-]*\$?$"
+LoginName = Annotated[str, Field(min_length=1, max_length=32, pattern=LOGIN_NAME_PATTERN)]
 
 
 class _IdentityEvent(EventPayload):
@@ -50,6 +54,13 @@ class UserUpdated(_UserEvent):
     event_type: ClassVar[str] = "UserUpdated"
     email: Email
     name: str = Name
+
+
+class UserLoginNameChanged(_UserEvent):
+    """The user's login name on protected systems; None: none (the name is free for another user)."""
+
+    event_type: ClassVar[str] = "UserLoginNameChanged"
+    login_name: LoginName | None
 
 
 class UserPasswordChanged(_UserEvent):
@@ -152,6 +163,9 @@ class ApiKeyCreated(_ApiKeyEvent):
     name: str = Name
     # After it the key is refused. None only on keys created before keys expired.
     expires_at: datetime | None = None
+    # The one system a system agent's key decides for; None for the other roles, and for agent keys
+    # made before keys were bound (the decision endpoint refuses those).
+    system_id: uuid.UUID | None = None
 
 
 class ApiKeyRevoked(_ApiKeyEvent):

@@ -107,6 +107,22 @@ class EnrollmentPromptDismissed(_EnrollmentEvent):
     days_remaining: int
 
 
+AccessOutcome = Literal["allow", "code_required", "deny"]
+
+
+class SystemAccessDecided(_EnrollmentEvent):
+    """A protected system's agent asked whether the principal may log in (rule 10), and was answered.
+    A code the decision checked is recorded by its own events (TOTPVerified, TOTPVerificationFailed)
+    just before this one; the code itself never is."""
+
+    event_type: ClassVar[str] = "SystemAccessDecided"
+    system_id: uuid.UUID
+    outcome: AccessOutcome
+    reason: str = Field(min_length=1, max_length=64)
+    login_name: str | None = Field(default=None, max_length=32)  # None: the agent sent email and password
+    source: str | None = Field(default=None, max_length=64)  # where the login came from, as the agent saw it
+
+
 class _TimerEvent(_EnrollmentEvent):
     aggregate_type: ClassVar[str] = "deadline_timer"
     topic: ClassVar[str] = SCHEDULER_EVENTS.name

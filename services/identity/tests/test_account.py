@@ -11,7 +11,7 @@ import pytest
 
 from mfaplane_contracts.identity_events import (AdminCreated, AdminDeleted, AdminPasswordChanged,
                                                AdminPasswordResetRequested, AdminSessionsEnded, UserCreated,
-                                               UserDeleted, UserPasswordChanged, UserPasswordResetRequested,
+                                               UserDeleted, UserLoginNameChanged, UserPasswordChanged, UserPasswordResetRequested,
                                                UserSessionsEnded, UserUpdated)
 from mfaplane_eventing.aggregate import Rejected, fold
 from mfaplane_identity import account
@@ -38,7 +38,18 @@ def test_a_user_is_renamed_and_deleted() -> None:
     assert account.delete_user(given(USER), ID) == [UserDeleted(user_id=ID)]
 
 
+def test_a_user_is_created_with_a_login_name_which_is_changed_and_cleared() -> None:
+    assert account.create_user(given(), ID, "ada@example.com", "Ada", "ada") == [
+        USER, UserLoginNameChanged(user_id=ID, login_name="ada")]
+    named = given(USER, UserLoginNameChanged(user_id=ID, login_name="ada"))
+    assert account.set_login_name(named, ID, "ada") == []
+    assert account.set_login_name(named, ID, "alovelace") == [UserLoginNameChanged(user_id=ID, login_name="alovelace")]
+    assert account.set_login_name(named, ID, None) == [UserLoginNameChanged(user_id=ID, login_name=None)]
+    assert account.set_login_name(given(USER), ID, None) == []
+
+
 def test_the_user_operations_do_not_find_an_admin() -> None:
+    refused("user_not_found", account.set_login_name, given(ADMIN), ID, "root")
     refused("user_not_found", account.update_user, given(ADMIN), ID, None, "Renamed")
     refused("user_not_found", account.update_user, given(ADMIN), ID, "other@example.com", None)
     refused("user_not_found", account.delete_user, given(ADMIN), ID)

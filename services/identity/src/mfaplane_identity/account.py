@@ -19,6 +19,7 @@ from mfaplane_contracts.identity_events import (
     AdminSessionsEnded,
     UserCreated,
     UserDeleted,
+    UserLoginNameChanged,
     UserPasswordChanged,
     UserPasswordResetRequested,
     UserSessionsEnded,
@@ -35,6 +36,7 @@ class Account:
     kind: str = "user"
     email: str = ""
     name: str = ""
+    login_name: str | None = None  # a user's name on protected systems
     # The password reset mailed last, until it is used, expires or any password change closes it.
     open_reset: uuid.UUID | None = None
     reset_expires_at: datetime | None = None
@@ -48,6 +50,8 @@ def apply(state: Account, event: EventPayload) -> Account:
             return Account(exists=True, kind="admin", email=email, name=name)
         case UserUpdated(email=email, name=name):
             return replace(state, email=email, name=name)
+        case UserLoginNameChanged(login_name=login_name):
+            return replace(state, login_name=login_name)
         case UserDeleted() | AdminDeleted():
             return replace(state, deleted=True)
         case UserPasswordResetRequested(reset_id=reset_id, expires_at=expires_at) | AdminPasswordResetRequested(
@@ -65,10 +69,12 @@ def _live(state: Account, kind: str | None = None) -> None:
         raise Rejected(f"{kind or 'user'}_not_found", f"No such {kind or 'user'}.", status=404)
 
 
-def create_user(state: Account, user_id: uuid.UUID, email: str, name: str) -> list[EventPayload]:
+def create_user(state: Account, user_id: uuid.UUID, email: str, name: str,
+                login_name: str | None = None) -> list[EventPayload]:
     if state.exists:
         raise Rejected("user_exists", "A user with this id already exists.")
-    return [UserCreated(user_id=user_id, email=email, name=name)]
+    named = [UserLoginNameChanged(user_id=user_id, login_name=login_name)] if login_name else []
+    return [UserCreated(user_id=user_id, email=email, name=name), *named]
 
 
 def create_admin(state: Account, admin_id: uuid.UUID, email: str, name: str) -> list[EventPayload]:
@@ -83,6 +89,15 @@ def update_user(state: Account, user_id: uuid.UUID, email: str | None, name: str
     if (new_email, new_name) == (state.email, state.name):
         return []
     return [UserUpdated(user_id=user_id, email=new_email, name=new_name)]
+
+
+def set_login_name(state: Account, user_id: uuid.UUID, login_name: str | None) -> list[EventPayload]:
+    """Whether another user has the name is not the aggregate's to know: the identity service's unique
+    index refuses it in the transaction that appends the event."""
+    _live(state, "user")
+    if login_name == state.login_name:
+        return []
+    return [UserLoginNameChanged(user_id=user_id, login_name=login_name)]
 
 
 def change_password(state: Account, kind: str, principal_id: uuid.UUID) -> list[EventPayload]:

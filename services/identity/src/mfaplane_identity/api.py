@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 import functools
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import ApiRole, Email, ResourceKind
+from mfaplane_contracts.identity_events import (LOGIN_NAME_PATTERN, ApiRole, Email, LoginName, ResourceKind,
+                                               UserLoginNameChanged)
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
@@ -40,9 +42,14 @@ class NewPrincipal(Body):
     password: str = Password
 
 
+class NewUser(NewPrincipal):
+    login_name: LoginName | None = None
+
+
 class UserChanges(Body):
     email: Email | None = None
     name: DisplayName | None = None
+    login_name: LoginName | None = Field(default=None, description="null clears it; absent leaves it as it is")
 
 
 class NewResource(Body):
@@ -106,13 +113,23 @@ _resources = Replayer(resource.apply, Resource())
 _api_keys = Replayer(api_keys.apply, api_keys.ApiKey())
 
 
-async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, email, password_hash) -> None:
-    try:
+async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, email, password_hash,
+                              login_name: str | None) -> None:
+    async with _unique_names():
         await conn.execute(
-            "INSERT INTO credentials (principal_id, kind, email, password_hash) VALUES ($1, $2, $3, $4)",
-            principal_id, kind, email, password_hash,
+            "INSERT INTO credentials (principal_id, kind, email, password_hash, login_name) VALUES ($1, $2, $3, $4, $5)",
+            principal_id, kind, email, password_hash, login_name,
         )
-    except asyncpg.UniqueViolationError:
+
+
+@contextlib.asynccontextmanager
+async def _unique_names() -> AsyncIterator[None]:
+    """An email or login name another principal has is refused (the unique indexes decide, in the transaction)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as taken:
+        if taken.constraint_name == "credentials_login_name":
+            raise Rejected("login_name_taken", "This login name is already another user's.") from None
         raise Rejected("email_taken", "This email is already in use.") from None
 
 
@@ -121,9 +138,10 @@ async def new_password_hash(passwords: Passwords, body: NewPrincipal) -> str:
     return await passwords.hash(body.password)
 
 
-async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, password_hash: str) -> CommandReceipt:
+async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, password_hash: str,
+                           login_name: str | None = None) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
-        await _insert_credentials(conn, body.id, kind, body.email, password_hash)
+        await _insert_credentials(conn, body.id, kind, body.email, password_hash, login_name)
 
     result = await execute(store, str(body.id), _accounts,
                            lambda state: decide(state, body.id, body.email, body.name), cause, write)
@@ -131,9 +149,10 @@ async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, 
 
 
 @router.post("/users", status_code=201)
-async def create_user(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
-    return await create_principal(runtime.store, cause, body, "user", account.create_user,
-                                  await new_password_hash(pw, body))
+async def create_user(body: NewUser, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
+    decide = functools.partial(account.create_user, login_name=body.login_name)
+    return await create_principal(runtime.store, cause, body, "user", decide, await new_password_hash(pw, body),
+                                  body.login_name)
 
 
 @router.post("/admins", status_code=201)
@@ -146,13 +165,18 @@ async def create_admin(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep,
 async def update_user(user_id: uuid.UUID, body: UserChanges, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
         for event in events:
-            try:
-                await conn.execute("UPDATE credentials SET email = $2 WHERE principal_id = $1", user_id, event.email)
-            except asyncpg.UniqueViolationError:
-                raise Rejected("email_taken", "This email is already in use.") from None
+            column, value = ("login_name", event.login_name) if isinstance(event, UserLoginNameChanged) else (
+                "email", event.email)
+            async with _unique_names():
+                await conn.execute(f"UPDATE credentials SET {column} = $2 WHERE principal_id = $1", user_id, value)
 
-    result = await execute(runtime.store, str(user_id), _accounts,
-                           lambda state: account.update_user(state, user_id, body.email, body.name), cause, write)
+    def decide(state: Account) -> list[EventPayload]:
+        renamed = account.update_user(state, user_id, body.email, body.name)
+        if "login_name" not in body.model_fields_set:
+            return renamed
+        return [*renamed, *account.set_login_name(state, user_id, body.login_name)]
+
+    result = await execute(runtime.store, str(user_id), _accounts, decide, cause, write)
     return receipt(str(user_id), result)
 
 
@@ -237,27 +261,47 @@ async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: Runtime
 class SystemState(BaseModel):
     system_id: uuid.UUID
     mfa_enabled: bool
+    user_id: uuid.UUID | None = Field(default=None, description="the user with the login name asked for; "
+                                                                 "null: none has it")
 
 
 @router.get("/systems/{system_id}")
-async def system_state(system_id: uuid.UUID, runtime: RuntimeDep) -> SystemState:
-    """The MFA switch as the system's events have it now: the gateway's decision endpoint reads it here,
-    never from its projection, so no decision is older than a switch already acknowledged."""
-    state = _resources(await runtime.store.history(str(system_id)))
+async def system_state(system_id: uuid.UUID, runtime: RuntimeDep, login_name: Annotated[
+        str | None, Query(max_length=32, pattern=LOGIN_NAME_PATTERN)] = None) -> SystemState:
+    """The MFA switch as the system's events have it now, and who logs in to it under `login_name`: the
+    gateway's decision endpoint reads them here, never from its projections, so no decision is older than
+    a change already acknowledged."""
+    state = await _existing_system(runtime.store, system_id)
+    user_id = await runtime.pool.fetchval("SELECT principal_id FROM credentials WHERE login_name = $1 AND "
+                                          "kind = 'user' AND NOT deleted", login_name) if login_name else None
+    return SystemState(system_id=system_id, mfa_enabled=state.mfa_enabled, user_id=user_id)
+
+
+async def _existing_system(store, system_id: uuid.UUID) -> Resource:
+    state = _resources(await store.history(str(system_id)))
     if not state.exists:
         raise Rejected("system_not_found", "No such system or application.", status=404)
-    return SystemState(system_id=system_id, mfa_enabled=state.mfa_enabled)
+    return state
 
 
 class NewApiKey(Body):
     role: ApiRole
     name: DisplayName
     expires_in_days: int = Field(default=api_keys.DEFAULT_LIFETIME.days, ge=1, le=api_keys.MAX_LIFETIME.days)
+    system_id: uuid.UUID | None = Field(default=None, description="a system agent's key: the one system it decides "
+                                                                  "for (required for that role, refused for others)")
+
+    @model_validator(mode="after")
+    def _agent_keys_name_their_system(self) -> NewApiKey:
+        if (self.role == "system_agent") != (self.system_id is not None):
+            raise ValueError("system_id is required for a system_agent key and only for one")
+        return self
 
 
 class IssuedApiKey(CommandReceipt):
     key_id: uuid.UUID
     role: ApiRole
+    system_id: uuid.UUID | None
     expires_at: datetime
     key: str = Field(description="shown once; only its hash is kept")
 
@@ -268,6 +312,7 @@ KeyStatus = Literal["active", "expired", "revoked", "creator_deleted"]
 class ListedApiKey(BaseModel):
     key_id: uuid.UUID
     role: ApiRole
+    system_id: uuid.UUID | None
     name: str
     created_at: datetime | None  # null for keys made before it was recorded
     created_by: str | None
@@ -282,6 +327,7 @@ class KeyCheck(Body):
 class KeyIdentity(BaseModel):
     key_id: uuid.UUID
     role: ApiRole
+    system_id: uuid.UUID | None
 
 
 async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedApiKey:
@@ -289,15 +335,19 @@ async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedA
     key = api_keys.new_key(key_id)
     expires_at = now + timedelta(days=body.expires_in_days)
 
-    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
-        await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash, created_at, created_by, expires_at) "
-                           "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                           key_id, body.role, body.name, api_keys.key_hash(key), now, cause.actor, expires_at)
+    if body.system_id is not None:
+        await _existing_system(store, body.system_id)
 
-    result = await execute(store, str(key_id), _api_keys,
-                           lambda state: api_keys.create(state, key_id, body.role, body.name, expires_at), cause, write)
+    async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
+        await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash, created_at, created_by, expires_at, "
+                           "system_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                           key_id, body.role, body.name, api_keys.key_hash(key), now, cause.actor, expires_at,
+                           body.system_id)
+
+    result = await execute(store, str(key_id), _api_keys, lambda state: api_keys.create(
+        state, key_id, body.role, body.name, expires_at, body.system_id), cause, write)
     return IssuedApiKey(**receipt(str(key_id), result).model_dump(), key_id=key_id, role=body.role,
-                        expires_at=expires_at, key=key)
+                        system_id=body.system_id, expires_at=expires_at, key=key)
 
 
 @router.post("/api-keys", status_code=201)
@@ -308,7 +358,7 @@ async def create_api_key(body: NewApiKey, runtime: RuntimeDep, cause: CauseDep) 
 @router.get("/api-keys")
 async def list_api_keys(runtime: RuntimeDep, status: KeyStatus | None = None) -> list[ListedApiKey]:
     """Every key ever made (or those of one status), newest first, refused ones included with the reason."""
-    rows = await runtime.pool.fetch(f"SELECT * FROM (SELECT key_id, role, name, created_at, created_by, expires_at, "
+    rows = await runtime.pool.fetch(f"SELECT * FROM (SELECT key_id, role, system_id, name, created_at, created_by, expires_at, "
                                     f"{api_keys.STATUS} AS status FROM api_keys) AS keys "
                                     "WHERE $2::text IS NULL OR status = $2 "
                                     "ORDER BY created_at DESC NULLS LAST, key_id", runtime.clock.now(), status)
@@ -330,4 +380,4 @@ async def verify_api_key(body: KeyCheck, runtime: RuntimeDep) -> KeyIdentity:
     found = await api_keys.role_of(runtime.pool, body.key, runtime.clock.now())
     if found is None:
         raise Rejected("invalid_api_key", "The API key is unknown, revoked or expired.", status=401)
-    return KeyIdentity(key_id=found[0], role=found[1])
+    return KeyIdentity(key_id=found[0], role=found[1], system_id=found[2])

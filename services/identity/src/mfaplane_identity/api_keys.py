@@ -8,6 +8,9 @@ copied out of a script or a CI secret is not good forever, and a forgotten integ
 when it fails instead of holding access nobody remembers. Keys made before keys expired were given
 90 days from the upgrade (migration 0004).
 
+A system agent's key is bound to one system (a host): the decision endpoint answers it for that
+system only, so a key taken from one host decides nothing for another.
+
 A key an admin minted lives no longer than that admin: once the admin is deleted, the key is refused
 (its status in the listing says why). Otherwise a stolen admin session, stepped up for a few minutes,
 could leave behind a key that outlives every remedy applied to the admin.
@@ -48,10 +51,11 @@ def apply(state: ApiKey, event: EventPayload) -> ApiKey:
     return state
 
 
-def create(state: ApiKey, key_id: uuid.UUID, role: ApiRole, name: str, expires_at: datetime) -> list[EventPayload]:
+def create(state: ApiKey, key_id: uuid.UUID, role: ApiRole, name: str, expires_at: datetime,
+           system_id: uuid.UUID | None = None) -> list[EventPayload]:
     if state.exists:
         raise Rejected("api_key_exists", "An API key with this id already exists.")
-    return [ApiKeyCreated(key_id=key_id, role=role, name=name, expires_at=expires_at)]
+    return [ApiKeyCreated(key_id=key_id, role=role, name=name, expires_at=expires_at, system_id=system_id)]
 
 
 def revoke(state: ApiKey, key_id: uuid.UUID) -> list[EventPayload]:
@@ -86,11 +90,13 @@ STATUS = (
 )
 
 
-async def role_of(conn: asyncpg.Connection | asyncpg.Pool, key: str, now: datetime) -> tuple[uuid.UUID, str] | None:
-    """The key's id and role, or None for an unknown, revoked, expired or forged key, or one whose admin is gone."""
+async def role_of(conn: asyncpg.Connection | asyncpg.Pool, key: str,
+                  now: datetime) -> tuple[uuid.UUID, str, uuid.UUID | None] | None:
+    """The key's id, role and system (an agent's), or None for an unknown, revoked, expired or forged key,
+    or one whose admin is gone."""
     key_id = key_id_of(key)
-    row = await conn.fetchrow(f"SELECT role, key_hash FROM api_keys WHERE key_id = $2 AND {STATUS} = 'active'",
-                              now, key_id) if key_id else None
+    row = await conn.fetchrow(f"SELECT role, key_hash, system_id FROM api_keys WHERE key_id = $2 AND "
+                              f"{STATUS} = 'active'", now, key_id) if key_id else None
     if row is None or not hmac.compare_digest(row["key_hash"], key_hash(key)):
         return None
-    return key_id, row["role"]
+    return key_id, row["role"], row["system_id"]

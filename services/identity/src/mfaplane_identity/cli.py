@@ -36,7 +36,7 @@ def _cause() -> Cause:
 
 
 async def _create_api_key(settings, args: argparse.Namespace) -> None:
-    body = NewApiKey(role=args.role, name=args.name, expires_in_days=args.expires_in_days)
+    body = NewApiKey(role=args.role, name=args.name, expires_in_days=args.expires_in_days, system_id=args.system_id)
     async with _store(settings) as store:
         print((await issue_api_key(store, _cause(), body, store.clock.now())).key)
 
@@ -57,6 +57,7 @@ CREATE_API_KEY = CliCommand(
         (("--name",), {"required": True}),
         (("--expires-in-days",), {"type": int, "default": api_keys.DEFAULT_LIFETIME.days,
                                   "help": f"1 to {api_keys.MAX_LIFETIME.days} (default: %(default)s)"}),
+        (("--system-id",), {"type": uuid.UUID, "help": "a system_agent key's system (required for that role)"}),
     ),
 )
 

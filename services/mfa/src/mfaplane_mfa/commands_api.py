@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts import commands as c
 from mfaplane_contracts.commands import CommandReceipt
-from mfaplane_contracts.mfa_events import Scope, enrollment_id
+from mfaplane_contracts.mfa_events import AccessOutcome, Scope, enrollment_id
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict
@@ -52,6 +52,19 @@ class SetupBody(Body):
 
 class CodeBody(Body):
     code: str = c.TotpCode
+
+
+class AccessBody(Body):
+    system_id: uuid.UUID
+    mfa_enabled: bool
+    code: str | None = Field(default=None, min_length=6, max_length=32, pattern=c.CODE_PATTERN)
+    login_name: str | None = Field(default=None, max_length=32)
+    source: str | None = Field(default=None, max_length=64)
+
+
+class AccessDecision(CommandReceipt):
+    decision: AccessOutcome
+    reason: str
 
 
 class SetupResponse(CommandReceipt):
@@ -183,6 +196,15 @@ async def confirm_setup(scope: Scope, principal_id: uuid.UUID, body: CodeBody, c
 async def verify(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: CauseDep,
                  run: CommandsDep) -> CommandReceipt:
     return await _receipt_of(run, c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
+
+
+@router.post("/access")
+async def decide_access(scope: Scope, principal_id: uuid.UUID, body: AccessBody, cause: CauseDep,
+                        run: CommandsDep) -> AccessDecision:
+    result, decision = await run(c.DecideSystemAccess(**_fields(scope, principal_id, cause), **body.model_dump()), cause)
+    assert decision is not None  # a repeated command id was refused above: a decision is never replayed
+    decided = decision.events[-1]
+    return AccessDecision(**_receipt(scope, principal_id, result), decision=decided.outcome, reason=decided.reason)
 
 
 @router.post("/dismiss-prompt")

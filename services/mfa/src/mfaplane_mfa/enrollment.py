@@ -19,6 +19,10 @@ EnrollmentExpired has arrived (those timer events belong to another aggregate an
 - `recovery_codes` (ConfirmTOTPSetup): the codes to show once and their hashes to store, in
   order, under the TOTPEnrolled's `secret_id`.
 
+DecideSystemAccess (an agent asking whether a login to a protected system may go on, rule 10) is
+never refused: its answer is a SystemAccessDecided, whatever it says. A code it checks goes through
+the same verification as a sign-in's (replay, throttle, lock), whose events come before the decision.
+
 The service keeps key material in step with the events it appends: TOTPSecretIssued stores the
 new sealed key and deletes `replaced_secret_id`; MFAReset deletes `shredded_secret_id` and its
 recovery code hashes (crypto-shredding).
@@ -37,6 +41,7 @@ from mfaplane_contracts.commands import (
     BeginTOTPSetup,
     Command,
     ConfirmTOTPSetup,
+    DecideSystemAccess,
     DismissEnrollmentPrompt,
     ExtendEnrollment,
     RemoveMFARequirement,
@@ -52,6 +57,7 @@ from mfaplane_contracts.mfa_events import (
     MFARequirementRemoved,
     PRINCIPAL_KINDS,
     MFAReset,
+    SystemAccessDecided,
     TOTPEnrolled,
     TOTPFactorLocked,
     TOTPSecretIssued,
@@ -68,7 +74,7 @@ from mfaplane_mfa.totp import TOTPSecret
 
 ONE_DAY = timedelta(days=1)
 E = TypeVar("E", bound=EventPayload)
-CodeCommand = ConfirmTOTPSetup | VerifyTOTP
+CodeCommand = ConfirmTOTPSetup | VerifyTOTP | DecideSystemAccess
 
 
 @dataclass(frozen=True)
@@ -112,16 +118,21 @@ def secret_id_to_open(state: Enrollment, command: Command) -> uuid.UUID | None:
     """Which sealed key `decide` needs in plaintext for this command, if any."""
     if isinstance(command, ConfirmTOTPSetup):
         return state.pending_secret_id
-    if isinstance(command, VerifyTOTP) and totp.is_code_shaped(command.code):
+    if _checks_code(command) and totp.is_code_shaped(command.code):
         return state.secret_id
     return None
 
 
 def recovery_codes_to_check(state: Enrollment, command: Command) -> uuid.UUID | None:
     """Under which key's id `decide` needs the recovery code hashes: a VerifyTOTP with a recovery code."""
-    if isinstance(command, VerifyTOTP) and not totp.is_code_shaped(command.code):
+    if _checks_code(command) and not totp.is_code_shaped(command.code):
         return state.secret_id
     return None
+
+
+def _checks_code(command: Command) -> bool:
+    """A sign-in's code, or a system access decision's."""
+    return isinstance(command, VerifyTOTP) or (isinstance(command, DecideSystemAccess) and command.code is not None)
 
 
 def decide(
@@ -160,6 +171,8 @@ def decide(
                 return _verify(state, command, now, secret, recovery_code_hashes, policy)
             case DismissEnrollmentPrompt():
                 return _dismiss_prompt(state, command, now)
+            case DecideSystemAccess():
+                return _decide_access(state, command, now, secret, recovery_code_hashes, policy)
     except Rejected as rejection:
         return Decision(rejection=rejection)
     raise TypeError(f"not an enrollment command: {type(command).__name__}")
@@ -276,7 +289,7 @@ def _confirm_setup(
 
 def _verify(
     state: Enrollment,
-    command: VerifyTOTP,
+    command: VerifyTOTP | DecideSystemAccess,
     now: datetime,
     secret: TOTPSecret | None,
     hashes: Sequence[str],
@@ -307,6 +320,34 @@ def _verify(
             ),
         )
     )
+
+
+def _decide_access(state: Enrollment, command: DecideSystemAccess, now: datetime, secret: TOTPSecret | None,
+                   hashes: Sequence[str], policy: ThrottlePolicy) -> Decision:
+    """Rule 10: a code is asked of a principal who has set MFA up, on a system with MFA enabled. One who
+    has not set it up is let through, an expired enrollment included: rule 5 locks out of the user
+    portal only."""
+    if not command.mfa_enabled:
+        return _access(command, "allow", "mfa_not_enabled_on_system")
+    if not state.set_up:
+        return _access(command, "allow", "mfa_not_set_up")
+    try:
+        if command.code is None:
+            _heard(state, now)
+            return _access(command, "code_required", "mfa_set_up")
+        checked = _verify(state, command, now, secret, hashes, policy)
+    except Rejected as refused:
+        return _access(command, "deny", refused.code)
+    if checked.rejection is not None:
+        return _access(command, "deny", checked.rejection.code, checked.events)
+    return _access(command, "allow", "code_verified", checked.events)
+
+
+def _access(command: DecideSystemAccess, outcome: str, reason: str,
+            before: tuple[EventPayload, ...] = ()) -> Decision:
+    decided = _event(SystemAccessDecided, command, system_id=command.system_id, outcome=outcome, reason=reason,
+                     login_name=command.login_name, source=command.source)
+    return Decision((*before, decided))
 
 
 def _heard(state: Enrollment, now: datetime) -> None:
@@ -402,6 +443,6 @@ def apply(state: Enrollment, event: EventPayload) -> Enrollment:
             return replace(state, paused_until=event.until)
         case TOTPFactorLocked():
             return replace(state, locked=True)
-        case EnrollmentPromptDismissed():
+        case EnrollmentPromptDismissed() | SystemAccessDecided():
             return state
     raise TypeError(f"not an enrollment event: {type(event).__name__}")
