@@ -84,8 +84,28 @@ def stack(_stack: Stack, infra: Infra, service_env: dict[str, str]) -> Stack:
 
 @pytest.fixture(scope="session")
 def api_keys(stack: Stack) -> dict[str, str]:
-    """One API key per role, made with the identity service's bootstrap command."""
-    return {role: stack.create_api_key(role, f"tests {role}") for role in ROLES}
+    """One API key per role, made with the identity service's bootstrap command; the system agent's is bound
+    to a system of its own ("tests agent host")."""
+    keys = {role: stack.create_api_key(role, f"tests {role}") for role in ROLES if role != "system_agent"}
+    host = httpx.post(f"{stack.url('gateway')}/v1/systems", json={"name": "tests agent host", "kind": "linux"},
+                      headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30).json()["id"]
+    return {**keys, "system_agent": stack.create_api_key("system_agent", "tests system_agent", host)}
+
+
+@pytest.fixture
+async def agent_of(stack: Stack, gateway_as) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    """Makes gateway clients calling with a new system agent key bound to a system; closes them after the test."""
+    made: list[httpx.AsyncClient] = []
+
+    def make(system_id: str) -> httpx.AsyncClient:
+        key = stack.create_api_key("system_agent", f"agent of {system_id}", system_id)
+        made.append(httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30,
+                                      headers={"API-Version": api_versions.LATEST, "Authorization": f"Bearer {key}"}))
+        return made[-1]
+
+    yield make
+    for http in made:
+        await http.aclose()
 
 
 @pytest.fixture

@@ -164,7 +164,7 @@ async def systems_listed(admin, **params) -> dict[str, bool]:
     return {system["id"]: system["mfa_enabled"] for system in page["items"]}
 
 
-async def test_a_system_bulk_tells_no_ops_apart_and_decisions_never_lag_behind_it(stack, admin, portal, gateway_as,
+async def test_a_system_bulk_tells_no_ops_apart_and_decisions_never_lag_behind_it(stack, admin, portal, agent_of,
                                                                                    clock) -> None:
     tag = uuid.uuid4().hex[:6]
     on, off = [ok(await admin.post("/v1/systems", json={"name": f"bulk-{tag}-{n}", "kind": "linux"}))["id"]
@@ -173,7 +173,7 @@ async def test_a_system_bulk_tells_no_ops_apart_and_decisions_never_lag_behind_i
     await systems_listed(admin, consistent_with=switched["consistency_token"])
     _, email = await new_user(admin, enrollment_days=7)
     await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
-    agent = gateway_as("system_agent")
+    agent = agent_of(on)
 
     async def decision() -> dict:
         return ok(await agent.post(f"/v1/systems/{on}/authorize", json={"email": email, "password": PASSWORD}))
@@ -190,7 +190,7 @@ async def test_a_system_bulk_tells_no_ops_apart_and_decisions_never_lag_behind_i
                                                                       "system_ids": [on, off, missing]}))
             assert (result["changed"], result["unchanged"], result["failed"]) == \
                 ([on], [off], {missing: "system_not_found"})
-            assert await decision() == {"decision": "allow", "reason": "mfa_not_enabled_on_resource"}
+            assert await decision() == {"decision": "allow", "reason": "mfa_not_enabled_on_system"}
             assert (await systems_listed(admin))[on], "the list, read without the token, is still behind"
         finally:
             await hold.rollback()

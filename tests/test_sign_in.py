@@ -162,7 +162,7 @@ async def test_wrong_codes_are_throttled(admin, portal, clock) -> None:
     assert refused.headers["Retry-After"] == str(throttled["retry_after"])  # where HTTP clients look for it
 
 
-async def test_systems_ask_for_a_code_only_from_users_who_set_up(admin, portal, gateway_as, clock) -> None:
+async def test_systems_ask_for_a_code_only_from_users_who_set_up(admin, portal, agent_of, clock) -> None:
     linux = ok(await admin.post("/v1/systems", json={"name": "build-01", "kind": "linux"}))["aggregate_id"]
     off_receipt = ok(await admin.post("/v1/systems", json={"name": "laptop-7", "kind": "macos"}))
     off = off_receipt["aggregate_id"]
@@ -172,11 +172,11 @@ async def test_systems_ask_for_a_code_only_from_users_who_set_up(admin, portal, 
     _, without_setup = await new_user(admin, enrollment_days=7)
     _, with_setup = await new_user(admin, enrollment_days=7)
     key, _ = await set_up(portal, (await sign_in(portal, with_setup))["challenge"], clock)
-    agent = gateway_as("system_agent")
+    agents = {linux: agent_of(linux), off: agent_of(off)}
 
     async def decide(system: str, email: str, code: str | None = None) -> dict:
-        return ok(await agent.post(f"/v1/systems/{system}/authorize",
-                                   json={"email": email, "password": PASSWORD, "code": code}))
+        return ok(await agents[system].post(f"/v1/systems/{system}/authorize",
+                                            json={"email": email, "password": PASSWORD, "code": code}))
 
     assert (await decide(linux, without_setup))["decision"] == "allow"
     assert (await decide(linux, with_setup))["decision"] == "code_required"

@@ -295,11 +295,13 @@ class Stack:
         producer, consumer or admin client of the tests: `AIOKafkaConsumer(**stack.kafka_client_options())`."""
         return client_options(self.kafka_env(client))
 
-    def create_api_key(self, role: str, name: str) -> str:
-        """A new API key with `role`, made with the identity service's own CLI command. It lives as long as a
-        key may: the tests move the services' clock on by days, and a `make run` data folder is kept."""
+    def create_api_key(self, role: str, name: str, system_id: str | None = None) -> str:
+        """A new API key with `role` (a system agent's bound to `system_id`), made with the identity service's
+        own CLI command. It lives as long as a key may: the tests move the services' clock on by days, and a
+        `make run` data folder is kept."""
+        bound = ("--system-id", system_id) if system_id else ()
         return self._identity_command("create-api-key", "--role", role, "--name", name,
-                                      "--expires-in-days", str(API_KEY_DAYS))
+                                      "--expires-in-days", str(API_KEY_DAYS), *bound)
 
     def create_admin(self, email: str, name: str, password: str) -> str:
         """A new admin, made with the identity service's own CLI command (the bootstrap path); its id."""

@@ -9,7 +9,7 @@ from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
 from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, read_your_writes
-from mfaplane_gateway import reference_portals, replay, sessions
+from mfaplane_gateway import login_names, reference_portals, replay, sessions
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -37,7 +37,7 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
 
 
 ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
-           principal_sessions.router, resources_api.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
+           principal_sessions.router, resources_api.router, login_names.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
            passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router]
 
 SPEC = ServiceSpec(
@@ -51,7 +51,8 @@ SPEC = ServiceSpec(
                                 read_your_writes.sweep_expired_sets(runtime)],
     state=gateway_state,
     commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},
-    body_limits={bulk.PATH: bulk.MAX_REQUEST_BYTES},
+    body_limits={bulk.PATH: bulk.MAX_REQUEST_BYTES, login_names.PATH: login_names.MAX_REQUEST_BYTES,
+                 login_names.CSV_PATH: login_names.MAX_REQUEST_BYTES},
 )
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mfaplane_contracts.identity_events import ApiRole
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_gateway.api import (ConsistentWith, Cursor, IdempotencyKey, Limit, NewPrincipal, PageRequestDep, User,
+from mfaplane_gateway.api import (ConsistentWith, Cursor, IdempotencyKey, Limit, NewPrincipal, PageRequestDep, Principal,
                                   one_principal, principal_filter, principals_page)
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, StepUp
@@ -33,11 +33,14 @@ class NewApiKey(Body):
     role: ApiRole
     name: DisplayName
     expires_in_days: int = Field(default=90, ge=1, le=365, description="the key is refused after this many days")
+    system_id: uuid.UUID | None = Field(default=None, description="required for a system_agent key, and only for "
+                                                                  "one: the one system (host) it decides for")
 
 
 class IssuedApiKey(Receipt):
     key_id: uuid.UUID
     role: ApiRole
+    system_id: uuid.UUID | None
     expires_at: datetime
     key: str = Field(description="shown once; only its hash is kept")
 
@@ -48,6 +51,9 @@ KeyStatus = Literal["active", "expired", "revoked", "creator_deleted"]
 class ListedApiKey(BaseModel):
     key_id: uuid.UUID
     role: ApiRole
+    system_id: uuid.UUID | None = Field(description="a system agent's system; null for other roles, and for agent "
+                                                    "keys made before keys were bound (refused by the decision "
+                                                    "endpoint)")
     name: str
     created_at: datetime | None = Field(description="null for keys made before it was recorded")
     created_by: str | None = Field(description="admin:<id> or operator:cli; null for keys made before it was "
@@ -66,7 +72,7 @@ async def create_admin(body: NewPrincipal, caller: StepUp, forward: ForwarderDep
     return receipt(await forward.send("identity", "POST", "/admins", caller.actor, body.model_dump(), idempotency_key))
 
 
-class AdminAccount(User):
+class AdminAccount(Principal):
     """An admin, with the MFA state of their own admin-portal enrollment."""
 
 
@@ -106,9 +112,9 @@ async def delete_admin(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, 
 async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep) -> IssuedApiKey:
     """Only from an admin session whose code was checked in the last few minutes (POST
     /v1/admin-portal/step-up): a stolen API key or an unattended console cannot mint lasting access."""
-    answer = await forward.send("identity", "POST", "/api-keys", caller.actor, body.model_dump())
+    answer = await forward.send("identity", "POST", "/api-keys", caller.actor, body.model_dump(mode="json"))
     return IssuedApiKey(**receipt(answer).model_dump(), key_id=answer["key_id"], role=answer["role"],
-                        expires_at=answer["expires_at"], key=answer["key"])
+                        system_id=answer["system_id"], expires_at=answer["expires_at"], key=answer["key"])
 
 
 class ApiKeyPage(BaseModel):

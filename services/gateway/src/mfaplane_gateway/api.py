@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mfaplane_contracts.identity_events import Email
+from mfaplane_contracts.identity_events import Email, LoginName
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected
@@ -49,12 +49,18 @@ class NewPrincipal(Body):
     password: str = Field(min_length=8, max_length=256)
 
 
+class NewUser(NewPrincipal):
+    login_name: LoginName | None = Field(default=None, description="the user's login on protected systems (the Unix "
+                                                                   "login an SSH agent reports); unique")
+
+
 class UserChanges(Body):
     email: Email | None = None
     name: DisplayName | None = None
+    login_name: LoginName | None = Field(default=None, description="null clears it; absent leaves it as it is")
 
 
-class User(BaseModel):
+class Principal(BaseModel):
     id: uuid.UUID
     email: str
     name: str
@@ -68,12 +74,16 @@ class User(BaseModel):
     last_verified_at: datetime | None
 
 
+class User(Principal):
+    login_name: str | None
+
+
 class UserPage(BaseModel):
     items: list[User]
     next_cursor: str | None
 
 
-P = TypeVar("P", bound=User)  # a user, or an admin (the same fields)
+P = TypeVar("P", bound=Principal)  # a user, or an admin
 
 
 def _user(row: Any, now: datetime, model: type[P]) -> P:
@@ -84,7 +94,7 @@ def _user(row: Any, now: datetime, model: type[P]) -> P:
         id=row["principal_id"], email=row["email"], name=row["name"], status=row["status"], required=row["required"],
         mfa_active=row["configured"], deadline=row["deadline"], time_remaining_seconds=remaining,
         enrollment_days=row["enrollment_days"], dismissals=row["dismissals"],
-        last_verified_at=row["last_verified_at"],
+        last_verified_at=row["last_verified_at"], login_name=row["login_name"],  # an admin has none: ignored
     )
 
 
@@ -146,7 +156,7 @@ async def one_principal(runtime: Runtime, kind: str, principal_id: uuid.UUID,
 
 
 @router.post("/users", status_code=201, tags=["users"])
-async def create_user(body: NewPrincipal, caller: Admin, forward: ForwarderDep,
+async def create_user(body: NewUser, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
     return receipt(await forward.send("identity", "POST", "/users", caller.actor, body.model_dump(), idempotency_key))
 
@@ -159,7 +169,7 @@ async def list_users(runtime: RuntimeDep, flt: UserFilterDep, paging: PageReques
 
 
 CSV_COLUMNS = ("id", "email", "name", "status", "required", "mfa_active", "deadline", "time_remaining_seconds",
-               "enrollment_days", "dismissals", "last_verified_at")
+               "enrollment_days", "dismissals", "last_verified_at", "login_name")
 CSV_PAGE = 1000
 
 
@@ -227,7 +237,7 @@ async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, caller: Reader, cons
 @router.patch("/users/{user_id}", tags=["users"])
 async def update_user(user_id: uuid.UUID, body: UserChanges, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
-    payload = body.model_dump(exclude_none=True)
+    payload = body.model_dump(exclude_unset=True)
     return receipt(await forward.send("identity", "PATCH", f"/users/{user_id}", caller.actor, payload,
                                        idempotency_key))
 

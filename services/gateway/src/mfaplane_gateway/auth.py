@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -37,6 +38,7 @@ class Caller:
     role: str
     actor: str  # recorded on every event the call causes: api_key:<id> or admin:<id>
     mfa_verified_at: datetime | None = None  # an admin session's latest code; None for an API key
+    system_id: uuid.UUID | None = None  # the one system a system agent's key decides for
 
 
 class KeyCache:
@@ -49,7 +51,8 @@ class KeyCache:
         if entry and entry[0] > time.monotonic():
             return entry[1]
         answer = await forward.send("identity", "POST", "/api-keys/verify", "gateway:auth", {"key": key})
-        caller = Caller(answer["role"], f"api_key:{answer['key_id']}")
+        system_id = uuid.UUID(answer["system_id"]) if answer["system_id"] else None
+        caller = Caller(answer["role"], f"api_key:{answer['key_id']}", system_id=system_id)
         self._entries[digest] = (time.monotonic() + CACHE_SECONDS, caller)
         return caller
 

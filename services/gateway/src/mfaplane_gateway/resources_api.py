@@ -8,29 +8,31 @@ not asked. A resource with MFA disabled never asks.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CODE_PATTERN
-from mfaplane_contracts.identity_events import ResourceKind
-from mfaplane_contracts.text import DisplayName
+from mfaplane_contracts.identity_events import LoginName, ResourceKind
+from mfaplane_contracts.text import DisplayName, plain_text
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway import read_your_writes
 from mfaplane_gateway.api import ConsistentWith, Cursor, Limit
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, SystemAgent
-from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.paging import decode_cursor, page_of
+from mfaplane_gateway.piecewise import MAX_ITEMS, BulkResult, apply_each
 from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.receipts import Receipt, receipt
 
 router = APIRouter(prefix="/v1/systems", tags=["systems and applications"])
 AGENT_ACTOR = "gateway:system-agent"
-MAX_BULK = 1000
 
 
 class Body(BaseModel):
@@ -47,7 +49,7 @@ class MFASwitch(Body):
 
 
 class BulkMFASwitch(MFASwitch):
-    system_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_BULK)
+    system_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class Resource(BaseModel):
@@ -62,18 +64,23 @@ class ResourcePage(BaseModel):
     next_cursor: str | None
 
 
-class BulkResult(BaseModel):
-    changed: list[uuid.UUID] = Field(description="switched by this request")
-    unchanged: list[uuid.UUID] = Field(description="already as asked; nothing was written for them")
-    failed: dict[uuid.UUID, str] = Field(description="refused, with the problem code")
-    consistency_token: str = Field(description="one token for every system above: pass it as ?consistent_with= "
-                                               "to read them back (for a day; after that it waits for nothing)")
-
-
 class AuthorizeRequest(Body):
-    email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=256)
-    code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN)
+    """Who is logging in: the login name, after the host checked a first factor of its own (a password, a
+    public key), or the email and password for the gateway to check."""
+
+    login_name: LoginName | None = None
+    email: str | None = Field(default=None, min_length=1, max_length=320)
+    password: str | None = Field(default=None, min_length=1, max_length=256)
+    code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN,
+                             description="the code the user typed, on the call after `code_required`")
+    source: plain_text(64, min_length=1) | None = Field(
+        default=None, description="where the login comes from as the agent sees it (the SSH client's address)")
+
+    @model_validator(mode="after")
+    def _one_first_factor(self) -> AuthorizeRequest:
+        if (self.email is None) != (self.password is None) or (self.login_name is None) == (self.email is None):
+            raise ValueError("give either login_name, or email and password")
+        return self
 
 
 class Decision(BaseModel):
@@ -131,28 +138,46 @@ async def switch_mfa(system_id: uuid.UUID, body: MFASwitch, caller: Admin, forwa
 async def switch_mfa_in_bulk(body: BulkMFASwitch, caller: Admin, runtime: RuntimeDep,
                              forward: ForwarderDep) -> BulkResult:
     """Switches each system on its own: one refused leaves the others switched."""
-    bulk_id = uuid.uuid4()
-    result = BulkResult(changed=[], unchanged=[], failed={}, consistency_token=read_your_writes.bulk_token(bulk_id))
-    versions: list[tuple[str, int]] = []
-    for system_id in dict.fromkeys(body.system_ids):
-        try:
-            answer = await forward.send("identity", "PUT", f"/systems/{system_id}/mfa", caller.actor,
-                                        {"enabled": body.enabled})
-        except Rejected as refused:
-            if refused.status == 503:
-                raise
-            result.failed[system_id] = refused.code
-            continue
-        (result.changed if answer["event_ids"] else result.unchanged).append(system_id)
-        versions.append((answer["aggregate_id"], answer["version"]))
-    await read_your_writes.record_set(runtime.pool, bulk_id, runtime.clock.now(), versions)
-    return result
+    def switch(system_id: uuid.UUID) -> Callable[[], Awaitable[dict]]:
+        return lambda: forward.send("identity", "PUT", f"/systems/{system_id}/mfa", caller.actor,
+                                    {"enabled": body.enabled})
+
+    return await apply_each(runtime, ((system_id, switch(system_id)) for system_id in dict.fromkeys(body.system_ids)))
 
 
 @router.post("/{system_id}/authorize")
-async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, _: SystemAgent, forward: ForwarderDep) -> Decision:
+async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: SystemAgent,
+                    forward: ForwarderDep) -> Decision:
     """Decided on identity's and mfa's current state, never on the gateway's projections: a decision is
-    never older than a change any caller was told about, so it needs no consistency token."""
+    never older than a change any caller was told about, so it needs no consistency token. Every decision
+    about a known user is a SystemAccessDecided on that user's history, the code's check included: the
+    code is sent once, with the call that decides."""
+    if caller.system_id != system_id:
+        raise Rejected("agent_key_of_another_system", "This agent key decides for another system, or for none "
+                       "(a key made before keys were bound): mint one for this system.", 403)
+    login = await _login(forward, system_id, body)
+    if login.user_id is None:
+        return Decision(decision="deny", reason=login.refusal)
+    access = {"system_id": str(system_id), "mfa_enabled": login.mfa_enabled, "code": body.code,
+              "login_name": body.login_name, "source": body.source}
+    answer = await forward.send("mfa", "POST", f"/enrollments/user_portal/{login.user_id}/access", caller.actor,
+                                access)
+    return Decision(decision=answer["decision"], reason=answer["reason"])
+
+
+@dataclass(frozen=True)
+class _Login:
+    user_id: str | None  # None: nobody known, for `refusal`
+    mfa_enabled: bool = False
+    refusal: str = ""
+
+
+async def _login(forward: Forwarder, system_id: uuid.UUID, body: AuthorizeRequest) -> _Login:
+    """Who logs in, and whether the system asks for MFA (identity answers both for a login name)."""
+    if body.login_name is not None:
+        state = await forward.send("identity", "GET", f"/systems/{system_id}?login_name={body.login_name}",
+                                   AGENT_ACTOR)
+        return _Login(state["user_id"], state["mfa_enabled"], "" if state["user_id"] else "unknown_login_name")
     enabled = (await forward.send("identity", "GET", f"/systems/{system_id}", AGENT_ACTOR))["mfa_enabled"]
     try:
         principal = await forward.send("identity", "POST", "/authenticate", AGENT_ACTOR,
@@ -160,18 +185,5 @@ async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, _: SystemAgent
     except Rejected as refused:
         if refused.status == 503:
             raise
-        return Decision(decision="deny", reason=refused.code)
-    if not enabled:
-        return Decision(decision="allow", reason="mfa_not_enabled_on_resource")
-    path = f"/enrollments/user_portal/{principal['principal_id']}"
-    if not (await forward.send("mfa", "GET", path, AGENT_ACTOR))["set_up"]:
-        return Decision(decision="allow", reason="mfa_not_set_up")
-    if body.code is None:
-        return Decision(decision="code_required", reason="mfa_set_up")
-    try:
-        await forward.send("mfa", "POST", f"{path}/verify", f"user:{principal['principal_id']}", {"code": body.code})
-    except Rejected as refused:
-        if refused.status == 503:
-            raise
-        return Decision(decision="deny", reason=refused.code)
-    return Decision(decision="allow", reason="code_verified")
+        return _Login(None, refusal=refused.code)
+    return _Login(principal["principal_id"], enabled)

@@ -258,6 +258,16 @@ const EVENT_TEXT = {
   EnrollmentPromptDismissed: (p) => `Setup prompt dismissed (${p.days_remaining} days left)`,
   EnrollmentExpiring: (p) => `Reminder sent: the enrollment period ends ${formatDate(p.deadline)}`,
   EnrollmentExpired: () => "Enrollment period expired: locked out of the user portal",
+  UserLoginNameChanged: (p) => (p.login_name ? `Login name on systems set to ${p.login_name}` : "Login name on systems removed"),
+  SystemAccessDecided: (p) => `System login${p.login_name ? ` as ${p.login_name}` : ""} to ${p.system_id.slice(0, 8)}`
+    + `${p.source ? ` from ${p.source}` : ""}: ${ACCESS_OUTCOME[p.outcome]} (${ACCESS_REASON[p.reason] || p.reason})`,
+};
+
+const ACCESS_OUTCOME = { allow: "let in", code_required: "code asked", deny: "refused" };
+const ACCESS_REASON = {
+  code_verified: "code accepted", mfa_set_up: "MFA is set up", mfa_not_set_up: "MFA not set up",
+  mfa_not_enabled_on_system: "MFA is off on this system", invalid_code: "wrong code",
+  code_already_used: "code already used", throttled: "code attempts paused", factor_locked: "codes locked",
 };
 
 function describeEvent(envelope) {
@@ -335,6 +345,7 @@ export async function userView(api, main, id, { note, loaded } = {}) {
       h("h2", { id: "details-heading" }, "MFA"),
       h("dl", { class: "details" },
         h("dt", {}, "Email"), h("dd", {}, user.email),
+        h("dt", {}, "Login name on systems"), h("dd", {}, user.login_name || "—"),
         h("dt", {}, "MFA status"), h("dd", {}, h("div", { class: "status-line" }, statusBadge(user), options),
           h("p", { class: "hint", id: "status-explained" }, details[1])),
         h("dt", {}, "Required"), h("dd", {}, yesNo(user.required)),

@@ -1,0 +1,83 @@
+"""Users' login names on protected systems, set in bulk: a JSON list, or a CSV file with `id` and
+`login_name` columns, such as /v1/users.csv exported, filled in and sent back (its other columns are
+ignored; an empty `login_name` means none).
+
+Every row is checked before anything is sent, so a malformed file writes nothing; then each user is
+changed on their own (piecewise.py): a name another user holds fails that row alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mfaplane_contracts.identity_events import LoginName
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway.auth import Admin
+from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.piecewise import MAX_ITEMS, BulkResult, apply_each
+
+router = APIRouter(prefix="/v1", tags=["users"])
+PATH = "/v1/users/login-names"
+CSV_PATH = "/v1/users/login-names.csv"
+ROW_BYTES = 512  # a users.csv row is under 300 bytes
+MAX_REQUEST_BYTES = MAX_ITEMS * ROW_BYTES
+
+
+class LoginNameOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: uuid.UUID
+    login_name: LoginName | None = Field(description="null: the user has none")
+
+
+class LoginNames(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[LoginNameOf] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+@router.post(PATH.removeprefix("/v1"))
+async def set_login_names(body: LoginNames, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep) -> BulkResult:
+    """Sets each user's login name on their own: one refused (`login_name_taken`, `user_not_found`) leaves the
+    others set. A user named twice is changed once, by the last item."""
+    def change(item: LoginNameOf) -> Callable[[], Awaitable[dict]]:
+        return lambda: forward.send("identity", "PATCH", f"/users/{item.user_id}", caller.actor,
+                                    {"login_name": item.login_name})
+
+    last = {item.user_id: item for item in body.items}
+    return await apply_each(runtime, ((user_id, change(item)) for user_id, item in last.items()))
+
+
+@router.post(CSV_PATH.removeprefix("/v1"), openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
+    "schema": {"type": "string", "description": "a header row naming at least `id` and `login_name`, then a row "
+                                                "per user"}}}}})
+async def set_login_names_from_csv(request: Request, caller: Admin, runtime: RuntimeDep,
+                                   forward: ForwarderDep) -> BulkResult:
+    """The same as a CSV file: /v1/users.csv, exported, filled in and sent back, does (an empty `login_name`:
+    none)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "text/csv":
+        raise Rejected("unsupported_media_type", "Send the file as text/csv.", 415)
+    try:
+        body = LoginNames.model_validate({"items": _csv_rows(await request.body())})
+    except ValidationError as invalid:
+        error = invalid.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise Rejected("invalid_login_names", f"{where}: {error['msg']}; nothing was changed.", 422) from None
+    return await set_login_names(body, caller, runtime, forward)
+
+
+def _csv_rows(body: bytes) -> list[dict]:
+    try:
+        reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error):
+        raise Rejected("invalid_login_names", "The CSV is not readable UTF-8 CSV; nothing was changed.", 422) from None
+    if not {"id", "login_name"} <= set(reader.fieldnames or ()):
+        raise Rejected("invalid_login_names", "The CSV needs a header row with `id` and `login_name` columns; "
+                       "nothing was changed.", 422)
+    return [{"user_id": row["id"], "login_name": row["login_name"] or None} for row in rows]
