@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -30,3 +31,13 @@ def test_services_import_no_other_service_and_not_faust() -> None:
             for other in others:
                 assert f"mfaplane_{other}" not in text, f"{source} imports the {other} service"
             assert not re.search(r"^\s*(import|from)\s+faust", text, re.M), f"{source} uses faust directly"
+
+
+def test_the_ssh_agent_runs_on_the_standard_library_alone() -> None:
+    """It runs inside sshd, in the host's own Python (pam_python.so): nothing of the services, nothing from PyPI."""
+    agent = ROOT / "agents" / "pam"
+    assert tomllib.loads((agent / "pyproject.toml").read_text())["project"]["dependencies"] == []
+    for source in (agent / "src").rglob("*.py"):
+        imported = re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", source.read_text(), re.M)
+        outside = {name for name in imported if name not in sys.stdlib_module_names | {"mfaplane_agent", "__future__"}}
+        assert not outside, f"{source} imports {outside}"
