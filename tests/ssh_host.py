@@ -66,8 +66,10 @@ class LoginResult:
 class SshHost:
     def __init__(self, *, gateway_url: str, system_id: str, api_key: str, first_factor: str = "publickey",
                  when_unreachable: str | None = None, exclude_users: str = "", exclude_groups: str = "",
-                 ca_file: str | None = None, timeout: str = "5") -> None:
+                 ca_file: str | None = None, timeout: str = "5", site_sshd_settings: str = "") -> None:
+        """`site_sshd_settings`: lines of a drop-in of the host's own, sorted before the agent's (so they win)."""
         self.first_factor = first_factor
+        self._site_sshd_settings = site_sshd_settings
         self._install_options = [
             "--gateway-url", gateway_url, "--system-id", system_id, "--first-factor", first_factor,
             "--exclude-users", exclude_users, "--exclude-groups", exclude_groups, "--timeout", timeout,
@@ -166,10 +168,10 @@ class SshHost:
         return user
 
     def login(self, user: LocalUser, codes: tuple[str, ...] | list[str] = (), password: str | None = None,
-              command: str = "id -un") -> LoginResult:
-        """Logs in as `user`: the key first (publickey mode), then keyboard-interactive, where a password
-        prompt gets `password` (default the user's own) and any other prompt the next of `codes` ("" once
-        they run out). On success, runs `command` and keeps what it printed."""
+              command: str = "id -un", offer_key: bool | None = None) -> LoginResult:
+        """Logs in as `user`: the key first (publickey mode, or `offer_key`), then keyboard-interactive, where
+        a password prompt gets `password` (default the user's own) and any other prompt the next of `codes`
+        ("" once they run out). On success, runs `command` and keeps what it printed."""
         seen, answers = LoginResult(), list(codes)
 
         def answer(_title: str, _instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
@@ -187,7 +189,7 @@ class SshHost:
             transport.banner_timeout = transport.auth_timeout = WAIT_SECONDS
             try:
                 transport.start_client(timeout=WAIT_SECONDS)
-                if self.first_factor == "publickey":
+                if self.first_factor == "publickey" if offer_key is None else offer_key:
                     transport.auth_publickey(user.name, user.key)
                 transport.auth_interactive(user.name, answer)
                 seen.succeeded = transport.is_authenticated()
@@ -219,6 +221,8 @@ class SshHost:
     def _prepare(self) -> None:
         for folder in ("keys", "sshd_config.d"):
             (self.dir / folder).mkdir(mode=0o755)
+        if self._site_sshd_settings:
+            (self.dir / "sshd_config.d" / "00-a-site.conf").write_text(self._site_sshd_settings)
         self.pristine_pam = DEBIAN_PAM_SSHD.read_bytes()
         self.pam_file.write_bytes(self.pristine_pam)
         shutil.copy2(SSHD, self.dir / self.service)

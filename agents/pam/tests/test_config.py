@@ -74,6 +74,19 @@ def test_other_urls_are_refused_when_the_config_is_loaded(tmp_path: Path, url: s
         agent_config.load(write_config(tmp_path, minimal(gateway_url=url)))
 
 
+@pytest.mark.parametrize("line_break", ["\n", "\r", "\x0b", "\x85", "\u2028", "\u2029"])
+def test_a_value_that_would_render_as_two_lines_is_refused(line_break: str) -> None:
+    """The attack: a line break in an installer option smuggles a line, here a CA of the attacker's choosing,
+    into the file `render` writes."""
+    with pytest.raises(ConfigError, match="one line"):
+        agent_config.from_values({"gateway_url": f"https://mfa.example.com/x{line_break}ca_file = /tmp/attacker-ca.pem",
+                                  "system_id": SYSTEM_ID, "api_key": KEY})
+    with pytest.raises(ConfigError, match="one line") as refused:
+        agent_config.from_values({"gateway_url": "https://mfa.example.com", "system_id": SYSTEM_ID,
+                                  "api_key": f"{KEY}{line_break}x"})
+    assert KEY not in str(refused.value)
+
+
 def test_credentials_in_the_url_are_refused_without_being_repeated() -> None:
     with pytest.raises(ConfigError) as refused:
         agent_config.check_gateway_url("https://agent:hunter2secret@mfa.example.com")

@@ -77,6 +77,8 @@ def test_an_earlier_drop_in_that_would_win_is_pointed_out(host, capsys) -> None:
     ("--ca-file", "/nonexistent/ca.pem", "CA file /nonexistent/ca.pem does not exist"),
     ("--exclude-users", "root;halt", "not a user or group name"),
     ("--timeout", "soon", "timeout"),
+    ("--gateway-url", "https://mfa.example.com/x\nca_file = /tmp/attacker-ca.pem", "one line"),
+    ("--gateway-url", "https://mfa.example.com/x\u2028ca_file = /tmp/attacker-ca.pem", "one line"),
 ])
 def test_bad_input_is_one_clear_line_and_nothing_is_written(host, capsys, option, value, complaint) -> None:
     assert install(host, option, value) == 2

@@ -89,6 +89,20 @@ def test_an_excluded_user_gets_a_shell_while_the_gateway_is_down_and_others_do_n
     assert host.counters()[decisions("allow", "excluded_user")] == 1
 
 
+def test_in_publickey_mode_a_login_without_a_public_key_is_refused_whatever_sshd_lets_through(ssh_host) -> None:
+    """The attack: sshd's own configuration (a drop-in sorted first, a Match block) lets keyboard-interactive
+    alone through, where the agent is the whole PAM stack: a user not asked for a code (excluded, not enrolled,
+    gateway down under `allow`) would get a shell with no factor at all."""
+    breakglass = f"mfa{secrets.token_hex(5)}"
+    host = ssh_host(when_unreachable="allow", exclude_users=breakglass,
+                    site_sshd_settings="AuthenticationMethods publickey,keyboard-interactive keyboard-interactive\n")
+    alice, rescuer = host.add_user(), host.add_user(breakglass)
+    for user in (alice, rescuer):
+        assert not host.login(user, password="not needed", offer_key=False).succeeded
+    assert "outcome=deny reason=no_public_key" in host.wait_for_log(alice.name)[0]
+    assert host.login(alice, offer_key=True).output == alice.name, "with the key first, the policy applies"
+
+
 def test_a_config_file_others_can_read_refuses_every_login(ssh_host) -> None:
     host = ssh_host(when_unreachable="allow")
     alice = host.add_user()

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     installing.add_argument("--ca-file", help="PEM CA bundle to verify the gateway with instead of the system's CAs")
     installing.add_argument("--when-unreachable", choices=UNREACHABLE_POLICIES, default="deny")
     installing.add_argument("--timeout", default="5", help="seconds per network operation (default 5)")
-    installing.add_argument("--exclude-users", default="", help="comma-separated users never asked (e.g. root)")
+    installing.add_argument("--exclude-users", default="", help="comma-separated users never asked (e.g. breakglass)")
     installing.add_argument("--exclude-groups", default="", help="comma-separated groups never asked")
     installing.add_argument("--first-factor", choices=list(FIRST_FACTORS), default="publickey")
     for command in (installing, commands.add_parser("remove", help="remove the agent, restoring the PAM file")):

@@ -83,6 +83,9 @@ def parse(text: str, path: Path) -> dict[str, str]:
 
 
 def from_values(values: dict[str, str]) -> AgentConfig:
+    for key, value in values.items():
+        if not value.isprintable():  # a line break would let an installer option write a line of its own
+            raise ConfigError(f"{key} must be one line of printable characters")
     for required in ("gateway_url", "system_id", "api_key"):
         if not values.get(required):
             raise ConfigError(f"{required} is missing")

@@ -57,7 +57,7 @@ def install(where: Locations, settings: dict[str, str], api_key_file: str, first
                                        "state_dir": where.state_dir})
     if config.ca_file and not Path(config.ca_file).is_file():
         raise InstallError(f"CA file {config.ca_file} does not exist")
-    pam_text = with_agent(_read(where.pam_file), pam_line(where), first_factor)
+    pam_text = with_agent(_read(where.pam_file), pam_line(where, first_factor), first_factor)
 
     _copy_package(Path(where.lib_dir))
     _write(Path(where.config), agent_config.render(config), 0o600)
@@ -92,8 +92,8 @@ def read_api_key(path: str) -> str:
     return key
 
 
-def pam_line(where: Locations) -> str:
-    arguments = [f"config={where.config}"]
+def pam_line(where: Locations, first_factor: str) -> str:
+    arguments = [f"config={where.config}", f"first_factor={first_factor}"]
     if where.syslog_socket != DEFAULT_SOCKET:
         arguments.append(f"syslog_socket={where.syslog_socket}")
     entry = Path(where.lib_dir) / PACKAGE / "pam_entry.py"
