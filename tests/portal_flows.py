@@ -40,6 +40,21 @@ async def new_user(admin: httpx.AsyncClient, **require: Any) -> tuple[str, str]:
     return user_id, email
 
 
+async def new_system(admin: httpx.AsyncClient, mfa: bool = True, kind: str = "linux") -> str:
+    """Registers a system (with MFA enabled unless `mfa` is False); returns its id."""
+    system_id = ok(await admin.post("/v1/systems", json={"name": f"host-{uuid.uuid4().hex[:6]}", "kind": kind}))["id"]
+    if mfa:
+        ok(await admin.put(f"/v1/systems/{system_id}/mfa", json={"enabled": True}))
+    return system_id
+
+
+async def user_named(admin: httpx.AsyncClient, login_name: str, **require: Any) -> tuple[str, str]:
+    """A user (see new_user) whose login name on systems is `login_name`; returns id and email."""
+    user_id, email = await new_user(admin, **require)
+    ok(await admin.patch(f"/v1/users/{user_id}", json={"login_name": login_name}))
+    return user_id, email
+
+
 async def sign_in(portal: httpx.AsyncClient, email: str, password: str = PASSWORD,
                   prefix: str = "/v1/portal") -> dict:
     return ok(await portal.post(f"{prefix}/sign-in", json={"email": email, "password": password}))

@@ -164,8 +164,8 @@ async def test_api_keys_expire_are_listed_and_are_revoked_and_go_with_the_admin_
         "expired", "revoked", "creator_deleted"]
     assert listed[orphaned["key_id"]]["created_by"] == f"admin:{leaver_id}"
     assert datetime.fromisoformat(listed[short["key_id"]]["expires_at"]) == datetime.fromisoformat(short["expires_at"])
-    assert set(listed[short["key_id"]]) == {"key_id", "role", "name", "created_at", "created_by", "expires_at",
-                                            "status"}
+    assert set(listed[short["key_id"]]) == {"key_id", "role", "system_id", "name", "created_at", "created_by",
+                                            "expires_at", "status"}
     expired = ok(await gateway_as("admin").get("/v1/api-keys", params={"status": "expired", "limit": 500}))["items"]
     assert short["key_id"] in {k["key_id"] for k in expired} and {k["status"] for k in expired} == {"expired"}
     problem(await gateway_as("admin").get("/v1/api-keys", params={"status": "lost"}), 422, "validation_error")

@@ -24,7 +24,7 @@ import pytest
 
 from fault_tools import schema
 from mfaplane_identity.settings import IdentitySettings
-from portal_flows import PASSWORD, new_user, problem
+from portal_flows import PASSWORD, new_user, ok, problem
 
 PROXIED_PER_SOURCE = 10
 SPRAY_LIMIT = 3
@@ -124,6 +124,21 @@ async def test_the_challenge_steps_have_a_bucket_per_source_too(portal_at) -> No
     for answer in answers:
         if answer.status_code == 429:
             refused(answer, "rate_limited")
+
+
+async def test_a_system_agent_guessing_passwords_meets_the_sign_in_bucket(stack, admin, limited) -> None:
+    """A stolen agent key used to try passwords through the decision endpoint: its email and password form
+    costs a hash like a sign-in and is refused like one; the login-name form (no password) is not."""
+    host = ok(await admin.post("/v1/systems", json={"name": f"limits-{uuid.uuid4().hex[:6]}", "kind": "linux"}))["id"]
+    key = stack.create_api_key("system_agent", "limits agent", host)
+    async with httpx.AsyncClient(base_url=stack.url("gateway-limits"), timeout=30,
+                                 headers={"Authorization": f"Bearer {key}"}) as agent:
+        guesses = [agent.post(f"/v1/systems/{host}/authorize", json={"email": unknown_email(), "password": "a guess"})
+                   for _ in range(5)]
+        answers = await asyncio.gather(*guesses)
+        assert Counter(answer.status_code for answer in answers)[429] >= 4
+        by_name = await agent.post(f"/v1/systems/{host}/authorize", json={"login_name": "nobody_here"})
+        assert ok(by_name) == {"decision": "deny", "reason": "unknown_login_name"}
 
 
 async def test_x_forwarded_for_from_a_peer_that_is_no_trusted_proxy_is_ignored(portal_at) -> None:

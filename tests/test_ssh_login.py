@@ -8,7 +8,6 @@ being down does is tested without a gateway, in agents/pam/tests/test_real_sshd.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ import pytest
 from ssh_host import SshHost, require_ssh_host
 from test_system_agents import history_of
 
-from portal_flows import STEP, code_now, new_user, ok, set_up, sign_in
+from portal_flows import STEP, code_now, new_system, set_up, sign_in, user_named
 
 CODE_PROMPT = "Verification code: "
 
@@ -41,23 +40,9 @@ def ssh_host(stack) -> Iterator:
         host.__exit__(None, None, None)
 
 
-async def new_system(admin, mfa: bool = True) -> str:
-    system_id = ok(await admin.post("/v1/systems", json={"name": f"ssh-{uuid.uuid4().hex[:6]}", "kind": "linux"}))["id"]
-    if mfa:
-        ok(await admin.put(f"/v1/systems/{system_id}/mfa", json={"enabled": True}))
-    return system_id
-
-
-async def product_user(admin, login_name: str, **require) -> tuple[str, str]:
-    """The product's user behind a Unix login: (id, email)."""
-    user_id, email = await new_user(admin, **require)
-    ok(await admin.patch(f"/v1/users/{user_id}", json={"login_name": login_name}))
-    return user_id, email
-
-
 async def enrolled(admin, portal, clock, login_name: str) -> tuple[str, str]:
     """A user with MFA set up, a step ago; (id, TOTP key)."""
-    user_id, email = await product_user(admin, login_name, enrollment_days=7)
+    user_id, email = await user_named(admin, login_name, enrollment_days=7)
     key, _ = await set_up(portal, (await sign_in(portal, email))["challenge"], clock)
     clock.advance(STEP)
     return user_id, key
@@ -103,8 +88,8 @@ async def test_who_has_not_set_up_mfa_and_any_user_of_an_mfa_free_system_get_no_
                                                                                         ssh_host) -> None:
     host = ssh_host(await new_system(admin))
     enrolling, expired = host.add_user(), host.add_user()
-    await product_user(admin, enrolling.name, enrollment_days=7)
-    await product_user(admin, expired.name, enrollment_days=1)
+    await user_named(admin, enrolling.name, enrollment_days=7)
+    await user_named(admin, expired.name, enrollment_days=1)
     clock.advance(timedelta(days=2))  # rule 5 locks `expired` out of the user portal, not out of SSH (rule 10)
     for user in (enrolling, expired):
         seen = host.login(user)
@@ -140,7 +125,7 @@ async def test_an_agent_key_of_another_system_opens_nothing(stack, admin, portal
     target, elsewhere = await new_system(admin, mfa=False), await new_system(admin)
     host = ssh_host(target, key_system=elsewhere)
     ada = host.add_user()
-    user_id, _ = await product_user(admin, ada.name)
+    user_id, _ = await user_named(admin, ada.name)
     seen = host.login(ada)
     assert (seen.prompts, seen.succeeded) == ([], False)
     assert "reason=agent_key_of_another_system" in host.wait_for_log(ada.name)[-1]

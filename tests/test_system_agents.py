@@ -12,26 +12,18 @@ import json
 import uuid
 
 from fault_tools import schema
-from portal_flows import PASSWORD, STEP, code_now, new_user, ok, problem, set_up, sign_in
+from mfaplane_gateway.auth import CACHE_SECONDS
+from portal_flows import PASSWORD, STEP, code_now, new_system, new_user, ok, problem, set_up, sign_in, user_named
 
 
 def login_name() -> str:
     return f"u{uuid.uuid4().hex[:12]}"
 
 
-async def new_system(admin, mfa: bool = True) -> str:
-    system_id = ok(await admin.post("/v1/systems", json={"name": f"host-{uuid.uuid4().hex[:6]}", "kind": "linux"}))["id"]
-    if mfa:
-        ok(await admin.put(f"/v1/systems/{system_id}/mfa", json={"enabled": True}))
-    return system_id
-
-
 async def named_user(admin, **require) -> tuple[str, str, str]:
-    """A user with a login name; (id, email, login name)."""
-    user_id, email = await new_user(admin, **require)
+    """A user with a login name of their own; (id, email, login name)."""
     name = login_name()
-    ok(await admin.patch(f"/v1/users/{user_id}", json={"login_name": name}))
-    return user_id, email, name
+    return *await user_named(admin, name, **require), name
 
 
 async def history_of(stack, user_id: str) -> list[dict]:
@@ -93,7 +85,7 @@ async def test_an_agent_key_decides_for_its_own_system_only(stack, admin, portal
     unbound = agent_of(theirs)
     async with schema(stack, "identity") as identity:  # as a key made before keys were bound is stored
         await identity.execute("UPDATE api_keys SET system_id = NULL WHERE name = $1", f"agent of {theirs}")
-    await asyncio.sleep(6)  # the gateway remembers a verified key for 5 s (auth.py)
+    await asyncio.sleep(CACHE_SECONDS + 1)  # the gateway remembers a verified key that long (auth.py)
     problem(await unbound.post(f"/v1/systems/{theirs}/authorize", json={"login_name": name}), 403,
             "agent_key_of_another_system")
     assert await history_of(stack, user_id) == before

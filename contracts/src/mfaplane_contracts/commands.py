@@ -73,7 +73,7 @@ class DecideSystemAccess(_EnrollmentCommand):
     mfa_enabled: bool
     code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN)
     login_name: str | None = Field(default=None, max_length=32)
-    source: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=255)
 
 
 COMMANDS: tuple[type[Command], ...] = (

@@ -120,7 +120,7 @@ class SystemAccessDecided(_EnrollmentEvent):
     outcome: AccessOutcome
     reason: str = Field(min_length=1, max_length=64)
     login_name: str | None = Field(default=None, max_length=32)  # None: the agent sent email and password
-    source: str | None = Field(default=None, max_length=64)  # where the login came from, as the agent saw it
+    source: str | None = Field(default=None, max_length=255)  # where the login came from, as the agent saw it
 
 
 class _TimerEvent(_EnrollmentEvent):

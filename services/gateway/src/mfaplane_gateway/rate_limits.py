@@ -3,8 +3,8 @@
 A refused request gets `429 rate_limited` with `Retry-After` before anything else runs: no API key
 check, no call to identity or mfa, so no password is hashed for it.
 
-Two groups of routes have buckets of their own: the password steps (`sign-in` and a password change,
-each an argon2 hash in identity) and the steps that carry a challenge or a token (`verify`,
+Two groups of routes have buckets of their own: the password steps (`sign-in`, a password change, a
+system agent's decision by email and password: each an argon2 hash in identity) and the steps that carry a challenge or a token (`verify`,
 `dismiss-prompt`, `setup/*`, `password-reset`).
 Each group has a bucket per client address and one for every address together. A bucket holds a
 minute's worth of requests and refills continuously, so a source may spend a minute's allowance at
@@ -175,12 +175,17 @@ async def client_source(request: Request) -> str:
 ClientSource = Annotated[str, Depends(client_source)]
 
 
+def admit(request: Request, group: str, source: str) -> None:
+    """Takes a request of `group` from `source`'s bucket and the overall one, or refuses it (429)."""
+    request.app.state.rate_limits.groups[group].admit(source)
+
+
 class _Limited:
     def __init__(self, group: str) -> None:
         self.group = group
 
     async def __call__(self, request: Request, source: ClientSource) -> None:
-        request.app.state.rate_limits.groups[self.group].admit(source)
+        admit(request, self.group, source)
 
 
 # For a route's `dependencies`, which run before its parameters' (the API key check among them).

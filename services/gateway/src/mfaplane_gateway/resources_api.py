@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CODE_PATTERN
@@ -21,13 +21,14 @@ from mfaplane_contracts.identity_events import LoginName, ResourceKind
 from mfaplane_contracts.text import DisplayName, plain_text
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_gateway import read_your_writes
+from mfaplane_gateway import rate_limits, read_your_writes
 from mfaplane_gateway.api import ConsistentWith, Cursor, Limit
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, SystemAgent
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.paging import decode_cursor, page_of
 from mfaplane_gateway.piecewise import MAX_ITEMS, BulkResult, apply_each
+from mfaplane_gateway.rate_limits import RATE_LIMITED_RESPONSE, ClientSource
 from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.receipts import Receipt, receipt
 
@@ -73,8 +74,9 @@ class AuthorizeRequest(Body):
     password: str | None = Field(default=None, min_length=1, max_length=256)
     code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN,
                              description="the code the user typed, on the call after `code_required`")
-    source: plain_text(64, min_length=1) | None = Field(
-        default=None, description="where the login comes from as the agent sees it (the SSH client's address)")
+    source: plain_text(255, min_length=1) | None = Field(
+        default=None, description="where the login comes from as the agent sees it: the SSH client's address, or its "
+                                  "host name where sshd resolves names (UseDNS)")
 
     @model_validator(mode="after")
     def _one_first_factor(self) -> AuthorizeRequest:
@@ -145,9 +147,9 @@ async def switch_mfa_in_bulk(body: BulkMFASwitch, caller: Admin, runtime: Runtim
     return await apply_each(runtime, ((system_id, switch(system_id)) for system_id in dict.fromkeys(body.system_ids)))
 
 
-@router.post("/{system_id}/authorize")
-async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: SystemAgent,
-                    forward: ForwarderDep) -> Decision:
+@router.post("/{system_id}/authorize", responses=RATE_LIMITED_RESPONSE)
+async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: SystemAgent, forward: ForwarderDep,
+                    request: Request, source: ClientSource) -> Decision:
     """Decided on identity's and mfa's current state, never on the gateway's projections: a decision is
     never older than a change any caller was told about, so it needs no consistency token. Every decision
     about a known user is a SystemAccessDecided on that user's history, the code's check included: the
@@ -155,6 +157,8 @@ async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: System
     if caller.system_id != system_id:
         raise Rejected("agent_key_of_another_system", "This agent key decides for another system, or for none "
                        "(a key made before keys were bound): mint one for this system.", 403)
+    if body.password is not None:  # a password guess costs an argon2 hash: the sign-in's buckets apply
+        rate_limits.admit(request, "sign_in", source)
     login = await _login(forward, system_id, body)
     if login.user_id is None:
         return Decision(decision="deny", reason=login.refusal)

@@ -59,7 +59,7 @@ class AccessBody(Body):
     mfa_enabled: bool
     code: str | None = Field(default=None, min_length=6, max_length=32, pattern=c.CODE_PATTERN)
     login_name: str | None = Field(default=None, max_length=32)
-    source: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=255)
 
 
 class AccessDecision(CommandReceipt):
