@@ -142,7 +142,7 @@ async def test_the_reference_portals_are_served_with_their_key(stack, browser: B
 
 
 async def test_admin_requires_mfa_in_bulk_users_enroll_or_get_locked_out_and_reset(
-        stack, admin, console, clock, browser: BrowserContext) -> None:
+        stack, admin, console, agent_of, clock, browser: BrowserContext) -> None:
     gateway = stack.url("gateway")
     steps = Steps()
     tag = uuid.uuid4().hex[:8]
@@ -259,9 +259,17 @@ async def test_admin_requires_mfa_in_bulk_users_enroll_or_get_locked_out_and_res
     await expect(row(console, alice).locator(".status-badge")).to_have_attribute("data-status", "active")
     await steps.shot(console, "admin-sees-expired-and-active")
 
+    # Bob logs in over SSH to the build host as `bob<tag>`: not set up, so not asked (rule 10).
+    named = ok(await admin.patch(f"/v1/users/{bob}", json={"login_name": f"bob{tag}"}))
+    ok(await admin.get(f"/v1/users/{bob}", params={"consistent_with": named["consistency_token"]}))
+    decided = await agent_of(system).post(f"/v1/systems/{system}/authorize",
+                                          json={"login_name": f"bob{tag}", "source": "192.0.2.7"})
+    assert ok(decided) == {"decision": "allow", "reason": "mfa_not_set_up"}
+
     # The admin resets Bob's MFA from his details (rule 6); the history shows it.
     await console.get_by_role("link", name=f"Bob {tag}").click()
     await expect(console.get_by_role("heading", name=f"Bob {tag}")).to_be_visible()
+    await expect(console.locator("dl.details")).to_contain_text(f"bob{tag}")
     await console.get_by_role("button", name="MFA options").click()
     await console.get_by_role("menuitem", name="Reset MFA").click()
     await console.get_by_label("Enrollment period (days)").fill("3")
@@ -271,6 +279,8 @@ async def test_admin_requires_mfa_in_bulk_users_enroll_or_get_locked_out_and_res
     history = console.locator("table.history")
     await expect(history).to_contain_text("MFA reset: new 3-day enrollment period")
     await expect(history).to_contain_text("MFA required: 7-day enrollment period")
+    await expect(history).to_contain_text(f"System login as bob{tag} to {system[:8]} from 192.0.2.7: let in "
+                                          "(MFA not set up)")
     await steps.shot(console, "admin-reset-bob")
 
     # Bob signs in again: the prompt is back, with the new period.
