@@ -152,3 +152,22 @@ async def test_login_names_in_bulk_and_from_the_exported_csv(admin) -> None:
             "invalid_login_names")
     assert ok(await admin.get(f"/v1/users/{a}", params={"consistent_with": upload["consistency_token"]}))[
         "login_name"] is None, "nothing of a refused file was written"
+
+
+async def test_a_system_is_renamed_searched_and_deleted_and_its_agents_then_decide_nothing(admin, agent_of) -> None:
+    tag = uuid.uuid4().hex[:8]
+    host = await new_system(admin)
+    agent = agent_of(host)
+    renamed = ok(await admin.patch(f"/v1/systems/{host}", json={"name": f"web-{tag}_01"}))
+    found = ok(await admin.get("/v1/systems", params={"q": f"WEB-{tag}_", "consistent_with": renamed[
+        "consistency_token"]}))["items"]
+    assert [(system["id"], system["name"]) for system in found] == [(host, f"web-{tag}_01")]
+    assert ok(await admin.get("/v1/systems", params={"q": f"web-{tag}%"}))["items"] == [], "% is no wildcard"
+    deleted = ok(await admin.delete(f"/v1/systems/{host}"))
+    listed = ok(await admin.get("/v1/systems", params={"q": tag, "consistent_with": deleted["consistency_token"]}))
+    assert listed["items"] == []
+    problem(await agent.post(f"/v1/systems/{host}/authorize", json={"login_name": login_name()}), 404,
+            "system_not_found")
+    for refused in (admin.delete(f"/v1/systems/{host}"), admin.patch(f"/v1/systems/{host}", json={"name": "back"}),
+                    admin.put(f"/v1/systems/{host}/mfa", json={"enabled": False})):
+        problem(await refused, 404, "system_not_found")

@@ -147,6 +147,17 @@ class SystemMFADisabled(_SystemEvent):
     event_type: ClassVar[str] = "SystemMFADisabled"
 
 
+class SystemRenamed(_SystemEvent):
+    event_type: ClassVar[str] = "SystemRenamed"
+    name: str = Name
+
+
+class SystemDeleted(_SystemEvent):
+    """Gone from the lists; its agents' keys decide nothing any more (the system is not found)."""
+
+    event_type: ClassVar[str] = "SystemDeleted"
+
+
 ApiRole = Literal["admin", "auditor", "portal", "system_agent"]
 
 

@@ -82,6 +82,8 @@ REDUCERS: dict[type[EventPayload], Reducer] = {
     identity.SystemRegistered: _resources(name=_name, kind=event_field("kind")),
     identity.SystemMFAEnabled: _resources(mfa_enabled=constant(True)),
     identity.SystemMFADisabled: _resources(mfa_enabled=constant(False)),
+    identity.SystemRenamed: _resources(name=_name),
+    identity.SystemDeleted: _resources(deleted=constant(True)),
 }
 HANDLED_TYPES = frozenset(payload.event_type for payload in REDUCERS)
 # The field naming the row each event type upserts (hasattr on a pydantic model costs an exception).

@@ -56,7 +56,7 @@ class PrincipalFilter:
         if self.mfa_active is not None:
             conditions.append(f"configured = {bind(self.mfa_active)}")
         if self.search:
-            text = bind(_containing(self.search))
+            text = bind(containing(self.search))
             email_matches = f"email ILIKE {text}"
             local_part, at, _ = self.search.partition("@")
             if at and local_part:
@@ -64,13 +64,13 @@ class PrincipalFilter:
                 # in every row and the trigram index reads nearly all of its entries for them (40 ms for
                 # one whole email at a million users). The index looks up the part before the '@' only,
                 # and `lower(email) LIKE`, which no index serves, checks the whole text on the rows found.
-                local = bind(_containing(local_part + "@"))
+                local = bind(containing(local_part + "@"))
                 email_matches = f"(email ILIKE {local} AND lower(email) LIKE lower({text}))"
             conditions.append(f"({email_matches} OR name ILIKE {text})")
         return " AND ".join(conditions)
 
 
-def _containing(text: str) -> str:
+def containing(text: str) -> str:
     """The LIKE pattern of `text` anywhere, its wildcards taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 

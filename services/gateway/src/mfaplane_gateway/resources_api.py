@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CODE_PATTERN
@@ -28,6 +28,7 @@ from mfaplane_gateway.auth import Admin, Reader, SystemAgent
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.paging import decode_cursor, page_of
 from mfaplane_gateway.piecewise import MAX_ITEMS, BulkResult, apply_each
+from mfaplane_gateway.principals_query import SearchText, containing
 from mfaplane_gateway.rate_limits import RATE_LIMITED_RESPONSE, ClientSource
 from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.receipts import Receipt, receipt
@@ -47,6 +48,10 @@ class NewResource(Body):
 
 class MFASwitch(Body):
     enabled: bool
+
+
+class ResourceChanges(Body):
+    name: DisplayName
 
 
 class BulkMFASwitch(MFASwitch):
@@ -97,15 +102,18 @@ async def register(body: NewResource, caller: Admin, forward: ForwarderDep) -> R
 
 @router.get("", response_model=ResourcePage | list[Resource], responses=VERSIONED_RESPONSE)
 async def list_resources(runtime: RuntimeDep, _: Reader, response: Response, api_version: ApiVersion = None,
-                         kind: ResourceKind | None = None, mfa_enabled: bool | None = None, limit: Limit = 50,
-                         cursor: Cursor = None, consistent_with: ConsistentWith = None) -> ResourcePage | list[Resource]:
+                         kind: ResourceKind | None = None, mfa_enabled: bool | None = None,
+                         q: Annotated[SearchText | None, Query(description="text in the name")] = None,
+                         limit: Limit = 50, cursor: Cursor = None,
+                         consistent_with: ConsistentWith = None) -> ResourcePage | list[Resource]:
     """By name. With `API-Version`, a page; without, every one as a bare array (deprecated: ignores `limit` and
     `cursor`)."""
     await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
+    wanted = (kind, mfa_enabled, containing(q) if q else None)
     if api_version is None:
         deprecated_shape(response)
-        return [_resource(row) for row in await _resources(runtime.pool, kind, mfa_enabled)]
-    rows, next_cursor = page_of(await _resources(runtime.pool, kind, mfa_enabled, limit + 1, cursor), limit, LISTING,
+        return [_resource(row) for row in await _resources(runtime.pool, *wanted)]
+    rows, next_cursor = page_of(await _resources(runtime.pool, *wanted, limit + 1, cursor), limit, LISTING,
                                 lambda row: (row["sort_value"], row["system_id"]))
     return ResourcePage(items=[_resource(row) for row in rows], next_cursor=next_cursor)
 
@@ -113,22 +121,34 @@ async def list_resources(runtime: RuntimeDep, _: Reader, response: Response, api
 LISTING = "systems"  # what a cursor of the systems list is good for
 
 
-async def _resources(pool: asyncpg.Pool, kind: str | None, mfa_enabled: bool | None, limit: int | None = None,
-                     cursor: str | None = None) -> list[asyncpg.Record]:
-    params: list = [kind, mfa_enabled, limit]
+async def _resources(pool: asyncpg.Pool, kind: str | None, mfa_enabled: bool | None, name_like: str | None,
+                     limit: int | None = None, cursor: str | None = None) -> list[asyncpg.Record]:
+    params: list = [kind, mfa_enabled, name_like, limit]
     after = ""
     if cursor:
         params += decode_cursor(cursor, LISTING, "text")
-        after = "AND (lower(name), system_id) > ($4, $5) "
+        after = "AND (lower(name), system_id) > ($5, $6) "
     return await pool.fetch(
         f"SELECT system_id, name, kind, mfa_enabled, lower(name) AS sort_value FROM {LIVE_TABLES['resources']} "
-        f"WHERE name IS NOT NULL AND ($1::text IS NULL OR kind = $1) AND ($2::boolean IS NULL OR mfa_enabled = $2) "
-        f"{after}ORDER BY lower(name), system_id LIMIT $3", *params,
+        f"WHERE name IS NOT NULL AND NOT deleted AND ($1::text IS NULL OR kind = $1) "
+        f"AND ($2::boolean IS NULL OR mfa_enabled = $2) AND ($3::text IS NULL OR name ILIKE $3) "
+        f"{after}ORDER BY lower(name), system_id LIMIT $4", *params,
     )
 
 
 def _resource(row: asyncpg.Record) -> Resource:
     return Resource(id=row["system_id"], name=row["name"], kind=row["kind"], mfa_enabled=row["mfa_enabled"])
+
+
+@router.patch("/{system_id}")
+async def rename(system_id: uuid.UUID, body: ResourceChanges, caller: Admin, forward: ForwarderDep) -> Receipt:
+    return receipt(await forward.send("identity", "PATCH", f"/systems/{system_id}", caller.actor, body.model_dump()))
+
+
+@router.delete("/{system_id}")
+async def delete(system_id: uuid.UUID, caller: Admin, forward: ForwarderDep) -> Receipt:
+    """Gone from the lists; the keys of its agents decide nothing any more (404 system_not_found)."""
+    return receipt(await forward.send("identity", "DELETE", f"/systems/{system_id}", caller.actor))
 
 
 @router.put("/{system_id}/mfa")

@@ -279,9 +279,28 @@ async def system_state(system_id: uuid.UUID, runtime: RuntimeDep, login_name: An
 
 async def _existing_system(store, system_id: uuid.UUID) -> Resource:
     state = _resources(await store.history(str(system_id)))
-    if not state.exists:
-        raise Rejected("system_not_found", "No such system or application.", status=404)
+    if not state.live:
+        raise resource.not_found()
     return state
+
+
+class SystemChanges(Body):
+    name: DisplayName
+
+
+@router.patch("/systems/{system_id}")
+async def rename_system(system_id: uuid.UUID, body: SystemChanges, runtime: RuntimeDep,
+                        cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(system_id), _resources,
+                           lambda state: resource.rename(state, system_id, body.name), cause)
+    return receipt(str(system_id), result)
+
+
+@router.delete("/systems/{system_id}")
+async def delete_system(system_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(system_id), _resources,
+                           lambda state: resource.delete(state, system_id), cause)
+    return receipt(str(system_id), result)
 
 
 class NewApiKey(Body):

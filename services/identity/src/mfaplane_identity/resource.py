@@ -6,24 +6,33 @@ import uuid
 from dataclasses import dataclass, replace
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import SystemMFADisabled, SystemMFAEnabled, SystemRegistered
+from mfaplane_contracts.identity_events import (SystemDeleted, SystemMFADisabled, SystemMFAEnabled, SystemRegistered,
+                                               SystemRenamed)
 from mfaplane_eventing.aggregate import Rejected
 
 
 @dataclass(frozen=True)
 class Resource:
     exists: bool = False
+    deleted: bool = False
+    name: str = ""
     mfa_enabled: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.exists and not self.deleted
 
 
 def apply(state: Resource, event: EventPayload) -> Resource:
     match event:
-        case SystemRegistered():
-            return Resource(exists=True)
+        case SystemRegistered(name=name) | SystemRenamed(name=name):
+            return replace(state, exists=True, name=name)
         case SystemMFAEnabled():
             return replace(state, mfa_enabled=True)
         case SystemMFADisabled():
             return replace(state, mfa_enabled=False)
+        case SystemDeleted():
+            return replace(state, deleted=True)
     return state
 
 
@@ -34,8 +43,26 @@ def register(state: Resource, system_id: uuid.UUID, name: str, kind: str) -> lis
 
 
 def set_mfa(state: Resource, system_id: uuid.UUID, enabled: bool) -> list[EventPayload]:
-    if not state.exists:
-        raise Rejected("system_not_found", "No such system or application.", status=404)
+    _live(state)
     if state.mfa_enabled == enabled:
         return []
     return [SystemMFAEnabled(system_id=system_id) if enabled else SystemMFADisabled(system_id=system_id)]
+
+
+def rename(state: Resource, system_id: uuid.UUID, name: str) -> list[EventPayload]:
+    _live(state)
+    return [] if name == state.name else [SystemRenamed(system_id=system_id, name=name)]
+
+
+def delete(state: Resource, system_id: uuid.UUID) -> list[EventPayload]:
+    _live(state)
+    return [SystemDeleted(system_id=system_id)]
+
+
+def _live(state: Resource) -> None:
+    if not state.live:
+        raise not_found()
+
+
+def not_found() -> Rejected:
+    return Rejected("system_not_found", "No such system or application.", status=404)
