@@ -96,6 +96,7 @@ def test_service_env_wires_each_service_to_the_others(tmp_path: Path) -> None:
         (str(tmp_path / "pki" / "identity-api.crt"), str(tmp_path / "pki" / "identity-api.key"))
     assert (gateway["HTTP_HOST"], gateway["HTTP_PORT"], gateway["DATABASE_SCHEMA"]) == ("127.0.0.1", "7005", "gateway")
     assert notifier["USER_PORTAL_URL"] == "http://127.0.0.1:7005/portal"
+    assert notifier["ADMIN_PORTAL_URL"] == "http://127.0.0.1:7005/admin"  # where the gateway serves the console
     assert notifier["SMTP_URL"] == "smtp://127.0.0.1:2525"
     assert notifier["MFAPLANE_FAKE_CLOCK_FILE"] == "/tmp/clock" and notifier["MFA_ENCRYPTION_KEYS"] == "k1"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shlex
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return list_mail(args.data_dir or default_data_dir())
     if args.command == "containers":
         return containers.run([a for a in args.pytest_args if a != "--"])
-    return run(Stack(args.data_dir), infra_only=args.infra_only, gateway_port=args.gateway_port)
+    stack = Stack(args.data_dir)
+    return run(stack, infra_only=args.infra_only, gateway_port=args.gateway_port or last_gateway_port(stack.data_dir))
 
 
 def run(stack: Stack, *, infra_only: bool = False, gateway_port: int | None = None) -> int:
@@ -64,8 +67,9 @@ def run(stack: Stack, *, infra_only: bool = False, gateway_port: int | None = No
             stack.start_services(gateway_port=gateway_port)
         summary = describe(stack)
         if not infra_only:
+            (stack.data_dir / GATEWAY_PORT_FILE).write_text(f"{stack.ports['gateway']}\n")
             summary |= {f"{role}_api_key": stack.create_api_key(role, "make run") for role in ("admin", "portal")}
-            summary |= first_admin(stack)
+            summary |= console_login(stack)
         summary_file = stack.data_dir / "stack.json"
         summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         summary_file.chmod(0o600)
@@ -101,12 +105,36 @@ def watch(stack: Stack) -> None:
         time.sleep(1)
 
 
-def first_admin(stack: Stack) -> dict[str, str]:
-    """An admin for the admin console, made for this run as an operator bootstraps one; the admin sets up
-    MFA at the first sign-in. Making admins through the API needs a signed-in admin."""
-    email, password = f"admin-{secrets.token_hex(3)}@example.com", secrets.token_urlsafe(12)
-    stack.create_admin(email, "First admin", password)
-    return {"admin_email": email, "admin_password": password}
+CONSOLE_LOGIN_FILE = "admin-login.json"
+GATEWAY_PORT_FILE = "gateway-port"
+
+
+def console_login(stack: Stack) -> dict[str, str]:
+    """The first admin of the admin console, made once per data folder as an operator bootstraps one
+    (`create-admin`) and kept in it (readable by its owner only) to be printed at every run; the admin
+    sets up MFA at the first sign-in. Making admins through the API needs a signed-in admin."""
+    path = stack.data_dir / CONSOLE_LOGIN_FILE
+    if not path.exists():
+        login = {"admin_email": f"admin-{secrets.token_hex(3)}@example.com", "admin_password": secrets.token_urlsafe(12)}
+        stack.create_admin(login["admin_email"], "First admin", login["admin_password"])
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(login) + "\n")
+    return json.loads(path.read_text())
+
+
+def last_gateway_port(data_dir: Path) -> int | None:
+    """The gateway's port in this data folder's previous run, if it is free: the links in mail already
+    caught, and a $GW already exported, keep working."""
+    try:
+        port = int((data_dir / GATEWAY_PORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
 
 
 def describe(stack: Stack) -> dict[str, str]:
@@ -130,7 +158,13 @@ def describe(stack: Stack) -> dict[str, str]:
 
 def render(summary: dict[str, str]) -> str:
     lines = [f"  {key:<14} {value}" for key, value in summary.items()]
-    return "\n".join(["mfaplane is running (Ctrl-C stops everything):", *lines])
+    lines = ["mfaplane is running (Ctrl-C stops everything):", *lines]
+    if "admin_api_key" in summary:
+        lines += ["", "Admin console: sign in at {admin_console}/ as {admin_email} with the password {admin_password}"
+                      " (set up MFA at the first sign-in)".format_map(summary),
+                  "For the README's examples, paste:",
+                  f"  export GW={shlex.quote(summary['gateway'])} KEY={shlex.quote(summary['admin_api_key'])}"]
+    return "\n".join(lines)
 
 
 def list_mail(data_dir: Path) -> int:

@@ -116,6 +116,8 @@ class ServiceSpec:
     body_limits: dict[str, int] = field(default_factory=dict)
     # The services whose signed calls the API answers; empty: the API authenticates its own callers.
     callers: frozenset[str] = frozenset()
+    # The OpenAPI document's description (Markdown): what spans operations, such as how they chain.
+    description: str = ""
 
     def migration_dirs(self) -> list[Path]:
         return [db.EVENTING_MIGRATIONS] + ([self.migrations] if self.migrations else [])
@@ -192,8 +194,10 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
 def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) -> FastAPI:
     """The service's HTTP surface; without a lifespan it only serves to describe the API (OpenAPI)."""
     # A service only other services may call serves no API documentation either (`openapi` prints it).
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: a service serves its own pages, or none.
     hidden = {"openapi_url": None} if spec.callers else {}
-    app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, lifespan=lifespan, **hidden)
+    app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, description=spec.description,
+                  lifespan=lifespan, docs_url=None, redoc_url=None, **hidden)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes, route_limits=spec.body_limits)
     app.add_middleware(ResponseHeaders)  # outermost: the refusals of BodyLimit carry them too

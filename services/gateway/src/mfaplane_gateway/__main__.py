@@ -9,7 +9,7 @@ from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
 from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, read_your_writes
-from mfaplane_gateway import login_names, reference_portals, replay, sessions
+from mfaplane_gateway import api_docs, front_page, login_names, reference_portals, replay, sessions
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -38,7 +38,9 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
 
 ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
            principal_sessions.router, resources_api.router, login_names.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
-           passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router]
+           passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router,
+           api_docs.router, front_page.router]
+api_docs.describe_operations(ROUTERS)
 
 SPEC = ServiceSpec(
     name="gateway",
@@ -47,6 +49,7 @@ SPEC = ServiceSpec(
     consumes=EVENT_TOPICS,
     batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
     routers=ROUTERS,
+    description=api_docs.guide(ROUTERS),
     background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime),
                                 read_your_writes.sweep_expired_sets(runtime)],
     state=gateway_state,

@@ -177,7 +177,8 @@ ClientSource = Annotated[str, Depends(client_source)]
 
 def admit(request: Request, group: str, source: str) -> None:
     """Takes a request of `group` from `source`'s bucket and the overall one, or refuses it (429)."""
-    request.app.state.rate_limits.groups[group].admit(source)
+    limit: RouteLimit = request.app.state.rate_limits.groups[group]  # typed: the API docs follow it (api_docs.py)
+    limit.admit(source)
 
 
 class _Limited:
