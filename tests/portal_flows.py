@@ -107,6 +107,16 @@ async def new_admin(console: httpx.AsyncClient, name: str = "Root") -> tuple[str
     return created["id"], email, created["consistency_token"]
 
 
+async def live_admins(admin: httpx.AsyncClient) -> list[str]:
+    """The ids of every admin not deleted."""
+    found, cursor = [], None
+    while True:
+        page = ok(await admin.get("/v1/admins", params={"limit": 500, **({"cursor": cursor} if cursor else {})}))
+        found += [a["id"] for a in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            return found
+
+
 async def console_session(portal: httpx.AsyncClient, email: str, clock) -> tuple[str, str]:
     """Signs an admin without MFA in to the admin console as every admin must: MFA set up first, so the
     session's code is fresh (stepped up). Returns the admin's TOTP key and the session token."""

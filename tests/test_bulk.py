@@ -93,6 +93,11 @@ async def test_bulk_by_filter_and_the_dry_run_changes_nothing(admin) -> None:
     extend_dry = ok(await admin.post("/v1/users/mfa/bulk", json={
         "action": "extend", "enrollment_days": 5, "filter": {"q": tag}, "dry_run": True}))
     assert extend_dry["would_change"] == [ids[0]], "only required users who have not set up can be extended"
+    assert (extend_dry["unchanged"], sorted(f["user_id"] for f in extend_dry["refused"])) == ([], sorted(ids[1:]))
+    assert {f["reason"] for f in extend_dry["refused"]} == {"not_required"}
+    require_dry = ok(await admin.post("/v1/users/mfa/bulk", json={"action": "require", "filter": {"q": tag},
+                                                                  "dry_run": True}))
+    assert (require_dry["unchanged"], require_dry["refused"]) == ([ids[0]], []), "already required: unchanged"
 
     problem(await admin.post("/v1/users/mfa/bulk", json={"action": "require", "dry_run": True}),
             422, "validation_error")
@@ -206,3 +211,27 @@ async def test_a_token_this_api_did_not_return_is_refused_and_an_unknown_bulk_wa
     # The gateway records a bulk before answering it: an id it does not know was never issued, or is a
     # systems bulk's from more than a day ago. Its token has nothing to wait for.
     ok(await admin.get("/v1/systems", params={"consistent_with": f"bulk:{uuid.uuid4()}"}))
+
+
+async def test_an_import_dry_run_writes_nothing_and_reports_each_rows_problem(admin) -> None:
+    tag = f"imp{uuid.uuid4().hex[:6]}"
+    (taken,) = await _create_users(admin, tag, 1)
+    taken_email = ok(await admin.get(f"/v1/users/{taken}"))["email"]
+    rows = [{"email": f"{tag}-a@example.com", "name": "Ana", "password": PASSWORD},
+            {"email": f"{tag}-b@example.com", "name": "Ben", "password": ""},
+            {"email": "not-an-email", "name": "Cy", "password": PASSWORD},
+            {"email": taken_email.upper(), "name": "Di", "password": PASSWORD},
+            {"email": f"{tag}-A@example.com", "name": "Ana again", "password": PASSWORD},
+            {"email": f"{tag}-e@example.com", "name": "Ed", "password": "short"}]
+    dry = ok(await admin.post("/v1/users/import", json={"rows": rows, "dry_run": True}))
+    assert [(r["outcome"], r["code"]) for r in dry["rows"]] == [
+        ("create", None), ("create", None), ("invalid", "invalid_row"), ("invalid", "email_taken"),
+        ("invalid", "email_repeated"), ("invalid", "invalid_row")]
+    assert dry["rows"][1]["reset_link_mailed"] and dry["consistency_token"] is None
+
+    # identity refuses an email already in use: had the dry run created Ana or Ben, this would refuse them.
+    done = ok(await admin.post("/v1/users/import", json={"rows": rows}))
+    assert [r["outcome"] for r in done["rows"]] == ["created", "created", "invalid", "invalid", "invalid", "invalid"]
+    listed = ok(await admin.get("/v1/users", params={"q": tag, "consistent_with": done["consistency_token"]}))
+    assert sorted(u["name"] for u in listed["items"]) == sorted(["Ana", "Ben", f"Bulk {tag} 0"])
+    assert done["rows"][1]["reset_link_mailed"], "the user without a password is mailed a link to set one"

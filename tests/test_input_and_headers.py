@@ -15,8 +15,8 @@ import uuid
 import httpx
 
 from fault_tools import eventually, new_users, schema, timers
-from portal_flows import (ADMIN_PORTAL, PASSWORD, SHOWN_SECRETS, bearer, console_session, new_admin, new_user, ok,
-                          problem, set_up, sign_in)
+from portal_flows import (ADMIN_PORTAL, PASSWORD, SHOWN_SECRETS, bearer, console_session, live_admins, new_admin,
+                          new_user, ok, problem, set_up, sign_in)
 from trust_tools import SignedAs, direct
 
 CONTROLS = ["\x00", "a\x00b", "\x07", "\x1b[2J", "tab\t", "line\nbreak", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
@@ -193,21 +193,12 @@ async def test_deleting_an_admin_takes_their_credentials_enrollment_keys_timers_
     assert [(e["type"], e["actor"].split(":")[0]) for e in history] == [("AdminDeleted", "api_key")]
 
 
-async def _live_admins(admin: httpx.AsyncClient) -> list[str]:
-    found, cursor = [], None
-    while True:
-        page = ok(await admin.get("/v1/admins", params={"limit": 500, **({"cursor": cursor} if cursor else {})}))
-        found += [a["id"] for a in page["items"]]
-        if not (cursor := page["next_cursor"]):
-            return found
-
-
 async def test_the_last_admin_cannot_be_deleted_even_by_two_deletions_at_once(stack, admin, console, portal,
                                                                               gateway_as, clock) -> None:
     first, first_email, _ = await new_admin(console)
     second, second_email, created = await new_admin(console)
     ok(await admin.get(f"/v1/admins/{second}", params={"consistent_with": created}))
-    for other in set(await _live_admins(admin)) - {first, second}:
+    for other in set(await live_admins(admin)) - {first, second}:
         ok(await admin.delete(f"/v1/admins/{other}"))
 
     answers = await asyncio.gather(admin.delete(f"/v1/admins/{first}"), admin.delete(f"/v1/admins/{second}"))

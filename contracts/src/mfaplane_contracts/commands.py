@@ -60,6 +60,14 @@ class VerifyTOTP(_EnrollmentCommand):
     code: str = TotpCode
 
 
+class RegenerateRecoveryCodes(_EnrollmentCommand):
+    """A new set of recovery codes for a principal who has set up MFA, for a code from their app (a
+    recovery code is no proof of the app)."""
+
+    command_type: ClassVar[str] = "RegenerateRecoveryCodes"
+    code: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")
+
+
 class DismissEnrollmentPrompt(_EnrollmentCommand):
     command_type: ClassVar[str] = "DismissEnrollmentPrompt"
 
@@ -84,6 +92,7 @@ COMMANDS: tuple[type[Command], ...] = (
     BeginTOTPSetup,
     ConfirmTOTPSetup,
     VerifyTOTP,
+    RegenerateRecoveryCodes,
     DismissEnrollmentPrompt,
     DecideSystemAccess,
 )

@@ -80,6 +80,16 @@ class TOTPVerified(_EnrollmentEvent):
     recovery_code_index: int | None = Field(default=None, ge=0)  # which code was used up
 
 
+class RecoveryCodesRegenerated(_EnrollmentEvent):
+    """The principal made a new set of recovery codes, proving it with a code from their app (whose time
+    step is used up here as at a sign-in): the previous set, used or not, no longer works."""
+
+    event_type: ClassVar[str] = "RecoveryCodesRegenerated"
+    secret_id: uuid.UUID  # the key the new codes belong to (their hashes are stored under it)
+    time_step: int
+    recovery_codes_issued: int
+
+
 class TOTPVerificationFailed(_EnrollmentEvent):
     """A wrong code, at sign-in or when confirming setup; a code just accepted, sent again, is no failure."""
 

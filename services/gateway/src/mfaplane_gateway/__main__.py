@@ -9,7 +9,8 @@ from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
 from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, read_your_writes
-from mfaplane_gateway import api_docs, front_page, login_names, reference_portals, replay, sessions
+from mfaplane_gateway import api_docs, front_page, login_names, portal_account, reference_portals, replay, sessions
+from mfaplane_gateway import user_import
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -37,7 +38,8 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
 
 
 ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
-           principal_sessions.router, resources_api.router, login_names.router, sign_in.user_portal, sign_in.admin_portal, audit_api.router,
+           principal_sessions.router, resources_api.router, login_names.router, user_import.router,
+           sign_in.user_portal, sign_in.admin_portal, portal_account.router, audit_api.router,
            passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router,
            api_docs.router, front_page.router]
 api_docs.describe_operations(ROUTERS)
@@ -55,7 +57,8 @@ SPEC = ServiceSpec(
     state=gateway_state,
     commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},
     body_limits={bulk.PATH: bulk.MAX_REQUEST_BYTES, login_names.PATH: login_names.MAX_REQUEST_BYTES,
-                 login_names.CSV_PATH: login_names.MAX_REQUEST_BYTES},
+                 login_names.CSV_PATH: login_names.MAX_REQUEST_BYTES,
+                 user_import.PATH: user_import.MAX_REQUEST_BYTES},
 )
 
 if __name__ == "__main__":

@@ -72,6 +72,9 @@ class Principal(BaseModel):
     enrollment_days: int | None
     dismissals: int
     last_verified_at: datetime | None
+    throttled_until: datetime | None = Field(description="code attempts are paused after repeated failures until "
+                                                         "then (null: not paused now)")
+    codes_locked: bool = Field(description="codes are refused after too many failures, until MFA is reset")
 
 
 class User(Principal):
@@ -95,6 +98,8 @@ def _user(row: Any, now: datetime, model: type[P]) -> P:
         mfa_active=row["configured"], deadline=row["deadline"], time_remaining_seconds=remaining,
         enrollment_days=row["enrollment_days"], dismissals=row["dismissals"],
         last_verified_at=row["last_verified_at"], login_name=row["login_name"],  # an admin has none: ignored
+        throttled_until=row["throttled_until"] if row["throttled_until"] and row["throttled_until"] > now else None,
+        codes_locked=row["codes_locked"],
     )
 
 

@@ -49,11 +49,12 @@ CHUNK = 500
 SCOPE = read_your_writes.USER_BULK_SCOPE
 LEASE_SECONDS = 60
 IDLE_SECONDS = 0.2
-# Who an action changes, given the state in the read model (rule 6: extend only while not set up).
-CHANGES: dict[str, str] = {
-    "require": "NOT required",
-    "extend": "required AND NOT configured",
-    "reset": "true",
+# What an action would do to a user, given the state in the read model: 'change', 'unchanged' (already as
+# asked) or the code mfa refuses it with (rule 6: extend only while required and not set up).
+OUTCOMES: dict[str, str] = {
+    "require": "CASE WHEN required THEN 'unchanged' ELSE 'change' END",
+    "extend": "CASE WHEN NOT required THEN 'not_required' WHEN configured THEN 'already_set_up' ELSE 'change' END",
+    "reset": "'change'",
 }
 
 
@@ -86,15 +87,17 @@ class BulkRequest(BaseModel):
         return self
 
 
-class DryRun(BaseModel):
-    would_change: list[uuid.UUID]
-    unchanged: list[uuid.UUID]
-    not_found: list[uuid.UUID]
-
-
 class Failure(BaseModel):
     user_id: uuid.UUID
     reason: str
+
+
+class DryRun(BaseModel):
+    would_change: list[uuid.UUID]
+    unchanged: list[uuid.UUID] = Field(description="already as asked: nothing would be written for them")
+    refused: list[Failure] = Field(description="users the action would be refused for, with the problem code "
+                                               "(`not_required`, `already_set_up`)")
+    not_found: list[uuid.UUID]
 
 
 class Operation(BaseModel):
@@ -114,7 +117,7 @@ class Operation(BaseModel):
 
 
 async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list[asyncpg.Record]:
-    """The targeted users that exist, each with whether the action would change it."""
+    """The targeted users that exist, each with what the action would do to it (OUTCOMES)."""
     params: list = [now]
     if body.user_ids is not None:
         params.append(list(dict.fromkeys(body.user_ids)))
@@ -122,7 +125,7 @@ async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list
     else:
         where = body.filter.as_filter().where(params)
     return await pool.fetch(
-        f"SELECT principal_id, {CHANGES[body.action]} AS changes, {STATUS_SQL} AS status "
+        f"SELECT principal_id, {OUTCOMES[body.action]} AS outcome, {STATUS_SQL} AS status "
         f"FROM {LIVE_TABLES['principals']} WHERE {where} ORDER BY principal_id",
         *params,
     )
@@ -138,8 +141,11 @@ async def start_bulk_action(body: BulkRequest, caller: Admin, runtime: RuntimeDe
     found = {row["principal_id"] for row in targets}
     missing = [i for i in dict.fromkeys(body.user_ids or ()) if i not in found]
     if body.dry_run:
-        return DryRun(would_change=[r["principal_id"] for r in targets if r["changes"]],
-                      unchanged=[r["principal_id"] for r in targets if not r["changes"]], not_found=missing)
+        return DryRun(would_change=[r["principal_id"] for r in targets if r["outcome"] == "change"],
+                      unchanged=[r["principal_id"] for r in targets if r["outcome"] == "unchanged"],
+                      refused=[Failure(user_id=r["principal_id"], reason=r["outcome"]) for r in targets
+                               if r["outcome"] not in ("change", "unchanged")],
+                      not_found=missing)
     operation_id = uuid.uuid4()
     async with runtime.pool.acquire() as conn, conn.transaction():
         await conn.execute(

@@ -29,7 +29,7 @@ SORTS: dict[str, tuple[str, str]] = {
 }
 COLUMNS = (
     "principal_id, kind, email, name, required, configured, deadline, enrollment_days, dismissals, "
-    f"last_verified_at, login_name, {STATUS_SQL} AS status"
+    f"last_verified_at, login_name, throttled_until, codes_locked, {STATUS_SQL} AS status"
 )
 
 

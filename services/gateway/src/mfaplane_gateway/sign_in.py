@@ -59,6 +59,9 @@ class SignInAnswer(BaseModel):
     days_remaining: int | None = None
     deadline: datetime | None = None
     reason: str | None = None
+    method: Literal["totp", "recovery_code"] | None = Field(
+        default=None, description="verify: how the code was checked; after a recovery code, see recovery_codes_left")
+    recovery_codes_left: int | None = Field(default=None, description="verify: unused recovery codes left")
 
 
 class SetupAnswer(BaseModel):
@@ -151,9 +154,12 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                      forward: ForwarderDep) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("code",), runtime, tokens)
         # A fresh command id every time: a verification is never "the same request again".
-        await forward.send("mfa", "POST", enrollment_path(challenge, "verify"), f"{kind}:{challenge.principal_id}",
-                           {"code": body.code})
-        return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=True))
+        checked = await forward.send("mfa", "POST", enrollment_path(challenge, "verify"),
+                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
+        # .get: an mfa not upgraded yet (a rolling upgrade) answers without them
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=True,
+                                             method=checked.get("method"),
+                                             recovery_codes_left=checked.get("recovery_codes_left")))
 
     @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT])
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,

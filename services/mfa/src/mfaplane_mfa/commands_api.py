@@ -46,6 +46,10 @@ class PeriodBody(Body):
     enrollment_days: int = Days
 
 
+class AppCodeBody(Body):
+    code: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$", description="a code from the app")
+
+
 class SetupBody(Body):
     account: str = Field(min_length=1, max_length=320, description="shown in the authenticator app (the email)")
 
@@ -76,6 +80,11 @@ class SetupResponse(CommandReceipt):
 
 class ConfirmResponse(CommandReceipt):
     recovery_codes: list[str] = Field(description="shown once; store them safely")
+
+
+class VerifyResponse(CommandReceipt):
+    method: Literal["totp", "recovery_code"]
+    recovery_codes_left: int
 
 
 class DismissResponse(CommandReceipt):
@@ -194,8 +203,21 @@ async def confirm_setup(scope: Scope, principal_id: uuid.UUID, body: CodeBody, c
 
 @router.post("/verify")
 async def verify(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: CauseDep,
-                 run: CommandsDep) -> CommandReceipt:
-    return await _receipt_of(run, c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
+                 run: CommandsDep) -> VerifyResponse:
+    result, decision = await run(c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
+    assert decision is not None  # a repeated command id was refused above: a verification is never replayed
+    verified = decision.events[-1]
+    return VerifyResponse(**_receipt(scope, principal_id, result), method=verified.method,
+                          recovery_codes_left=verified.recovery_codes_left)
+
+
+@router.post("/regenerate-recovery-codes")
+async def regenerate_recovery_codes(scope: Scope, principal_id: uuid.UUID, body: AppCodeBody, cause: CauseDep,
+                                    run: CommandsDep) -> ConfirmResponse:
+    command = c.RegenerateRecoveryCodes(**_fields(scope, principal_id, cause), code=body.code)
+    result, decision = await run(command, cause)
+    assert decision is not None and decision.recovery_codes is not None  # never replayed, never without codes
+    return ConfirmResponse(**_receipt(scope, principal_id, result), recovery_codes=list(decision.recovery_codes.codes))
 
 
 @router.post("/access")

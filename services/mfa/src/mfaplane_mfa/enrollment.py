@@ -16,8 +16,8 @@ EnrollmentExpired has arrived (those timer events belong to another aggregate an
   it. It is None exactly when the command succeeded (possibly as a no-op with no events).
 - `new_secret` (BeginTOTPSetup): the plaintext key, to seal in the key vault under the
   TOTPSecretIssued's `secret_id` and to show once as setup material. Never logged, never in events.
-- `recovery_codes` (ConfirmTOTPSetup): the codes to show once and their hashes to store, in
-  order, under the TOTPEnrolled's `secret_id`.
+- `recovery_codes` (ConfirmTOTPSetup, RegenerateRecoveryCodes): the codes to show once and their
+  hashes to store, in order, under the event's `secret_id` (a new set replaces the old one).
 
 DecideSystemAccess (an agent asking whether a login to a protected system may go on, rule 10) is
 never refused: its answer is a SystemAccessDecided, whatever it says. A code it checks goes through
@@ -44,6 +44,7 @@ from mfaplane_contracts.commands import (
     DecideSystemAccess,
     DismissEnrollmentPrompt,
     ExtendEnrollment,
+    RegenerateRecoveryCodes,
     RemoveMFARequirement,
     RequireMFA,
     ResetMFA,
@@ -57,6 +58,7 @@ from mfaplane_contracts.mfa_events import (
     MFARequirementRemoved,
     PRINCIPAL_KINDS,
     MFAReset,
+    RecoveryCodesRegenerated,
     SystemAccessDecided,
     TOTPEnrolled,
     TOTPFactorLocked,
@@ -74,7 +76,7 @@ from mfaplane_mfa.totp import TOTPSecret
 
 ONE_DAY = timedelta(days=1)
 E = TypeVar("E", bound=EventPayload)
-CodeCommand = ConfirmTOTPSetup | VerifyTOTP | DecideSystemAccess
+CodeCommand = ConfirmTOTPSetup | VerifyTOTP | DecideSystemAccess | RegenerateRecoveryCodes
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def secret_id_to_open(state: Enrollment, command: Command) -> uuid.UUID | None:
     """Which sealed key `decide` needs in plaintext for this command, if any."""
     if isinstance(command, ConfirmTOTPSetup):
         return state.pending_secret_id
-    if _checks_code(command) and totp.is_code_shaped(command.code):
+    if isinstance(command, RegenerateRecoveryCodes) or (_checks_code(command) and totp.is_code_shaped(command.code)):
         return state.secret_id
     return None
 
@@ -169,6 +171,8 @@ def decide(
                 return _confirm_setup(state, command, now, secret, random_bytes, policy)
             case VerifyTOTP():
                 return _verify(state, command, now, secret, recovery_code_hashes, policy)
+            case RegenerateRecoveryCodes():
+                return _regenerate_recovery_codes(state, command, now, secret, random_bytes, policy)
             case DismissEnrollmentPrompt():
                 return _dismiss_prompt(state, command, now)
             case DecideSystemAccess():
@@ -322,6 +326,24 @@ def _verify(
     )
 
 
+def _regenerate_recovery_codes(state: Enrollment, command: RegenerateRecoveryCodes, now: datetime,
+                               secret: TOTPSecret | None, random_bytes: Callable[[int], bytes],
+                               policy: ThrottlePolicy) -> Decision:
+    """A code from the app buys a new set of recovery codes; it is checked, replayed and throttled as at sign-in."""
+    if not state.set_up:
+        raise Rejected("not_set_up", "MFA is not set up, so there are no recovery codes to replace.")
+    assert state.secret_id is not None
+    _heard(state, now)
+    key = _needed(secret)
+    step = totp.match_step(key, command.code, now, after_step=state.last_step)
+    if step is None:
+        return _wrong_totp_code(state, command, key, now, policy)
+    codes = recovery_codes.issue(random_bytes)
+    event = _event(RecoveryCodesRegenerated, command, secret_id=state.secret_id, time_step=step,
+                   recovery_codes_issued=len(codes.hashes))
+    return Decision((event,), recovery_codes=codes)
+
+
 def _decide_access(state: Enrollment, command: DecideSystemAccess, now: datetime, secret: TOTPSecret | None,
                    hashes: Sequence[str], policy: ThrottlePolicy) -> Decision:
     """Rule 10: a code is asked of a principal who has set MFA up, on a system with MFA enabled. One who
@@ -436,6 +458,9 @@ def apply(state: Enrollment, event: EventPayload) -> Enrollment:
         case TOTPVerified():
             used = state.used_recovery_codes | {event.recovery_code_index}
             return replace(state, consecutive_failures=0, used_recovery_codes=used)
+        case RecoveryCodesRegenerated():
+            return replace(state, last_step=event.time_step, consecutive_failures=0,
+                           recovery_codes_issued=event.recovery_codes_issued, used_recovery_codes=frozenset())
         case TOTPVerificationFailed():
             return replace(state, consecutive_failures=event.consecutive_failures, total_failures=event.total_failures,
                            last_failure_at=event.failed_at)

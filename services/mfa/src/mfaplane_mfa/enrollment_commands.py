@@ -2,8 +2,9 @@
 
 A refused code is still recorded (its failure events are what the throttle counts), so the events
 are appended first and the refusal raised after. A retried command id returns its first result,
-except a code's (a verification, a setup confirmation, a system access decision): its first run may
-have been refused, and replaying the request must never pass as a success.
+except a code's (a verification, a setup confirmation, a system access decision, new recovery codes):
+its first run may have been refused, and replaying the request must never pass as a success (nor
+show recovery codes a second time).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from mfaplane_contracts.commands import Command, ConfirmTOTPSetup, DecideSystemAccess, VerifyTOTP
+from mfaplane_contracts.commands import (Command, ConfirmTOTPSetup, DecideSystemAccess, RegenerateRecoveryCodes,
+                                         VerifyTOTP)
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import TOTPSecretIssued, enrollment_id
 from mfaplane_eventing.aggregate import Rejected, Replayer
@@ -27,6 +29,7 @@ from mfaplane_mfa.throttle import ThrottlePolicy
 from mfaplane_mfa.totp import TOTPSecret
 
 # An enrollment gains an event at every sign-in: loads start from a snapshot (see snapshots.py).
+CODE_COMMANDS = (VerifyTOTP, ConfirmTOTPSetup, DecideSystemAccess, RegenerateRecoveryCodes)
 replay = Replayer(enrollment.apply, Enrollment(), Snapshots(Enrollment, version=1))
 
 
@@ -91,7 +94,7 @@ class _Run:
 
     def outcome(self, result: AppendResult) -> tuple[AppendResult, Decision | None]:
         if result.duplicate:
-            if isinstance(self._command, (VerifyTOTP, ConfirmTOTPSetup, DecideSystemAccess)):
+            if isinstance(self._command, CODE_COMMANDS):
                 raise Rejected("replayed_request", "This code request was already used.", 401)
             return result, None
         if self._decisions[-1].rejection is not None:

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 import asyncpg
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.mfa_events import MFAReset, TOTPEnrolled, TOTPSecretIssued
+from mfaplane_contracts.mfa_events import MFAReset, RecoveryCodesRegenerated, TOTPEnrolled, TOTPSecretIssued
 from mfaplane_mfa.enrollment import Decision
 from mfaplane_mfa.key_vault import KeyVault
 from mfaplane_mfa.totp import TOTPSecret
 
 
 # The events whose key rows `record` writes or destroys; every other event appends on its own.
-ROW_EVENTS = (TOTPSecretIssued, TOTPEnrolled, MFAReset)
+ROW_EVENTS = (TOTPSecretIssued, TOTPEnrolled, RecoveryCodesRegenerated, MFAReset)
 
 
 class KeyMaterial:
@@ -53,13 +53,20 @@ class KeyMaterial:
                         secret_id, enrollment_id, self._vault.seal(decision.new_secret, secret_id),
                     )
                 case TOTPEnrolled(secret_id=secret_id):
-                    assert decision.recovery_codes is not None
-                    await conn.executemany(
-                        "INSERT INTO recovery_code_hashes (secret_id, position, hash) VALUES ($1, $2, $3)",
-                        [(secret_id, i, h) for i, h in enumerate(decision.recovery_codes.hashes)],
-                    )
+                    await self._store_recovery_codes(conn, secret_id, decision)
+                case RecoveryCodesRegenerated(secret_id=secret_id):
+                    await conn.execute("DELETE FROM recovery_code_hashes WHERE secret_id = $1", secret_id)
+                    await self._store_recovery_codes(conn, secret_id, decision)
                 case MFAReset(shredded_secret_id=shredded):
                     await self._destroy(conn, shredded)
+
+    @staticmethod
+    async def _store_recovery_codes(conn: asyncpg.Connection, secret_id: uuid.UUID, decision: Decision) -> None:
+        assert decision.recovery_codes is not None
+        await conn.executemany(
+            "INSERT INTO recovery_code_hashes (secret_id, position, hash) VALUES ($1, $2, $3)",
+            [(secret_id, i, h) for i, h in enumerate(decision.recovery_codes.hashes)],
+        )
 
     @staticmethod
     async def _destroy(conn: asyncpg.Connection, secret_id: uuid.UUID | None) -> None:

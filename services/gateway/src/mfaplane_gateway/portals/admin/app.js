@@ -6,6 +6,7 @@ import { Api, loadConfig } from "./common/api.js";
 import { resetPage, takeResetToken } from "./common/password_reset.js";
 import { SignIn } from "./common/sign_in.js";
 import { logo, notConfigured } from "./common/ui.js";
+import { adminView, adminsView } from "./admins.js";
 import { systemsView } from "./systems.js";
 import { userView, usersView } from "./users.js";
 
@@ -23,6 +24,7 @@ async function start() {
   if (!config.configured) return notConfigured(main, "The admin console");
   const portal = new Api(config.api_base, config.portal_api_key);
   let admin = null;
+  let tools = null; // beyond the admin API: the step-up, who is signed in, signing out, where the gateway is
 
   const flow = new SignIn({
     root: main, api: portal, prefix: "/admin-portal", product: "the admin console",
@@ -46,6 +48,10 @@ async function start() {
     admin = new Api(config.api_base, session, {
       onUnauthenticated: () => { if (admin) leave("Your session has ended. Please sign in again."); },
     });
+    tools = {
+      stepUp: (code) => portal.post("/admin-portal/step-up", { session, code }), apiBase: config.api_base,
+      whoAmI: () => portal.post("/admin-portal/session", { session }), leave,
+    };
     whoName.textContent = sessionStorage.getItem(EMAIL) || "an admin";
     nav.hidden = false;
     who.hidden = false;
@@ -56,13 +62,16 @@ async function start() {
   function route() {
     if (!admin) return;
     const path = window.location.hash.slice(1) || "/users";
-    const section = path.startsWith("/systems") ? "systems" : "users";
+    const section = ["systems", "admins"].find((name) => path.startsWith(`/${name}`)) || "users";
     nav.querySelectorAll("a").forEach((a) => {
       if (a.dataset.section === section) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
     const user = path.match(/^\/users\/([0-9a-f-]{36})$/i);
+    const oneAdmin = path.match(/^\/admins\/([0-9a-f-]{36})$/i);
     if (user) userView(admin, main, user[1]);
-    else if (section === "systems") systemsView(admin, main);
+    else if (oneAdmin) adminView(admin, main, oneAdmin[1], tools);
+    else if (section === "admins") adminsView(admin, main, tools);
+    else if (section === "systems") systemsView(admin, main, tools);
     else usersView(admin, main);
   }
 

@@ -61,11 +61,36 @@ export function statusBadge(user) {
   return badge;
 }
 
-/** A menu button (ARIA menu pattern): arrows move, Escape closes, focus returns to the button. */
-export function menuButton(label, items) {
+/**
+ * The padlock as a menu button: the status and its details (tooltip), opening `items` (the MFA actions
+ * that fit the status). `name`: whose status it is, for the button's accessible name.
+ */
+export function statusMenu(user, name, items) {
+  const look = STATUSES[user.status] || STATUSES.none;
+  const tipId = uid("tip");
+  const [, ...more] = statusDetails(user);
+  const face = [padlockIcon(user.status), h("span", { class: "status-text" }, look.label),
+    h("span", { class: "tooltip", role: "tooltip", id: tipId }, more.map((line) => h("span", { class: "line" }, line)))];
+  const menu = menuButton(`MFA options for ${name}`, items, { face, buttonClass: `status-badge status-menu tone-${look.tone}` });
+  const { button } = menu;
+  button.setAttribute("aria-describedby", tipId);
+  button.setAttribute("data-status", user.status);
+  button.setAttribute("aria-label", `${look.label}: MFA options for ${name}`);
+  // WCAG 1.4.13, as for the badge: Escape hides the tooltip.
+  button.addEventListener("keydown", (event) => { if (event.key === "Escape") button.classList.add("tip-dismissed"); });
+  button.addEventListener("mouseleave", () => button.classList.remove("tip-dismissed"));
+  button.addEventListener("blur", () => button.classList.remove("tip-dismissed"));
+  return menu;
+}
+
+/**
+ * A menu button (ARIA menu pattern): arrows move, Escape closes, focus returns to the button. `face`: what
+ * the button shows instead of `label` (which then names the menu only).
+ */
+export function menuButton(label, items, { face, buttonClass = "secondary menu-button" } = {}) {
   const menuId = uid("menu");
-  const button = h("button", { type: "button", class: "secondary menu-button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-controls": menuId },
-    label, s("svg", { viewBox: "0 0 10 6", width: "10", height: "6", "aria-hidden": "true", focusable: "false" }, s("path", { d: "M0 0h10L5 6z", fill: "currentColor" })));
+  const button = h("button", { type: "button", class: buttonClass, "aria-haspopup": "menu", "aria-expanded": "false", "aria-controls": menuId },
+    face || label, s("svg", { viewBox: "0 0 10 6", width: "10", height: "6", "aria-hidden": "true", focusable: "false" }, s("path", { d: "M0 0h10L5 6z", fill: "currentColor" })));
   const entries = items.map((item) => h("button", { type: "button", role: "menuitem", tabindex: "-1", class: "menu-item" }, item.label));
   const menu = h("div", { role: "menu", id: menuId, class: "menu", "aria-label": label, hidden: true }, entries);
   const wrap = h("div", { class: "menu-wrap" }, button, menu);
@@ -131,25 +156,29 @@ export function daysInput() {
 }
 
 /**
- * A modal dialog that confirms an action, with the enrollment period field when `needsDays`.
- * `onConfirm(days)` runs the action; a refusal is shown in the dialog, which stays open.
+ * A modal dialog that confirms an action, with the enrollment period field when `needsDays` and any other
+ * `content` (its first input or button gets the focus). `onConfirm(days)` runs the action; a refusal (or an
+ * Error it throws) is shown in the dialog, which stays open. `cancelLabel: null`: no Cancel button (a
+ * dialog that only shows something); `wide`: room for commands; `returnFocus()`: where focus goes once
+ * closed, when not back where it was (a row the action re-rendered).
  */
-export function actionDialog({ title, text, confirmLabel, needsDays, danger, onConfirm }) {
+export function actionDialog({ title, text, confirmLabel, needsDays, danger, content, cancelLabel = "Cancel", wide, returnFocus, onConfirm }) {
   const titleId = uid("dialog-title");
   const error = errorBox();
   const input = needsDays ? daysInput() : null;
   const confirm = h("button", { type: "submit", class: danger ? "danger" : null }, confirmLabel);
-  const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+  const cancel = cancelLabel ? h("button", { type: "button", class: "secondary" }, cancelLabel) : null;
   const form = h("form", { novalidate: true },
-    h("h2", { id: titleId }, title), h("p", {}, text),
+    h("h2", { id: titleId }, title), text ? h("p", {}, text) : null,
     input ? field("Enrollment period (days)", input, "From 1 to 365 days, counted from now. The default is 7.") : null,
-    error, h("div", { class: "actions" }, confirm, cancel));
-  const dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, form);
+    content, error, h("div", { class: "actions" }, confirm, cancel));
+  const dialog = h("dialog", { class: wide ? "dialog wide" : "dialog", "aria-labelledby": titleId }, form);
   const returnTo = document.activeElement;
-  cancel.addEventListener("click", () => dialog.close());
+  cancel?.addEventListener("click", () => dialog.close());
   dialog.addEventListener("close", () => {
     dialog.remove();
-    if (returnTo && returnTo.isConnected) returnTo.focus();
+    const target = returnFocus ? returnFocus() : returnTo;
+    if (target && target.isConnected) target.focus();
   });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -168,8 +197,9 @@ export function actionDialog({ title, text, confirmLabel, needsDays, danger, onC
   });
   document.body.append(dialog);
   dialog.showModal();
-  (input || confirm).focus();
-  if (input) input.select();
+  const first = input || content?.querySelector?.("input, button") || confirm;
+  first.focus();
+  if (first instanceof HTMLInputElement) first.select();
   return dialog;
 }
 

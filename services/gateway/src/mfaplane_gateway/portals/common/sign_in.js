@@ -2,26 +2,79 @@
 // a code, the dismissable setup prompt, required setup, or the locked-out page; setup shows the QR
 // code, the key for typing, asks for the first code and shows the recovery codes once.
 
-import { busy, codeTimer, copyButton, days, errorBox, field, focusHeading, formatDate, h } from "./ui.js";
+import { busy, codeTimer, copyButton, days, errorBox, field, focusHeading, formatDate, formatMoment, h, hold,
+  retryAt } from "./ui.js";
 
 const CODE = /^[0-9A-Za-z-]{6,32}$/;
+const APP_CODE = /^[0-9]{6}$/;
 const RESTART = new Set(["invalid_challenge", "setup_superseded", "no_setup_in_progress"]);
+// Refusals that say when to come back (or that only an administrator can help): the form waits until then.
+const HELD = new Set(["throttled", "rate_limited", "factor_locked"]);
 
-function message(error) {
+/** What a refusal means to the person; `typed`: the code they sent, which tells a recovery code from an app's. */
+function message(error, typed = "") {
   switch (error.code) {
     case "invalid_credentials": return "The email address or password is not correct.";
     case "invalid_challenge": return "Your sign-in took too long. Please sign in again.";
     case "invalid_code":
-      return "That code is not correct, has expired or was already used. Wait for the next code in your app and try again.";
+      return APP_CODE.test(typed) || !typed
+        ? "That code is not correct or has expired. Type the code your app shows now."
+        : "That recovery code is not correct or was already used: each recovery code works only once. "
+          + "Check what you typed, or use another of your codes.";
+    case "code_already_used": return "This code was just used: wait for the next one in your app, then type it.";
+    case "throttled": return `Too many wrong codes. Try again at ${formatMoment(retryAt(error))}.`;
+    case "rate_limited": return `Too many attempts. Try again at ${formatMoment(retryAt(error))}.`;
+    case "factor_locked":
+      return "Too many wrong codes: your codes are locked. Contact your administrator, who can reset your MFA.";
     case "unauthenticated": return "This portal's API key is not accepted by the gateway. Ask your administrator.";
     default: return error.message;
   }
 }
 
+/**
+ * Shows why a code was refused; after too many wrong ones holds the form until it may be used again.
+ * Returns true when it held the form.
+ */
+export function codeRefused(failure, { error, form, input, typed }) {
+  error.show(message(failure, typed));
+  if (HELD.has(failure.code) && form) {
+    if (input) input.value = "";
+    hold(form, failure.code === "factor_locked" ? null : retryAt(failure),
+      () => error.show("You can try again now."));
+    return true;
+  }
+  if (input) {
+    input.value = "";
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+  return false;
+}
+
+/** Recovery codes shown once, after setup or when new ones are made. */
+export const recoveryCodeList = (codes) =>
+  h("ol", { class: "recovery-codes", id: "recovery-codes" }, codes.map((c) => h("li", {}, h("code", {}, c))));
+
+const STORES = [["iPhone or iPad", "the App Store"], ["Android phone", "Google Play"]];
+const APPS = ["Google Authenticator", "Microsoft Authenticator"];
+
+/** Where to get an authenticator app: named, not linked (the portal refers to no other site). */
+export function authenticatorApps() {
+  return [
+    h("p", {}, "Install a free authenticator app on your phone, if you have none yet:"),
+    h("ul", { class: "app-stores" }, STORES.map(([device, store]) => h("li", {}, `On an ${device}: open `,
+      h("strong", {}, store), ", search for ", h("strong", {}, APPS[0]), " or ", h("strong", {}, APPS[1]),
+      " and install it."))),
+    h("p", { class: "help" }, "Other authenticator apps, such as FreeOTP or Aegis, or a password manager that makes "
+      + "codes, work too."),
+  ];
+}
+
 export class SignIn {
   /**
    * root: where the flow renders; api: an Api with the portal key; prefix: "/portal" or "/admin-portal";
-   * product: "the user portal" or "the admin console"; onSignedIn({session, daysRemaining, dismissed, setUp}).
+   * product: "the user portal" or "the admin console";
+   * onSignedIn({session, daysRemaining, deadline, dismissed, setUp, method, recoveryCodesLeft}).
    */
   constructor({ root, api, prefix, product, onSignedIn }) {
     Object.assign(this, { root, api, prefix, product, onSignedIn });
@@ -68,9 +121,10 @@ export class SignIn {
           const answer = await this.api.post(`${this.prefix}/sign-in`, { email: this.email, password: password.value });
           this.outcome(answer);
         } catch (failure) {
-          error.show(message(failure));
-          password.value = "";
-          password.focus();
+          if (!codeRefused(failure, { error, form })) {
+            password.value = "";
+            password.focus();
+          }
         }
       });
     });
@@ -90,14 +144,9 @@ export class SignIn {
     }
   }
 
-  failed(failure, error, input) {
+  failed(failure, error, refused = {}) {
     if (RESTART.has(failure.code)) return this.start(message(failure));
-    error.show(message(failure));
-    if (input) {
-      input.value = "";
-      input.setAttribute("aria-invalid", "true");
-      input.focus();
-    }
+    codeRefused(failure, { error, ...refused });
     return undefined;
   }
 
@@ -135,7 +184,7 @@ export class SignIn {
       const code = this.code(input, error);
       if (code) {
         busy(form, async () => {
-          try { await send(code); } catch (failure) { this.failed(failure, error, input); }
+          try { await send(code); } catch (failure) { this.failed(failure, error, { form, input, typed: code }); }
         });
       }
     });
@@ -147,7 +196,10 @@ export class SignIn {
       label: "Verification code",
       help: "The 6-digit code your authenticator app shows, or one of your recovery codes.",
       submit: "Verify",
-      send: async (code) => this.done({ session: (await this.api.post(`${this.prefix}/verify`, { challenge, code })).session }),
+      send: async (code) => {
+        const answer = await this.api.post(`${this.prefix}/verify`, { challenge, code });
+        this.done({ session: answer.session, method: answer.method, recoveryCodesLeft: answer.recovery_codes_left });
+      },
     });
     const card = this.show(h("h1", {}, "Enter your verification code"),
       h("p", {}, `Open your authenticator app and type the code it shows for ${this.product}.`), form);
@@ -221,6 +273,7 @@ export class SignIn {
     const card = this.show(
       h("h1", {}, "Set up your authenticator app"),
       h("ol", { class: "steps" },
+        h("li", {}, h("h2", {}, "Get an authenticator app"), authenticatorApps()),
         h("li", {}, h("h2", {}, "Scan this QR code"),
           h("p", {}, "In your authenticator app, choose to add an account and scan the code."),
           h("img", { class: "qr", src: `data:image/png;base64,${material.qr_png_base64}`, width: "224", height: "224",
@@ -245,7 +298,7 @@ export class SignIn {
       h("h2", {}, "Your recovery codes"),
       h("p", {}, "Each code signs you in once if you cannot use your phone. ",
         h("strong", {}, "They are shown only this once: store them somewhere safe now.")),
-      h("ol", { class: "recovery-codes", id: "recovery-codes" }, codes.map((c) => h("li", {}, h("code", {}, c)))),
+      recoveryCodeList(codes),
       h("div", { class: "actions" }, copyButton("Copy recovery codes", () => codes.join("\n")),
         h("button", { type: "button", onclick: () => this.done({ session: answer.session, setUp: true }) },
           "I have stored my recovery codes: continue")));

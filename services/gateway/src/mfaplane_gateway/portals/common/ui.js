@@ -41,7 +41,7 @@ export function errorBox() {
   return el;
 }
 
-/** Disables a form's buttons while a request runs. */
+/** Disables a form's buttons while a request runs (its submit button stays disabled while the form is held). */
 export async function busy(form, work) {
   const buttons = [...form.querySelectorAll("button")];
   form.setAttribute("aria-busy", "true");
@@ -50,8 +50,24 @@ export async function busy(form, work) {
     return await work();
   } finally {
     form.removeAttribute("aria-busy");
-    buttons.forEach((b) => { b.disabled = false; });
+    buttons.forEach((b) => { b.disabled = "held" in form.dataset && b.type === "submit"; });
   }
+}
+
+/**
+ * Holds a code form after too many wrong codes: its fields and submit button are disabled until `until`
+ * (a Date; null: until an administrator helps), then `onRelease` runs. Cancel and other buttons stay usable.
+ */
+export function hold(form, until, onRelease) {
+  const controls = () => [...form.querySelectorAll("input, button[type=submit]")];
+  form.dataset.held = "";
+  controls().forEach((c) => { c.disabled = true; });
+  if (!until) return;
+  setTimeout(() => {
+    delete form.dataset.held;
+    controls().forEach((c) => { c.disabled = false; });
+    if (onRelease) onRelease();
+  }, Math.max(0, until.getTime() - Date.now()));
 }
 
 /** Moves focus to a freshly shown step's heading so keyboard and screen reader users start there. */
@@ -63,10 +79,21 @@ export function focusHeading(root) {
   }
 }
 
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+// With the time zone: a deadline is read by people in several, and the browser's may not be the reader's.
+const dateFormat = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" });
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
 export const formatDate = (iso) => (iso ? dateFormat.format(new Date(iso)) : "—");
 
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+/** A moment soon to come: its time alone when it is today, else its date and time. */
+export function formatMoment(date) {
+  return date.toDateString() === new Date().toDateString() ? timeFormat.format(date) : dateFormat.format(date);
+}
+
+/** When a refusal with `retry_after` seconds (a throttle's) says to come back, as a Date. */
+export const retryAt = (failure) => new Date(Date.now() + Number(failure.problem?.retry_after || 60) * 1000);
+
+export const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
 
 /** 6 days 23 hours; 5 hours 3 minutes; less than a minute. */
 export function formatDuration(seconds) {
@@ -81,6 +108,9 @@ export function formatDuration(seconds) {
 }
 
 export const days = (n) => plural(n, "day");
+
+/** "1 day remains", "7 days remain". */
+export const daysRemain = (n) => `${days(n)} ${n === 1 ? "remains" : "remain"}`;
 
 /** Copies text and says so in a live region next to the button. */
 export function copyButton(label, text) {

@@ -1,0 +1,15 @@
+-- Whether a principal's code attempts are paused (TOTPThrottled, until when) or locked (TOTPFactorLocked,
+-- until a reset), shown in their details. The columns start empty: pauses and locks from before this
+-- version show once `replay` has rebuilt the read models.
+DO $$
+DECLARE
+    tbl text;
+BEGIN
+    -- A replay copies the current table's columns into the one it builds: wait for one running now.
+    PERFORM pg_advisory_xact_lock(hashtext('mfaplane-replay'));
+    FOR tbl IN SELECT t FROM read_models, unnest(ARRAY[current_table, previous_table]) AS t
+               WHERE name = 'principals' AND t IS NOT NULL AND to_regclass(t) IS NOT NULL LOOP
+        EXECUTE format('ALTER TABLE %I ADD COLUMN IF NOT EXISTS throttled_until timestamptz', tbl);
+        EXECUTE format('ALTER TABLE %I ADD COLUMN IF NOT EXISTS codes_locked boolean NOT NULL DEFAULT false', tbl);
+    END LOOP;
+END $$;
