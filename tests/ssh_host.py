@@ -36,6 +36,7 @@ DEBIAN_PAM_SSHD = Path("/etc/pam.d/sshd")
 HOST_PYTHON = Path("/usr/bin/python3")  # the interpreter pam_python runs the agent in
 AGENT_SOURCE = Path(__file__).resolve().parents[1] / "agents" / "pam" / "src"
 WAIT_SECONDS = 15.0
+SSHD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def require_ssh_host() -> None:
@@ -266,8 +267,10 @@ class SshHost:
             "KbdInteractiveAuthentication no\nUsePAM yes\nPrintMotd no\nLogLevel VERBOSE\n"
         )
         log = (self.dir / "sshd.log").open("wb")
+        # The environment systemd gives sshd, not the test runner's: a virtualenv's PATH or VIRTUAL_ENV would
+        # reach the Python that pam_python embeds in sshd, which then fails in pam_setcred.
         self._sshd = subprocess.Popen([str(self.dir / self.service), "-D", "-e", "-f", str(config)],
-                                      stdout=log, stderr=subprocess.STDOUT)
+                                      stdout=log, stderr=subprocess.STDOUT, env=SSHD_ENVIRONMENT)
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             if self._sshd.poll() is not None:
