@@ -275,11 +275,9 @@ def _confirm_setup(
     _setup_allowed(state, now)
     if state.pending_secret_id is None:
         raise Rejected("no_setup_in_progress", "Begin TOTP setup first.")
-    _heard(state, now)
-    key = _needed(secret)
-    step = totp.match_step(key, command.code, now, after_step=state.last_step)
-    if step is None:
-        return _wrong_totp_code(state, command, key, now, policy)
+    step = _app_code_step(state, command, now, secret, policy)
+    if isinstance(step, Decision):
+        return step
     codes = recovery_codes.issue(random_bytes)
     event = _event(
         TOTPEnrolled,
@@ -326,6 +324,16 @@ def _verify(
     )
 
 
+def _app_code_step(state: Enrollment, command: CodeCommand, now: datetime,
+                   secret: TOTPSecret | None, policy: ThrottlePolicy) -> int | Decision:
+    """The time step the code from the app matches (heard only while not paused or locked), or the
+    Decision that records a code matching none."""
+    _heard(state, now)
+    key = _needed(secret)
+    step = totp.match_step(key, command.code, now, after_step=state.last_step)
+    return _wrong_totp_code(state, command, key, now, policy) if step is None else step
+
+
 def _regenerate_recovery_codes(state: Enrollment, command: RegenerateRecoveryCodes, now: datetime,
                                secret: TOTPSecret | None, random_bytes: Callable[[int], bytes],
                                policy: ThrottlePolicy) -> Decision:
@@ -333,11 +341,9 @@ def _regenerate_recovery_codes(state: Enrollment, command: RegenerateRecoveryCod
     if not state.set_up:
         raise Rejected("not_set_up", "MFA is not set up, so there are no recovery codes to replace.")
     assert state.secret_id is not None
-    _heard(state, now)
-    key = _needed(secret)
-    step = totp.match_step(key, command.code, now, after_step=state.last_step)
-    if step is None:
-        return _wrong_totp_code(state, command, key, now, policy)
+    step = _app_code_step(state, command, now, secret, policy)
+    if isinstance(step, Decision):
+        return step
     codes = recovery_codes.issue(random_bytes)
     event = _event(RecoveryCodesRegenerated, command, secret_id=state.secret_id, time_step=step,
                    recovery_codes_issued=len(codes.hashes))

@@ -5,7 +5,7 @@
 
 import { busy, errorBox, field, focusHeading, formatDate, formatDuration, h } from "./common/ui.js";
 import { withStepUp } from "./step_up.js";
-import { deadlineCell, history } from "./users.js";
+import { deadlineCell, showHistory } from "./users.js";
 import { STATUSES, STATUS_ORDER, actionDialog, asOf, hasPeriod, menuButton, statusBadge, statusDetails } from "./widgets.js";
 
 const PAGE_SIZE = 25;
@@ -303,9 +303,5 @@ export async function adminView(api, main, id, tools, { note, loaded } = {}) {
     historySection);
   main.replaceChildren(view);
   focusHeading(view);
-  try {
-    historySection.replaceChildren(historySection.firstChild, await history(api, id));
-  } catch (failure) {
-    historySection.replaceChildren(historySection.firstChild, h("p", { class: "error", role: "alert" }, `The history could not be loaded: ${failure.message}`));
-  }
+  await showHistory(historySection, api, id);
 }

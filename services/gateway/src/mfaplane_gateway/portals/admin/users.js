@@ -441,7 +441,7 @@ async function historyNames(api) {
 }
 
 /** The principal's history, newest first, a page at a time ("Show older events"). */
-export async function history(api, id) {
+async function history(api, id) {
   const [records, names] = await Promise.all([api.ndjson("/audit/events", { principal_id: id }), historyNames(api)]);
   const envelopes = records.map((r) => (typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope)).reverse();
   if (!envelopes.length) return h("p", {}, "No events yet.");
@@ -540,9 +540,14 @@ export async function userView(api, main, id, { note, loaded } = {}) {
     historySection);
   main.replaceChildren(view);
   focusHeading(view);
+  await showHistory(historySection, api, id);
+}
+
+// Fills a history section (its first child is the heading) with the principal's history, or says why not.
+export async function showHistory(section, api, id) {
   try {
-    historySection.replaceChildren(historySection.firstChild, await history(api, id));
+    section.replaceChildren(section.firstChild, await history(api, id));
   } catch (failure) {
-    historySection.replaceChildren(historySection.firstChild, h("p", { class: "error", role: "alert" }, `The history could not be loaded: ${failure.message}`));
+    section.replaceChildren(section.firstChild, h("p", { class: "error", role: "alert" }, `The history could not be loaded: ${failure.message}`));
   }
 }
