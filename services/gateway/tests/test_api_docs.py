@@ -17,13 +17,15 @@ import pytest
 import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
 from playwright.async_api import async_playwright, expect
+from pydantic import TypeAdapter
 
 from mfaplane_devstack.supervisor import free_port
 from mfaplane_eventing.service import http_app, openapi_document
 from mfaplane_gateway import sign_in
 from mfaplane_gateway.__main__ import ROUTERS, SPEC
-from mfaplane_gateway.api_docs import ASSET_TYPES, dependency_calls
+from mfaplane_gateway.api_docs import ASSET_TYPES, answer_type, dependency_calls, request_type, success_status
 from mfaplane_gateway.auth import Roles, SteppedUp
 
 DOCUMENT = json.loads(openapi_document(SPEC))
@@ -59,6 +61,51 @@ def test_every_operation_says_who_may_call_it_and_how_it_refuses(method: str, pa
         roles = re.search(r"\*\*Roles:\*\* (.*)", description).group(1)
         assert set(re.findall(r"`(\w+)`", roles.split("(")[0])) == {r for c in checks for r in c.roles}
     assert "- 401 `unauthenticated`" in description and "- 403 `forbidden`" in description
+
+
+def _shown(media: dict) -> list:
+    """The example values an OpenAPI media type object holds."""
+    return ([media["example"]] if "example" in media else []) + [one["value"] for one in media.get("examples", {}).values()]
+
+
+@pytest.mark.parametrize("method, path, route", [one for one in _routes() if one[1].startswith("/v1/")],
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_every_operation_shows_examples_of_what_it_reads_and_answers(method: str, path: str, route: APIRoute) -> None:
+    operation = DOCUMENT["paths"][path][method.lower()]
+    reads = operation.get("requestBody", {}).get("content", {})
+    success = str(success_status(route))
+    answers = operation["responses"][success].get("content", {})
+    assert all(_shown(media) for media in reads.values()), "the request body has no example"
+    assert "application/json" not in answers or _shown(answers["application/json"]), "the answer has no example"
+    for media_type, media, model in [*((*one, request_type(route)) for one in reads.items()),
+                                     *((*one, answer_type(route)) for one in answers.items())]:
+        for value in _shown(media):
+            if media_type == "application/json":  # (FastAPI gives NDJSON lines a schema no value meets)
+                Draft202012Validator({**media["schema"], "components": DOCUMENT["components"]},
+                                     format_checker=Draft202012Validator.FORMAT_CHECKER).validate(value)
+            if model is not None:  # what the code reads or writes: its own checks too (one first factor, ...)
+                TypeAdapter(model).validate_json(json.dumps(value))
+
+
+SECRET_FIELDS = {"key", "session", "challenge", "token", "signature"}
+
+
+def _secrets(value: object) -> Iterator[str]:
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            yield from [inner] if name in SECRET_FIELDS and isinstance(inner, str) else _secrets(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _secrets(inner)
+
+
+def test_no_example_holds_a_key_or_token_that_could_be_real() -> None:
+    shown = [value for operations in DOCUMENT["paths"].values() for operation in operations.values()
+             for answer in [operation.get("requestBody", {}), *operation["responses"].values()]
+             for media in answer.get("content", {}).values() for value in _shown(media)]
+    secrets = list(_secrets(shown))
+    assert re.search(r"'mfp_[0-9a-f]{32}_[A-Za-z0-9_-]{43}'", str(secrets)) and len(secrets) > 20
+    assert all("EXAMPLE" in secret for secret in secrets)
 
 
 def test_refusals_are_found_in_the_functions_an_operation_calls() -> None:

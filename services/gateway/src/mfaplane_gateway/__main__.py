@@ -10,7 +10,7 @@ from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
 from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, read_your_writes
 from mfaplane_gateway import api_docs, front_page, login_names, portal_account, reference_portals, replay, sessions
-from mfaplane_gateway import user_import
+from mfaplane_gateway import api_examples, user_import
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder
@@ -52,6 +52,7 @@ SPEC = ServiceSpec(
     batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
     routers=ROUTERS,
     description=api_docs.guide(ROUTERS),
+    finish_openapi=functools.partial(api_docs.show_examples, ROUTERS, api_examples.EXAMPLES),
     background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime),
                                 read_your_writes.sweep_expired_sets(runtime)],
     state=gateway_state,

@@ -108,7 +108,7 @@ async def delete_admin(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, 
     return deleted
 
 
-@router.post("/api-keys", status_code=201)
+@router.post("/api-keys", status_code=201, summary="Create an API key")
 async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep) -> IssuedApiKey:
     """Only from an admin session whose code was checked in the last few minutes (POST
     /v1/admin-portal/step-up): a stolen API key or an unattended console cannot mint lasting access."""
@@ -122,7 +122,8 @@ class ApiKeyPage(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/api-keys", response_model=ApiKeyPage | list[ListedApiKey], responses=VERSIONED_RESPONSE)
+@router.get("/api-keys", response_model=ApiKeyPage | list[ListedApiKey], responses=VERSIONED_RESPONSE,
+             summary="List API keys")
 async def list_api_keys(caller: Admin, forward: ForwarderDep, response: Response, api_version: ApiVersion = None,
                         status: KeyStatus | None = None, limit: Limit = 50,
                         cursor: Cursor = None) -> ApiKeyPage | list[ListedApiKey]:
@@ -150,6 +151,6 @@ def _newest_first(created_at: datetime | None, key_id: uuid.UUID) -> tuple[timed
     return UNRECORDED - (created_at or UNRECORDED), key_id
 
 
-@router.delete("/api-keys/{key_id}")
+@router.delete("/api-keys/{key_id}", summary="Revoke an API key")
 async def revoke_api_key(key_id: uuid.UUID, caller: Admin, forward: ForwarderDep) -> Receipt:
     return receipt(await forward.send("identity", "DELETE", f"/api-keys/{key_id}", caller.actor))

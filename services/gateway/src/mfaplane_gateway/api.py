@@ -176,10 +176,13 @@ async def list_users(runtime: RuntimeDep, flt: UserFilterDep, paging: PageReques
 CSV_COLUMNS = ("id", "email", "name", "status", "required", "mfa_active", "deadline", "time_remaining_seconds",
                "enrollment_days", "dismissals", "last_verified_at", "login_name")
 CSV_PAGE = 1000
+CSV_EXAMPLE = ",".join(CSV_COLUMNS) + ("\r\n0b6f1c52-8a3e-4d07-9e51-3c2a7d94f6b1,ada.lovelace@example.com,Ada Lovelace,"
+                                       "enrolling,True,False,2027-03-15T09:30:00Z,432000,7,1,,ada\r\n")
 
 
-@router.get("/users.csv", tags=["users"], response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "every user matching the filter"}})
+@router.get("/users.csv", tags=["users"], response_class=StreamingResponse, summary="Export users as CSV",
+            responses={200: {"content": {"text/csv": {"example": CSV_EXAMPLE}},
+                             "description": "every user matching the filter"}})
 async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, sort: SortKey = "email",
                        consistent_with: ConsistentWith = None):
     """The same filters as the list, as CSV, streamed page by page (constant memory)."""
@@ -227,7 +230,7 @@ def _formula_start(text: str) -> bool:
     return False
 
 
-@router.get("/users/status-counts", tags=["users"])
+@router.get("/users/status-counts", tags=["users"], summary="Count users by MFA status")
 async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader,
                              consistent_with: ConsistentWith = None) -> dict[MFAStatus, int]:
     await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)

@@ -1,5 +1,6 @@
 """The API documentation a portal developer reads: Swagger UI at /docs and ReDoc at /redoc, and an
-OpenAPI document that says, for every operation, who may call it and which problem codes it answers.
+OpenAPI document that says, for every operation, who may call it, which problem codes it answers, and
+shows examples of what it reads and answers (api_examples.py).
 
 The pages load their scripts from the pinned `fastapi-offline` package (served under /docs/assets/),
 never from a CDN, so they work without internet. Roles and error codes are worked out from the code
@@ -15,8 +16,9 @@ import hashlib
 import inspect
 import re
 import textwrap
+import types
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.resources import files
 from typing import Any
 
@@ -232,6 +234,47 @@ def _constant(node: ast.expr, names: dict[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     return names.get(node.id) if isinstance(node, ast.Name) else None
+
+
+# -- examples -----------------------------------------------------------------------------------------------
+
+
+def show_examples(routers: Iterable[APIRouter], examples: Mapping[Any, dict[str, Any]],
+                  document: dict[str, Any]) -> None:
+    """Puts the named examples of each operation's JSON request body and success answer beside their schemas in
+    the generated `document`, by their type (`examples`: api_examples.EXAMPLES); an answer of one type or another
+    shows the examples of each. Done on the generated document, as FastAPI's generator would drop their nulls."""
+    for route in _operations(routers):
+        for method in route.methods:
+            operation = document["paths"][route.path][method.lower()]
+            if shown := _examples_of(request_type(route), examples):
+                operation["requestBody"]["content"]["application/json"]["examples"] = shown
+            if shown := _examples_of(answer_type(route), examples):
+                for media in operation["responses"][str(success_status(route))]["content"].values():
+                    media["examples"] = shown
+
+
+def request_type(route: APIRoute) -> Any:
+    """The type of the JSON body the operation reads, if it reads one."""
+    return route.body_field.field_info.annotation if route.body_field else None
+
+
+def answer_type(route: APIRoute) -> Any:
+    """The type of the success answer: the route's response model, or one declared for its status (NDJSON lines)."""
+    return route.response_model or route.responses.get(success_status(route), {}).get("model")
+
+
+def success_status(route: APIRoute) -> int:
+    return route.status_code or 200
+
+
+def _examples_of(kind: Any, examples: Mapping[Any, dict[str, Any]]) -> dict[str, Any]:
+    if kind in examples:
+        return examples[kind]
+    if isinstance(kind, types.UnionType):
+        return {name: shown for member in typing.get_args(kind)
+                for name, shown in _examples_of(member, examples).items()}
+    return {}
 
 
 # -- what spans operations -----------------------------------------------------------------------------

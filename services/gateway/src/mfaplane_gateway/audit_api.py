@@ -132,7 +132,7 @@ def _position(cursor: str | None, after: int) -> audit_order.Position | None:
     return audit_order.Position.of_cursor(cursor)
 
 
-@router.get("/events", response_class=NDJSONResponse,
+@router.get("/events", response_class=NDJSONResponse, summary="Export audit events (NDJSON)",
             responses=_lines_of(AuditRecord, "One AuditRecord per line, in story order: by story_at, then seq. Each "
                                 "aggregate's events come in version order, and across aggregates in the order they "
                                 "happened, whatever order the topics delivered them in. Only settled records are "
@@ -170,7 +170,7 @@ async def export_events(
     return response
 
 
-@router.get("/users/{principal_id}/state")
+@router.get("/users/{principal_id}/state", summary="A user's or admin's MFA state at a moment")
 async def state_at(principal_id: uuid.UUID, runtime: RuntimeDep, _: Reader, at: Moment = None) -> PrincipalStateAt:
     """The MFA status a user (or admin) had at `at`, folded in story order from the events whose story_at is
     not later (each aggregate's in version order). A moment within the last AUDIT_SETTLE_SECONDS may still
@@ -188,7 +188,7 @@ async def _not_set_up(pool: asyncpg.Pool, at: datetime, kind: str) -> AsyncItera
             yield PrincipalStateAt.of(state, at).model_dump_json() + "\n"
 
 
-@router.get("/compliance", response_class=NDJSONResponse,
+@router.get("/compliance", response_class=NDJSONResponse, summary="Users not set up at a moment (NDJSON)",
             responses=_lines_of(PrincipalStateAt, "One PrincipalStateAt per line, in principal_id order: each "
                                 "user who was required to use MFA but had not set it up at `at` (enrolling, "
                                 "expired or required_no_period)."))

@@ -134,7 +134,8 @@ async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list
 PATH = f"{router.prefix}/users/mfa/bulk"
 
 
-@router.post(PATH.removeprefix(router.prefix), status_code=202, response_model=Operation | DryRun)
+@router.post(PATH.removeprefix(router.prefix), status_code=202, response_model=Operation | DryRun,
+             summary="Require, extend or reset MFA for many users")
 async def start_bulk_action(body: BulkRequest, caller: Admin, runtime: RuntimeDep) -> Operation | DryRun:
     now = runtime.clock.now()
     targets = await _targets(runtime.pool, now, body)
@@ -187,7 +188,7 @@ async def operation(pool: asyncpg.Pool | asyncpg.Connection, operation_id: uuid.
     )
 
 
-@router.get("/bulk-operations/{operation_id}")
+@router.get("/bulk-operations/{operation_id}", summary="Progress of a bulk action")
 async def get_bulk_operation(operation_id: uuid.UUID, _: Reader, runtime: RuntimeDep) -> Operation:
     return await operation(runtime.pool, operation_id)
 

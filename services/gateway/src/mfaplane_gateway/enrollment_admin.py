@@ -60,7 +60,7 @@ def enrollment_router(collection: str, scope: str, tag: str, takeover: Roles) ->
     """`takeover`: who may reset the MFA or remove the requirement."""
     router = APIRouter(prefix=f"/v1/{collection}/{{principal_id}}/mfa", tags=[tag])
 
-    @router.post("/require")
+    @router.post("/require", summary="Require MFA")
     async def require_mfa(principal_id: uuid.UUID, body: RequirePeriod, caller: Admin, runtime: RuntimeDep,
                           forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
         required = await send_enrollment_command(forward, caller.actor, scope, principal_id, "require",
@@ -69,20 +69,20 @@ def enrollment_router(collection: str, scope: str, tag: str, takeover: Roles) ->
             await end_now(runtime, principal_id)
         return required
 
-    @router.post("/remove-requirement")
+    @router.post("/remove-requirement", summary="Remove the MFA requirement")
     async def remove_mfa_requirement(principal_id: uuid.UUID, forward: ForwarderDep,
                                      idempotency_key: IdempotencyKey = None,
                                      caller: Caller = Depends(takeover)) -> Receipt:
         return await send_enrollment_command(forward, caller.actor, scope, principal_id, "remove-requirement", {},
                                              idempotency_key)
 
-    @router.post("/extend")
+    @router.post("/extend", summary="Extend the enrollment period")
     async def extend_enrollment(principal_id: uuid.UUID, body: EnrollmentPeriod, caller: Admin,
                                 forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
         return await send_enrollment_command(forward, caller.actor, scope, principal_id, "extend", body.model_dump(),
                                              idempotency_key)
 
-    @router.post("/reset")
+    @router.post("/reset", summary="Reset MFA")
     async def reset_mfa(principal_id: uuid.UUID, body: EnrollmentPeriod, runtime: RuntimeDep, forward: ForwarderDep,
                         idempotency_key: IdempotencyKey = None, caller: Caller = Depends(takeover)) -> Receipt:
         reset = await send_enrollment_command(forward, caller.actor, scope, principal_id, "reset", body.model_dump(),

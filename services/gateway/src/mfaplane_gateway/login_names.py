@@ -53,9 +53,14 @@ async def set_login_names(body: LoginNames, caller: Admin, runtime: RuntimeDep, 
     return await apply_each(runtime, ((user_id, change(item)) for user_id, item in last.items()))
 
 
+CSV_EXAMPLE = ("id,email,login_name\r\n0b6f1c52-8a3e-4d07-9e51-3c2a7d94f6b1,ada.lovelace@example.com,ada\r\n"
+               "5d2e8f31-1b4c-4a96-8f0e-7a3b9c6d2e45,alan.turing@example.com,\r\n")
+
+
 @router.post(CSV_PATH.removeprefix("/v1"), openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
     "schema": {"type": "string", "description": "a header row naming at least `id` and `login_name`, then a row "
-                                                "per user"}}}}})
+                                                "per user"},
+    "example": CSV_EXAMPLE}}}})
 async def set_login_names_from_csv(request: Request, caller: Admin, runtime: RuntimeDep,
                                    forward: ForwarderDep) -> BulkResult:
     """The same as a CSV file: /v1/users.csv, exported, filled in and sent back, does (an empty `login_name`:

@@ -73,7 +73,7 @@ def own_password_router(kind: Kind, scope: str, prefix: str, tag: str) -> APIRou
                                  datetime.fromisoformat(changed["changed_at"]))
         return receipt(changed)
 
-    @router.post("/password-reset", dependencies=[CHALLENGE_LIMIT])
+    @router.post("/password-reset", dependencies=[CHALLENGE_LIMIT], summary="Set a new password from a reset link")
     async def reset_password(body: ResetRedemption, _: Portal, runtime: RuntimeDep, forward: ForwarderDep) -> Receipt:
         """Sets a new password with the token of a mailed reset link, once; every session of the principal ends."""
         changed = await forward.send("identity", "POST", "/password-resets/redeem", RESET_ACTOR,
@@ -112,7 +112,8 @@ async def _request_reset(kind: Kind, principal_id: uuid.UUID, caller: Caller, fo
     return ResetRequested(**receipt(answer).model_dump(), expires_at=answer["expires_at"])
 
 
-@resets.post("/users/{user_id}/password-reset", status_code=201, tags=["users"])
+@resets.post("/users/{user_id}/password-reset", status_code=201, tags=["users"],
+             summary="Mail a user a password reset link")
 async def request_user_reset(user_id: uuid.UUID, caller: Admin, forward: ForwarderDep,
                              idempotency_key: IdempotencyKey = None) -> ResetRequested:
     """Mails the user a link to set a new password in the user portal: it works once, until `expires_at`,
@@ -120,7 +121,8 @@ async def request_user_reset(user_id: uuid.UUID, caller: Admin, forward: Forward
     return await _request_reset("user", user_id, caller, forward, idempotency_key)
 
 
-@resets.post("/admins/{admin_id}/password-reset", status_code=201, tags=["admins and API keys"])
+@resets.post("/admins/{admin_id}/password-reset", status_code=201, tags=["admins and API keys"],
+             summary="Mail an admin a password reset link")
 async def request_admin_reset(admin_id: uuid.UUID, caller: Admin, forward: ForwarderDep,
                               idempotency_key: IdempotencyKey = None) -> ResetRequested:
     """As for a user, with the link to the admin console."""

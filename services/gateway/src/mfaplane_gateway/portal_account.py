@@ -76,7 +76,7 @@ async def _enrollment(forward: Forwarder, user_id: uuid.UUID) -> dict[str, Any]:
     return await forward.send("mfa", "GET", ENROLLMENT.format(user_id), f"user:{user_id}")
 
 
-@router.post("/account")
+@router.post("/account", summary="The signed-in user's account and MFA status")
 async def account(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                   forward: ForwarderDep) -> Account:
     """The signed-in user's name and MFA: status, deadline and days left while enrolling, recovery codes
@@ -97,7 +97,7 @@ def _overview(view: dict[str, Any]) -> MFAOverview:
     return MFAOverview(**fields)
 
 
-@router.post("/setup/challenge")
+@router.post("/setup/challenge", summary="A challenge to set up MFA while signed in")
 async def setup_challenge(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                           forward: ForwarderDep) -> SetupChallenge:
     """Sets up MFA from the home page ("set up now" after dismissing the prompt): trades the session for a

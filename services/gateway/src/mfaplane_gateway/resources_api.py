@@ -95,12 +95,13 @@ class Decision(BaseModel):
     reason: str
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, summary="Register a system or application")
 async def register(body: NewResource, caller: Admin, forward: ForwarderDep) -> Receipt:
     return receipt(await forward.send("identity", "POST", "/systems", caller.actor, body.model_dump()))
 
 
-@router.get("", response_model=ResourcePage | list[Resource], responses=VERSIONED_RESPONSE)
+@router.get("", response_model=ResourcePage | list[Resource], responses=VERSIONED_RESPONSE,
+             summary="List systems and applications")
 async def list_resources(runtime: RuntimeDep, _: Reader, response: Response, api_version: ApiVersion = None,
                          kind: ResourceKind | None = None, mfa_enabled: bool | None = None,
                          q: Annotated[SearchText | None, Query(description="text in the name")] = None,
@@ -140,23 +141,23 @@ def _resource(row: asyncpg.Record) -> Resource:
     return Resource(id=row["system_id"], name=row["name"], kind=row["kind"], mfa_enabled=row["mfa_enabled"])
 
 
-@router.patch("/{system_id}")
+@router.patch("/{system_id}", summary="Rename a system or application")
 async def rename(system_id: uuid.UUID, body: ResourceChanges, caller: Admin, forward: ForwarderDep) -> Receipt:
     return receipt(await forward.send("identity", "PATCH", f"/systems/{system_id}", caller.actor, body.model_dump()))
 
 
-@router.delete("/{system_id}")
+@router.delete("/{system_id}", summary="Delete a system or application")
 async def delete(system_id: uuid.UUID, caller: Admin, forward: ForwarderDep) -> Receipt:
     """Gone from the lists; the keys of its agents decide nothing any more (404 system_not_found)."""
     return receipt(await forward.send("identity", "DELETE", f"/systems/{system_id}", caller.actor))
 
 
-@router.put("/{system_id}/mfa")
+@router.put("/{system_id}/mfa", summary="Switch MFA on or off for one")
 async def switch_mfa(system_id: uuid.UUID, body: MFASwitch, caller: Admin, forward: ForwarderDep) -> Receipt:
     return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/mfa", caller.actor, body.model_dump()))
 
 
-@router.post("/mfa/bulk")
+@router.post("/mfa/bulk", summary="Switch MFA on or off for several")
 async def switch_mfa_in_bulk(body: BulkMFASwitch, caller: Admin, runtime: RuntimeDep,
                              forward: ForwarderDep) -> BulkResult:
     """Switches each system on its own: one refused leaves the others switched."""
@@ -167,7 +168,7 @@ async def switch_mfa_in_bulk(body: BulkMFASwitch, caller: Admin, runtime: Runtim
     return await apply_each(runtime, ((system_id, switch(system_id)) for system_id in dict.fromkeys(body.system_ids)))
 
 
-@router.post("/{system_id}/authorize", responses=RATE_LIMITED_RESPONSE)
+@router.post("/{system_id}/authorize", responses=RATE_LIMITED_RESPONSE, summary="Decide a login to a system")
 async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: SystemAgent, forward: ForwarderDep,
                     request: Request, source: ClientSource) -> Decision:
     """Decided on identity's and mfa's current state, never on the gateway's projections: a decision is

@@ -123,7 +123,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     def enrollment_path(challenge: Challenge, action: str = "") -> str:
         return f"/enrollments/{scope}/{challenge.principal_id}" + (f"/{action}" if action else "")
 
-    @router.post("/sign-in", dependencies=[SIGN_IN_LIMIT])
+    @router.post("/sign-in", dependencies=[SIGN_IN_LIMIT], summary="Sign in: email and password")
     async def sign_in(body: Credentials, source: ClientSource, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                       forward: ForwarderDep) -> SignInAnswer:
         checked_at = runtime.clock.now()
@@ -149,7 +149,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         session = await tokens.open_session(runtime.pool, principal_id, kind, runtime.clock.now(), checked_at)
         return SignInAnswer(outcome="signed_in", session=session)
 
-    @router.post("/verify", dependencies=[CHALLENGE_LIMIT])
+    @router.post("/verify", dependencies=[CHALLENGE_LIMIT], summary="Sign in: check a code")
     async def verify(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                      forward: ForwarderDep) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("code",), runtime, tokens)
@@ -161,7 +161,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                                              method=checked.get("method"),
                                              recovery_codes_left=checked.get("recovery_codes_left")))
 
-    @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT])
+    @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT], summary="Sign in: set up MFA later")
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                              forward: ForwarderDep) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("prompt",), runtime, tokens)
@@ -171,7 +171,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=False,
                                              days_remaining=answer["days_remaining"], deadline=answer.get("deadline")))
 
-    @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT])
+    @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT], summary="Begin MFA setup: QR code and key")
     async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                           forward: ForwarderDep) -> SetupAnswer:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
@@ -179,7 +179,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                                     f"{kind}:{challenge.principal_id}", {"account": challenge.email})
         return SetupAnswer(**{field: answer[field] for field in SetupAnswer.model_fields})
 
-    @router.post("/setup/confirm", dependencies=[CHALLENGE_LIMIT])
+    @router.post("/setup/confirm", dependencies=[CHALLENGE_LIMIT], summary="Confirm MFA setup with a first code")
     async def confirm_setup(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                             forward: ForwarderDep) -> SetupComplete:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
@@ -188,7 +188,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         return SetupComplete(**await redeemed(runtime, tokens, challenge, code_checked=True),
                              recovery_codes=answer["recovery_codes"])
 
-    @router.post("/session")
+    @router.post("/session", summary="Read a session")
     async def session(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep) -> SessionInfo:
         row = await tokens.session(runtime.pool, body.session, kind, runtime.clock.now())
         return session_info(row)
@@ -210,7 +210,7 @@ class StepUpBody(SessionBody):
     code: str = TotpCode
 
 
-@admin_portal.post("/step-up", dependencies=[CHALLENGE_LIMIT])
+@admin_portal.post("/step-up", dependencies=[CHALLENGE_LIMIT], summary="Step up: check a code again")
 async def step_up(body: StepUpBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                   forward: ForwarderDep) -> SessionInfo:
     """The signed-in admin proves their second factor again, before an action that asks for a recent code
