@@ -42,7 +42,6 @@ ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.adm
            sign_in.user_portal, sign_in.admin_portal, portal_account.router, audit_api.router,
            passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router,
            api_docs.router, front_page.router]
-api_docs.describe_operations(ROUTERS)
 
 SPEC = ServiceSpec(
     name="gateway",
@@ -52,7 +51,7 @@ SPEC = ServiceSpec(
     batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
     routers=ROUTERS,
     description=api_docs.guide(ROUTERS),
-    finish_openapi=functools.partial(api_docs.show_examples, ROUTERS, api_examples.EXAMPLES),
+    finish_openapi=functools.partial(api_docs.finish_document, ROUTERS, api_examples.EXAMPLES),
     background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime),
                                 read_your_writes.sweep_expired_sets(runtime)],
     state=gateway_state,

@@ -90,11 +90,21 @@ async def asset(name: str) -> FileResponse:
 # -- what each operation says about itself -------------------------------------------------------------
 
 
-def describe_operations(routers: Iterable[APIRouter]) -> None:
+def finish_document(routers: Iterable[APIRouter], examples: Mapping[Any, dict[str, Any]],
+                    document: dict[str, Any]) -> None:
+    """Completes the generated document, once, when it is first asked for: reading the code for roles and
+    codes takes about half a second, which a gateway's start-up need not pay."""
+    describe_operations(routers, document)
+    show_examples(routers, examples, document)
+
+
+def describe_operations(routers: Iterable[APIRouter], document: dict[str, Any]) -> None:
     """Sets each operation's description: its docstring, then the roles it needs and the codes it refuses with."""
     for route in _operations(routers):
-        route.description = "\n\n".join(part for part in (inspect.cleandoc(route.endpoint.__doc__ or ""),
-                                                          roles_text(route), errors_text(route)) if part)
+        text = "\n\n".join(part for part in (inspect.cleandoc(route.endpoint.__doc__ or ""), roles_text(route),
+                                             errors_text(route)) if part)
+        for method in route.methods:
+            document["paths"][route.path][method.lower()]["description"] = text
 
 
 def _operations(routers: Iterable[APIRouter]) -> Iterator[APIRoute]:
