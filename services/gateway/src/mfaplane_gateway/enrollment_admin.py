@@ -51,9 +51,10 @@ async def send_enrollment_command(forward: Forwarder, actor: str, scope: str, pr
     return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key), principal_id)
 
 
-def enrollment_path(scope: str, principal_id: uuid.UUID, action: str) -> str:
-    """The mfa service's route of an enrollment command (part of each forwarded command's id)."""
-    return f"/enrollments/{scope}/{principal_id}/{action}"
+def enrollment_path(scope: str, principal_id: uuid.UUID | str, action: str = "") -> str:
+    """The mfa service's route of an enrollment command (part of each forwarded command's id), or of the
+    enrollment's view without `action`."""
+    return f"/enrollments/{scope}/{principal_id}" + (f"/{action}" if action else "")
 
 
 def enrollment_router(collection: str, scope: str, tag: str, takeover: Roles) -> APIRouter:

@@ -22,6 +22,7 @@ from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin, Caller, Portal
+from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.receipts import Receipt, receipt
@@ -90,14 +91,13 @@ def own_password_router(kind: Kind, scope: str, prefix: str, tag: str) -> APIRou
 async def _check_owner(forward: Forwarder, kind: Kind, scope: str, principal_id: uuid.UUID, owner: str,
                        body: PasswordChange, source: str) -> None:
     """The current password, then the code if MFA is set up: a wrong password spends no code."""
-    enrollment = f"/enrollments/{scope}/{principal_id}"
-    mfa_set_up = (await forward.send("mfa", "GET", enrollment, owner))["set_up"]
+    mfa_set_up = (await forward.send("mfa", "GET", enrollment_path(scope, principal_id), owner))["set_up"]
     if mfa_set_up and body.code is None:
         raise Rejected("code_required", "Your MFA is set up: enter a code from your authenticator app too.", 401)
     await forward.send("identity", "POST", f"/principals/{kind}/{principal_id}/password-check", owner,
                        {"password": body.current_password, "source": source})
     if mfa_set_up:
-        await forward.send("mfa", "POST", f"{enrollment}/verify", owner, {"code": body.code})
+        await forward.send("mfa", "POST", enrollment_path(scope, principal_id, "verify"), owner, {"code": body.code})
 
 
 user_portal = own_password_router("user", "user_portal", "/v1/portal", "user portal sign-in")

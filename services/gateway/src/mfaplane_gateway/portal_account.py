@@ -17,13 +17,14 @@ from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
+from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE
 from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.sign_in import SessionBody, TokensDep
 from mfaplane_gateway.sessions import Tokens
 
-ENROLLMENT = "/enrollments/user_portal/{}"
+SCOPE = "user_portal"
 PERIOD_STATUSES = (MFAStatus.ENROLLING, MFAStatus.EXPIRED)
 APP_CODE = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$",
                  description="the 6-digit code the authenticator app shows (a recovery code is no proof of the app)")
@@ -73,7 +74,7 @@ async def _profile(runtime: Runtime, user_id: uuid.UUID) -> Any:
 
 
 async def _enrollment(forward: Forwarder, user_id: uuid.UUID) -> dict[str, Any]:
-    return await forward.send("mfa", "GET", ENROLLMENT.format(user_id), f"user:{user_id}")
+    return await forward.send("mfa", "GET", enrollment_path(SCOPE, user_id), f"user:{user_id}")
 
 
 @router.post("/account", summary="The signed-in user's account and MFA status")
@@ -125,6 +126,6 @@ async def new_recovery_codes(body: CodeBody, _: Portal, runtime: RuntimeDep, tok
     as at sign-in (a wrong one counts towards the pause; the one just used is refused as
     `code_already_used`)."""
     _, user_id = await _signed_in(runtime, tokens, body.session)
-    answer = await forward.send("mfa", "POST", ENROLLMENT.format(user_id) + "/regenerate-recovery-codes",
+    answer = await forward.send("mfa", "POST", enrollment_path(SCOPE, user_id, "regenerate-recovery-codes"),
                                 f"user:{user_id}", {"code": body.code})
     return NewRecoveryCodes(recovery_codes=answer["recovery_codes"])

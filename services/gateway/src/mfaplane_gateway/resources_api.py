@@ -25,6 +25,7 @@ from mfaplane_gateway import rate_limits, read_your_writes
 from mfaplane_gateway.api import ConsistentWith, Cursor, Limit
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, SystemAgent
+from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.paging import decode_cursor, page_of
 from mfaplane_gateway.piecewise import MAX_ITEMS, BulkResult, apply_each
@@ -185,7 +186,7 @@ async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: System
         return Decision(decision="deny", reason=login.refusal)
     access = {"system_id": str(system_id), "mfa_enabled": login.mfa_enabled, "code": body.code,
               "login_name": body.login_name, "source": body.source}
-    answer = await forward.send("mfa", "POST", f"/enrollments/user_portal/{login.user_id}/access", caller.actor,
+    answer = await forward.send("mfa", "POST", enrollment_path("user_portal", login.user_id, "access"), caller.actor,
                                 access)
     return Decision(decision=answer["decision"], reason=answer["reason"])
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mfaplane_contracts.commands import TotpCode
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
+from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.sessions import Challenge, Tokens
@@ -120,8 +121,8 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         await tokens.check_redeemable(runtime.pool, challenge)
         return challenge
 
-    def enrollment_path(challenge: Challenge, action: str = "") -> str:
-        return f"/enrollments/{scope}/{challenge.principal_id}" + (f"/{action}" if action else "")
+    def challenge_path(challenge: Challenge, action: str = "") -> str:
+        return enrollment_path(scope, challenge.principal_id, action)
 
     @router.post("/sign-in", dependencies=[SIGN_IN_LIMIT], summary="Sign in: email and password")
     async def sign_in(body: Credentials, source: ClientSource, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
@@ -131,7 +132,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                                        {"kind": kind, "email": body.email, "password": body.password,
                                         "source": source})
         principal_id = uuid.UUID(principal["principal_id"])
-        view = await forward.send("mfa", "GET", f"/enrollments/{scope}/{principal_id}", SIGN_IN_ACTOR)
+        view = await forward.send("mfa", "GET", enrollment_path(scope, principal_id), SIGN_IN_ACTOR)
 
         def challenge(purpose: str) -> str:
             return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at)
@@ -154,7 +155,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                      forward: ForwarderDep) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("code",), runtime, tokens)
         # A fresh command id every time: a verification is never "the same request again".
-        checked = await forward.send("mfa", "POST", enrollment_path(challenge, "verify"),
+        checked = await forward.send("mfa", "POST", challenge_path(challenge, "verify"),
                                      f"{kind}:{challenge.principal_id}", {"code": body.code})
         # .get: an mfa not upgraded yet (a rolling upgrade) answers without them
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=True,
@@ -165,7 +166,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                              forward: ForwarderDep) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("prompt",), runtime, tokens)
-        answer = await forward.send("mfa", "POST", enrollment_path(challenge, "dismiss-prompt"),
+        answer = await forward.send("mfa", "POST", challenge_path(challenge, "dismiss-prompt"),
                                     f"{kind}:{challenge.principal_id}")
         # .get: an mfa not upgraded yet (a rolling upgrade) answers without the deadline
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=False,
@@ -175,7 +176,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                           forward: ForwarderDep) -> SetupAnswer:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
-        answer = await forward.send("mfa", "POST", enrollment_path(challenge, "begin-setup"),
+        answer = await forward.send("mfa", "POST", challenge_path(challenge, "begin-setup"),
                                     f"{kind}:{challenge.principal_id}", {"account": challenge.email})
         return SetupAnswer(**{field: answer[field] for field in SetupAnswer.model_fields})
 
@@ -183,7 +184,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     async def confirm_setup(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                             forward: ForwarderDep) -> SetupComplete:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
-        answer = await forward.send("mfa", "POST", enrollment_path(challenge, "confirm-setup"),
+        answer = await forward.send("mfa", "POST", challenge_path(challenge, "confirm-setup"),
                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
         return SetupComplete(**await redeemed(runtime, tokens, challenge, code_checked=True),
                              recovery_codes=answer["recovery_codes"])
@@ -218,7 +219,7 @@ async def step_up(body: StepUpBody, _: Portal, runtime: RuntimeDep, tokens: Toke
     now = runtime.clock.now()
     row = await tokens.session(runtime.pool, body.session, "admin", now)
     admin = f"admin:{row['principal_id']}"
-    await forward.send("mfa", "POST", f"/enrollments/admin_portal/{row['principal_id']}/verify", admin,
+    await forward.send("mfa", "POST", enrollment_path("admin_portal", row["principal_id"], "verify"), admin,
                        {"code": body.code})
     await tokens.stepped_up(runtime.pool, row["session_id"], now)
     return session_info(row, mfa_verified_at=now)
