@@ -143,14 +143,21 @@ async def test_a_ghost_user_is_never_listed_nor_mailed(stack, admin) -> None:
 
 
 def identity_and_mfa_commands(user_id: str) -> list[tuple[str, str, str, dict | None]]:
-    """What the first release let any caller do: mint admin keys and take over any account."""
+    """What the first release let any caller do: mint admin keys and take over any account; and what the SSH
+    agent's routes would let one do: get a decision, spend codes, take a login name."""
     enrollment = f"/enrollments/user_portal/{user_id}"
     return [("identity", "POST", "/api-keys", {"role": "admin", "name": "backdoor"}),
             ("identity", "PUT", f"/principals/user/{user_id}/password", {"password": "attacker-chosen-pw"}),
             ("identity", "POST", f"/principals/user/{user_id}/password-reset", None),
             ("mfa", "POST", f"{enrollment}/reset", {"enrollment_days": 7}),
             ("mfa", "POST", f"{enrollment}/remove-requirement", {}),
-            ("mfa", "POST", f"{enrollment}/begin-setup", {"account_name": "attacker"})]
+            ("mfa", "POST", f"{enrollment}/begin-setup", {"account_name": "attacker"}),
+            # an SSH host's decision or a code guess without the agent's key; a login name taken over
+            ("mfa", "POST", f"{enrollment}/access", {"system_id": str(uuid.uuid4()), "mfa_enabled": False}),
+            ("mfa", "POST", f"{enrollment}/regenerate-recovery-codes", {"code": "123456"}),
+            ("identity", "PATCH", f"/users/{user_id}", {"login_name": "root"}),
+            ("identity", "POST", "/api-keys", {"role": "system_agent", "name": "backdoor",
+                                               "system_id": str(uuid.uuid4())})]
 
 
 async def written(stack, user_id: str) -> dict[str, int]:

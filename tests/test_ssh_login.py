@@ -104,7 +104,8 @@ async def test_who_has_not_set_up_mfa_and_any_user_of_an_mfa_free_system_get_no_
 async def test_a_local_account_the_product_does_not_know_is_refused(admin, ssh_host) -> None:
     host = ssh_host(await new_system(admin))
     stranger = host.add_user()
-    assert (host.login(stranger).succeeded, host.login(stranger).prompts) == (False, [])
+    seen = host.login(stranger)
+    assert (seen.succeeded, seen.prompts) == (False, [])
     assert "reason=unknown_login_name" in host.wait_for_log(stranger.name)[-1]
 
 
