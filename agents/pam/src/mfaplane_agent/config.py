@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MAX_TIMEOUT_SECONDS = 30.0
 UNREACHABLE_POLICIES = ("deny", "allow")
+DEFAULT_PATH = "/etc/mfaplane/agent.conf"
 DEFAULT_STATE_DIR = "/var/lib/mfaplane-agent"
 # A Unix user or group name as useradd accepts it (Debian's default NAME_REGEX, plus dots and capitals)
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")

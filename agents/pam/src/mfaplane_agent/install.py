@@ -34,9 +34,9 @@ class Locations:
     pam_service: str = "sshd"
     pam_dir: str = "/etc/pam.d"
     sshd_config_dir: str = "/etc/ssh/sshd_config.d"
-    config: str = "/etc/mfaplane/agent.conf"
+    config: str = agent_config.DEFAULT_PATH
     lib_dir: str = "/usr/lib/mfaplane-agent"
-    state_dir: str = "/var/lib/mfaplane-agent"
+    state_dir: str = agent_config.DEFAULT_STATE_DIR
     syslog_socket: str = DEFAULT_SOCKET
 
     @property

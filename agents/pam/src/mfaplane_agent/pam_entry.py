@@ -20,7 +20,6 @@ from mfaplane_agent import config as agent_config, counters  # noqa: E402
 from mfaplane_agent.decision import Verdict, decide  # noqa: E402
 from mfaplane_agent.hostlog import DEFAULT_SOCKET, HostLog  # noqa: E402
 
-DEFAULT_CONFIG = "/etc/mfaplane/agent.conf"
 CODE_PROMPT = "Verification code: "
 
 
@@ -28,7 +27,7 @@ def pam_sm_authenticate(pamh, flags, argv):
     options = dict(argument.partition("=")[::2] for argument in argv[1:])
     log = HostLog(options.get("syslog_socket") or DEFAULT_SOCKET)
     try:
-        return _authenticate(pamh, options.get("config") or DEFAULT_CONFIG, options.get("first_factor"), log)
+        return _authenticate(pamh, options.get("config") or agent_config.DEFAULT_PATH, options.get("first_factor"), log)
     finally:
         log.close()
 
