@@ -14,6 +14,8 @@ from pathlib import Path
 
 from datetime import UTC, datetime, timedelta
 
+import anyio
+import anyio.abc
 import httpx
 import pytest
 
@@ -24,6 +26,18 @@ from mfaplane_gateway.auth import ROLES
 from portal_flows import RootAdmin, bearer
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Import anyio's parts now, in the main thread, before any test starts a thread.
+
+    anyio imports its parts on first use, and pytest rewrites them on import (anyio is a pytest plugin).
+    The AST builder of Python 3.11.7 keeps its recursion depth per interpreter, not per call, so a first
+    use inside a TestClient's thread while another thread parses fails at random with "SystemError: AST
+    constructor recursion depth mismatch" (CPython gh-106905), seen on a clean CI clone, where no
+    rewritten module is cached yet.
+    """
+    for package in (anyio, anyio.abc):
+        for name in dir(package):
+            getattr(package, name)
 
 
 UNREACHED_SIGN_IN_LIMITS = {
