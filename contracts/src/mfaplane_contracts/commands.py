@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -84,6 +84,19 @@ class DecideSystemAccess(_EnrollmentCommand):
     source: str | None = Field(default=None, max_length=255)
 
 
+class RecordApplicationSignIn(_EnrollmentCommand):
+    """The gateway, the identity provider of SSO applications, records how a user's sign-in to one ended
+    (its outcome was decided by the sign-in steps, each checked by its own command)."""
+
+    command_type: ClassVar[str] = "RecordApplicationSignIn"
+    system_id: uuid.UUID
+    protocol: Literal["oidc", "saml"]
+    outcome: Literal["signed_in", "refused"]
+    reason: str = Field(min_length=1, max_length=64)
+    mfa_used: bool
+    source: str | None = Field(default=None, max_length=255)
+
+
 COMMANDS: tuple[type[Command], ...] = (
     RequireMFA,
     RemoveMFARequirement,
@@ -95,6 +108,7 @@ COMMANDS: tuple[type[Command], ...] = (
     RegenerateRecoveryCodes,
     DismissEnrollmentPrompt,
     DecideSystemAccess,
+    RecordApplicationSignIn,
 )
 
 

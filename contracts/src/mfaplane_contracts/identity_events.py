@@ -8,11 +8,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import email_validator
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.envelope import EventPayload, Message
 from mfaplane_contracts.topics import IDENTITY_EVENTS
 
 Name = Field(min_length=1, max_length=200)
@@ -150,6 +151,46 @@ class SystemMFADisabled(_SystemEvent):
 class SystemRenamed(_SystemEvent):
     event_type: ClassVar[str] = "SystemRenamed"
     name: str = Name
+
+
+def _application_url(url: str) -> str:
+    """Where the gateway sends a signed-in user back: https, or http to this machine (an application in
+    development), never with a fragment or credentials, compared byte for byte when used."""
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or not parts.hostname:
+        raise ValueError("must be an https URL (http only for localhost)")
+    if parts.fragment or "#" in url or parts.username or parts.password:
+        raise ValueError("must have no fragment and no user name or password")
+    return url
+
+
+ApplicationUrl = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_application_url)]
+SignInProtocol = Literal["oidc", "saml"]
+
+
+class SignInSettings(Message):
+    """How an SSO application signs its users in through the gateway: OpenID Connect, back to one of
+    `redirect_uris`; or SAML 2.0, for the service provider `entity_id`, posting to one of `acs_urls`."""
+
+    protocol: SignInProtocol
+    redirect_uris: list[ApplicationUrl] = Field(default=[], max_length=20)
+    entity_id: str | None = Field(default=None, min_length=1, max_length=1000, pattern=r"^\S+$")
+    acs_urls: list[ApplicationUrl] = Field(default=[], max_length=20)
+
+    @model_validator(mode="after")
+    def _settings_of_its_protocol(self) -> SignInSettings:
+        if self.protocol == "oidc" and (not self.redirect_uris or self.entity_id or self.acs_urls):
+            raise ValueError("OpenID Connect takes redirect_uris (at least one), and no entity_id or acs_urls")
+        if self.protocol == "saml" and (self.entity_id is None or not self.acs_urls or self.redirect_uris):
+            raise ValueError("SAML takes entity_id and acs_urls (at least one), and no redirect_uris")
+        return self
+
+
+class ApplicationSignInConfigured(_SystemEvent, SignInSettings):
+    """An SSO application's sign-in settings, replacing any before."""
+
+    event_type: ClassVar[str] = "ApplicationSignInConfigured"
 
 
 class SystemDeleted(_SystemEvent):

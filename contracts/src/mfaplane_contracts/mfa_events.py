@@ -133,6 +133,20 @@ class SystemAccessDecided(_EnrollmentEvent):
     source: str | None = Field(default=None, max_length=255)  # where the login came from, as the agent saw it
 
 
+class ApplicationSignInDecided(_EnrollmentEvent):
+    """A sign-in to an SSO application through the gateway ended: the user went back to the application
+    signed in (`mfa_used`: with a code checked on the way), or was refused (`reason`). The codes and
+    passwords checked on the way are recorded by their own events."""
+
+    event_type: ClassVar[str] = "ApplicationSignInDecided"
+    system_id: uuid.UUID
+    protocol: Literal["oidc", "saml"]
+    outcome: Literal["signed_in", "refused"]
+    reason: str = Field(min_length=1, max_length=64)
+    mfa_used: bool
+    source: str | None = Field(default=None, max_length=255)  # the browser's address, as the gateway saw it
+
+
 class _TimerEvent(_EnrollmentEvent):
     aggregate_type: ClassVar[str] = "deadline_timer"
     topic: ClassVar[str] = SCHEDULER_EVENTS.name

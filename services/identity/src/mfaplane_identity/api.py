@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.identity_events import (LOGIN_NAME_PATTERN, ApiRole, Email, LoginName, ResourceKind,
-                                               UserLoginNameChanged)
+                                               SignInSettings, UserLoginNameChanged)
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
@@ -258,9 +258,20 @@ async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: Runtime
     return receipt(str(system_id), result)
 
 
+@router.put("/systems/{system_id}/sign-in")
+async def configure_sign_in(system_id: uuid.UUID, body: SignInSettings, runtime: RuntimeDep,
+                            cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(system_id), _resources,
+                           lambda state: resource.configure_sign_in(state, system_id, body), cause)
+    return receipt(str(system_id), result)
+
+
 class SystemState(BaseModel):
     system_id: uuid.UUID
+    name: str
+    kind: ResourceKind
     mfa_enabled: bool
+    sign_in: SignInSettings | None = Field(default=None, description="an SSO application's sign-in settings")
     user_id: uuid.UUID | None = Field(default=None, description="the user with the login name asked for; "
                                                                  "null: none has it")
 
@@ -268,13 +279,14 @@ class SystemState(BaseModel):
 @router.get("/systems/{system_id}")
 async def system_state(system_id: uuid.UUID, runtime: RuntimeDep, login_name: Annotated[
         str | None, Query(max_length=32, pattern=LOGIN_NAME_PATTERN)] = None) -> SystemState:
-    """The MFA switch as the system's events have it now, and who logs in to it under `login_name`: the
-    gateway's decision endpoint reads them here, never from its projections, so no decision is older than
+    """The system as its events have it now (its MFA switch, an application's sign-in settings), and who
+    logs in to it under `login_name`: the gateway's decision and sign-in endpoints read them here, never from its projections, so no decision is older than
     a change already acknowledged."""
     state = await _existing_system(runtime.store, system_id)
     user_id = await runtime.pool.fetchval("SELECT principal_id FROM credentials WHERE login_name = $1 AND "
                                           "kind = 'user' AND NOT deleted", login_name) if login_name else None
-    return SystemState(system_id=system_id, mfa_enabled=state.mfa_enabled, user_id=user_id)
+    return SystemState(system_id=system_id, name=state.name, kind=state.kind, mfa_enabled=state.mfa_enabled,
+                       sign_in=state.sign_in, user_id=user_id)
 
 
 async def _existing_system(store, system_id: uuid.UUID) -> Resource:

@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass, replace
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import (SystemDeleted, SystemMFADisabled, SystemMFAEnabled, SystemRegistered,
-                                               SystemRenamed)
+from mfaplane_contracts.identity_events import (ApplicationSignInConfigured, SignInSettings, SystemDeleted,
+                                               SystemMFADisabled, SystemMFAEnabled, SystemRegistered, SystemRenamed)
 from mfaplane_eventing.aggregate import Rejected
 
 
@@ -16,7 +16,9 @@ class Resource:
     exists: bool = False
     deleted: bool = False
     name: str = ""
+    kind: str = ""
     mfa_enabled: bool = False
+    sign_in: SignInSettings | None = None  # an SSO application's, once configured
 
     @property
     def live(self) -> bool:
@@ -25,8 +27,12 @@ class Resource:
 
 def apply(state: Resource, event: EventPayload) -> Resource:
     match event:
-        case SystemRegistered(name=name) | SystemRenamed(name=name):
-            return replace(state, exists=True, name=name)
+        case SystemRegistered(name=name, kind=kind):
+            return replace(state, exists=True, name=name, kind=kind)
+        case SystemRenamed(name=name):
+            return replace(state, name=name)
+        case ApplicationSignInConfigured():
+            return replace(state, sign_in=SignInSettings(**event.model_dump(exclude={"system_id"})))
         case SystemMFAEnabled():
             return replace(state, mfa_enabled=True)
         case SystemMFADisabled():
@@ -52,6 +58,15 @@ def set_mfa(state: Resource, system_id: uuid.UUID, enabled: bool) -> list[EventP
 def rename(state: Resource, system_id: uuid.UUID, name: str) -> list[EventPayload]:
     _live(state)
     return [] if name == state.name else [SystemRenamed(system_id=system_id, name=name)]
+
+
+def configure_sign_in(state: Resource, system_id: uuid.UUID, settings: SignInSettings) -> list[EventPayload]:
+    _live(state)
+    if state.kind != "sso_application":
+        raise Rejected("not_an_application", "Only an SSO application signs users in through the gateway.", 409)
+    if settings == state.sign_in:
+        return []
+    return [ApplicationSignInConfigured(system_id=system_id, **settings.model_dump())]
 
 
 def delete(state: Resource, system_id: uuid.UUID) -> list[EventPayload]:

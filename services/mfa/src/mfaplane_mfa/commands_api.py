@@ -229,6 +229,22 @@ async def decide_access(scope: Scope, principal_id: uuid.UUID, body: AccessBody,
     return AccessDecision(**_receipt(scope, principal_id, result), decision=decided.outcome, reason=decided.reason)
 
 
+class ApplicationSignInBody(Body):
+    system_id: uuid.UUID
+    protocol: Literal["oidc", "saml"]
+    outcome: Literal["signed_in", "refused"]
+    reason: str = Field(min_length=1, max_length=64)
+    mfa_used: bool
+    source: str | None = Field(default=None, max_length=255)
+
+
+@router.post("/application-sign-in")
+async def record_application_sign_in(scope: Scope, principal_id: uuid.UUID, body: ApplicationSignInBody,
+                                     cause: CauseDep, run: CommandsDep) -> CommandReceipt:
+    command = c.RecordApplicationSignIn(**_fields(scope, principal_id, cause), **body.model_dump())
+    return await _receipt_of(run, command, cause)
+
+
 @router.post("/dismiss-prompt")
 async def dismiss_prompt(scope: Scope, principal_id: uuid.UUID, cause: CauseDep, run: CommandsDep) -> DismissResponse:
     result, _ = await run(c.DismissEnrollmentPrompt(**_fields(scope, principal_id, cause)), cause)

@@ -22,6 +22,8 @@ EnrollmentExpired has arrived (those timer events belong to another aggregate an
 DecideSystemAccess (an agent asking whether a login to a protected system may go on, rule 10) is
 never refused: its answer is a SystemAccessDecided, whatever it says. A code it checks goes through
 the same verification as a sign-in's (replay, throttle, lock), whose events come before the decision.
+RecordApplicationSignIn only records, as an ApplicationSignInDecided, how the gateway's sign-in of the
+principal to an SSO application ended: its steps (password, code, setup) were decided by their own commands.
 
 The service keeps key material in step with the events it appends: TOTPSecretIssued stores the
 new sealed key and deletes `replaced_secret_id`; MFAReset deletes `shredded_secret_id` and its
@@ -43,6 +45,7 @@ from mfaplane_contracts.commands import (
     ConfirmTOTPSetup,
     DecideSystemAccess,
     DismissEnrollmentPrompt,
+    RecordApplicationSignIn,
     ExtendEnrollment,
     RegenerateRecoveryCodes,
     RemoveMFARequirement,
@@ -52,6 +55,7 @@ from mfaplane_contracts.commands import (
 )
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import (
+    ApplicationSignInDecided,
     EnrollmentExtended,
     EnrollmentPromptDismissed,
     MFARequired,
@@ -177,6 +181,9 @@ def decide(
                 return _dismiss_prompt(state, command, now)
             case DecideSystemAccess():
                 return _decide_access(state, command, now, secret, recovery_code_hashes, policy)
+            case RecordApplicationSignIn():
+                return Decision((_event(ApplicationSignInDecided, command, **command.model_dump(
+                    include={"system_id", "protocol", "outcome", "reason", "mfa_used", "source"})),))
     except Rejected as rejection:
         return Decision(rejection=rejection)
     raise TypeError(f"not an enrollment command: {type(command).__name__}")
@@ -474,6 +481,6 @@ def apply(state: Enrollment, event: EventPayload) -> Enrollment:
             return replace(state, paused_until=event.until)
         case TOTPFactorLocked():
             return replace(state, locked=True)
-        case EnrollmentPromptDismissed() | SystemAccessDecided():
+        case EnrollmentPromptDismissed() | SystemAccessDecided() | ApplicationSignInDecided():
             return state
     raise TypeError(f"not an enrollment event: {type(event).__name__}")
