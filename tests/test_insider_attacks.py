@@ -144,7 +144,8 @@ async def test_a_ghost_user_is_never_listed_nor_mailed(stack, admin) -> None:
 
 def identity_and_mfa_commands(user_id: str) -> list[tuple[str, str, str, dict | None]]:
     """What the first release let any caller do: mint admin keys and take over any account; and what the SSH
-    agent's routes would let one do: get a decision, spend codes, take a login name."""
+    agent's routes would let one do: get a decision, spend codes, take a login name; and what SSO's would:
+    send an application's sign-ins elsewhere, forge a sign-in on a user's history."""
     enrollment = f"/enrollments/user_portal/{user_id}"
     return [("identity", "POST", "/api-keys", {"role": "admin", "name": "backdoor"}),
             ("identity", "PUT", f"/principals/user/{user_id}/password", {"password": "attacker-chosen-pw"}),
@@ -157,7 +158,13 @@ def identity_and_mfa_commands(user_id: str) -> list[tuple[str, str, str, dict | 
             ("mfa", "POST", f"{enrollment}/regenerate-recovery-codes", {"code": "123456"}),
             ("identity", "PATCH", f"/users/{user_id}", {"login_name": "root"}),
             ("identity", "POST", "/api-keys", {"role": "system_agent", "name": "backdoor",
-                                               "system_id": str(uuid.uuid4())})]
+                                               "system_id": str(uuid.uuid4())}),
+            # an application's sign-in sent to the attacker's site; a sign-in to it written into a history
+            ("identity", "PUT", f"/systems/{uuid.uuid4()}/sign-in", {"protocol": "oidc",
+                                                                     "redirect_uris": ["https://evil.example/cb"]}),
+            ("mfa", "POST", f"{enrollment}/application-sign-in", {
+                "system_id": str(uuid.uuid4()), "protocol": "oidc", "outcome": "signed_in", "reason": "code_verified",
+                "mfa_used": True})]
 
 
 async def written(stack, user_id: str) -> dict[str, int]:

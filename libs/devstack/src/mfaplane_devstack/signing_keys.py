@@ -4,6 +4,8 @@ Layout (docker-compose's init container writes the same with `python -m mfaplane
 signing-keys DIR`): `DIR/signing/<service>.pem`, the private key (PKCS#8, mode 0600), and
 `DIR/service-public-keys.json`, every service's public key in the form SERVICE_PUBLIC_KEYS takes.
 A service is given only its own private key (SERVICE_SIGNING_KEY_FILE) and the public file.
+The gateway also gets `DIR/signing/sso-signing-keys.pem`, the RSA key that signs ID tokens and SAML
+assertions (SSO_SIGNING_KEYS_FILE).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mfaplane_eventing.service_keys import ServiceKey
 
@@ -42,3 +47,15 @@ def ensure_signing_keys(directory: Path, services: Iterable[str]) -> None:
         written = target.with_suffix(".tmp")
         written.write_text(text)
         written.replace(target)
+
+
+def ensure_sso_signing_key(directory: Path) -> Path:
+    """The gateway's SSO signing key (SSO_SIGNING_KEYS_FILE), made once per data folder."""
+    path = directory / "signing" / "sso-signing-keys.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.touch(mode=0o600)
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return path

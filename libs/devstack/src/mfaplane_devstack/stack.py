@@ -42,7 +42,7 @@ from .kafka import (ADMIN_CLIENT, SECURITY_NAMES, client_options, ensure_topics,
                     start_kafka, tls_env)
 from .postgres import ensure_tls, start_postgres
 from .mail import start_smtp_catcher
-from .signing_keys import ensure_signing_keys, private_key_path, public_keys_path
+from .signing_keys import ensure_signing_keys, ensure_sso_signing_key, private_key_path, public_keys_path
 from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, log_tail
 
 SERVICES = ("identity", "mfa", "scheduler", "notifier", "gateway")
@@ -250,6 +250,8 @@ class Stack:
             env["HTTP_TLS_CERT_FILE"] = str(self._https_pki().api_cert(service))
             env["HTTP_TLS_KEY_FILE"] = str(self._https_pki().api_key(service))
         if service == "gateway":
+            env["PUBLIC_URL"] = self.url("gateway")
+            env["SSO_SIGNING_KEYS_FILE"] = str(ensure_sso_signing_key(self.data_dir / "pki"))
             env["IDENTITY_URL"] = self.url("identity")
             env["MFA_URL"] = self.url("mfa")
             env["SERVICES_CA_FILE"] = str(self.https_ca)

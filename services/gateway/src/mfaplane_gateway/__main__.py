@@ -17,6 +17,8 @@ from mfaplane_gateway.forwarding import Forwarder
 from mfaplane_gateway.rate_limits import RateLimits
 from mfaplane_gateway.sessions import Tokens
 from mfaplane_gateway.settings import GatewaySettings
+from mfaplane_gateway.sso import oidc
+from mfaplane_gateway.sso.config import SSOConfig
 
 
 @contextlib.asynccontextmanager
@@ -29,7 +31,7 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     workers = [asyncio.create_task(job) for job in BulkWorker(runtime, forwarder).tasks()]
     try:
         yield {"forwarder": forwarder, "tokens": tokens, "key_cache": KeyCache(),
-               "rate_limits": RateLimits.from_settings(s)}
+               "rate_limits": RateLimits.from_settings(s), "sso": SSOConfig.from_settings(s)}
     finally:
         for worker in workers:
             worker.cancel()
@@ -41,7 +43,7 @@ ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.adm
            principal_sessions.router, resources_api.router, login_names.router, user_import.router,
            sign_in.user_portal, sign_in.admin_portal, portal_account.router, audit_api.router,
            passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router,
-           api_docs.router, front_page.router]
+           oidc.router, api_docs.router, front_page.router]
 
 SPEC = ServiceSpec(
     name="gateway",

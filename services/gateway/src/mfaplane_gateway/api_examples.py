@@ -21,8 +21,9 @@ from mfaplane_gateway.passwords_api import PasswordChange, ResetRedemption, Rese
 from mfaplane_gateway.piecewise import BulkResult
 from mfaplane_gateway import audit_order, paging, portal_account, principals_query, sign_in
 from mfaplane_gateway.receipts import Receipt
+from mfaplane_contracts.identity_events import SignInSettings
 from mfaplane_gateway.resources_api import (AuthorizeRequest, BulkMFASwitch, Decision, MFASwitch, NewResource, Resource,
-                                            ResourceChanges, ResourcePage)
+                                            ResourceChanges, ResourcePage, SignIn)
 from mfaplane_gateway.user_import import ImportRequest, ImportResult
 
 ADA = "0b6f1c52-8a3e-4d07-9e51-3c2a7d94f6b1"
@@ -31,6 +32,9 @@ KATHERINE = "a71d3b08-6e2f-4c59-9b14-8f0c5e2d7a36"
 GRACE = "9c4a7e15-3f2b-4d81-a6c9-1e5f8b3d7a20"  # an admin
 BUILD_HOST = "4e8b2a91-7c3d-4f56-b1e0-9d2c6a5f3e87"
 EXPENSES_APP = "c3f9d6e2-2a8b-4e71-8d05-6b1f4c9a3e52"
+EXPENSES = "https://expenses.example.com"
+ISSUER = "https://mfa.example.com"
+APPLICATION_SIGN_IN = "RVhBTVBMRS1hcHBsaWNhdGlvbi1zaWduLWluLXRva2Vu"
 KEY_ID = "8c1f0e4a-2b7d-4c3e-9a6f-5b1d2e3c4a5b"
 EVENT_ID = "e2a45c17-9b3d-4f08-a6e1-5c7d2b9f4a83"
 OPERATION_ID = "7f3b9e2d-4c1a-4d86-b5f0-2e8a6c3d9b14"
@@ -162,12 +166,27 @@ EXAMPLES: dict[Any, dict[str, dict[str, Any]]] = {
             "login_name": "ada", "code": APP_CODE, "source": "203.0.113.7"}),
         "password": example("The gateway checks the password", {
             "email": "ada.lovelace@example.com", "password": PASSWORD})},
+    SignInSettings: {
+        "oidc": example("OpenID Connect", {"protocol": "oidc", "redirect_uris": [f"{EXPENSES}/oauth2/callback"]}),
+        "saml": example("SAML 2.0", {"protocol": "saml", "entity_id": f"{EXPENSES}/saml/metadata",
+                                     "acs_urls": [f"{EXPENSES}/saml/acs"]})},
+    SignIn: {"oidc": example("An application signing in with OpenID Connect", {
+        "settings": {"protocol": "oidc", "redirect_uris": [f"{EXPENSES}/oauth2/callback"], "entity_id": None,
+                     "acs_urls": []},
+        "client_id": EXPENSES_APP, "issuer": ISSUER,
+        "oidc_discovery_url": f"{ISSUER}/.well-known/openid-configuration",
+        "saml_metadata_url": f"{ISSUER}/saml/metadata"})},
     Decision: {"code_required": example("Ask for a code", {"decision": "code_required", "reason": "mfa_set_up"}),
                "allow": example("Let in", {"decision": "allow", "reason": "code_verified"}),
                "deny": example("Refuse", {"decision": "deny", "reason": "invalid_code"})},
     # sign-in, and the portals' own calls
     sign_in.Credentials: {"credentials": example("Email and password", {
-        "email": "ada.lovelace@example.com", "password": PASSWORD})},
+        "email": "ada.lovelace@example.com", "password": PASSWORD}),
+        "to_an_application": example("Sent by an application to sign in (the `sign_in` of the page's address)", {
+            "email": "ada.lovelace@example.com", "password": PASSWORD, "application_sign_in": APPLICATION_SIGN_IN})},
+    sign_in.ApplicationSignInBody: {"sign_in": example("The `sign_in` of the page's address", {
+        "application_sign_in": APPLICATION_SIGN_IN})},
+    sign_in.ApplicationToSignInTo: {"expenses": example("The application", {"name": "Expenses", "mfa_enabled": True})},
     sign_in.ChallengeBody: {"challenge": example("The challenge of the step before", {"challenge": CHALLENGE})},
     sign_in.CodeBody: {"app_code": example("A code from the app", {"challenge": CHALLENGE, "code": APP_CODE}),
                        "recovery_code": example("A recovery code", {"challenge": CHALLENGE,
@@ -183,7 +202,10 @@ EXAMPLES: dict[Any, dict[str, dict[str, Any]]] = {
         "locked_out": example("locked_out: the deadline passed", {
             "outcome": "locked_out", "deadline": DEADLINE, "reason": sign_in.LOCKED_OUT_REASON}),
         "signed_in": example("signed_in, after a recovery code", {
-            "outcome": "signed_in", "session": SESSION, "method": "recovery_code", "recovery_codes_left": 9})},
+            "outcome": "signed_in", "session": SESSION, "method": "recovery_code", "recovery_codes_left": 9}),
+        "to_an_application": example("signed_in to an application: back to it", {
+            "outcome": "signed_in", "method": "totp", "recovery_codes_left": 10,
+            "redirect_to": f"{EXPENSES}/oauth2/callback?code=Wm9FeEFNUExFX2NvZGU&state=af0ifjsldkj"})},
     sign_in.SetupAnswer: {"setup": example("What the authenticator app needs (the QR code shortened here)", {
         "key_text": "JBSW Y3DP EHPK 3PXP",
         "otpauth_uri": "otpauth://totp/mfaplane:ada.lovelace%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=mfaplane",

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CODE_PATTERN
-from mfaplane_contracts.identity_events import LoginName, ResourceKind
+from mfaplane_contracts.identity_events import LoginName, ResourceKind, SignInSettings
 from mfaplane_contracts.text import DisplayName, plain_text
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import RuntimeDep
@@ -156,6 +156,35 @@ async def delete(system_id: uuid.UUID, caller: Admin, forward: ForwarderDep) -> 
 @router.put("/{system_id}/mfa", summary="Switch MFA on or off for one")
 async def switch_mfa(system_id: uuid.UUID, body: MFASwitch, caller: Admin, forward: ForwarderDep) -> Receipt:
     return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/mfa", caller.actor, body.model_dump()))
+
+
+@router.put("/{system_id}/sign-in", summary="Set how an SSO application signs users in")
+async def configure_sign_in(system_id: uuid.UUID, body: SignInSettings, caller: Admin,
+                            forward: ForwarderDep) -> Receipt:
+    """OpenID Connect (`redirect_uris`) or SAML 2.0 (`entity_id`, `acs_urls`), replacing what was set before. The
+    application's client id is its id; its client secret is an agent key minted for it (`POST /v1/api-keys`,
+    role `system_agent`, its `system_id`). Only an `sso_application` signs users in (409 `not_an_application`)."""
+    return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/sign-in", caller.actor,
+                                      body.model_dump()))
+
+
+class SignIn(BaseModel):
+    settings: SignInSettings | None = Field(description="null: not configured yet")
+    client_id: uuid.UUID = Field(description="OpenID Connect: the application's id")
+    issuer: str | None = Field(description="the identity provider the application trusts (null: SSO is off here)")
+    oidc_discovery_url: str | None
+    saml_metadata_url: str | None
+
+
+@router.get("/{system_id}/sign-in", summary="How an SSO application signs users in")
+async def sign_in_settings(system_id: uuid.UUID, _: Reader, request: Request, forward: ForwarderDep) -> SignIn:
+    """The settings, and the addresses an application team needs, as identity has them now."""
+    state = await forward.send("identity", "GET", f"/systems/{system_id}", AGENT_ACTOR)
+    sso = request.app.state.sso
+    issuer = sso.issuer if sso else None
+    return SignIn(settings=state.get("sign_in"), client_id=system_id, issuer=issuer,
+                  oidc_discovery_url=issuer and f"{issuer}/.well-known/openid-configuration",
+                  saml_metadata_url=issuer and f"{issuer}/saml/metadata")
 
 
 @router.post("/mfa/bulk", summary="Switch MFA on or off for several")

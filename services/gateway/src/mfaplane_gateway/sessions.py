@@ -27,6 +27,8 @@ from mfaplane_eventing.service import Runtime
 PURPOSES = ("code", "prompt", "setup")
 SWEEP_SECONDS = 60.0
 SWEEP_BATCH = 1000  # rows per statement: a short transaction, however many expired at once
+EXPIRING = (("sessions", "session_id"), ("redeemed_challenges", "challenge_id"), ("pending_sign_ins", "token_hash"),
+            ("oidc_codes", "code_hash"), ("oidc_access_tokens", "token_hash"))
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Challenge:
     email: str
     purpose: str
     issued_at: datetime  # by the service clock, which cutoffs and sessions are measured with too
+    application_sign_in: str | None = None  # the pending sign-in to an application this one is for (sso/)
 
 
 class Tokens:
@@ -49,9 +52,10 @@ class Tokens:
         # for nothing, on every route: the admin API, session info, step-up, password change.
         self._admin_code_required = admin_code_required
 
-    def challenge(self, principal_id: uuid.UUID, kind: str, email: str, purpose: str, now: datetime) -> str:
+    def challenge(self, principal_id: uuid.UUID, kind: str, email: str, purpose: str, now: datetime,
+                  application_sign_in: str | None = None) -> str:
         return self._challenges.dumps({"c": str(uuid.uuid4()), "p": str(principal_id), "k": kind, "e": email,
-                                       "u": purpose, "t": now.isoformat()})
+                                       "u": purpose, "t": now.isoformat(), "a": application_sign_in})
 
     def read_challenge(self, token: str, kind: str, purposes: tuple[str, ...]) -> Challenge:
         try:
@@ -62,7 +66,7 @@ class Tokens:
         if data["k"] != kind or data["u"] not in purposes:
             raise Rejected("invalid_challenge", "This challenge is not for this step; sign in again.", 401)
         return Challenge(uuid.UUID(data["c"]), uuid.UUID(data["p"]), data["k"], data["e"], data["u"],
-                         datetime.fromisoformat(data["t"]))
+                         datetime.fromisoformat(data["t"]), data.get("a"))
 
     @staticmethod
     async def check_redeemable(pool: asyncpg.Pool, challenge: Challenge) -> None:
@@ -79,6 +83,15 @@ class Tokens:
         return await self.open_session(pool, challenge.principal_id, challenge.kind, now, challenge.issued_at,
                                        challenge, now if code_checked else None)
 
+    async def redeem_without_session(self, pool: asyncpg.Pool, challenge: Challenge) -> None:
+        """Uses `challenge` up, as `redeem` does, for a sign-in that opens no session here (to an application)."""
+        outcome = await pool.fetchval("SELECT redeem_challenge($1, $2, $3, $4)", challenge.principal_id,
+                                      challenge.issued_at, challenge.challenge_id, self._expiry(challenge))
+        _refuse_unless_redeemable(outcome == "redeemed", outcome == "cut_off")
+
+    def _expiry(self, challenge: Challenge) -> datetime:
+        return challenge.issued_at + timedelta(seconds=self._challenge_ttl)
+
     async def open_session(self, pool: asyncpg.Pool, principal_id: uuid.UUID, kind: str, now: datetime,
                            authenticated_at: datetime | None = None, challenge: Challenge | None = None,
                            mfa_verified_at: datetime | None = None) -> str:
@@ -87,7 +100,7 @@ class Tokens:
         committed meanwhile (migration 0010, open_session)."""
         authenticated_at = authenticated_at or now
         session_id = uuid.uuid4()
-        challenge_expires_at = challenge and challenge.issued_at + timedelta(seconds=self._challenge_ttl)
+        challenge_expires_at = challenge and self._expiry(challenge)
         outcome = await pool.fetchval(
             "SELECT open_session($1, $2, $3, $4, $5, $6, $7, $8, $9)", session_id, principal_id, kind, now,
             now + self.session_ttl, authenticated_at, mfa_verified_at, challenge and challenge.challenge_id,
@@ -176,10 +189,9 @@ async def end_now(runtime: Runtime, principal_id: uuid.UUID) -> None:
 
 
 async def delete_expired(pool: asyncpg.Pool, now: datetime, batch: int = SWEEP_BATCH) -> bool:
-    """Deletes up to `batch` expired sessions and as many expired redeemed challenges, oldest first;
+    """Deletes up to `batch` expired sessions, and as many of each kind of expired token, oldest first;
     True if there may be more. Replicas share the work: each skips the rows another is deleting."""
-    counts = [await delete_older(pool, table, key, "expires_at", now, batch)
-              for table, key in (("sessions", "session_id"), ("redeemed_challenges", "challenge_id"))]
+    counts = [await delete_older(pool, table, key, "expires_at", now, batch) for table, key in EXPIRING]
     return batch in counts
 
 

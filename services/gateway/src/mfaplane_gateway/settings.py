@@ -44,16 +44,25 @@ class GatewaySettings(ServiceSettings):
     # verify, dismiss-prompt, setup/begin and setup/confirm: no hashing, and a person takes two or three.
     challenge_per_minute_per_source: int = Field(default=60, ge=1)
     challenge_per_minute: int = Field(default=3000, ge=1)
+    # The gateway's address as browsers and applications reach it (https://mfa.example.com): the OpenID
+    # Connect issuer and the SAML entity id, which applications pin. Unset: SSO sign-in is off (503).
+    public_url: str | None = None
+    # The keys that sign ID tokens and SAML assertions: a PEM file of RSA private keys, from a Secret.
+    # The first signs; all are published (JWKS, SAML metadata), so a new key goes first and the old one
+    # stays after it until applications have fetched the new one (docs/sso.md).
+    sso_signing_keys_file: str | None = None
     # The proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client; empty: the socket's peer
     # is the client. Behind an ingress controller: the addresses of its pods (docs/operations.md).
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
 
-    @field_validator("identity_url", "mfa_url")
+    @field_validator("identity_url", "mfa_url", "public_url")
     @classmethod
-    def _https_unless_loopback(cls, url: str) -> str:
+    def _https_unless_loopback(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         parts = urlsplit(url)
         if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
-            return url
+            return url.rstrip("/")
         raise ValueError("must be an https:// URL (http:// only to a loopback address)")
 
     @field_validator("trusted_proxies", mode="before")

@@ -22,7 +22,10 @@ from mfaplane_contracts.commands import TotpCode
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
 from mfaplane_gateway.enrollment_admin import enrollment_path
-from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_gateway import rate_limits
+from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
+from mfaplane_gateway.sso import sign_ins
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.sessions import Challenge, Tokens
 
@@ -39,6 +42,11 @@ class Body(BaseModel):
 class Credentials(Body):
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=256)
+    application_sign_in: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="user portal: the `sign_in` parameter the identity provider put on the portal's address when "
+                    "an application sent the user to sign in; the sign-in then ends back at the application "
+                    "(`redirect_to`), without a portal session")
 
 
 class ChallengeBody(Body):
@@ -63,6 +71,8 @@ class SignInAnswer(BaseModel):
     method: Literal["totp", "recovery_code"] | None = Field(
         default=None, description="verify: how the code was checked; after a recovery code, see recovery_codes_left")
     recovery_codes_left: int | None = Field(default=None, description="verify: unused recovery codes left")
+    redirect_to: str | None = Field(default=None, description="signed in to an application: where the browser goes "
+                                                               "next (back to the application)")
 
 
 class SetupAnswer(BaseModel):
@@ -104,10 +114,17 @@ TokensDep = Annotated[Tokens, Depends(tokens)]
 def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=[tag], responses=RATE_LIMITED_RESPONSE)
 
-    async def redeemed(runtime: Runtime, tokens: Tokens, challenge: Challenge, code_checked: bool,
-                       **extra: Any) -> dict[str, Any]:
-        session = await tokens.redeem(runtime.pool, challenge, runtime.clock.now(), code_checked)
-        return {"outcome": "signed_in", "session": session, **extra}
+    async def redeemed(runtime: Runtime, tokens: Tokens, challenge: Challenge, code_checked: bool, request: Request,
+                       forward: Forwarder, **extra: Any) -> dict[str, Any]:
+        """The session the challenge gives, or for a sign-in to an application the way back to it."""
+        if challenge.application_sign_in is None:
+            session = await tokens.redeem(runtime.pool, challenge, runtime.clock.now(), code_checked)
+            return {"outcome": "signed_in", "session": session, **extra}
+        to = await sign_ins.resume(runtime, request.app.state.sso, forward, challenge.application_sign_in)
+        await tokens.redeem_without_session(runtime.pool, challenge)
+        redirect = await sign_ins.finish(runtime, to, forward, challenge.principal_id, challenge.email, code_checked,
+                                         await rate_limits.client_source(request))
+        return {"outcome": "signed_in", "redirect_to": redirect, **extra}
 
     def status(view: dict[str, Any], runtime: Runtime) -> tuple[str, str | None]:
         """The status sign-in acts on, and why it differs from the enrollment's, if it does."""
@@ -126,7 +143,8 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
 
     @router.post("/sign-in", dependencies=[SIGN_IN_LIMIT], summary="Sign in: email and password")
     async def sign_in(body: Credentials, source: ClientSource, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
-                      forward: ForwarderDep) -> SignInAnswer:
+                      forward: ForwarderDep, request: Request) -> SignInAnswer:
+        to = await _application_sign_in(body, runtime, request, forward)
         checked_at = runtime.clock.now()
         principal = await forward.send("identity", "POST", "/authenticate", SIGN_IN_ACTOR,
                                        {"kind": kind, "email": body.email, "password": body.password,
@@ -135,9 +153,10 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         view = await forward.send("mfa", "GET", enrollment_path(scope, principal_id), SIGN_IN_ACTOR)
 
         def challenge(purpose: str) -> str:
-            return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at)
+            return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at,
+                                    to and to.token)
 
-        match status(view, runtime):
+        match sign_ins.status_for(to, *status(view, runtime)):
             case "active", reason:
                 return SignInAnswer(outcome="mfa_required", challenge=challenge("code"), reason=reason)
             case "enrolling", _:
@@ -146,30 +165,43 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
             case "required_no_period", reason:
                 return SignInAnswer(outcome="setup_required", challenge=challenge("setup"), reason=reason)
             case "expired", _:
+                if to:
+                    await sign_ins.record(forward, principal_id, to, "refused", "locked_out", False, source)
                 return SignInAnswer(outcome="locked_out", deadline=view["deadline"], reason=LOCKED_OUT_REASON)
+        if to:
+            redirect = await sign_ins.finish(runtime, to, forward, principal_id, principal["email"], False, source)
+            return SignInAnswer(outcome="signed_in", redirect_to=redirect)
         session = await tokens.open_session(runtime.pool, principal_id, kind, runtime.clock.now(), checked_at)
         return SignInAnswer(outcome="signed_in", session=session)
 
+    async def _application_sign_in(body: Credentials, runtime: Runtime, request: Request,
+                                   forward: Forwarder) -> sign_ins.ApplicationSignIn | None:
+        if body.application_sign_in is None:
+            return None
+        if kind != "user":
+            raise Rejected("not_for_applications", "Applications sign users in through the user portal.", 400)
+        return await sign_ins.resume(runtime, request.app.state.sso, forward, body.application_sign_in)
+
     @router.post("/verify", dependencies=[CHALLENGE_LIMIT], summary="Sign in: check a code")
     async def verify(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
-                     forward: ForwarderDep) -> SignInAnswer:
+                     forward: ForwarderDep, request: Request) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("code",), runtime, tokens)
         # A fresh command id every time: a verification is never "the same request again".
         checked = await forward.send("mfa", "POST", challenge_path(challenge, "verify"),
                                      f"{kind}:{challenge.principal_id}", {"code": body.code})
         # .get: an mfa not upgraded yet (a rolling upgrade) answers without them
-        return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=True,
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge, True, request, forward,
                                              method=checked.get("method"),
                                              recovery_codes_left=checked.get("recovery_codes_left")))
 
     @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT], summary="Sign in: set up MFA later")
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
-                             forward: ForwarderDep) -> SignInAnswer:
+                             forward: ForwarderDep, request: Request) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("prompt",), runtime, tokens)
         answer = await forward.send("mfa", "POST", challenge_path(challenge, "dismiss-prompt"),
                                     f"{kind}:{challenge.principal_id}")
         # .get: an mfa not upgraded yet (a rolling upgrade) answers without the deadline
-        return SignInAnswer(**await redeemed(runtime, tokens, challenge, code_checked=False,
+        return SignInAnswer(**await redeemed(runtime, tokens, challenge, False, request, forward,
                                              days_remaining=answer["days_remaining"], deadline=answer.get("deadline")))
 
     @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT], summary="Begin MFA setup: QR code and key")
@@ -182,11 +214,11 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
 
     @router.post("/setup/confirm", dependencies=[CHALLENGE_LIMIT], summary="Confirm MFA setup with a first code")
     async def confirm_setup(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
-                            forward: ForwarderDep) -> SetupComplete:
+                            forward: ForwarderDep, request: Request) -> SetupComplete:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
         answer = await forward.send("mfa", "POST", challenge_path(challenge, "confirm-setup"),
                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
-        return SetupComplete(**await redeemed(runtime, tokens, challenge, code_checked=True),
+        return SetupComplete(**await redeemed(runtime, tokens, challenge, True, request, forward),
                              recovery_codes=answer["recovery_codes"])
 
     @router.post("/session", summary="Read a session")
@@ -205,6 +237,23 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
 
 user_portal = sign_in_router("user", "user_portal", "/v1/portal", "user portal sign-in")
 admin_portal = sign_in_router("admin", "admin_portal", "/v1/admin-portal", "admin portal sign-in")
+
+
+class ApplicationSignInBody(Body):
+    application_sign_in: str = Field(min_length=1, max_length=200)
+
+
+class ApplicationToSignInTo(BaseModel):
+    name: str = Field(description="the application's name, to show on the sign-in page")
+    mfa_enabled: bool
+
+
+@user_portal.post("/application-sign-in", summary="The application a sign-in is for")
+async def application_to_sign_in_to(body: ApplicationSignInBody, _: Portal, runtime: RuntimeDep,
+                                    forward: ForwarderDep, request: Request) -> ApplicationToSignInTo:
+    """What the sign-in page shows when an application sent the user to sign in (`?sign_in=` on its address)."""
+    to = await sign_ins.resume(runtime, request.app.state.sso, forward, body.application_sign_in)
+    return ApplicationToSignInTo(name=to.application.name, mfa_enabled=to.application.mfa_enabled)
 
 
 class StepUpBody(SessionBody):

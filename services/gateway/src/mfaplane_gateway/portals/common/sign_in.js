@@ -73,11 +73,13 @@ export function authenticatorApps() {
 export class SignIn {
   /**
    * root: where the flow renders; api: an Api with the portal key; prefix: "/portal" or "/admin-portal";
-   * product: "the user portal" or "the admin console";
+   * product: "the user portal" or "the admin console", or the application's name;
+   * applicationSignIn: the identity provider's token when an application sent the user here: the sign-in
+   * then ends back at the application (the gateway's `redirect_to`) instead of in `onSignedIn`;
    * onSignedIn({session, daysRemaining, deadline, dismissed, setUp, method, recoveryCodesLeft}).
    */
-  constructor({ root, api, prefix, product, onSignedIn }) {
-    Object.assign(this, { root, api, prefix, product, onSignedIn });
+  constructor({ root, api, prefix, product, onSignedIn, applicationSignIn = null }) {
+    Object.assign(this, { root, api, prefix, product, onSignedIn, applicationSignIn });
     this.cleanups = [];
   }
 
@@ -94,8 +96,13 @@ export class SignIn {
     return t.el;
   }
 
-  done(result) {
+  done(result, answer) {
     this.cleanups.splice(0).forEach((stop) => stop());
+    if (answer.redirect_to) {
+      focusHeading(this.show(h("h1", {}, `Signing you in to ${this.product}…`)));
+      window.location.assign(answer.redirect_to);
+      return;
+    }
     this.onSignedIn({ ...result, email: this.email });
   }
 
@@ -118,7 +125,8 @@ export class SignIn {
       busy(form, async () => {
         try {
           this.email = email.value.trim();
-          const answer = await this.api.post(`${this.prefix}/sign-in`, { email: this.email, password: password.value });
+          const answer = await this.api.post(`${this.prefix}/sign-in`, { email: this.email, password: password.value,
+            ...(this.applicationSignIn ? { application_sign_in: this.applicationSignIn } : {}) });
           this.outcome(answer);
         } catch (failure) {
           if (!codeRefused(failure, { error, form })) {
@@ -135,7 +143,7 @@ export class SignIn {
 
   outcome(answer) {
     switch (answer.outcome) {
-      case "signed_in": return this.done({ session: answer.session });
+      case "signed_in": return this.done({ session: answer.session }, answer);
       case "mfa_required": return this.codeStep(answer.challenge);
       case "enrollment_prompt": return this.promptStep(answer);
       case "setup_required": return this.setupRequiredStep(answer);
@@ -198,7 +206,7 @@ export class SignIn {
       submit: "Verify",
       send: async (code) => {
         const answer = await this.api.post(`${this.prefix}/verify`, { challenge, code });
-        this.done({ session: answer.session, method: answer.method, recoveryCodesLeft: answer.recovery_codes_left });
+        this.done({ session: answer.session, method: answer.method, recoveryCodesLeft: answer.recovery_codes_left }, answer);
       },
     });
     const card = this.show(h("h1", {}, "Enter your verification code"),
@@ -213,7 +221,8 @@ export class SignIn {
     later.addEventListener("click", () => busy(card, async () => {
       try {
         const done = await this.api.post(`${this.prefix}/dismiss-prompt`, { challenge: answer.challenge });
-        this.done({ session: done.session, daysRemaining: done.days_remaining, deadline: done.deadline, dismissed: true });
+        this.done({ session: done.session, daysRemaining: done.days_remaining, deadline: done.deadline, dismissed: true },
+          done);
       } catch (failure) { this.failed(failure, error); }
     }));
     const card = this.show(
@@ -300,7 +309,7 @@ export class SignIn {
         h("strong", {}, "They are shown only this once: store them somewhere safe now.")),
       recoveryCodeList(codes),
       h("div", { class: "actions" }, copyButton("Copy recovery codes", () => codes.join("\n")),
-        h("button", { type: "button", onclick: () => this.done({ session: answer.session, setUp: true }) },
+        h("button", { type: "button", onclick: () => this.done({ session: answer.session, setUp: true }, answer) },
           "I have stored my recovery codes: continue")));
     focusHeading(card);
   }

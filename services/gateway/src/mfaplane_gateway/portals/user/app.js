@@ -31,6 +31,8 @@ async function start() {
   const config = await loadConfig();
   if (!config.configured) return notConfigured(main, "This portal");
   const api = new Api(config.api_base, config.portal_api_key);
+  const applicationSignIn = new URLSearchParams(window.location.search).get("sign_in");
+  if (applicationSignIn) return signInToApplication(api, applicationSignIn);
   const flow = new SignIn({ root: main, api, prefix: "/portal", product: "the user portal", onSignedIn: signedIn });
 
   function ended() {
@@ -232,3 +234,19 @@ async function start() {
 }
 
 start();
+
+/** An application sent the user here to sign in: the same steps, ending back at the application. */
+async function signInToApplication(api, token) {
+  let application;
+  try {
+    application = await api.post("/portal/application-sign-in", { application_sign_in: token });
+  } catch (failure) {
+    const card = h("section", { class: "card" }, h("h1", {}, "This sign-in cannot go on"),
+      h("p", { class: "error", role: "alert" }, failure.message));
+    main.replaceChildren(card);
+    focusHeading(card);
+    return;
+  }
+  new SignIn({ root: main, api, prefix: "/portal", product: application.name, applicationSignIn: token,
+    onSignedIn: () => {} }).start(null, { focusForm: true });
+}

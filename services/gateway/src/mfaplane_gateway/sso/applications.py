@@ -1,0 +1,86 @@
+"""An SSO application as the identity provider sees it: its id (the OpenID Connect client id), its MFA
+switch and its sign-in settings, read from identity's current state, never from a projection, so that
+a redirect URI removed or an application deleted is refused at once.
+
+An application's client secret is an API key of the `system_agent` role bound to it (the same kind of
+key a system's agent holds): identity keeps only its hash, revokes and expires it, and lists it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass, field
+
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_gateway.forwarding import Forwarder
+
+ACTOR = "gateway:sso"
+SCOPES = ("openid", "profile", "email")
+
+
+@dataclass
+class Application:
+    """Also authlib's client (ClientMixin's methods), for the one request it was read for."""
+
+    id: uuid.UUID
+    name: str
+    mfa_enabled: bool
+    protocol: str
+    redirect_uris: tuple[str, ...] = ()
+    entity_id: str | None = None
+    acs_urls: tuple[str, ...] = ()
+    verified_secret: str | None = field(default=None, repr=False)  # the secret presented, once identity accepted it
+
+    def get_client_id(self) -> str:
+        return str(self.id)
+
+    def get_default_redirect_uri(self) -> None:
+        return None  # every request names its redirect URI, which must be one registered, byte for byte
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return " ".join(s for s in scope.split() if s in SCOPES)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return self.verified_secret is not None and hmac.compare_digest(client_secret, self.verified_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "authorization_code"
+
+
+async def application(forward: Forwarder, application_id: str | uuid.UUID, protocol: str) -> Application | None:
+    """The live SSO application with this id signing in with `protocol`; None for any other id."""
+    try:
+        state = await forward.send("identity", "GET", f"/systems/{uuid.UUID(str(application_id))}", ACTOR)
+    except ValueError:
+        return None
+    except Rejected as refused:
+        if refused.status == 404:
+            return None
+        raise
+    settings = state.get("sign_in")
+    if state["kind"] != "sso_application" or not settings or settings["protocol"] != protocol:
+        return None
+    return Application(uuid.UUID(state["system_id"]), state["name"], state["mfa_enabled"], protocol,
+                       tuple(settings["redirect_uris"]), settings["entity_id"], tuple(settings["acs_urls"]))
+
+
+async def verify_secret(forward: Forwarder, client: Application, secret: str) -> None:
+    """Remembers `secret` on `client` if it is a live key bound to this application."""
+    try:
+        key = await forward.send("identity", "POST", "/api-keys/verify", ACTOR, {"key": secret})
+    except Rejected as refused:
+        if refused.status >= 500:
+            raise
+        return
+    if key["role"] == "system_agent" and key["system_id"] == str(client.id):
+        client.verified_secret = secret

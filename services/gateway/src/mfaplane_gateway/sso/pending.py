@@ -1,0 +1,67 @@
+"""Sign-ins an application asked for and the user has not finished yet.
+
+An application sends the browser to the gateway (an OpenID Connect authorization request, a SAML
+AuthnRequest); once the request is checked it is kept here and the browser goes on to the user
+portal's sign-in page with a random token naming it. The portal's sign-in steps carry the token, and
+the sign-in that ends there goes back to the application once: `finish` marks it, atomically.
+Only the token's hash is stored; rows go when they expire (sessions.delete_expired).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from mfaplane_eventing.aggregate import Rejected
+
+LIFETIME = timedelta(minutes=15)  # long enough to set MFA up on the way
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    application_id: uuid.UUID
+    protocol: str
+    request: dict[str, Any]  # what the application asked, as its protocol module needs it again
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def keep(pool: asyncpg.Pool, pending: PendingSignIn, now: datetime) -> str:
+    """Stores the request; the token that names it."""
+    token = secrets.token_urlsafe(32)
+    await pool.execute(
+        "INSERT INTO pending_sign_ins (token_hash, application_id, protocol, request, created_at, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)", token_hash(token), pending.application_id, pending.protocol,
+        json.dumps(pending.request), now, now + LIFETIME)
+    return token
+
+
+async def find(pool: asyncpg.Pool, token: str, now: datetime) -> PendingSignIn:
+    row = await pool.fetchrow(
+        "SELECT application_id, protocol, request FROM pending_sign_ins WHERE token_hash = $1 AND expires_at > $2 "
+        "AND finished_at IS NULL", token_hash(token), now)
+    if row is None:
+        raise expired()
+    return PendingSignIn(row["application_id"], row["protocol"], json.loads(row["request"]))
+
+
+async def finish(pool: asyncpg.Pool, token: str, now: datetime) -> None:
+    """Marks the sign-in finished; refuses one finished already (each goes back to its application once)."""
+    done = await pool.fetchval("UPDATE pending_sign_ins SET finished_at = $2 WHERE token_hash = $1 "
+                               "AND finished_at IS NULL AND expires_at > $2 RETURNING 1", token_hash(token), now)
+    if done is None:
+        raise expired()
+
+
+def expired() -> Rejected:
+    return Rejected("application_sign_in_expired", "This sign-in to an application has expired or was finished "
+                    "already: go back to the application and sign in again.", 400)

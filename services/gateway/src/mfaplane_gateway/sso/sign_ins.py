@@ -1,0 +1,83 @@
+"""A user's sign-in to an SSO application through the user portal's sign-in steps, and how it ends.
+
+The portal's steps (sign_in.py) carry the pending sign-in's token. What the application asks of the
+user follows rule 10 and the user portal's rules together: on an application with MFA on, a user
+with MFA set up gives a code, one in an enrollment period gets the setup prompt, one who must set up
+now sets up; on one with MFA off, the password is enough. A locked-out user (enrollment expired) is
+refused either way, with the reason. Each ending is an ApplicationSignInDecided on the user's history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.service import Runtime
+from mfaplane_gateway.enrollment_admin import enrollment_path
+from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.read_models import LIVE_TABLES
+from mfaplane_gateway.sso import oidc, pending
+from mfaplane_gateway.sso.applications import ACTOR, Application, application
+from mfaplane_gateway.sso.config import SignInProof, SSOConfig, not_configured
+from mfaplane_gateway.sso.pending import PendingSignIn
+
+Finisher = Callable[[Runtime, SSOConfig, Application, PendingSignIn, SignInProof], Awaitable[str]]
+FINISHERS: dict[str, Finisher] = {"oidc": oidc.authorization_redirect}
+
+
+@dataclass(frozen=True)
+class ApplicationSignIn:
+    token: str
+    pending: PendingSignIn
+    application: Application
+    sso: SSOConfig
+
+
+async def resume(runtime: Runtime, sso: SSOConfig | None, forward: Forwarder, token: str) -> ApplicationSignIn:
+    """The sign-in `token` names, still waiting for its user, to an application that still signs in so."""
+    if sso is None:
+        raise not_configured()
+    waiting = await pending.find(runtime.pool, token, runtime.clock.now())
+    found = await application(forward, waiting.application_id, waiting.protocol)
+    if found is None:
+        raise Rejected("application_not_found", "The application this sign-in is for no longer signs users in "
+                       "here: ask its administrator.", 404)
+    return ApplicationSignIn(token, waiting, found, sso)
+
+
+def status_for(sign_in: ApplicationSignIn | None, status: str, reason: str | None) -> tuple[str, str | None]:
+    """The enrollment status the portal's sign-in acts on, for a sign-in to `sign_in`'s application: MFA off asks
+    nothing of anyone not locked out, MFA on asks a code of everyone with MFA set up (required or not)."""
+    if sign_in is None or status == "expired":
+        return status, reason
+    if not sign_in.application.mfa_enabled:
+        return "none", None
+    return ("active", reason) if status == "configured_not_required" else (status, reason)
+
+
+async def finish(runtime: Runtime, sign_in: ApplicationSignIn, forward: Forwarder, principal_id: uuid.UUID,
+                 email: str, mfa_used: bool, source: str | None) -> str:
+    """Where the browser goes back to the application, signed in; once per pending sign-in."""
+    await pending.finish(runtime.pool, sign_in.token, runtime.clock.now())
+    name = await runtime.pool.fetchval(f"SELECT name FROM {LIVE_TABLES['principals']} WHERE principal_id = $1",
+                                       principal_id)
+    proof = SignInProof.now(str(principal_id), email, name or email, mfa_used)
+    finisher = FINISHERS[sign_in.pending.protocol]
+    redirect = await finisher(runtime, sign_in.sso, sign_in.application, sign_in.pending, proof)
+    await record(forward, principal_id, sign_in, "signed_in", _reason(sign_in, mfa_used), mfa_used, source)
+    return redirect
+
+
+def _reason(sign_in: ApplicationSignIn, mfa_used: bool) -> str:
+    if mfa_used:
+        return "code_verified"
+    return "mfa_not_set_up" if sign_in.application.mfa_enabled else "mfa_not_enabled_on_application"
+
+
+async def record(forward: Forwarder, principal_id: uuid.UUID, sign_in: ApplicationSignIn, outcome: str,
+                 reason: str, mfa_used: bool, source: str | None) -> None:
+    await forward.send("mfa", "POST", enrollment_path("user_portal", principal_id, "application-sign-in"), ACTOR,
+                       {"system_id": str(sign_in.application.id), "protocol": sign_in.pending.protocol,
+                        "outcome": outcome, "reason": reason, "mfa_used": mfa_used, "source": source})
