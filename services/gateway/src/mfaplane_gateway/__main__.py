@@ -17,7 +17,7 @@ from mfaplane_gateway.forwarding import Forwarder
 from mfaplane_gateway.rate_limits import RateLimits
 from mfaplane_gateway.sessions import Tokens
 from mfaplane_gateway.settings import GatewaySettings
-from mfaplane_gateway.sso import oidc
+from mfaplane_gateway.sso import oidc, saml
 from mfaplane_gateway.sso.config import SSOConfig
 
 
@@ -43,7 +43,7 @@ ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.adm
            principal_sessions.router, resources_api.router, login_names.router, user_import.router,
            sign_in.user_portal, sign_in.admin_portal, portal_account.router, audit_api.router,
            passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router,
-           oidc.router, api_docs.router, front_page.router]
+           oidc.router, saml.router, api_docs.router, front_page.router]
 
 SPEC = ServiceSpec(
     name="gateway",

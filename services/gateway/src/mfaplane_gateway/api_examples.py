@@ -175,7 +175,7 @@ EXAMPLES: dict[Any, dict[str, dict[str, Any]]] = {
                      "acs_urls": []},
         "client_id": EXPENSES_APP, "issuer": ISSUER,
         "oidc_discovery_url": f"{ISSUER}/.well-known/openid-configuration",
-        "saml_metadata_url": f"{ISSUER}/saml/metadata"})},
+        "saml_metadata_url": f"{ISSUER}/saml/{EXPENSES_APP}/metadata"})},
     Decision: {"code_required": example("Ask for a code", {"decision": "code_required", "reason": "mfa_set_up"}),
                "allow": example("Let in", {"decision": "allow", "reason": "code_verified"}),
                "deny": example("Refuse", {"decision": "deny", "reason": "invalid_code"})},

@@ -173,7 +173,8 @@ class SignIn(BaseModel):
     client_id: uuid.UUID = Field(description="OpenID Connect: the application's id")
     issuer: str | None = Field(description="the identity provider the application trusts (null: SSO is off here)")
     oidc_discovery_url: str | None
-    saml_metadata_url: str | None
+    saml_metadata_url: str | None = Field(description="SAML: this application's identity-provider metadata (its own "
+                                                       "entity id and single sign-on URL)")
 
 
 @router.get("/{system_id}/sign-in", summary="How an SSO application signs users in")
@@ -184,7 +185,7 @@ async def sign_in_settings(system_id: uuid.UUID, _: Reader, request: Request, fo
     issuer = sso.issuer if sso else None
     return SignIn(settings=state.get("sign_in"), client_id=system_id, issuer=issuer,
                   oidc_discovery_url=issuer and f"{issuer}/.well-known/openid-configuration",
-                  saml_metadata_url=issuer and f"{issuer}/saml/metadata")
+                  saml_metadata_url=issuer and f"{issuer}/saml/{system_id}/metadata")
 
 
 @router.post("/mfa/bulk", summary="Switch MFA on or off for several")

@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS pending_sign_ins (
     request        jsonb NOT NULL,
     created_at     timestamptz NOT NULL,
     expires_at     timestamptz NOT NULL,
-    finished_at    timestamptz
+    finished_at    timestamptz,
+    response       text  -- SAML: the signed response, until the page that posts it is served (once)
 );
 CREATE INDEX IF NOT EXISTS pending_sign_ins_expiry ON pending_sign_ins (expires_at);
 

@@ -44,7 +44,7 @@ from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import SCOPES, Application, application, verify_secret
 from mfaplane_gateway.sso.config import SSODep, SignInProof, SSOConfig
-from mfaplane_gateway.sso.pending import PendingSignIn, token_hash
+from mfaplane_gateway.sso.pending import ApplicationSignIn, PendingSignIn, token_hash
 
 # Described by the discovery document (and docs/sso.md), not by the /v1 API's OpenAPI: no API key, OAuth's errors.
 router = APIRouter(include_in_schema=False)
@@ -256,10 +256,10 @@ async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward:
     return RedirectResponse(sso.sign_in_page(token), status_code=303)
 
 
-async def authorization_redirect(runtime: Runtime, sso: SSOConfig, client: Application, sign_in: PendingSignIn,
-                                 proof: SignInProof) -> str:
+async def authorization_redirect(runtime: Runtime, sign_in: ApplicationSignIn, proof: SignInProof) -> str:
     """The application's redirect URI with a new code, for the user `proof` says signed in."""
-    items = [tuple(item) for item in sign_in.request["params"]]
+    sso, client = sign_in.sso, sign_in.application
+    items = [tuple(item) for item in sign_in.pending.request["params"]]
     provider = Provider(sso, client)
     oauth_request = _oauth_request(sso, "/oidc/authorize", items)
     grant = provider.get_consent_grant(oauth_request)

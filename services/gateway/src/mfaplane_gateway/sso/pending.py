@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_gateway.sso.applications import Application
+from mfaplane_gateway.sso.config import SSOConfig
 
 LIFETIME = timedelta(minutes=15)  # long enough to set MFA up on the way
 
@@ -29,6 +31,16 @@ class PendingSignIn:
     application_id: uuid.UUID
     protocol: str
     request: dict[str, Any]  # what the application asked, as its protocol module needs it again
+
+
+@dataclass(frozen=True)
+class ApplicationSignIn:
+    """A pending sign-in taken up again by a sign-in step, with its application as it is now."""
+
+    token: str
+    pending: PendingSignIn
+    application: Application
+    sso: SSOConfig
 
 
 def token_hash(token: str) -> bytes:
@@ -60,6 +72,22 @@ async def finish(pool: asyncpg.Pool, token: str, now: datetime) -> None:
                                "AND finished_at IS NULL AND expires_at > $2 RETURNING 1", token_hash(token), now)
     if done is None:
         raise expired()
+
+
+async def keep_response(pool: asyncpg.Pool, token: str, response: str) -> None:
+    """A finished SAML sign-in's signed response, for the page that posts it."""
+    await pool.execute("UPDATE pending_sign_ins SET response = $2 WHERE token_hash = $1", token_hash(token), response)
+
+
+async def take_response(pool: asyncpg.Pool, token: str, now: datetime) -> tuple[PendingSignIn, str]:
+    """The response kept for `token`, once: it is gone after."""
+    row = await pool.fetchrow(
+        "UPDATE pending_sign_ins p SET response = NULL FROM pending_sign_ins old WHERE p.token_hash = $1 "
+        "AND old.token_hash = p.token_hash AND p.response IS NOT NULL AND p.expires_at > $2 "
+        "RETURNING p.application_id, p.protocol, p.request, old.response", token_hash(token), now)
+    if row is None:
+        raise expired()
+    return PendingSignIn(row["application_id"], row["protocol"], json.loads(row["request"])), row["response"]
 
 
 def expired() -> Rejected:

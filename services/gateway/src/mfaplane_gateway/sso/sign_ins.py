@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime
 from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder
 from mfaplane_gateway.read_models import LIVE_TABLES
-from mfaplane_gateway.sso import oidc, pending
-from mfaplane_gateway.sso.applications import ACTOR, Application, application
+from mfaplane_gateway.sso import oidc, pending, saml
+from mfaplane_gateway.sso.applications import ACTOR, application
 from mfaplane_gateway.sso.config import SignInProof, SSOConfig, not_configured
-from mfaplane_gateway.sso.pending import PendingSignIn
+from mfaplane_gateway.sso.pending import ApplicationSignIn
 
-Finisher = Callable[[Runtime, SSOConfig, Application, PendingSignIn, SignInProof], Awaitable[str]]
-FINISHERS: dict[str, Finisher] = {"oidc": oidc.authorization_redirect}
-
-
-@dataclass(frozen=True)
-class ApplicationSignIn:
-    token: str
-    pending: PendingSignIn
-    application: Application
-    sso: SSOConfig
+Finisher = Callable[[Runtime, ApplicationSignIn, SignInProof], Awaitable[str]]
+FINISHERS: dict[str, Finisher] = {"oidc": oidc.authorization_redirect, "saml": saml.response_page}
 
 
 async def resume(runtime: Runtime, sso: SSOConfig | None, forward: Forwarder, token: str) -> ApplicationSignIn:
@@ -65,7 +56,7 @@ async def finish(runtime: Runtime, sign_in: ApplicationSignIn, forward: Forwarde
                                        principal_id)
     proof = SignInProof.now(str(principal_id), email, name or email, mfa_used)
     finisher = FINISHERS[sign_in.pending.protocol]
-    redirect = await finisher(runtime, sign_in.sso, sign_in.application, sign_in.pending, proof)
+    redirect = await finisher(runtime, sign_in, proof)
     await record(forward, principal_id, sign_in, "signed_in", _reason(sign_in, mfa_used), mfa_used, source)
     return redirect
 
