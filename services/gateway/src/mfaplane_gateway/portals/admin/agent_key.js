@@ -1,5 +1,6 @@
 // A system agent key for one Linux or Mac system (docs/agents.md): minted from a stepped-up session, shown
 // once with what the host needs to install the agent. The key goes into a file, never on a command line.
+// An SSO application's key of the same kind is its OpenID Connect client secret (docs/sso.md).
 
 import { copyButton, formatDate, h } from "./common/ui.js";
 import { withStepUp } from "./step_up.js";
@@ -59,17 +60,33 @@ function macSteps(system, gateway) {
       h("dt", {}, "System id"), h("dd", {}, h("code", {}, system.id))));
 }
 
+function applicationSteps(system) {
+  return h("p", {}, `${system.name} sends it with its client id, `, h("code", {}, system.id),
+    ", to the token endpoint (client_secret_basic or client_secret_post).");
+}
+
+// What the key is called (`one`: with its article), in its name (after the system's), on its copy button.
+const AGENT_KEY = { noun: "agent key", one: "an agent key", suffix: " agent", copy: "Copy key",
+  text: "This is the only time the key is shown: copy it now. It decides logins on this system only." };
+const CLIENT_SECRET = { noun: "client secret", one: "a client secret", suffix: " client secret", copy: "Copy client secret",
+  text: "This is the only time the secret is shown: copy it now. It signs users in to this application only." };
+const isApplication = (system) => system.kind === "sso_application";
+const keyOf = (system) => (isApplication(system) ? CLIENT_SECRET : AGENT_KEY);
+const capitalized = (text) => `${text[0].toUpperCase()}${text.slice(1)}`;
+
 function showKey(system, issued, gateway) {
   const plainHttp = new URL(gateway).protocol === "http:" && !isLoopback(gateway);
+  const application = isApplication(system);
+  const kind = keyOf(system);
   actionDialog({
-    title: `Agent key for ${system.name}`,
-    text: "This is the only time the key is shown: copy it now. It decides logins on this system only.",
+    title: `${capitalized(kind.noun)} for ${system.name}`,
+    text: kind.text,
     content: h("div", {},
-      h("div", {}, h("code", { id: "agent-key", class: "secret" }, issued.key), copyButton("Copy key", () => issued.key)),
+      h("div", {}, h("code", { id: "agent-key", class: "secret" }, issued.key), copyButton(kind.copy, () => issued.key)),
       h("p", { class: "hint" }, `Expires ${formatDate(issued.expires_at)}. Revoke it if it leaks, and mint a new one.`),
-      plainHttp ? h("p", { class: "notice" }, "This console is served over plain http: the agent accepts http only to a ",
-        "loopback address, so give --gateway-url the gateway's https address.") : null,
-      system.kind === "linux" ? linuxSteps(system, gateway) : macSteps(system, gateway)),
+      plainHttp && !application ? h("p", { class: "notice" }, "This console is served over plain http: the agent accepts ",
+        "http only to a loopback address, so give --gateway-url the gateway's https address.") : null,
+      application ? applicationSteps(system) : system.kind === "linux" ? linuxSteps(system, gateway) : macSteps(system, gateway)),
     confirmLabel: "Done", cancelLabel: null, wide: true,
     onConfirm: () => {},
   });
@@ -80,10 +97,11 @@ function showKey(system, issued, gateway) {
  * Returns what to tell the admin, or null when they cancelled.
  */
 export async function addAgentKey(api, { stepUp, apiBase }, system) {
-  const name = `${system.name.slice(0, NAME_MAX - " agent".length)} agent`;
-  const issued = await withStepUp(stepUp, `mint an agent key for ${system.name}`,
+  const { noun, one, suffix } = keyOf(system);
+  const name = `${system.name.slice(0, NAME_MAX - suffix.length)}${suffix}`;
+  const issued = await withStepUp(stepUp, `mint ${one} for ${system.name}`,
     () => api.post("/api-keys", { role: "system_agent", name, system_id: system.id }));
   if (!issued) return null;
   showKey(system, issued, gatewayUrl(apiBase));
-  return `Agent key \u201c${name}\u201d minted for ${system.name}.`;
+  return `${capitalized(noun)} \u201c${name}\u201d minted for ${system.name}.`;
 }

@@ -1,11 +1,13 @@
 // Systems and applications (rule 10): register, rename and delete them; whether they ask users who set up
-// MFA for a code (one switch per row, or in bulk); agent keys for Linux and Mac systems.
+// MFA for a code (one switch per row, or in bulk); agent keys for Linux and Mac systems; how an SSO
+// application signs its users in, and its client secrets.
 
 import { errorBox, field, focusHeading, h } from "./common/ui.js";
 import { addAgentKey } from "./agent_key.js";
+import { editSignIn } from "./sign_in_settings.js";
 import { actionDialog, asOf, keepingFocus, menuButton } from "./widgets.js";
 
-const KINDS = { linux: "Linux (SSH login)", macos: "Mac (desktop login)", sso_application: "SSO / SAML application" };
+const KINDS = { linux: "Linux (SSH login)", macos: "Mac (desktop login)", sso_application: "SSO application" };
 const HAS_AGENT = new Set(["linux", "macos"]);
 const PAGE_SIZE = 25;
 const NAME_MAX = 200;
@@ -93,13 +95,18 @@ export function systemsView(api, main, context) {
     updateSelection();
   }
 
+  const addKey = (system) => attempt(async () => {
+    const minted = await addAgentKey(api, context, system);
+    if (minted) tell(minted);
+  });
+
   function rowActions(system) {
     const menu = menuButton("Actions", [
       { label: "Rename", onSelect: () => renameDialog(system) },
-      ...(HAS_AGENT.has(system.kind) ? [{ label: "Add agent key", onSelect: () => attempt(async () => {
-        const minted = await addAgentKey(api, context, system);
-        if (minted) tell(minted);
-      }) }] : []),
+      ...(HAS_AGENT.has(system.kind) ? [{ label: "Add agent key", onSelect: () => addKey(system) }] : []),
+      ...(system.kind === "sso_application" ? [
+        { label: "Sign-in settings", onSelect: () => attempt(() => editSignIn(api, system, { onSaved: tell, addSecret: () => addKey(system) })) },
+        { label: "Add client secret", onSelect: () => addKey(system) }] : []),
       { label: "Delete", onSelect: () => deleteDialog(system) },
     ]);
     menu.button.setAttribute("aria-label", `Actions for ${system.name}`);
