@@ -19,6 +19,7 @@ import anyio.abc
 import httpx
 import pytest
 
+from mfaplane_contracts.identity_events import BOUND_ROLES
 from mfaplane_devstack import Infra, Stack
 from mfaplane_eventing.clock import FileOffsetClock, set_offset
 from mfaplane_gateway import api_versions
@@ -100,10 +101,14 @@ def stack(_stack: Stack, infra: Infra, service_env: dict[str, str]) -> Stack:
 def api_keys(stack: Stack) -> dict[str, str]:
     """One API key per role, made with the identity service's bootstrap command; the system agent's is bound
     to a system of its own ("tests agent host")."""
-    keys = {role: stack.create_api_key(role, f"tests {role}") for role in ROLES if role != "system_agent"}
-    host = httpx.post(f"{stack.url('gateway')}/v1/systems", json={"name": "tests agent host", "kind": "linux"},
-                      headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30).json()["id"]
-    return {**keys, "system_agent": stack.create_api_key("system_agent", "tests system_agent", host)}
+    keys = {role: stack.create_api_key(role, f"tests {role}") for role in ROLES if role not in BOUND_ROLES}
+
+    def system(kind: str) -> str:
+        return httpx.post(f"{stack.url('gateway')}/v1/systems", json={"name": f"tests {kind}", "kind": kind},
+                          headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30).json()["id"]
+
+    return {**keys, "system_agent": stack.create_api_key("system_agent", "tests system_agent", system("linux")),
+            "sso_client": stack.create_api_key("sso_client", "tests sso_client", system("sso_application"))}
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ async def register_app(stack, admin: httpx.AsyncClient, mfa: bool, port: int) ->
     ok(await admin.put(f"/v1/systems/{app_id}/mfa", json={"enabled": mfa}))
     url = f"http://127.0.0.1:{port}"
     ok(await admin.put(f"/v1/systems/{app_id}/sign-in", json={"protocol": "oidc", "redirect_uris": [f"{url}/callback"]}))
-    secret = stack.create_api_key("system_agent", "wiki client secret", app_id)
+    secret = stack.create_api_key("sso_client", "wiki client secret", app_id)
     SHOWN_SECRETS.append(secret)
     return App(app_id, secret, url)
 

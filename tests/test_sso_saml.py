@@ -106,6 +106,8 @@ async def test_a_response_is_accepted_once_by_its_own_service_provider_and_never
     async with httpx.AsyncClient(base_url=stack.url("gateway")) as gateway:
         response = await response_for(gateway, portal, provider, email)
     xml = base64.b64decode(response).decode()
+    assert xml.count('Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"') == 2  # response, assertion
+    assert "rsa-sha1" not in xml and "xmldsig#sha1" not in xml
     tampered = base64.b64encode(xml.replace(email, "root@example.com").encode()).decode()
     with pytest.raises(SignatureError):
         accepted(provider.client, tampered, dict(provider.outstanding))

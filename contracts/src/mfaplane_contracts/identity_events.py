@@ -199,7 +199,10 @@ class SystemDeleted(_SystemEvent):
     event_type: ClassVar[str] = "SystemDeleted"
 
 
-ApiRole = Literal["admin", "auditor", "portal", "system_agent"]
+# system_agent: a protected system's agent, deciding logins to that system; sso_client: an SSO application's
+# client secret at the OpenID Connect token endpoint, and nothing else. Both are bound to their system.
+ApiRole = Literal["admin", "auditor", "portal", "system_agent", "sso_client"]
+BOUND_ROLES = ("system_agent", "sso_client")
 
 
 class _ApiKeyEvent(_IdentityEvent):

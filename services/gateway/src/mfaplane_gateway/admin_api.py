@@ -33,8 +33,10 @@ class NewApiKey(Body):
     role: ApiRole
     name: DisplayName
     expires_in_days: int = Field(default=90, ge=1, le=365, description="the key is refused after this many days")
-    system_id: uuid.UUID | None = Field(default=None, description="required for a system_agent key, and only for "
-                                                                  "one: the one system (host) it decides for")
+    system_id: uuid.UUID | None = Field(default=None, description="required for a system_agent key (the one system it "
+                                                                  "decides for) and an sso_client key (the SSO "
+                                                                  "application whose client secret it is), and only "
+                                                                  "for those")
 
 
 class IssuedApiKey(Receipt):

@@ -304,7 +304,7 @@ says which roles may call it and the problem `code`s it can answer.
 ## Calling the API
 
 Send `Authorization: Bearer <token>`: an API key (`mfp_...`) with one role (`admin`, `auditor`, `portal`,
-`system_agent`), or the session token of an admin signed in through `/v1/admin-portal`, which acts as `admin`.
+`system_agent`; `sso_client`, an SSO application's client secret, calls none of /v1), or the session token of an admin signed in through `/v1/admin-portal`, which acts as `admin`.
 Making admins or API keys needs an admin session whose code is at most {step_up} minutes old. Errors are
 RFC 9457 problem details (`application/problem+json`) with a stable `code`; every 429 and 503 carries
 `Retry-After` (seconds). A write retried with the same `Idempotency-Key` header is applied once.

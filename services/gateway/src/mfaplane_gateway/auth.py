@@ -29,7 +29,7 @@ from mfaplane_gateway.forwarding import Forwarder
 
 CACHE_SECONDS = 5.0
 PREFIX = "mfp_"  # the API key format of the identity service
-ROLES = ("admin", "auditor", "portal", "system_agent")
+ROLES = ("admin", "auditor", "portal", "system_agent", "sso_client")  # sso_client: no /v1 endpoint (sso/)
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mfp_...`")
 
 

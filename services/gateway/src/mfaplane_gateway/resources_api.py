@@ -162,8 +162,8 @@ async def switch_mfa(system_id: uuid.UUID, body: MFASwitch, caller: Admin, forwa
 async def configure_sign_in(system_id: uuid.UUID, body: SignInSettings, caller: Admin,
                             forward: ForwarderDep) -> Receipt:
     """OpenID Connect (`redirect_uris`) or SAML 2.0 (`entity_id`, `acs_urls`), replacing what was set before. The
-    application's client id is its id; its client secret is an agent key minted for it (`POST /v1/api-keys`,
-    role `system_agent`, its `system_id`). Only an `sso_application` signs users in (409 `not_an_application`)."""
+    application's client id is its id; its client secret is a key minted for it (`POST /v1/api-keys`, role
+    `sso_client`, its `system_id`). Only an `sso_application` signs users in (409 `not_an_application`)."""
     return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/sign-in", caller.actor,
                                       body.model_dump()))
 

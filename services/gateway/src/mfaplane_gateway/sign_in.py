@@ -248,7 +248,7 @@ class ApplicationToSignInTo(BaseModel):
     mfa_enabled: bool
 
 
-@user_portal.post("/application-sign-in", summary="The application a sign-in is for")
+@user_portal.post("/application-sign-in", dependencies=[CHALLENGE_LIMIT], summary="The application a sign-in is for")
 async def application_to_sign_in_to(body: ApplicationSignInBody, _: Portal, runtime: RuntimeDep,
                                     forward: ForwarderDep, request: Request) -> ApplicationToSignInTo:
     """What the sign-in page shows when an application sent the user to sign in (`?sign_in=` on its address)."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import (LOGIN_NAME_PATTERN, ApiRole, Email, LoginName, ResourceKind,
+from mfaplane_contracts.identity_events import (BOUND_ROLES, LOGIN_NAME_PATTERN, ApiRole, Email, LoginName, ResourceKind,
                                                SignInSettings, UserLoginNameChanged)
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected, Replayer
@@ -324,8 +324,8 @@ class NewApiKey(Body):
 
     @model_validator(mode="after")
     def _agent_keys_name_their_system(self) -> NewApiKey:
-        if (self.role == "system_agent") != (self.system_id is not None):
-            raise ValueError("system_id is required for a system_agent key and only for one")
+        if (self.role in BOUND_ROLES) != (self.system_id is not None):
+            raise ValueError("system_id is required for a system_agent or sso_client key, and only for those")
         return self
 
 

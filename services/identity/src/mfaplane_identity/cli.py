@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from typing import get_args
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from mfaplane_contracts.identity_events import ApiRole
 from mfaplane_eventing import clock, db
 from mfaplane_eventing.event_store import Cause, EventStore
 from mfaplane_eventing.service import CliCommand
@@ -53,11 +55,11 @@ CREATE_API_KEY = CliCommand(
     help="create an API key and print it once (bootstraps the first admin key)",
     run=_create_api_key,
     arguments=(
-        (("--role",), {"required": True, "choices": ["admin", "auditor", "portal", "system_agent"]}),
+        (("--role",), {"required": True, "choices": list(get_args(ApiRole))}),
         (("--name",), {"required": True}),
         (("--expires-in-days",), {"type": int, "default": api_keys.DEFAULT_LIFETIME.days,
                                   "help": f"1 to {api_keys.MAX_LIFETIME.days} (default: %(default)s)"}),
-        (("--system-id",), {"type": uuid.UUID, "help": "a system_agent key's system (required for that role)"}),
+        (("--system-id",), {"type": uuid.UUID, "help": "a system_agent or sso_client key's system (required for those roles)"}),
     ),
 )
 

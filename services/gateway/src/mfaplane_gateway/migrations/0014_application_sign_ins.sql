@@ -14,9 +14,13 @@ CREATE TABLE IF NOT EXISTS pending_sign_ins (
 CREATE INDEX IF NOT EXISTS pending_sign_ins_expiry ON pending_sign_ins (expires_at);
 
 -- An authorization code is redeemed once (used_at); a second try revokes what the first one gave.
+-- Codes and tokens name their user and when the sign-in ended: one cut off since (principal_cutoffs)
+-- is refused.
 CREATE TABLE IF NOT EXISTS oidc_codes (
     code_hash      bytea PRIMARY KEY,
     application_id uuid NOT NULL,
+    principal_id   uuid NOT NULL,
+    authenticated_at timestamptz NOT NULL,
     grant_data     jsonb NOT NULL,
     expires_at     timestamptz NOT NULL,
     used_at        timestamptz
@@ -26,6 +30,8 @@ CREATE INDEX IF NOT EXISTS oidc_codes_expiry ON oidc_codes (expires_at);
 CREATE TABLE IF NOT EXISTS oidc_access_tokens (
     token_hash     bytea PRIMARY KEY,
     code_hash      bytea NOT NULL,
+    principal_id   uuid NOT NULL,
+    authenticated_at timestamptz NOT NULL,
     claims         jsonb NOT NULL,
     expires_at     timestamptz NOT NULL
 );

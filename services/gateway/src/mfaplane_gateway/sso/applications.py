@@ -2,8 +2,9 @@
 switch and its sign-in settings, read from identity's current state, never from a projection, so that
 a redirect URI removed or an application deleted is refused at once.
 
-An application's client secret is an API key of the `system_agent` role bound to it (the same kind of
-key a system's agent holds): identity keeps only its hash, revokes and expires it, and lists it.
+An application's client secret is an API key of the `sso_client` role bound to it: identity keeps only
+its hash, revokes and expires it, and lists it. That role calls nothing of the /v1 API: a client secret,
+which every relying party's configuration holds, cannot check passwords or codes at the decision endpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Application:
     acs_urls: tuple[str, ...] = ()
     verified_secret: str | None = field(default=None, repr=False)  # the secret presented, once identity accepted it
 
+    def returns_to(self, url: str) -> bool:
+        """Whether signed-in users may be sent back to `url` (a redirect URI, an ACS URL): registered, byte for byte."""
+        return url in (self.redirect_uris if self.protocol == "oidc" else self.acs_urls)
+
     def get_client_id(self) -> str:
         return str(self.id)
 
@@ -39,7 +44,7 @@ class Application:
         return None  # every request names its redirect URI, which must be one registered, byte for byte
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris
+        return self.protocol == "oidc" and self.returns_to(redirect_uri)
 
     def get_allowed_scope(self, scope: str) -> str:
         return " ".join(s for s in scope.split() if s in SCOPES)
@@ -82,5 +87,5 @@ async def verify_secret(forward: Forwarder, client: Application, secret: str) ->
         if refused.status >= 500:
             raise
         return
-    if key["role"] == "system_agent" and key["system_id"] == str(client.id):
+    if key["role"] == "sso_client" and key["system_id"] == str(client.id):
         client.verified_secret = secret

@@ -21,12 +21,15 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
+import asyncpg
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749 import InvalidRequestError, grants
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
@@ -41,6 +44,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import SCOPES, Application, application, verify_secret
 from mfaplane_gateway.sso.config import SSODep, SignInProof, SSOConfig
@@ -48,6 +52,9 @@ from mfaplane_gateway.sso.pending import ApplicationSignIn, PendingSignIn, token
 
 # Described by the discovery document (and docs/sso.md), not by the /v1 API's OpenAPI: no API key, OAuth's errors.
 router = APIRouter(include_in_schema=False)
+AUTHORIZATION_PARAMETERS = frozenset({"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+                                      "code_challenge", "code_challenge_method", "prompt", "response_mode"})
+MAX_PARAMETER_LENGTH = 2000  # a redirect URI's limit; state and nonce are far shorter in practice
 CODE_LIFETIME = timedelta(minutes=1)
 ACCESS_TOKEN_SECONDS = 300
 ID_TOKEN_SECONDS = 300
@@ -89,6 +96,8 @@ class _Code:
     """An authorization code as authlib reads it back (AuthorizationCodeMixin)."""
 
     grant: dict[str, Any]
+    principal_id: uuid.UUID | None = None
+    authenticated_at: datetime | None = None
 
     def get_redirect_uri(self) -> str:
         return self.grant["redirect_uri"]
@@ -227,6 +236,7 @@ async def discovery(sso: SSODep) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "email", "name"],
         "acr_values_supported": list(SignInProof.ACR_VALUES),
+        "authorization_response_iss_parameter_supported": True,
     }
 
 
@@ -239,10 +249,10 @@ def _oauth_request(sso: SSOConfig, path: str, items: list[tuple[str, str]], head
     return _Request("POST" if headers is not None else "GET", f"{sso.issuer}{path}", items, headers)
 
 
-@router.get("/oidc/authorize", summary="Authorization endpoint (code flow with PKCE)")
+@router.get("/oidc/authorize", dependencies=[CHALLENGE_LIMIT], summary="Authorization endpoint (code flow with PKCE)")
 async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward: ForwarderDep) -> Response:
     """Checks the application's request, keeps it, and sends the browser to the user portal to sign in."""
-    items = list(request.query_params.multi_items())
+    items = _authorization_parameters(request)
     client = await application(forward, dict(items).get("client_id", ""), "oidc")
     provider = Provider(sso, client)
     oauth_request = _oauth_request(sso, "/oidc/authorize", items)
@@ -252,8 +262,18 @@ async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward:
         if error.redirect_uri:
             return provider.handle_error_response(oauth_request, error)
         raise Rejected("invalid_authorization_request", error.description or error.error, 400) from None
-    token = await pending.keep(runtime.pool, PendingSignIn(client.id, "oidc", {"params": items}), runtime.clock.now())
+    kept = PendingSignIn(client.id, "oidc", {"params": items, "return_to": oauth_request.payload.redirect_uri})
+    token = await pending.keep(runtime.pool, kept, runtime.clock.now())
     return RedirectResponse(sso.sign_in_page(token), status_code=303)
+
+
+def _authorization_parameters(request: Request) -> list[tuple[str, str]]:
+    """The request's parameters of this protocol, each of a bounded length: nothing else is kept."""
+    items = [(key, value) for key, value in request.query_params.multi_items() if key in AUTHORIZATION_PARAMETERS]
+    if any(len(value) > MAX_PARAMETER_LENGTH for _, value in items):
+        raise Rejected("invalid_authorization_request",
+                       f"A parameter of the authorization request is longer than {MAX_PARAMETER_LENGTH} characters.", 400)
+    return items
 
 
 async def authorization_redirect(runtime: Runtime, sign_in: ApplicationSignIn, proof: SignInProof) -> str:
@@ -272,26 +292,31 @@ async def authorization_redirect(runtime: Runtime, sign_in: ApplicationSignIn, p
                   "auth_time": proof.auth_time, "acr": proof.acr, "amr": list(proof.amr)}
     now = runtime.clock.now()
     await runtime.pool.execute(
-        "INSERT INTO oidc_codes (code_hash, application_id, grant_data, expires_at) VALUES ($1, $2, $3, $4)",
-        token_hash(provider.saved_code), client.id, json.dumps(grant_data), now + CODE_LIFETIME)
-    return response.headers["location"]
+        "INSERT INTO oidc_codes (code_hash, application_id, principal_id, authenticated_at, grant_data, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)", token_hash(provider.saved_code), client.id, uuid.UUID(proof.subject), now,
+        json.dumps(grant_data), now + CODE_LIFETIME)
+    return add_params_to_uri(response.headers["location"], [("iss", sso.issuer)])  # RFC 9207: against mix-ups
 
 
-@router.post("/oidc/token", summary="Token endpoint")
+@router.post("/oidc/token", dependencies=[CHALLENGE_LIMIT], summary="Token endpoint")
 async def token(request: Request, sso: SSODep, runtime: RuntimeDep, forward: ForwarderDep) -> Response:
+    """The code redeemed, authlib's answer made and its access token stored in one transaction: a second
+    redemption of the same code waits for it, then revokes the token it gave."""
     items = await _form(request)
     client = await _authenticated_client(request, items, forward)
     code = dict(items).get("code")
-    redeemed = await _redeem(runtime, client, code) if client and code else None
-    provider = Provider(sso, client, redeemed)
-    response = provider.create_token_response(_oauth_request(sso, "/oidc/token", items, request.headers))
-    if provider.saved_token:
-        assert redeemed is not None and code is not None
-        await runtime.pool.execute(
-            "INSERT INTO oidc_access_tokens (token_hash, code_hash, claims, expires_at) VALUES ($1, $2, $3, $4)",
-            token_hash(provider.saved_token["access_token"]), token_hash(code),
-            json.dumps(dict(claims_for(redeemed.grant["user"], redeemed.get_scope()))),
-            runtime.clock.now() + timedelta(seconds=ACCESS_TOKEN_SECONDS))
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        redeemed = await _redeem(conn, runtime.clock.now(), client, code) if client and code else None
+        provider = Provider(sso, client, redeemed)
+        response = provider.create_token_response(_oauth_request(sso, "/oidc/token", items, request.headers))
+        if provider.saved_token:
+            assert redeemed is not None and code is not None
+            await conn.execute(
+                "INSERT INTO oidc_access_tokens (token_hash, code_hash, principal_id, authenticated_at, claims, "
+                "expires_at) VALUES ($1, $2, $3, $4, $5, $6)", token_hash(provider.saved_token["access_token"]),
+                token_hash(code), redeemed.principal_id, redeemed.authenticated_at,
+                json.dumps(dict(claims_for(redeemed.grant["user"], redeemed.get_scope()))),
+                runtime.clock.now() + timedelta(seconds=ACCESS_TOKEN_SECONDS))
     return response
 
 
@@ -317,29 +342,36 @@ async def _authenticated_client(request: Request, items: list[tuple[str, str]],
     return client
 
 
-async def _redeem(runtime: Runtime, client: Application, code: str) -> _Code | None:
-    """The code's grant, if it is this application's, unexpired and redeemed for the first time now; a code
-    redeemed before revokes the access token it gave."""
+async def _redeem(conn: asyncpg.Connection, now: datetime, client: Application, code: str) -> _Code | None:
+    """The code's grant, if it is this application's, unexpired, its user not cut off since (deleted, password
+    changed, sessions ended) and redeemed for the first time now; a code redeemed before revokes the access
+    token it gave."""
     if client.verified_secret is None:
         return None  # authlib refuses the client: the code stays good for the application that holds it
-    now = runtime.clock.now()
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "UPDATE oidc_codes SET used_at = $3 WHERE code_hash = $1 AND application_id = $2 AND used_at IS NULL "
-            "RETURNING grant_data, expires_at", token_hash(code), client.id, now)
-        if row is None:
-            await conn.execute("DELETE FROM oidc_access_tokens WHERE code_hash = $1 AND EXISTS (SELECT FROM oidc_codes "
-                               "WHERE code_hash = $1 AND application_id = $2)", token_hash(code), client.id)
-            return None
-    return _Code(json.loads(row["grant_data"])) if row["expires_at"] > now else None
+    row = await conn.fetchrow(
+        "UPDATE oidc_codes SET used_at = $3 WHERE code_hash = $1 AND application_id = $2 AND used_at IS NULL "
+        f"AND {NOT_CUT_OFF.format(table='oidc_codes')} "
+        "RETURNING grant_data, expires_at, principal_id, authenticated_at", token_hash(code), client.id, now)
+    if row is None:
+        await conn.execute("DELETE FROM oidc_access_tokens WHERE code_hash = $1 AND EXISTS (SELECT FROM oidc_codes "
+                           "WHERE code_hash = $1 AND application_id = $2)", token_hash(code), client.id)
+        return None
+    if row["expires_at"] <= now:
+        return None
+    return _Code(json.loads(row["grant_data"]), row["principal_id"], row["authenticated_at"])
 
 
-@router.api_route("/oidc/userinfo", methods=["GET", "POST"], summary="UserInfo endpoint")
+# A code or access token is refused once its user was cut off after it was issued (sessions.py's cutoffs).
+NOT_CUT_OFF = ("NOT EXISTS (SELECT FROM principal_cutoffs c WHERE c.principal_id = {table}.principal_id "
+               "AND c.not_before >= {table}.authenticated_at)")
+
+
+@router.api_route("/oidc/userinfo", methods=["GET", "POST"], dependencies=[CHALLENGE_LIMIT], summary="UserInfo endpoint")
 async def userinfo(request: Request, sso: SSODep, runtime: RuntimeDep) -> Response:
     scheme, _, access_token = request.headers.get("authorization", "").partition(" ")
     claims = access_token and scheme.lower() == "bearer" and await runtime.pool.fetchval(
-        "SELECT claims FROM oidc_access_tokens WHERE token_hash = $1 AND expires_at > $2",
-        token_hash(access_token), runtime.clock.now())
+        "SELECT claims FROM oidc_access_tokens WHERE token_hash = $1 AND expires_at > $2 "
+        f"AND {NOT_CUT_OFF.format(table='oidc_access_tokens')}", token_hash(access_token), runtime.clock.now())
     if not claims:
         return JSONResponse({"error": "invalid_token"}, status_code=401,
                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"', **NO_STORE})

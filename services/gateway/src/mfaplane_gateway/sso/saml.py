@@ -33,10 +33,12 @@ from saml2.metadata import create_metadata_string
 from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_PERSISTENT, NameID
 from saml2.server import Server
 from saml2.sigver import get_xmlsec_binary
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.forwarding import ForwarderDep
+from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import Application, application
 from mfaplane_gateway.sso.config import SignInProof, SSOConfig, SSODep
@@ -46,6 +48,7 @@ from mfaplane_gateway.sso.signing_keys import SigningKey
 # Described by each application's metadata (and docs/sso.md), not by the /v1 API's OpenAPI.
 router = APIRouter(include_in_schema=False)
 ASSERTION_MINUTES = 5
+MAX_RELAY_STATE_BYTES = 80
 EMAIL = "urn:oid:0.9.2342.19200300.100.1.3"  # eduPerson/X.500 names, as most service providers map them
 DISPLAY_NAME = "urn:oid:2.16.840.1.113730.3.1.241"
 
@@ -107,9 +110,9 @@ class IdentityProvider:
         if issuer != self.app.entity_id:
             raise _refused("The SAML request is not from this application's entity id.")
         acs = request.assertion_consumer_service_url or self.app.acs_urls[0]
-        if acs not in self.app.acs_urls:
+        if not self.app.returns_to(acs):
             raise _refused("The SAML request asks for an assertion consumer service URL that is not registered.")
-        return {"id": request.id, "acs_url": acs}
+        return {"id": request.id, "acs_url": acs, "return_to": acs}
 
     def signed_response(self, sign_in: PendingSignIn, proof: SignInProof) -> str:
         """The base64 of the signed Response, for the HTTP-POST binding."""
@@ -120,7 +123,8 @@ class IdentityProvider:
             name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=proof.subject, sp_name_qualifier=self.app.entity_id,
                            name_qualifier=self.entity_id),
             authn={"class_ref": proof.acr, "authn_auth": self.entity_id},
-            sign_assertion=True, sign_response=True)
+            sign_assertion=True, sign_response=True,
+            sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)  # pysaml2's defaults are SHA-1
         return base64.b64encode(str(response).encode()).decode()
 
 
@@ -143,13 +147,13 @@ async def _identity_provider(sso: SSOConfig, forward: Any, application_id: str) 
     return IdentityProvider(sso, app)
 
 
-@router.get("/saml/{application_id}/metadata")
+@router.get("/saml/{application_id}/metadata", dependencies=[CHALLENGE_LIMIT])
 async def metadata(application_id: str, sso: SSODep, forward: ForwarderDep) -> Response:
     idp = await _identity_provider(sso, forward, application_id)
     return Response(idp.metadata(), media_type="application/samlmetadata+xml")
 
 
-@router.api_route("/saml/{application_id}/sso", methods=["GET", "POST"])
+@router.api_route("/saml/{application_id}/sso", methods=["GET", "POST"], dependencies=[CHALLENGE_LIMIT])
 async def single_sign_on(application_id: str, request: Request, sso: SSODep, runtime: RuntimeDep,
                          forward: ForwarderDep) -> Response:
     """An AuthnRequest, by HTTP-Redirect (query) or HTTP-POST (form): checked, kept, and the browser sent to sign in."""
@@ -157,8 +161,10 @@ async def single_sign_on(application_id: str, request: Request, sso: SSODep, run
     params, binding = await _message(request)
     if "SAMLRequest" not in params:
         raise _refused("No SAMLRequest.")
-    checked = idp.checked_request(params["SAMLRequest"], binding)
-    checked["relay_state"] = params.get("RelayState")
+    relay_state = params.get("RelayState")
+    if relay_state is not None and len(relay_state.encode()) > MAX_RELAY_STATE_BYTES:
+        raise _refused(f"RelayState is longer than {MAX_RELAY_STATE_BYTES} bytes (SAML bindings, section 3.4.3).")
+    checked = {**idp.checked_request(params["SAMLRequest"], binding), "relay_state": relay_state}
     token = await pending.keep(runtime.pool, PendingSignIn(idp.app.id, "saml", checked), runtime.clock.now())
     return RedirectResponse(sso.sign_in_page(token), status_code=303)
 
@@ -178,7 +184,7 @@ async def response_page(runtime: Runtime, sign_in: ApplicationSignIn, proof: Sig
     return f"{sign_in.sso.issuer}/saml/{sign_in.application.id}/respond/{sign_in.token}"
 
 
-@router.get("/saml/{application_id}/respond/{token}")
+@router.get("/saml/{application_id}/respond/{token}", dependencies=[CHALLENGE_LIMIT])
 async def respond(application_id: str, token: str, runtime: RuntimeDep) -> HTMLResponse:
     """The page that posts the signed response to the ACS URL; served once per sign-in."""
     sign_in, response = await pending.take_response(runtime.pool, token, runtime.clock.now())

@@ -35,6 +35,9 @@ async def resume(runtime: Runtime, sso: SSOConfig | None, forward: Forwarder, to
     if found is None:
         raise Rejected("application_not_found", "The application this sign-in is for no longer signs users in "
                        "here: ask its administrator.", 404)
+    if not found.returns_to(waiting.request["return_to"]):
+        raise Rejected("application_sign_in_changed", "The application's sign-in settings changed since this "
+                       "sign-in began: go back to the application and sign in again.", 409)
     return ApplicationSignIn(token, waiting, found, sso)
 
 

@@ -100,7 +100,8 @@ export async function addAgentKey(api, { stepUp, apiBase }, system) {
   const { noun, one, suffix } = keyOf(system);
   const name = `${system.name.slice(0, NAME_MAX - suffix.length)}${suffix}`;
   const issued = await withStepUp(stepUp, `mint ${one} for ${system.name}`,
-    () => api.post("/api-keys", { role: "system_agent", name, system_id: system.id }));
+    () => api.post("/api-keys", { role: isApplication(system) ? "sso_client" : "system_agent", name,
+      system_id: system.id }));
   if (!issued) return null;
   showKey(system, issued, gatewayUrl(apiBase));
   return `${capitalized(noun)} \u201c${name}\u201d minted for ${system.name}.`;
