@@ -80,6 +80,13 @@ USER 10001:10001
 # --- runtime: the interpreter, the virtual environment and an unprivileged user ------------------
 FROM python:3.11.14-slim-trixie AS runtime
 
+# The gateway signs SAML assertions with Debian's xmlsec1 (pysaml2 runs /usr/bin/xmlsec1). Not pinned to
+# a Debian version: the base image's tag fixes the release, and a rebuild takes its security fixes.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends xmlsec1 \
+ && rm -rf /var/lib/apt/lists/*
+
 LABEL org.opencontainers.image.title="mfaplane" \
       org.opencontainers.image.description="Event-sourced TOTP MFA platform: identity, mfa, scheduler, notifier, gateway" \
       org.opencontainers.image.licenses="Proprietary"

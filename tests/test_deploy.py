@@ -50,11 +50,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS, DEAD_LETTER_TOPICS, EVENT_TOPICS, dead_letter_topic
 from mfaplane_devstack.kafka import ADMIN_CLIENT
+from mfaplane_devstack.signing_keys import ensure_sso_signing_key
 from mfaplane_eventing.service import database_settings
 from mfaplane_eventing.service_keys import ServiceKey
 from mfaplane_eventing.settings import ServiceSettings, from_files
 from mfaplane_gateway import bulk
 from mfaplane_gateway.settings import GatewaySettings
+from mfaplane_gateway.sso import oidc, saml
+from mfaplane_gateway.sso.config import SSOConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -808,7 +811,8 @@ SERVICE_SECRET_FILES: dict[str, dict[str, tuple[str, str]]] = {
     "notifier": {"PASSWORD_RESET_KEY_FILE": ("mfaplane-password-reset", "key"),
                  "SMTP_USERNAME_FILE": ("mfaplane-smtp", "username"),
                  "SMTP_PASSWORD_FILE": ("mfaplane-smtp", "password")},
-    "gateway": {"GATEWAY_SIGNING_KEY_FILE": ("mfaplane-gateway-keys", "signing-key")},
+    "gateway": {"GATEWAY_SIGNING_KEY_FILE": ("mfaplane-gateway-keys", "signing-key"),
+                "SSO_SIGNING_KEYS_FILE": ("mfaplane-gateway-sso-keys", "signing-keys.pem")},
 }
 # The relay's login: set where the render makes its Secret (prod), absent where it does not (Mailpit).
 OPTIONAL_SECRET_FILES = {"SMTP_USERNAME_FILE", "SMTP_PASSWORD_FILE"}
@@ -1184,6 +1188,32 @@ def test_only_the_gateway_is_exposed(rendered: tuple[str, list[dict[str, Any]]])
     assert {path["backend"]["service"]["port"]["name"] for _, path in ingress_paths(docs)} == {"http"}
     assert not {p for _, p in backends} & {"/", "/metrics", "/healthz", "/readyz"}
     assert all(ingress["spec"]["tls"] for ingress in of_kind(docs, "Ingress"))
+
+
+def routed(path: dict[str, Any], url_path: str) -> bool:
+    """Whether an Ingress path sends requests for `url_path` to its backend."""
+    if path["pathType"] == "Exact":
+        return url_path == path["path"]
+    prefix = path["path"].rstrip("/")
+    return url_path == prefix or url_path.startswith(prefix + "/")
+
+
+def test_sso_is_served_at_the_public_url(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """PUBLIC_URL, the issuer and entity id base that applications pin, is the Ingress's host over TLS,
+    and the Ingress routes there every OpenID Connect and SAML endpoint, and the portal's sign-in page
+    they send browsers to."""
+    target, docs = rendered
+    (container,) = pod_spec(named(docs, "Deployment", "mfaplane-gateway"))["containers"]
+    public_url = urlsplit(env_values(docs, container, f"{target} gateway")["PUBLIC_URL"])
+    assert public_url.scheme == "https" and public_url.path == "", public_url
+    for ingress in of_kind(docs, "Ingress"):
+        assert {rule["host"] for rule in ingress["spec"]["rules"]} == {public_url.hostname}, target
+        assert {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]} == {public_url.hostname}, target
+    paths = [path for _, path in ingress_paths(docs)]
+    for url_path in [*(route.path for route in [*oidc.router.routes, *saml.router.routes]), "/portal/"]:
+        assert any(routed(path, url_path) for path in paths), f"{target}: the Ingress does not route {url_path}"
+    assert not routed({"path": "/oidc", "pathType": "Prefix"}, "/oidcx") and routed(
+        {"path": "/oidc", "pathType": "Prefix"}, "/oidc/token")
 
 
 def body_size_limit(ingress: dict[str, Any]) -> int:
@@ -1689,6 +1719,23 @@ def test_compose_internal_calls_use_verified_https() -> None:
         "SERVICES_CA_FILE is the CA that issued identity's and mfa's certificates"
 
 
+def test_compose_gateway_serves_sso_at_its_published_address(tmp_path: Path) -> None:
+    """PUBLIC_URL is the address compose publishes the gateway on; SSO_SIGNING_KEYS_FILE is, in the
+    gateway's own read-only folder, the key `signing-keys` writes (where the dev stack keeps it)."""
+    gateway = compose()["services"]["gateway"]
+    env = compose_env(gateway)
+    (published,) = gateway["ports"]
+    assert env["PUBLIC_URL"] == "http://" + published.rpartition(":")[0]
+    mount = compose_mount(gateway, env["SSO_SIGNING_KEYS_FILE"])
+    assert mount is not None and mount["source"] == "pki" and mount.get("read_only") and \
+        mount["volume"]["subpath"] == "mounts/gateway"
+    script = "\n".join(compose()["services"]["pki"]["command"])
+    (keys_folder,) = re.findall(r"python -m mfaplane_devstack signing-keys (\S+)", script)
+    made = f"{keys_folder}/{ensure_sso_signing_key(tmp_path).relative_to(tmp_path)}"
+    assert (made, "gateway", env["SSO_SIGNING_KEYS_FILE"].rpartition("/")[2]) in pki_puts()
+    assert not [put for put in pki_puts() if put[0] == made and put[1] != "gateway"], "the gateway's alone"
+
+
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "roles-dev.sql"
 
 
@@ -1908,3 +1955,20 @@ def test_published_development_secrets_stop_a_service_outside_development_mode()
             _settings_of("scheduler", env, service_signing_key=pem.read_text())
     mentions = {path.relative_to(K8S).parts[:2] for path in K8S.rglob("*.yaml") if "DEVELOPMENT_MODE" in path.read_text()}
     assert mentions == {("overlays", "dev")}
+
+
+def test_the_dev_overlay_sso_key_stops_the_gateway_outside_development_mode(tmp_path: Path) -> None:
+    """The dev overlay's committed SSO key, even behind a key of one's own (every key is in the JWKS, so
+    applications would accept ID tokens it signs), switches SSO on only with DEVELOPMENT_MODE."""
+    published = (K8S / "overlays/dev/sso-signing-keys.pem").read_bytes()
+    behind_own_key = tmp_path / "signing-keys.pem"
+    behind_own_key.write_bytes(ensure_sso_signing_key(tmp_path).read_bytes() + published)
+    env = {"DATABASE_URL": "postgresql://a:b@c/d", "KAFKA_BOOTSTRAP_SERVERS": "k:9093", "IDENTITY_URL": "https://i",
+           "MFA_URL": "https://m", "GATEWAY_SIGNING_KEY": "k" * 32, "PUBLIC_URL": "https://mfaplane.example.com"}
+    for keys in (K8S / "overlays/dev/sso-signing-keys.pem", behind_own_key):
+        settings = _settings_of("gateway", env | {"SSO_SIGNING_KEYS_FILE": str(keys)})
+        with pytest.raises(ValueError, match="SSO_SIGNING_KEYS_FILE holds a development key published"):
+            SSOConfig.from_settings(settings)
+        assert SSOConfig.from_settings(settings.model_copy(update={"development_mode": True})) is not None
+    own = _settings_of("gateway", env | {"SSO_SIGNING_KEYS_FILE": str(ensure_sso_signing_key(tmp_path))})
+    assert SSOConfig.from_settings(own) is not None

@@ -16,7 +16,7 @@ from types import FrameType
 from . import containers
 from .certificates import ensure_pki
 from .mail import RECEIVED_AT, envelope_recipients, read_mail
-from .signing_keys import ensure_signing_keys
+from .signing_keys import ensure_signing_keys, ensure_sso_signing_key
 from .stack import HTTPS_SERVICES, KAFKA_CLIENTS, SERVICES, Stack, default_data_dir
 from .supervisor import ChildFailed
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     pki_parser.add_argument("--api-host", action="append", default=[], metavar="SERVICE=NAME",
                             help="another name for the HTTPS certificate of identity or mfa, e.g. identity=identity; "
                                  "repeatable")
-    keys_parser = commands.add_parser("signing-keys", help="write each service's signing key and the public keys")
+    keys_parser = commands.add_parser("signing-keys", help="write each service's signing key, the public keys "
+                                                           "and the gateway's SSO signing key")
     keys_parser.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pki":
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "signing-keys":
         ensure_signing_keys(args.directory, SERVICES)
+        ensure_sso_signing_key(args.directory)
         return 0
     if args.command == "mail":
         return list_mail(args.data_dir or default_data_dir())

@@ -34,7 +34,12 @@ class SSOConfig:
     def from_settings(cls, settings: Any) -> SSOConfig | None:
         if not (settings.public_url and settings.sso_signing_keys_file):
             return None
-        return cls(settings.public_url, SigningKeys.from_file(settings.sso_signing_keys_file))
+        keys = SigningKeys.from_file(settings.sso_signing_keys_file)
+        # Every key is in the JWKS: with a published one, anyone could sign ID tokens applications accept.
+        if keys.any_published and not settings.development_mode:
+            raise ValueError("SSO_SIGNING_KEYS_FILE holds a development key published in this repository; generate "
+                             "one of your own (DEVELOPMENT_MODE=true accepts it on a development machine)")
+        return cls(settings.public_url, keys)
 
 
 async def _config(request: Request) -> SSOConfig:

@@ -27,7 +27,10 @@ from joserfc.jwk import RSAKey
 
 PEM_KEY = re.compile(rb"-----BEGIN (?:RSA )?PRIVATE KEY-----.+?-----END (?:RSA )?PRIVATE KEY-----", re.S)
 ALGORITHM = "RS256"
+MIN_BITS = 2048
 CERTIFICATE_VALIDITY = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2046, 1, 1, tzinfo=UTC))
+# The kid of the key committed for the dev overlay (deploy/k8s/overlays/dev/sso-signing-keys.pem).
+PUBLISHED_KEY_IDS = frozenset({"TgpD6TrjIZL_qZTZRJurn82zV4EdaCNNtjX0f_JoKbM"})
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,15 @@ class SigningKey:
         return self.jwk.kid
 
     @cached_property
+    def private(self) -> rsa.RSAPrivateKey:
+        key = serialization.load_pem_private_key(self.pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_BITS:
+            raise ValueError(f"SSO signing keys must be RSA keys of at least {MIN_BITS} bits")
+        return key
+
+    @cached_property
     def certificate_pem(self) -> bytes:
-        private = serialization.load_pem_private_key(self.pem, password=None)
-        assert isinstance(private, rsa.RSAPrivateKey)
+        private = self.private
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"mfaplane SSO signing key {self.kid[:16]}")])
         serial = int.from_bytes(hashlib.sha256(self.kid.encode()).digest()[:16], "big") >> 1
         certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
@@ -66,11 +75,18 @@ class SigningKeys:
         blocks = PEM_KEY.findall(Path(path).read_bytes())
         if not blocks:
             raise ValueError(f"SSO_SIGNING_KEYS_FILE {path} holds no PEM private key")
-        return cls(tuple(SigningKey(block) for block in blocks))
+        keys = tuple(SigningKey(block) for block in blocks)
+        for key in keys:
+            key.private  # refuses a key that is no RSA key of MIN_BITS now, not at the first sign-in
+        return cls(keys)
 
     @property
     def active(self) -> SigningKey:
         return self.keys[0]
+
+    @property
+    def any_published(self) -> bool:
+        return any(key.kid in PUBLISHED_KEY_IDS for key in self.keys)
 
     def jwks(self) -> dict:
         return {"keys": [key.jwk.as_dict(private=False) for key in self.keys]}
