@@ -307,3 +307,22 @@ async def test_a_tampered_id_token_is_refused_by_the_application_and_by_a_second
     with pytest.raises(BadSignatureError):
         await oauth.mfaplane.parse_id_token({**tokens, "id_token": tampered}, nonce="n-1")
     assert (await oauth.mfaplane.parse_id_token(tokens, nonce="n-1"))["email"] == email
+
+
+async def test_a_user_who_must_set_up_now_sets_up_on_the_way_and_arrives_with_mfa(stack, admin, portal,
+                                                                                 clock) -> None:
+    app = await register_app(stack, admin, mfa=True, port=free_port())
+    _, email = await new_user(admin, enrollment_days=None)
+    verifier, challenge = pkce()
+    async with httpx.AsyncClient(base_url=stack.url("gateway")) as gateway:
+        started = await gateway.get("/oidc/authorize", params=authorization_params(app, challenge))
+        token = parse_qs(urlsplit(started.headers["location"]).query)["sign_in"][0]
+        step_one = ok(await portal.post("/v1/portal/sign-in", json={"email": email, "password": PASSWORD,
+                                                                     "application_sign_in": token}))
+        assert step_one["outcome"] == "setup_required"
+        _, answer = await set_up(portal, step_one["challenge"], clock)
+        assert answer["session"] is None and len(answer["recovery_codes"]) == 10
+        code = parse_qs(urlsplit(answer["redirect_to"]).query)["code"][0]
+        tokens = ok(await redeem(gateway, app, code, verifier))
+        jwks = ok(await gateway.get("/oidc/jwks"))
+    assert rs256_verified_claims(tokens["id_token"], jwks)["amr"] == ["pwd", "otp", "mfa"]

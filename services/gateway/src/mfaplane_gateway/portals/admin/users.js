@@ -384,13 +384,21 @@ const EVENT_TEXT = {
   UserLoginNameChanged: (p) => (p.login_name ? `Login name on systems set to ${p.login_name}` : "Login name on systems removed"),
   SystemAccessDecided: (p, names) => `System login${p.login_name ? ` as ${p.login_name}` : ""} to ${names.system(p.system_id)}`
     + `${p.source ? ` from ${p.source}` : ""}: ${ACCESS_OUTCOME[p.outcome]} (${ACCESS_REASON[p.reason] || p.reason})`,
+  ApplicationSignInDecided: (p, names) => `Sign-in to ${names.system(p.system_id)} (${PROTOCOL[p.protocol]})`
+    + `${p.source ? ` from ${p.source}` : ""}: ${p.outcome === "signed_in" ? "signed in" : "refused"}`
+    + ` (${ACCESS_REASON[p.reason] || p.reason})`,
 };
+
+const PROTOCOL = { oidc: "OpenID Connect", saml: "SAML" };
+// A code checked by a login's or sign-in's own request: the history says where it was typed.
+const DECISIONS = new Set(["SystemAccessDecided", "ApplicationSignInDecided"]);
 
 const ACCESS_OUTCOME = { allow: "let in", code_required: "code asked", deny: "refused" };
 const ACCESS_REASON = {
   code_verified: "code accepted", mfa_set_up: "MFA is set up", mfa_not_set_up: "MFA not set up",
   mfa_not_enabled_on_system: "MFA is off on this system", invalid_code: "wrong code",
   code_already_used: "code already used", throttled: "code attempts paused", factor_locked: "codes locked",
+  mfa_not_enabled_on_application: "MFA is off for this application", locked_out: "locked out: enrollment period over",
 };
 
 const HISTORY_PAGE = 25;
@@ -445,7 +453,7 @@ async function history(api, id) {
   const [records, names] = await Promise.all([api.ndjson("/audit/events", { principal_id: id }), historyNames(api)]);
   const envelopes = records.map((r) => (typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope)).reverse();
   if (!envelopes.length) return h("p", {}, "No events yet.");
-  const decisions = new Map(envelopes.filter((e) => e.type === "SystemAccessDecided").map((e) => [e.correlation_id, e]));
+  const decisions = new Map(envelopes.filter((e) => DECISIONS.has(e.type)).map((e) => [e.correlation_id, e]));
   const tbody = h("tbody");
   const shown = h("p", { class: "hint", role: "status" });
   const more = h("button", { type: "button", class: "secondary" }, "Show older events");
