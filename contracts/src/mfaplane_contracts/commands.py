@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field
 
 from mfaplane_contracts.envelope import Message
-from mfaplane_contracts.mfa_events import EnrollmentDays, Scope
+from mfaplane_contracts.mfa_events import ApplicationSignIn, EnrollmentDays, Scope
 
 DEFAULT_ENROLLMENT_DAYS = 7
 CODE_PATTERN = r"^[0-9A-Za-z-]+$"  # a 6-digit TOTP code or a recovery code (letters, digits, dashes)
@@ -84,17 +84,11 @@ class DecideSystemAccess(_EnrollmentCommand):
     source: str | None = Field(default=None, max_length=255)
 
 
-class RecordApplicationSignIn(_EnrollmentCommand):
+class RecordApplicationSignIn(_EnrollmentCommand, ApplicationSignIn):
     """The gateway, the identity provider of SSO applications, records how a user's sign-in to one ended
     (its outcome was decided by the sign-in steps, each checked by its own command)."""
 
     command_type: ClassVar[str] = "RecordApplicationSignIn"
-    system_id: uuid.UUID
-    protocol: Literal["oidc", "saml"]
-    outcome: Literal["signed_in", "refused"]
-    reason: str = Field(min_length=1, max_length=64)
-    mfa_used: bool
-    source: str | None = Field(default=None, max_length=255)
 
 
 COMMANDS: tuple[type[Command], ...] = (

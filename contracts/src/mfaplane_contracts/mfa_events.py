@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.envelope import EventPayload, Message
 from mfaplane_contracts.topics import MFA_EVENTS, SCHEDULER_EVENTS
 
 Scope = Literal["user_portal", "admin_portal"]
@@ -133,18 +133,23 @@ class SystemAccessDecided(_EnrollmentEvent):
     source: str | None = Field(default=None, max_length=255)  # where the login came from, as the agent saw it
 
 
-class ApplicationSignInDecided(_EnrollmentEvent):
-    """A sign-in to an SSO application through the gateway ended: the user went back to the application
-    signed in (`mfa_used`: with a code checked on the way), or was refused (`reason`). The codes and
-    passwords checked on the way are recorded by their own events."""
+class ApplicationSignIn(Message):
+    """How a sign-in to an SSO application through the gateway ended: the user went back to the application
+    signed in (`mfa_used`: with a code checked on the way), or was refused (`reason`)."""
 
-    event_type: ClassVar[str] = "ApplicationSignInDecided"
     system_id: uuid.UUID
     protocol: Literal["oidc", "saml"]
     outcome: Literal["signed_in", "refused"]
     reason: str = Field(min_length=1, max_length=64)
     mfa_used: bool
     source: str | None = Field(default=None, max_length=255)  # the browser's address, as the gateway saw it
+
+
+class ApplicationSignInDecided(_EnrollmentEvent, ApplicationSignIn):
+    """An application sign-in's ending, on the user's history. The codes and passwords checked on the way
+    are recorded by their own events."""
+
+    event_type: ClassVar[str] = "ApplicationSignInDecided"
 
 
 class _TimerEvent(_EnrollmentEvent):

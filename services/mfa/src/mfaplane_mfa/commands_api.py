@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts import commands as c
 from mfaplane_contracts.commands import CommandReceipt
-from mfaplane_contracts.mfa_events import AccessOutcome, Scope, enrollment_id
+from mfaplane_contracts.mfa_events import AccessOutcome, ApplicationSignIn, Scope, enrollment_id
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict
@@ -229,17 +229,8 @@ async def decide_access(scope: Scope, principal_id: uuid.UUID, body: AccessBody,
     return AccessDecision(**_receipt(scope, principal_id, result), decision=decided.outcome, reason=decided.reason)
 
 
-class ApplicationSignInBody(Body):
-    system_id: uuid.UUID
-    protocol: Literal["oidc", "saml"]
-    outcome: Literal["signed_in", "refused"]
-    reason: str = Field(min_length=1, max_length=64)
-    mfa_used: bool
-    source: str | None = Field(default=None, max_length=255)
-
-
 @router.post("/application-sign-in")
-async def record_application_sign_in(scope: Scope, principal_id: uuid.UUID, body: ApplicationSignInBody,
+async def record_application_sign_in(scope: Scope, principal_id: uuid.UUID, body: ApplicationSignIn,
                                      cause: CauseDep, run: CommandsDep) -> CommandReceipt:
     command = c.RecordApplicationSignIn(**_fields(scope, principal_id, cause), **body.model_dump())
     return await _receipt_of(run, command, cause)

@@ -55,6 +55,7 @@ from mfaplane_contracts.commands import (
 )
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import (
+    ApplicationSignIn,
     ApplicationSignInDecided,
     EnrollmentExtended,
     EnrollmentPromptDismissed,
@@ -182,8 +183,8 @@ def decide(
             case DecideSystemAccess():
                 return _decide_access(state, command, now, secret, recovery_code_hashes, policy)
             case RecordApplicationSignIn():
-                return Decision((_event(ApplicationSignInDecided, command, **command.model_dump(
-                    include={"system_id", "protocol", "outcome", "reason", "mfa_used", "source"})),))
+                fields = command.model_dump(include=set(ApplicationSignIn.model_fields))
+                return Decision((_event(ApplicationSignInDecided, command, **fields),))
     except Rejected as rejection:
         return Decision(rejection=rejection)
     raise TypeError(f"not an enrollment command: {type(command).__name__}")
