@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, expect
+from saml2 import BINDING_HTTP_POST
 from saml2.client import Saml2Client
 from saml2.response import UnsolicitedResponse
 from saml2.sigver import MissingKey, SignatureError
@@ -134,3 +135,18 @@ async def test_a_request_from_an_entity_id_or_to_an_acs_url_not_registered_is_re
         problem(await gateway.get(f"/saml/{provider.id}/sso"), 400, "invalid_saml_request")
         problem(await gateway.get(f"/saml/{uuid.uuid4()}/sso?SAMLRequest=x"), 404, "application_not_found")
         problem(await gateway.get(f"/saml/{provider.id}/respond/{'x' * 43}"), 400, "application_sign_in_expired")
+
+
+async def test_a_request_by_http_post_is_taken_and_an_oversized_relay_state_is_not(stack, admin) -> None:
+    provider = await register(stack, admin, mfa=True)
+    idp = next(iter(provider.client.metadata.identity_providers()))
+    _, form = provider.client.prepare_for_authenticate(entityid=idp, relay_state="from-the-app",
+                                                       binding=BINDING_HTTP_POST)
+    saml_request = re.search(r'name="SAMLRequest" value="([^"]+)"', form["data"]).group(1)
+    async with httpx.AsyncClient(base_url=stack.url("gateway")) as gateway:
+        started = await gateway.post(f"/saml/{provider.id}/sso", data={"SAMLRequest": saml_request,
+                                                                        "RelayState": "from-the-app"})
+        assert started.status_code == 303 and "sign_in=" in started.headers["location"]
+        problem(await gateway.post(f"/saml/{provider.id}/sso", data={"SAMLRequest": saml_request,
+                                                                      "RelayState": "x" * 81}),
+                400, "invalid_saml_request")

@@ -146,7 +146,8 @@ def describe(stack: Stack) -> dict[str, str]:
     if stack.ports:
         gateway = stack.url("gateway")
         summary |= {"gateway": gateway, "api_docs": f"{gateway}/docs", "user_portal": f"{gateway}/portal",
-                    "admin_console": f"{gateway}/admin"}
+                    "admin_console": f"{gateway}/admin",
+                    "sso_discovery": f"{gateway}/.well-known/openid-configuration"}  # docs/sso.md
     summary |= {
         "mail": str(infra.maildir) if infra.maildir else f"external {infra.smtp_url}",
         "smtp": infra.smtp_url,
