@@ -11,6 +11,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_devstack import envelope_recipients, read_new, stored_ids
+from mfaplane_devstack.mail import RECEIVED_AT
 from mfaplane_notifier.settings import NotifierSettings
 from mfaplane_scheduler.firing import timer_aggregate_id
 from portal_flows import PASSWORD, new_user, ok
@@ -78,11 +80,11 @@ class MailWatch:
     def __init__(self, maildir: Path | str) -> None:
         self._maildir = maildir
         self._before = stored_ids(maildir)
-        self._read: dict[str, tuple[list[str], str]] = {}  # message id -> (recipients, subject)
+        self._read: dict[str, tuple[list[str], str, EmailMessage]] = {}  # message id -> (recipients, subject, it)
 
     def _refresh(self) -> None:
         for key, message in read_new(self._maildir, self._before | self._read.keys()).items():
-            self._read[key] = (envelope_recipients(message), str(message["Subject"]))
+            self._read[key] = (envelope_recipients(message), str(message["Subject"]), message)
 
     def count(self) -> int:
         self._refresh()
@@ -98,11 +100,23 @@ class MailWatch:
         self._refresh()
         wanted = set(addresses)
         got: dict[str, Counter] = {address: Counter() for address in wanted}
-        for recipients, subject in self._read.values():
+        for recipients, subject, _ in self._read.values():
             for to in recipients:
                 if to in wanted:
                     got[to][subject] += 1
         return got
+
+    def received(self, address: str, subject: str | None = None) -> list[EmailMessage]:
+        """The mails to `address` (of `subject`, when given) since the watch began, oldest first."""
+        self._refresh()
+        mails = [message for recipients, got, message in self._read.values()
+                 if address in recipients and subject in (None, got)]
+        return sorted(mails, key=lambda message: str(message.get(RECEIVED_AT, "")))
+
+    async def arrived(self, address: str, subject: str, count: int = 1) -> list[EmailMessage]:
+        """The mails of `subject` to `address` since the watch began, once `count` have come."""
+        return await eventually(lambda: self.received(address, subject), 60, f"{count} {subject!r} to {address}",
+                                done=lambda mails: len(mails) >= count)
 
 
 async def notifier_knows(stack, principal_ids: Iterable[str]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from fault_tools import eventually
+from fault_tools import MailWatch, eventually
 from portal_flows import ADMIN_PORTAL, PASSWORD, bearer, code_now, console_session, live_admins, ok
 from test_passwords import redeem, reset_links
 from test_reference_portals import Steps, browser, set_up_mfa, sign_in  # noqa: F401 (browser: the fixture)
@@ -54,6 +54,7 @@ async def step_up(page: Page, key: str, clock, purpose: str) -> None:
 async def test_admin_lists_adds_requires_resets_and_removes_admins_but_not_the_last(
         stack, admin, console, portal, gateway_as, clock, browser: BrowserContext) -> None:
     gateway = stack.url("gateway")
+    mail = MailWatch(stack.infra.maildir)
     steps = Steps(ARTIFACTS)
     tag = uuid.uuid4().hex[:8]
     lead_email, grace_email = f"lead-{tag}@example.com", f"grace-{tag}@example.com"
@@ -118,7 +119,7 @@ async def test_admin_lists_adds_requires_resets_and_removes_admins_but_not_the_l
     await steps.shot(page, "mfa-required")
 
     # Grace sets her password with the mailed link and sets up MFA at her first sign-in.
-    [(_, token)] = await reset_links(stack, grace_email)
+    [(_, token)] = await reset_links(mail, grace_email)
     ok(await redeem(portal, token, prefix=ADMIN_PORTAL, new=PASSWORD))
     _, grace_session = await console_session(portal, grace_email, clock)
     await settled(admin, grace, "active")

@@ -8,6 +8,7 @@ screenshot is saved under test-artifacts/console-systems/.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -182,9 +183,11 @@ async def test_admin_registers_switches_renames_finds_keys_and_deletes_systems_a
     await steps.shot(page, "deleted")
 
     # Paging: 26 systems matching a search fill a page of 25 and one more; a selection spans the pages.
-    for n in range(26):
-        made = ok(await admin.post("/v1/systems", json={"name": f"fleet-{tag}-{n:02d}", "kind": "linux"}))
+    async def registered(name: str) -> None:
+        made = ok(await admin.post("/v1/systems", json={"name": name, "kind": "linux"}))
         ok(await admin.get("/v1/systems", params={"consistent_with": made["consistency_token"], "limit": 1}))
+
+    await asyncio.gather(*(registered(f"fleet-{tag}-{n:02d}") for n in range(26)))
     await search_systems(page, f"fleet-{tag}")
     await expect(page.locator("tbody tr")).to_have_count(25)
     await expect(page.get_by_role("button", name="Previous page")).to_be_disabled()

@@ -17,8 +17,7 @@ import httpx
 import pyotp
 import pytest
 
-from fault_tools import checked_failures
-from mfaplane_devstack import read_mail, wait_for_mail
+from fault_tools import MailWatch, checked_failures
 from portal_flows import (PASSWORD, begin_setup, code_now, confirm_setup, new_user, ok, problem, set_up,
                           sign_in)
 
@@ -43,19 +42,17 @@ async def verify(portal: httpx.AsyncClient, challenge: str, code: str, prefix: s
     return await portal.post(f"{prefix}/verify", json={"challenge": challenge, "code": code})
 
 
-async def mails(stack, email: str, subject: str, count: int = 1) -> list:
+async def mails(mail: MailWatch, email: str, subject: str, count: int = 1) -> list:
     """The mails of `subject` to `email`, once `count` have arrived; then checks no more come."""
-    def caught() -> list:
-        return [m for m in read_mail(stack.infra.maildir) if m["To"] == email and m["Subject"] == subject]
-
-    await wait_for_mail(stack.infra.maildir, lambda _: len(caught()) >= count, timeout=60)
+    await mail.arrived(email, subject, count)
     await asyncio.sleep(SETTLE_SECONDS)
-    assert len(caught()) == count, [m["Subject"] for m in caught()]
-    return caught()
+    caught = mail.received(email, subject)
+    assert len(caught) == count, [m["Subject"] for m in caught]
+    return caught
 
 
-def text(mail) -> str:
-    return mail.get_body(("plain",)).get_content()
+def text(message) -> str:
+    return message.get_body(("plain",)).get_content()
 
 
 async def active_user(admin, portal, clock) -> tuple[str, str, str]:
@@ -68,6 +65,7 @@ async def active_user(admin, portal, clock) -> tuple[str, str, str]:
 
 async def test_thirty_wrong_setup_codes_then_the_right_one_hand_out_no_recovery_codes(stack, admin, portal,
                                                                                      clock) -> None:
+    mail = MailWatch(stack.infra.maildir)
     user_id, email = await new_user(admin, enrollment_days=7)
     challenge = (await sign_in(portal, email))["challenge"]
     key = await begin_setup(portal, challenge)
@@ -82,7 +80,7 @@ async def test_thirty_wrong_setup_codes_then_the_right_one_hand_out_no_recovery_
 
     assert await checked_failures(stack, user_id) == FAILURES_PER_PAUSE
     assert (await sign_in(portal, email))["outcome"] == "enrollment_prompt", "setup was not completed"
-    (paused,) = await mails(stack, email, PAUSED)
+    (paused,) = await mails(mail, email, PAUSED)
     assert "no code is accepted until" in text(paused)
 
     clock.advance(FIRST_PAUSE)  # the pause is over: the user finishes setup
@@ -111,6 +109,7 @@ async def test_the_code_just_accepted_sent_again_is_a_replay_and_never_throttles
 
 
 async def test_a_run_of_wrong_codes_is_forgotten_after_a_quiet_day(stack, admin, portal, clock) -> None:
+    mail = MailWatch(stack.infra.maildir)
     user_id, email, key = await active_user(admin, portal, clock)
     short_of_a_pause = FAILURES_PER_PAUSE - 1
     for _ in range(2):  # without decay the fifth of these eight would pause code entry
@@ -123,7 +122,7 @@ async def test_a_run_of_wrong_codes_is_forgotten_after_a_quiet_day(stack, admin,
     assert ok(await verify(portal, challenge, code_now(key, clock)))["outcome"] == "signed_in"
     assert await checked_failures(stack, user_id) == 2 * short_of_a_pause
     await asyncio.sleep(SETTLE_SECONDS)
-    assert not [m for m in read_mail(stack.infra.maildir) if m["To"] == email and m["Subject"] == PAUSED]
+    assert mail.received(email, PAUSED) == []
 
 
 @pytest.fixture
@@ -143,19 +142,21 @@ def strict_portal(stack, api_keys) -> Iterator[httpx.AsyncClient]:
 
 async def test_a_locked_factor_refuses_the_right_code_and_the_user_is_emailed(stack, admin, portal, clock,
                                                                              strict_portal) -> None:
+    mail = MailWatch(stack.infra.maildir)
     _, email, key = await active_user(admin, portal, clock)
     async with strict_portal:
         challenge = (await sign_in(strict_portal, email))["challenge"]
         for code in wrong_codes(key, clock, LOCK_AFTER):
             problem(await verify(strict_portal, challenge, code), 401, "invalid_code")
         problem(await verify(strict_portal, challenge, code_now(key, clock)), 423, "factor_locked")
-    (locked,) = await mails(stack, email, LOCKED)
+    (locked,) = await mails(mail, email, LOCKED)
     assert "until an administrator resets your MFA" in text(locked)
 
 
 @pytest.mark.parametrize("kind", ["user", "admin"])
 async def test_each_recovery_code_used_is_emailed_with_how_many_are_left(stack, admin, console, portal, clock,
                                                                          kind) -> None:
+    mail = MailWatch(stack.infra.maildir)
     if kind == "user":
         _, email = await new_user(admin, enrollment_days=7)
         prefix, subject = "/v1/portal", RECOVERY_CODE_USED
@@ -171,5 +172,5 @@ async def test_each_recovery_code_used_is_emailed_with_how_many_are_left(stack, 
         challenge = (await sign_in(portal, email, prefix=prefix))["challenge"]
         assert ok(await verify(portal, challenge, recovery_code, prefix))["outcome"] == "signed_in"
 
-    told = sorted(text(mail) for mail in await mails(stack, email, subject, count=2))
+    told = sorted(text(message) for message in await mails(mail, email, subject, count=2))
     assert "You have 8 recovery codes left." in told[0] and "You have 9 recovery codes left." in told[1]

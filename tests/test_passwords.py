@@ -18,8 +18,7 @@ import pyotp
 import pytest
 from playwright.async_api import BrowserContext, expect
 
-from fault_tools import schema
-from mfaplane_devstack import read_mail, wait_for_mail
+from fault_tools import MailWatch, eventually, schema
 from mfaplane_identity.settings import IdentitySettings
 from portal_flows import (ADMIN_PORTAL, PASSWORD, SHOWN_SECRETS, code_now, console_session, new_admin, new_user, ok,
                           problem, set_up, sign_in)
@@ -64,12 +63,12 @@ async def signs_in_with(portal: httpx.AsyncClient, email: str, password: str, pr
     return answer.json()["outcome"] if answer.status_code == 200 else answer.json()["code"]
 
 
-async def reset_links(stack, email: str, count: int = 1) -> list[tuple[str, str]]:
+async def reset_links(mail: MailWatch, email: str, count: int = 1) -> list[tuple[str, str]]:
     """(page, token) of the reset links mailed to `email`, once `count` have come; then checks no more come."""
     def mailed() -> list:
-        return [m for m in read_mail(stack.infra.maildir) if m["To"] == email and RESET_SUBJECT in m["Subject"]]
+        return [m for m in mail.received(email) if RESET_SUBJECT in m["Subject"]]
 
-    await wait_for_mail(stack.infra.maildir, lambda _: len(mailed()) >= count, timeout=60)
+    await eventually(mailed, 60, f"{count} reset links to {email}", done=lambda links: len(links) >= count)
     await asyncio.sleep(SETTLE_SECONDS)
     assert len(mailed()) == count, [m["Subject"] for m in mailed()]
     links = [LINK.search(m.get_body(("plain",)).get_content()).groups() for m in mailed()]
@@ -184,10 +183,11 @@ async def test_an_admin_changes_their_own_password_in_the_console_with_a_code(ad
 
 
 async def test_a_mailed_reset_link_works_once_ends_every_session_and_keeps_mfa(stack, admin, portal, clock) -> None:
+    mail = MailWatch(stack.infra.maildir)
     user_id, email, _, session = await mfa_user(admin, portal, clock)
     requested = ok(await admin.post(f"/v1/users/{user_id}/password-reset"))
     assert requested["expires_at"]
-    [(page, token)] = await reset_links(stack, email)
+    [(page, token)] = await reset_links(mail, email)
     assert page == stack.url("gateway") + "/portal/"
     assert await signs_in_with(portal, email, PASSWORD) == "mfa_required", "the password works until the link is used"
 
@@ -202,11 +202,12 @@ async def test_a_mailed_reset_link_works_once_ends_every_session_and_keeps_mfa(s
 
 
 async def test_a_superseded_forged_misplaced_or_expired_link_is_refused(stack, admin, portal, clock) -> None:
+    mail = MailWatch(stack.infra.maildir)
     user_id, email = await new_user(admin)
     ok(await admin.post(f"/v1/users/{user_id}/password-reset"))
-    [(_, first)] = await reset_links(stack, email)
+    [(_, first)] = await reset_links(mail, email)
     ok(await admin.post(f"/v1/users/{user_id}/password-reset"))
-    second = (await reset_links(stack, email, count=2))[1][1]
+    second = (await reset_links(mail, email, count=2))[1][1]
     session = (await sign_in(portal, email))["session"]
 
     forged_mac = second[:-1] + ("A" if second[-1] != "A" else "B")
@@ -222,13 +223,14 @@ async def test_a_superseded_forged_misplaced_or_expired_link_is_refused(stack, a
 
 
 async def test_an_admins_reset_link_goes_to_the_admin_console_only(stack, admin, console, portal, clock) -> None:
+    mail = MailWatch(stack.infra.maildir)
     admin_id, email, _ = await new_admin(console)
     _, session = await console_session(portal, email, clock)
     clock.advance(STEP)
     problem(await admin.post(f"/v1/users/{admin_id}/password-reset"), 404, "user_not_found")
     problem(await portal.post(f"/v1/admins/{admin_id}/password-reset"), 403, "forbidden")
     ok(await admin.post(f"/v1/admins/{admin_id}/password-reset"))
-    [(page, token)] = await reset_links(stack, email)
+    [(page, token)] = await reset_links(mail, email)
     assert page == stack.url("gateway") + "/admin/"
 
     problem(await redeem(portal, token), 400, "invalid_reset_token")
@@ -241,9 +243,10 @@ async def test_an_admins_reset_link_goes_to_the_admin_console_only(stack, admin,
 @pytest.mark.slow
 async def test_the_reference_user_portal_takes_a_reset_link_to_a_page_that_sets_the_password(
         stack, admin, portal, browser: BrowserContext) -> None:
+    mail = MailWatch(stack.infra.maildir)
     user_id, email = await new_user(admin)
     ok(await admin.post(f"/v1/users/{user_id}/password-reset"))
-    [(page_url, token)] = await reset_links(stack, email)
+    [(page_url, token)] = await reset_links(mail, email)
     page = await browser.new_page()
     await page.goto(f"{page_url}#reset={token}")
     await expect(page.get_by_role("heading", name="Choose a new password for the user portal")).to_be_visible()

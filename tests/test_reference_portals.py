@@ -9,7 +9,6 @@ Each step's screenshot is saved under test-artifacts/reference-portals/.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,36 +17,27 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from portal_flows import PASSWORD, SHOWN_SECRETS, code_now, ok
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "reference-portals"
 STEP = timedelta(seconds=30)
 
 
 @pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); .ci/run does"
-        pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
+async def browser(chromium: Browser) -> AsyncIterator[BrowserContext]:
+    """A new browser profile (no cookies, no storage) in the run's Chromium (tests/conftest.py)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=15_000)
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile", executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 860}, locale="en-US", timezone_id="UTC",
-        )
-        context.set_default_timeout(15_000)
-        try:
-            yield context
-        finally:
-            await context.close()
+    context = await chromium.new_context(viewport={"width": 1280, "height": 860}, locale="en-US", timezone_id="UTC")
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 class Steps:
