@@ -11,7 +11,7 @@ from collections import Counter
 
 import httpx
 
-from fault_tools import schema
+from fault_tools import eventually, schema
 from mfaplane_contracts.mfa_events import enrollment_id
 from portal_flows import new_user, ok, problem, set_up, sign_in
 
@@ -23,8 +23,13 @@ async def _events(stack, user_id: str, event_type: str) -> int:
 
 
 async def _projected(admin: httpx.AsyncClient, user_id: str, receipt: dict) -> None:
-    """Waits until the gateway has projected the command behind `receipt` (and so cut off what it ends)."""
-    ok(await admin.get(f"/v1/users/{user_id}", params={"consistent_with": receipt["consistency_token"]}))
+    """Waits until the gateway has projected the command behind `receipt` (and so cut off what it ends). The
+    user's creation travels on identity's topic, the command's on mfa's: the token waits for the second,
+    the user's row for the first."""
+    async def read() -> httpx.Response:
+        return await admin.get(f"/v1/users/{user_id}", params={"consistent_with": receipt["consistency_token"]})
+
+    ok(await eventually(read, 10, f"user {user_id} projected", done=lambda response: response.status_code != 404))
 
 
 async def test_one_challenge_opens_one_session_even_with_many_codes_at_once(admin, portal, clock) -> None:
