@@ -11,13 +11,16 @@ import base64
 import json
 import re
 import uuid
+import zlib
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, expect
-from saml2 import BINDING_HTTP_POST
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+from saml2.samlp import RequestedAuthnContext
+from saml2.saml import AuthnContextClassRef
 from saml2.client import Saml2Client
 from saml2.response import UnsolicitedResponse
 from saml2.sigver import MissingKey, SignatureError
@@ -69,9 +72,11 @@ async def response_for(gateway: httpx.AsyncClient, portal: httpx.AsyncClient, pr
     token = parse_qs(urlsplit(started.headers["location"]).query)["sign_in"][0]
     answer = ok(await portal.post("/v1/portal/sign-in", json={"email": email, "password": PASSWORD,
                                                                "application_sign_in": token}))
+    # whoever sent the AuthnRequest knows `token`: the signed response is never served under it
+    problem(await gateway.get(f"/saml/{provider.id}/respond/{token}"), 400, "application_sign_in_expired")
     page = await gateway.get(answer["redirect_to"])
     assert page.status_code == 200 and f'action="{provider.url}/acs"' in page.text
-    assert f"form-action {provider.url}" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     problem(await gateway.get(answer["redirect_to"]), 400, "application_sign_in_expired")  # served once
     return re.search(r'name="SAMLResponse" value="([^"]+)"', page.text).group(1)
 
@@ -150,3 +155,36 @@ async def test_a_request_by_http_post_is_taken_and_an_oversized_relay_state_is_n
         problem(await gateway.post(f"/saml/{provider.id}/sso", data={"SAMLRequest": saml_request,
                                                                       "RelayState": "x" * 81}),
                 400, "invalid_saml_request")
+
+
+async def test_a_request_that_inflates_past_its_bound_is_refused_before_it_is_parsed(stack, admin) -> None:
+    provider = await register(stack, admin, mfa=False)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = deflater.compress(b"<samlp:AuthnRequest>" + b"<a/>" * 3_000_000) + deflater.flush()
+    message = base64.b64encode(bomb).decode()
+    assert len(message) < 16 * 1024  # small on the wire, 12 MB once inflated
+    async with httpx.AsyncClient(base_url=stack.url("gateway")) as gateway:
+        refused = await gateway.get(f"/saml/{provider.id}/sso", params={"SAMLRequest": message})
+        assert "inflates past" in problem(refused, 400, "invalid_saml_request")["detail"]
+        assert (await gateway.get("/readyz")).status_code == 200
+
+
+async def test_a_request_asking_for_mfa_gets_a_code_or_a_refusal_whatever_the_switch(stack, admin, portal,
+                                                                                     clock) -> None:
+    provider = await register(stack, admin, mfa=False)
+    _, enrolled, _ = await enrolled_user(admin, portal, clock)
+    _, without_mfa = await new_user(admin)
+    idp = next(iter(provider.client.metadata.identity_providers()))
+    asking = RequestedAuthnContext(authn_context_class_ref=[AuthnContextClassRef(text=MFA)], comparison="exact")
+
+    async def step_one(email: str) -> httpx.Response:
+        _, info = provider.client.prepare_for_authenticate(entityid=idp, binding=BINDING_HTTP_REDIRECT,
+                                                           requested_authn_context=asking)
+        async with httpx.AsyncClient() as browser:
+            started = await browser.get(dict(info["headers"])["Location"])
+        token = parse_qs(urlsplit(started.headers["location"]).query)["sign_in"][0]
+        return await portal.post("/v1/portal/sign-in", json={"email": email, "password": PASSWORD,
+                                                              "application_sign_in": token})
+
+    assert ok(await step_one(enrolled))["outcome"] == "mfa_required"
+    problem(await step_one(without_mfa), 403, "mfa_requested_by_application")

@@ -245,7 +245,8 @@ class ApplicationSignInBody(Body):
 
 class ApplicationToSignInTo(BaseModel):
     name: str = Field(description="the application's name, to show on the sign-in page")
-    mfa_enabled: bool
+    mfa_enabled: bool = Field(description="whether a user with MFA set up gives a code: the application's switch, or "
+                                          "its request asking for MFA")
 
 
 @user_portal.post("/application-sign-in", dependencies=[CHALLENGE_LIMIT], summary="The application a sign-in is for")
@@ -253,7 +254,7 @@ async def application_to_sign_in_to(body: ApplicationSignInBody, _: Portal, runt
                                     forward: ForwarderDep, request: Request) -> ApplicationToSignInTo:
     """What the sign-in page shows when an application sent the user to sign in (`?sign_in=` on its address)."""
     to = await sign_ins.resume(runtime, request.app.state.sso, forward, body.application_sign_in)
-    return ApplicationToSignInTo(name=to.application.name, mfa_enabled=to.application.mfa_enabled)
+    return ApplicationToSignInTo(name=to.application.name, mfa_enabled=to.mfa_required)
 
 
 class StepUpBody(SessionBody):

@@ -9,7 +9,9 @@ CREATE TABLE IF NOT EXISTS pending_sign_ins (
     created_at     timestamptz NOT NULL,
     expires_at     timestamptz NOT NULL,
     finished_at    timestamptz,
-    response       text  -- SAML: the signed response, until the page that posts it is served (once)
+    -- SAML: the signed response, until the page that posts it is served (once), under a token of its own
+    response       text,
+    response_token_hash bytea UNIQUE
 );
 CREATE INDEX IF NOT EXISTS pending_sign_ins_expiry ON pending_sign_ins (expires_at);
 

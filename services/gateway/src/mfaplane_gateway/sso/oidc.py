@@ -47,13 +47,14 @@ from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import SCOPES, Application, application, verify_secret
-from mfaplane_gateway.sso.config import SSODep, SignInProof, SSOConfig
+from mfaplane_gateway.sso.config import MFA, SSODep, SignInProof, SSOConfig
 from mfaplane_gateway.sso.pending import ApplicationSignIn, PendingSignIn, token_hash
 
 # Described by the discovery document (and docs/sso.md), not by the /v1 API's OpenAPI: no API key, OAuth's errors.
 router = APIRouter(include_in_schema=False)
 AUTHORIZATION_PARAMETERS = frozenset({"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
-                                      "code_challenge", "code_challenge_method", "prompt", "response_mode"})
+                                      "code_challenge", "code_challenge_method", "prompt", "response_mode",
+                                      "acr_values"})
 MAX_PARAMETER_LENGTH = 2000  # a redirect URI's limit; state and nonce are far shorter in practice
 CODE_LIFETIME = timedelta(minutes=1)
 ACCESS_TOKEN_SECONDS = 300
@@ -262,7 +263,9 @@ async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward:
         if error.redirect_uri:
             return provider.handle_error_response(oauth_request, error)
         raise Rejected("invalid_authorization_request", error.description or error.error, 400) from None
-    kept = PendingSignIn(client.id, "oidc", {"params": items, "return_to": oauth_request.payload.redirect_uri})
+    mfa_requested = dict(items).get("acr_values", "").split() == [MFA]  # a voluntary claim, taken as a demand
+    kept = PendingSignIn(client.id, "oidc", {"params": items, "return_to": oauth_request.payload.redirect_uri,
+                                            "mfa_requested": mfa_requested})
     token = await pending.keep(runtime.pool, kept, runtime.clock.now())
     return RedirectResponse(sso.sign_in_page(token), status_code=303)
 

@@ -24,6 +24,7 @@ from mfaplane_gateway.sso.applications import Application
 from mfaplane_gateway.sso.config import SSOConfig
 
 LIFETIME = timedelta(minutes=15)  # long enough to set MFA up on the way
+RESPONSE_LIFETIME = timedelta(minutes=5)  # a signed SAML response: the assertion's own lifetime
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class ApplicationSignIn:
     pending: PendingSignIn
     application: Application
     sso: SSOConfig
+
+    @property
+    def mfa_required(self) -> bool:
+        """The application's switch, or its request admitting nothing weaker than MFA (SAML's
+        RequestedAuthnContext, OpenID Connect's acr_values)."""
+        return self.application.mfa_enabled or self.pending.request.get("mfa_requested", False)
 
 
 def token_hash(token: str) -> bytes:
@@ -74,17 +81,25 @@ async def finish(pool: asyncpg.Pool, token: str, now: datetime) -> None:
         raise expired()
 
 
-async def keep_response(pool: asyncpg.Pool, token: str, response: str) -> None:
-    """A finished SAML sign-in's signed response, for the page that posts it."""
-    await pool.execute("UPDATE pending_sign_ins SET response = $2 WHERE token_hash = $1", token_hash(token), response)
+async def keep_response(pool: asyncpg.Pool, token: str, response: str, now: datetime) -> str:
+    """Keeps a SAML sign-in's signed response for the page that posts it, for the assertion's lifetime; the
+    token of that page."""
+    respond_token = secrets.token_urlsafe(32)
+    await pool.execute("UPDATE pending_sign_ins SET response = $2, response_token_hash = $3, expires_at = $4 "
+                       "WHERE token_hash = $1", token_hash(token), response, token_hash(respond_token),
+                       now + RESPONSE_LIFETIME)
+    return respond_token
 
 
-async def take_response(pool: asyncpg.Pool, token: str, now: datetime) -> tuple[PendingSignIn, str]:
-    """The response kept for `token`, once: it is gone after."""
+async def take_response(pool: asyncpg.Pool, respond_token: str, application_id: str,
+                        now: datetime) -> tuple[PendingSignIn, str]:
+    """The response kept under `respond_token` for this application's finished sign-in, once: gone after."""
     row = await pool.fetchrow(
-        "UPDATE pending_sign_ins p SET response = NULL FROM pending_sign_ins old WHERE p.token_hash = $1 "
-        "AND old.token_hash = p.token_hash AND p.response IS NOT NULL AND p.expires_at > $2 "
-        "RETURNING p.application_id, p.protocol, p.request, old.response", token_hash(token), now)
+        "UPDATE pending_sign_ins p SET response = NULL FROM pending_sign_ins old WHERE p.response_token_hash = $1 "
+        "AND old.token_hash = p.token_hash AND p.response IS NOT NULL AND p.finished_at IS NOT NULL "
+        "AND p.protocol = 'saml' AND p.application_id::text = $2 AND p.expires_at > $3 "
+        "RETURNING p.application_id, p.protocol, p.request, old.response",
+        token_hash(respond_token), application_id, now)
     if row is None:
         raise expired()
     return PendingSignIn(row["application_id"], row["protocol"], json.loads(row["request"])), row["response"]

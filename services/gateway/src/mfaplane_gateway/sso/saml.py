@@ -9,9 +9,12 @@ sent, and an assertion for one application is never one another would accept (Au
 
 A request must come from the application's registered entity id and ask for one of its registered
 ACS URLs (or none: the first is used); anything else is a problem+json to the browser, never posted
-on. The assertion and the response are both signed; the assertion's AuthnContextClassRef says
+on, and one that inflates past 16 KiB is refused before pysaml2 reads it. A RequestedAuthnContext that
+admits only MFA makes the sign-in ask for a code whatever the application's switch (sign_ins.py). The
+assertion and the response are both signed; the assertion's AuthnContextClassRef says
 whether a code was checked (config.py), its Audience is the application, its Recipient the ACS URL.
-The signed response waits, once, on the pending sign-in, for the page that posts it (`respond`).
+The signed response waits, once, on the pending sign-in, for the page that posts it (`respond`), under a
+token of its own that only the browser that signed in learns.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from __future__ import annotations
 import base64
 import secrets
 import tempfile
+import zlib
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 from xml.sax.saxutils import quoteattr
 
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
@@ -41,13 +46,14 @@ from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import Application, application
-from mfaplane_gateway.sso.config import SignInProof, SSOConfig, SSODep
+from mfaplane_gateway.sso.config import MFA, SignInProof, SSOConfig, SSODep
 from mfaplane_gateway.sso.pending import ApplicationSignIn, PendingSignIn
 from mfaplane_gateway.sso.signing_keys import SigningKey
 
 # Described by each application's metadata (and docs/sso.md), not by the /v1 API's OpenAPI.
 router = APIRouter(include_in_schema=False)
 ASSERTION_MINUTES = 5
+MAX_REQUEST_BYTES = 16 * 1024  # an AuthnRequest is a few hundred bytes
 MAX_RELAY_STATE_BYTES = 80
 EMAIL = "urn:oid:0.9.2342.19200300.100.1.3"  # eduPerson/X.500 names, as most service providers map them
 DISPLAY_NAME = "urn:oid:2.16.840.1.113730.3.1.241"
@@ -101,7 +107,9 @@ class IdentityProvider:
         return create_metadata_string(None, config=self.config)
 
     def checked_request(self, message: str, binding: str) -> dict[str, Any]:
-        """The AuthnRequest's id and the ACS URL to answer at, once it is this application's."""
+        """The AuthnRequest's id, the ACS URL to answer at and whether it asks for MFA, once it is this
+        application's."""
+        _bounded(message, binding)
         try:
             request = self.server.parse_authn_request(message, binding).message
         except Exception as error:  # pysaml2 raises many kinds for a malformed or unsigned-when-needed request
@@ -112,7 +120,7 @@ class IdentityProvider:
         acs = request.assertion_consumer_service_url or self.app.acs_urls[0]
         if not self.app.returns_to(acs):
             raise _refused("The SAML request asks for an assertion consumer service URL that is not registered.")
-        return {"id": request.id, "acs_url": acs, "return_to": acs}
+        return {"id": request.id, "acs_url": acs, "return_to": acs, "mfa_requested": _asks_for_mfa(request)}
 
     def signed_response(self, sign_in: PendingSignIn, proof: SignInProof) -> str:
         """The base64 of the signed Response, for the HTTP-POST binding."""
@@ -126,6 +134,32 @@ class IdentityProvider:
             sign_assertion=True, sign_response=True,
             sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)  # pysaml2's defaults are SHA-1
         return base64.b64encode(str(response).encode()).decode()
+
+
+def _bounded(message: str, binding: str) -> None:
+    """Refuses a request that would inflate past MAX_REQUEST_BYTES before pysaml2, which inflates without a
+    bound, sees it: a few kilobytes of DEFLATE can hold gigabytes of XML."""
+    if len(message) > MAX_REQUEST_BYTES:
+        raise _refused(f"The SAML request is longer than {MAX_REQUEST_BYTES} characters.")
+    try:
+        inflater = zlib.decompressobj(-15)
+        inflated = inflater.decompress(base64.b64decode(message), MAX_REQUEST_BYTES + 1)
+    except (ValueError, zlib.error):
+        if binding == BINDING_HTTP_POST:
+            return  # HTTP-POST may carry the XML itself, base64 only: bounded by its length
+        raise _refused("The SAML request is not base64 of DEFLATE data.") from None
+    if len(inflated) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+        raise _refused(f"The SAML request inflates past {MAX_REQUEST_BYTES} bytes.")
+
+
+def _asks_for_mfa(request: Any) -> bool:
+    """Whether the request's RequestedAuthnContext admits nothing weaker than MFA (SAML core 3.3.2.2.1):
+    the sign-in then asks for a code, or is refused, whatever the application's switch says."""
+    requested = request.requested_authn_context
+    if requested is None or requested.comparison not in (None, "exact", "minimum"):
+        return False
+    classes = {ref.text.strip() for ref in requested.authn_context_class_ref if ref.text}
+    return classes == {MFA}
 
 
 def _service_provider_metadata(app: Application) -> str:
@@ -164,7 +198,8 @@ async def single_sign_on(application_id: str, request: Request, sso: SSODep, run
     relay_state = params.get("RelayState")
     if relay_state is not None and len(relay_state.encode()) > MAX_RELAY_STATE_BYTES:
         raise _refused(f"RelayState is longer than {MAX_RELAY_STATE_BYTES} bytes (SAML bindings, section 3.4.3).")
-    checked = {**idp.checked_request(params["SAMLRequest"], binding), "relay_state": relay_state}
+    checked = {**await anyio.to_thread.run_sync(idp.checked_request, params["SAMLRequest"], binding),
+               "relay_state": relay_state}
     token = await pending.keep(runtime.pool, PendingSignIn(idp.app.id, "saml", checked), runtime.clock.now())
     return RedirectResponse(sso.sign_in_page(token), status_code=303)
 
@@ -178,18 +213,19 @@ async def _message(request: Request) -> tuple[dict[str, str], str]:
 
 
 async def response_page(runtime: Runtime, sign_in: ApplicationSignIn, proof: SignInProof) -> str:
-    """Signs the response now, keeps it for the page that posts it, and says where that page is."""
+    """Signs the response now (xmlsec1 runs off the event loop), keeps it for the page that posts it, and says
+    where that page is: under a new token, which only the browser that signed in learns (whoever sent the
+    AuthnRequest knows the pending sign-in's token)."""
     idp = IdentityProvider(sign_in.sso, sign_in.application)
-    await pending.keep_response(runtime.pool, sign_in.token, idp.signed_response(sign_in.pending, proof))
-    return f"{sign_in.sso.issuer}/saml/{sign_in.application.id}/respond/{sign_in.token}"
+    signed = await anyio.to_thread.run_sync(idp.signed_response, sign_in.pending, proof)
+    respond_token = await pending.keep_response(runtime.pool, sign_in.token, signed, runtime.clock.now())
+    return f"{sign_in.sso.issuer}/saml/{sign_in.application.id}/respond/{respond_token}"
 
 
 @router.get("/saml/{application_id}/respond/{token}", dependencies=[CHALLENGE_LIMIT])
 async def respond(application_id: str, token: str, runtime: RuntimeDep) -> HTMLResponse:
     """The page that posts the signed response to the ACS URL; served once per sign-in."""
-    sign_in, response = await pending.take_response(runtime.pool, token, runtime.clock.now())
-    if str(sign_in.application_id) != application_id:
-        raise pending.expired()
+    sign_in, response = await pending.take_response(runtime.pool, token, application_id, runtime.clock.now())
     acs, relay_state = sign_in.request["acs_url"], sign_in.request.get("relay_state")
     nonce = secrets.token_urlsafe(16)
     fields = f'<input type="hidden" name="SAMLResponse" value={quoteattr(response)}>'
@@ -199,8 +235,9 @@ async def respond(application_id: str, token: str, runtime: RuntimeDep) -> HTMLR
             f'<form method="post" action={quoteattr(acs)}>{fields}<p>Signing you in to the application…</p>'
             f'<button type="submit">Continue</button></form>'
             f'<script nonce="{nonce}">document.forms[0].submit()</script></body></html>')
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(acs))
+    # No form-action: the form's action is the registered ACS URL, and Chromium would also hold an ACS that
+    # redirects to another origin to it.
     return HTMLResponse(page, headers={
-        "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; form-action {origin}; "
-                                   "base-uri 'none'; frame-ancestors 'none'",
+        "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; base-uri 'none'; "
+                                   "frame-ancestors 'none'",
         "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})

@@ -46,7 +46,7 @@ def status_for(sign_in: ApplicationSignIn | None, status: str, reason: str | Non
     nothing of anyone not locked out, MFA on asks a code of everyone with MFA set up (required or not)."""
     if sign_in is None or status == "expired":
         return status, reason
-    if not sign_in.application.mfa_enabled:
+    if not sign_in.mfa_required:
         return "none", None
     return ("active", reason) if status == "configured_not_required" else (status, reason)
 
@@ -54,6 +54,10 @@ def status_for(sign_in: ApplicationSignIn | None, status: str, reason: str | Non
 async def finish(runtime: Runtime, sign_in: ApplicationSignIn, forward: Forwarder, principal_id: uuid.UUID,
                  email: str, mfa_used: bool, source: str | None) -> str:
     """Where the browser goes back to the application, signed in; once per pending sign-in."""
+    if sign_in.pending.request.get("mfa_requested") and not mfa_used:
+        await record(forward, principal_id, sign_in, "refused", "mfa_requested_by_application", False, source)
+        raise Rejected("mfa_requested_by_application", "This application asks for multi-factor authentication, "
+                       "which you have not set up yet: set it up in the user portal, then sign in again.", 403)
     await pending.finish(runtime.pool, sign_in.token, runtime.clock.now())
     name = await runtime.pool.fetchval(f"SELECT name FROM {LIVE_TABLES['principals']} WHERE principal_id = $1",
                                        principal_id)
@@ -67,7 +71,7 @@ async def finish(runtime: Runtime, sign_in: ApplicationSignIn, forward: Forwarde
 def _reason(sign_in: ApplicationSignIn, mfa_used: bool) -> str:
     if mfa_used:
         return "code_verified"
-    return "mfa_not_set_up" if sign_in.application.mfa_enabled else "mfa_not_enabled_on_application"
+    return "mfa_not_set_up" if sign_in.mfa_required else "mfa_not_enabled_on_application"
 
 
 async def record(forward: Forwarder, principal_id: uuid.UUID, sign_in: ApplicationSignIn, outcome: str,

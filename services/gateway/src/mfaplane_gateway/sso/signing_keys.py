@@ -1,7 +1,7 @@
 """The keys that sign ID tokens and SAML assertions, from the PEM file SSO_SIGNING_KEYS_FILE.
 
-The first key signs; every key in the file is published (the JWKS, the SAML metadata), so that a
-rotation is: put the new key first, keep the old one after it until every application has fetched the
+The first key signs; every key in the file is published in the JWKS (the SAML metadata carries the
+signing key's certificate only), so that a rotation is: put the new key first, keep the old one after it until every application has fetched the
 new one, then drop it. A key is named by its RFC 7638 thumbprint (`kid`), the same in every replica.
 
 SAML service providers pin a certificate rather than a key. Each key's certificate is made from the
