@@ -7,7 +7,6 @@ a wrong verifier or secret, a finished sign-in used again, a tampered ID token.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -15,6 +14,7 @@ import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from joserfc.errors import BadSignatureError
 from playwright.async_api import BrowserContext, Page, expect
 
+from fault_tools import eventually
 from mfaplane_devstack.supervisor import free_port
 from portal_flows import PASSWORD, SHOWN_SECRETS, STEP, code_now, new_user, ok, problem, set_up
 from portal_flows import sign_in as api_sign_in
@@ -62,20 +63,15 @@ async def register_app(stack, admin: httpx.AsyncClient, mfa: bool, port: int) ->
 @pytest.fixture
 async def application(stack, admin) -> AsyncIterator:
     """Registers an application and serves its relying party while the test runs: `await application(mfa=...)`."""
-    running = []
+    with ExitStack() as running:
+        async def start(mfa: bool = True) -> App:
+            port = free_port()
+            app = await register_app(stack, admin, mfa, port)
+            running.enter_context(serving(oidc_relying_party(
+                f"{stack.url('gateway')}/.well-known/openid-configuration", app.id, app.secret), port))
+            return app
 
-    async def start(mfa: bool = True) -> App:
-        port = free_port()
-        app = await register_app(stack, admin, mfa, port)
-        server = serving(oidc_relying_party(f"{stack.url('gateway')}/.well-known/openid-configuration", app.id,
-                                            app.secret), port)
-        server.__enter__()
-        running.append(server)
-        return app
-
-    yield start
-    for server in running:
-        server.__exit__(None, None, None)
+        yield start
 
 
 async def enrolled_user(admin, portal, clock) -> tuple[str, str, str]:
@@ -102,14 +98,13 @@ async def back_at_the_application(page: Page, app: App) -> dict:
 
 async def recorded_sign_ins(auditor: httpx.AsyncClient, user_id: str, count: int) -> list[dict]:
     """The user's ApplicationSignInDecided events as the audit export has them, once `count` are there."""
-    for _ in range(100):
+    async def exported() -> list[dict]:
         response = await auditor.get("/v1/audit/events", params={"principal_id": user_id,
                                                                  "type": "ApplicationSignInDecided"})
-        events = [json.loads(line) for line in response.text.splitlines() if line]
-        if len(events) >= count:
-            return [e["envelope"]["payload"] for e in events]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{count} application sign-ins not in the audit export: {response.text}")
+        return [json.loads(line)["envelope"]["payload"] for line in response.text.splitlines() if line]
+
+    return await eventually(exported, 10, f"{count} application sign-ins in the audit export",
+                            done=lambda events: len(events) >= count)
 
 
 async def test_an_enrolled_user_signs_in_with_a_code_and_a_replayed_code_is_refused(

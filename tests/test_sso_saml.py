@@ -24,6 +24,7 @@ from saml2.saml import AuthnContextClassRef
 from saml2.client import Saml2Client
 from saml2.response import UnsolicitedResponse
 from saml2.sigver import MissingKey, SignatureError
+from starlette.applications import Starlette
 
 from mfaplane_devstack.supervisor import free_port
 from portal_flows import PASSWORD, code_now, new_user, ok, problem
@@ -40,6 +41,7 @@ class ServiceProvider:
     id: str
     url: str
     idp_metadata: str
+    app: Starlette  # the service provider's web app, to serve
     client: Saml2Client
     outstanding: dict
 
@@ -59,9 +61,7 @@ async def register(stack, admin: httpx.AsyncClient, mfa: bool) -> ServiceProvide
     metadata = await httpx.AsyncClient().get(settings["saml_metadata_url"])
     assert metadata.headers["content-type"].startswith("application/samlmetadata+xml")
     app, client = saml_service_provider(url, metadata.text)
-    provider = ServiceProvider(app_id, url, metadata.text, client, {})
-    provider.app = app
-    return provider
+    return ServiceProvider(app_id, url, metadata.text, app, client, {})
 
 
 async def response_for(gateway: httpx.AsyncClient, portal: httpx.AsyncClient, provider: ServiceProvider,

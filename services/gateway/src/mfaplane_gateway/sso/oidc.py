@@ -246,8 +246,9 @@ async def jwks(sso: SSODep) -> dict[str, Any]:
     return sso.keys.jwks()
 
 
-def _oauth_request(sso: SSOConfig, path: str, items: list[tuple[str, str]], headers: Any = None) -> _Request:
-    return _Request("POST" if headers is not None else "GET", f"{sso.issuer}{path}", items, headers)
+def _oauth_request(sso: SSOConfig, method: str, path: str, items: list[tuple[str, str]],
+                   headers: Any = None) -> _Request:
+    return _Request(method, f"{sso.issuer}{path}", items, headers)
 
 
 @router.get("/oidc/authorize", dependencies=[CHALLENGE_LIMIT], summary="Authorization endpoint (code flow with PKCE)")
@@ -256,7 +257,7 @@ async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward:
     items = _authorization_parameters(request)
     client = await application(forward, dict(items).get("client_id", ""), "oidc")
     provider = Provider(sso, client)
-    oauth_request = _oauth_request(sso, "/oidc/authorize", items)
+    oauth_request = _oauth_request(sso, "GET", "/oidc/authorize", items)
     try:
         provider.get_consent_grant(oauth_request)
     except OAuth2Error as error:
@@ -284,7 +285,7 @@ async def authorization_redirect(runtime: Runtime, sign_in: ApplicationSignIn, p
     sso, client = sign_in.sso, sign_in.application
     items = [tuple(item) for item in sign_in.pending.request["params"]]
     provider = Provider(sso, client)
-    oauth_request = _oauth_request(sso, "/oidc/authorize", items)
+    oauth_request = _oauth_request(sso, "GET", "/oidc/authorize", items)
     grant = provider.get_consent_grant(oauth_request)
     response = provider.create_authorization_response(oauth_request, grant_user=proof.claims, grant=grant)
     assert provider.saved_code is not None, "authlib issued no code"
@@ -311,7 +312,7 @@ async def token(request: Request, sso: SSODep, runtime: RuntimeDep, forward: For
     async with runtime.pool.acquire() as conn, conn.transaction():
         redeemed = await _redeem(conn, runtime.clock.now(), client, code) if client and code else None
         provider = Provider(sso, client, redeemed)
-        response = provider.create_token_response(_oauth_request(sso, "/oidc/token", items, request.headers))
+        response = provider.create_token_response(_oauth_request(sso, "POST", "/oidc/token", items, request.headers))
         if provider.saved_token:
             assert redeemed is not None and code is not None
             await conn.execute(

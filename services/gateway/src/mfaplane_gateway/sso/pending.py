@@ -44,10 +44,15 @@ class ApplicationSignIn:
     sso: SSOConfig
 
     @property
+    def mfa_requested(self) -> bool:
+        """The application's request admits nothing weaker than MFA (SAML's RequestedAuthnContext, OpenID
+        Connect's acr_values)."""
+        return self.pending.request.get("mfa_requested", False)
+
+    @property
     def mfa_required(self) -> bool:
-        """The application's switch, or its request admitting nothing weaker than MFA (SAML's
-        RequestedAuthnContext, OpenID Connect's acr_values)."""
-        return self.application.mfa_enabled or self.pending.request.get("mfa_requested", False)
+        """The application's switch, or its request."""
+        return self.application.mfa_enabled or self.mfa_requested
 
 
 def token_hash(token: str) -> bytes:

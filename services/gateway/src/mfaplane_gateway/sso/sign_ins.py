@@ -54,7 +54,7 @@ def status_for(sign_in: ApplicationSignIn | None, status: str, reason: str | Non
 async def finish(runtime: Runtime, sign_in: ApplicationSignIn, forward: Forwarder, principal_id: uuid.UUID,
                  email: str, mfa_used: bool, source: str | None) -> str:
     """Where the browser goes back to the application, signed in; once per pending sign-in."""
-    if sign_in.pending.request.get("mfa_requested") and not mfa_used:
+    if sign_in.mfa_requested and not mfa_used:
         await record(forward, principal_id, sign_in, "refused", "mfa_requested_by_application", False, source)
         raise Rejected("mfa_requested_by_application", "This application asks for multi-factor authentication, "
                        "which you have not set up yet: set it up in the user portal, then sign in again.", 403)
