@@ -98,7 +98,8 @@ async def test_an_smtp_outage_within_the_retry_budget_delivers_every_mail_once(s
 async def test_a_relay_whose_certificate_fails_holds_the_mail_past_its_attempts_then_sends_it(
         stack, admin, tmp_path) -> None:
     """An impostor relay, or a CA that was not updated: nothing goes out in clear and nothing is dead
-    after MAIL_MAX_ATTEMPTS; the mail waits (MAIL_WAIT_MAX_SECONDS) and leaves once the CA is right."""
+    after MAIL_MAX_ATTEMPTS; the mail waits (MAIL_WAIT_MAX_SECONDS) and leaves once the CA is right:
+    the restart that puts it right tries the waiting mails at once, whatever their back-off has grown to."""
     if stack.infra.smtp_ca_file is None:
         pytest.skip("needs the embedded catcher's TLS")
     since = await mark(stack)
@@ -290,6 +291,30 @@ async def test_a_mail_whose_recipient_stays_unknown_goes_dead_after_the_wait_lim
         assert await loop.send_next()  # waited longer than the limit (0 s)
         row = await pool.fetchrow("SELECT status, attempts, last_error FROM notifications")
         assert dict(row) == {"status": "dead", "attempts": 0, "last_error": "recipient not known yet"}
+
+
+async def test_a_notifier_that_starts_tries_the_waiting_mail_at_once(stack) -> None:
+    """A mail whose wait has backed off for an hour leaves as soon as a notifier starts (the rollout
+    that fixed the relay's settings), while a mail backing off after a failed attempt keeps its time."""
+    async with own_notifier(stack) as (pool, loop, _):
+        waiting, failing = uuid.uuid4(), uuid.uuid4()
+        deadline = datetime.now(UTC) + timedelta(days=1)
+        for user in (waiting, failing):
+            await _receive(pool, mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                                        enrollment_days=1, deadline=deadline), f"user_portal:{user}")
+        assert await loop.send_next()  # neither recipient is known: both start waiting
+        await pool.execute("UPDATE notifications SET next_attempt_at = now() + interval '1 hour'")
+        await pool.execute("UPDATE notifications SET waiting_since = NULL, attempts = 1 WHERE principal_id = $1",
+                           failing)
+        for user in (waiting, failing):
+            await _receive(pool, identity_events.UserCreated(user_id=user, email=f"{user.hex[:8]}@example.com",
+                                                             name="Ada"), str(user))
+        assert not await loop.send_next()  # nothing due yet
+
+        await loop.wake_waiting()
+        assert await loop.send_next()
+        statuses = {row["principal_id"]: row["status"] for row in await pool.fetch("SELECT * FROM notifications")}
+        assert statuses == {waiting: "sent", failing: "pending"}
 
 
 async def test_a_batch_sent_slowly_checks_its_facts_again_before_each_mail(stack, monkeypatch) -> None:

@@ -68,7 +68,17 @@ class MailLoop:
         self._settings = runtime.settings
 
     def tasks(self) -> list:
-        return [self._sender() for _ in range(self._settings.mail_senders)]
+        return [self.wake_waiting(), *(self._sender() for _ in range(self._settings.mail_senders))]
+
+    async def wake_waiting(self) -> None:
+        """A start is when the relay's settings may have changed (its CA, its credentials, its address):
+        the mails waiting on it are tried at once, not after a back-off that has grown to minutes."""
+        try:
+            await self._pool.execute(
+                "UPDATE notifications SET next_attempt_at = now() "
+                "WHERE status = 'pending' AND waiting_since IS NOT NULL AND next_attempt_at > now()")
+        except loops.EXPECTED_FAILURES as error:  # they are tried after their back-off then
+            log.warning("could not wake the waiting mails", extra={"error": repr(error)})
 
     async def _sender(self) -> None:
         session = self._server.session()
