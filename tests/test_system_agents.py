@@ -88,7 +88,7 @@ async def test_an_agent_key_decides_for_its_own_system_only(stack, admin, portal
     assert await history_of(stack, user_id) == before
 
 
-async def test_an_agent_key_must_name_an_existing_system(console, admin) -> None:
+async def test_an_agent_key_must_name_an_existing_system_of_its_kind(console, admin) -> None:
     host = await new_system(admin, mfa=False)
     problem(await console.post("/v1/api-keys", json={"role": "system_agent", "name": "no host"}), 422,
             "validation_error")
@@ -96,6 +96,10 @@ async def test_an_agent_key_must_name_an_existing_system(console, admin) -> None
             "validation_error")
     problem(await console.post("/v1/api-keys", json={"role": "system_agent", "name": "gone",
                                                       "system_id": str(uuid.uuid4())}), 404, "system_not_found")
+    application = await new_system(admin, mfa=False, kind="sso_application")
+    for role, system in (("system_agent", application), ("sso_client", host)):
+        problem(await console.post("/v1/api-keys", json={"role": role, "name": "misbound", "system_id": system}),
+                409, "wrong_system_kind")
     issued = ok(await console.post("/v1/api-keys", json={"role": "system_agent", "name": "host", "system_id": host}))
     assert issued["system_id"] == host
     listed = ok(await console.get("/v1/api-keys", params={"limit": 500}))["items"]

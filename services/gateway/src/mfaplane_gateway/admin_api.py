@@ -12,8 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from mfaplane_contracts.identity_events import ApiRole
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_gateway.api import (ConsistentWith, Cursor, IdempotencyKey, Limit, NewPrincipal, PageRequestDep, Principal,
-                                  one_principal, principal_filter, principals_page)
+from mfaplane_gateway.api import (
+    ConsistentWith,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    NewPrincipal,
+    PageRequestDep,
+    Principal,
+    one_principal,
+    principal_filter,
+    principals_page,
+)
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, StepUp
 from mfaplane_gateway.forwarding import ForwarderDep
@@ -113,7 +123,9 @@ async def delete_admin(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, 
 @router.post("/api-keys", status_code=201, summary="Create an API key")
 async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep) -> IssuedApiKey:
     """Only from an admin session whose code was checked in the last few minutes (POST
-    /v1/admin-portal/step-up): a stolen API key or an unattended console cannot mint lasting access."""
+    /v1/admin-portal/step-up): a stolen API key or an unattended console cannot mint lasting access. A
+    `system_agent` key is bound to a macOS or Linux system, an `sso_client` key to an `sso_application`
+    (409 `wrong_system_kind` otherwise)."""
     answer = await forward.send("identity", "POST", "/api-keys", caller.actor, body.model_dump(mode="json"))
     return IssuedApiKey(**receipt(answer).model_dump(), key_id=answer["key_id"], role=answer["role"],
                         system_id=answer["system_id"], expires_at=answer["expires_at"], key=answer["key"])

@@ -80,7 +80,8 @@ class AuthorizeRequest(Body):
     password: str | None = Field(default=None, min_length=1, max_length=256)
     code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN,
                              description="the code the user typed, on the call after `code_required`")
-    source: plain_text(255, min_length=1) | None = Field(
+    # plain_text makes its Annotated type at run time, which mypy cannot follow
+    source: plain_text(255, min_length=1) | None = Field(  # type: ignore[valid-type]
         default=None, description="where the login comes from as the agent sees it: the SSH client's address, or its "
                                   "host name where sshd resolves names (UseDNS)")
 
@@ -163,7 +164,8 @@ async def configure_sign_in(system_id: uuid.UUID, body: SignInSettings, caller: 
                             forward: ForwarderDep) -> Receipt:
     """OpenID Connect (`redirect_uris`) or SAML 2.0 (`entity_id`, `acs_urls`), replacing what was set before. The
     application's client id is its id; its client secret is a key minted for it (`POST /v1/api-keys`, role
-    `sso_client`, its `system_id`). Only an `sso_application` signs users in (409 `not_an_application`)."""
+    `sso_client`, its `system_id`). Only an `sso_application` signs users in (409 `not_an_application`); an
+    address with a space, a control character or an invalid port is refused (422 `invalid_application_url`)."""
     return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/sign-in", caller.actor,
                                       body.model_dump()))
 

@@ -15,8 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import (BOUND_ROLES, LOGIN_NAME_PATTERN, ApiRole, Email, LoginName, ResourceKind,
-                                               SignInSettings, UserLoginNameChanged)
+from mfaplane_contracts.identity_events import (
+    BOUND_ROLES,
+    LOGIN_NAME_PATTERN,
+    ApiRole,
+    Email,
+    LoginName,
+    ResourceKind,
+    SignInSettings,
+    UserLoginNameChanged,
+    UserUpdated,
+)
 from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
@@ -117,7 +126,8 @@ async def _insert_credentials(conn: asyncpg.Connection, principal_id, kind, emai
                               login_name: str | None) -> None:
     async with _unique_names():
         await conn.execute(
-            "INSERT INTO credentials (principal_id, kind, email, password_hash, login_name) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO credentials (principal_id, kind, email, password_hash, login_name) "
+            "VALUES ($1, $2, $3, $4, $5)",
             principal_id, kind, email, password_hash, login_name,
         )
 
@@ -165,8 +175,11 @@ async def create_admin(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep,
 async def update_user(user_id: uuid.UUID, body: UserChanges, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
         for event in events:
-            column, value = ("login_name", event.login_name) if isinstance(event, UserLoginNameChanged) else (
-                "email", event.email)
+            if isinstance(event, UserLoginNameChanged):
+                column, value = "login_name", event.login_name
+            else:
+                assert isinstance(event, UserUpdated)  # what account.update_user decides
+                column, value = "email", event.email
             async with _unique_names():
                 await conn.execute(f"UPDATE credentials SET {column} = $2 WHERE principal_id = $1", user_id, value)
 
@@ -280,8 +293,8 @@ class SystemState(BaseModel):
 async def system_state(system_id: uuid.UUID, runtime: RuntimeDep, login_name: Annotated[
         str | None, Query(max_length=32, pattern=LOGIN_NAME_PATTERN)] = None) -> SystemState:
     """The system as its events have it now (its MFA switch, an application's sign-in settings), and who
-    logs in to it under `login_name`: the gateway's decision and sign-in endpoints read them here, never from its projections, so no decision is older than
-    a change already acknowledged."""
+    logs in to it under `login_name`: the gateway's decision and sign-in endpoints read them here, never
+    from its projections, so no decision is older than a change already acknowledged."""
     state = await _existing_system(runtime.store, system_id)
     user_id = await runtime.pool.fetchval("SELECT principal_id FROM credentials WHERE login_name = $1 AND "
                                           "kind = 'user' AND NOT deleted", login_name) if login_name else None
@@ -367,7 +380,7 @@ async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedA
     expires_at = now + timedelta(days=body.expires_in_days)
 
     if body.system_id is not None:
-        await _existing_system(store, body.system_id)
+        resource.bind_key(_resources(await store.history(str(body.system_id))), body.role)
 
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash, created_at, created_by, expires_at, "
@@ -389,7 +402,8 @@ async def create_api_key(body: NewApiKey, runtime: RuntimeDep, cause: CauseDep) 
 @router.get("/api-keys")
 async def list_api_keys(runtime: RuntimeDep, status: KeyStatus | None = None) -> list[ListedApiKey]:
     """Every key ever made (or those of one status), newest first, refused ones included with the reason."""
-    rows = await runtime.pool.fetch(f"SELECT * FROM (SELECT key_id, role, system_id, name, created_at, created_by, expires_at, "
+    rows = await runtime.pool.fetch("SELECT * FROM (SELECT key_id, role, system_id, name, created_at, created_by, "
+                                    "expires_at, "
                                     f"{api_keys.STATUS} AS status FROM api_keys) AS keys "
                                     "WHERE $2::text IS NULL OR status = $2 "
                                     "ORDER BY created_at DESC NULLS LAST, key_id", runtime.clock.now(), status)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.identity_events import (ApplicationSignInConfigured, SignInSettings, SystemDeleted,
-                                               SystemMFADisabled, SystemMFAEnabled, SystemRegistered, SystemRenamed)
+from mfaplane_contracts.identity_events import (
+    ApplicationSignInConfigured,
+    SignInSettings,
+    SystemDeleted,
+    SystemMFADisabled,
+    SystemMFAEnabled,
+    SystemRegistered,
+    SystemRenamed,
+)
 from mfaplane_eventing.aggregate import Rejected
 
 
@@ -64,9 +72,41 @@ def configure_sign_in(state: Resource, system_id: uuid.UUID, settings: SignInSet
     _live(state)
     if state.kind != "sso_application":
         raise Rejected("not_an_application", "Only an SSO application signs users in through the gateway.", 409)
+    _addresses_usable(settings)
     if settings == state.sign_in:
         return []
     return [ApplicationSignInConfigured(system_id=system_id, **settings.model_dump())]
+
+
+def _addresses_usable(settings: SignInSettings) -> None:
+    """Addresses are compared byte for byte with what an application sends, so one with a space, a
+    control character or a port that cannot be would never match: refused when set. A rule of the
+    command, not of the event, so that settings stored before it stay readable."""
+    for url in (*settings.redirect_uris, *settings.acs_urls):
+        try:
+            urlsplit(url).port  # noqa: B018 - raises for a port out of range or not a number
+        except ValueError:
+            raise _unusable() from None
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise _unusable()
+
+
+def _unusable() -> Rejected:
+    return Rejected("invalid_application_url",
+                    "A redirect or ACS URL has a space, a control character or an invalid port.", 422)
+
+
+# The kinds of system each bound API role may be bound to.
+BOUND_KINDS = {"system_agent": ("macos", "linux"), "sso_client": ("sso_application",)}
+
+
+def bind_key(state: Resource, role: str) -> None:
+    """A key bound to a system does only its kind's work: an agent's decides logins to a host, a client
+    secret signs in to an application."""
+    _live(state)
+    if state.kind not in BOUND_KINDS[role]:
+        raise Rejected("wrong_system_kind", f"A key of role {role} is bound to a system of kind "
+                                            f"{' or '.join(BOUND_KINDS[role])}.", 409)
 
 
 def delete(state: Resource, system_id: uuid.UUID) -> list[EventPayload]:
