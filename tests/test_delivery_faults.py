@@ -261,7 +261,8 @@ async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(
         deadline = now + timedelta(days=1)
         required = mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
                                           enrollment_days=1, deadline=deadline)
-        reminder = mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline, due_at=now)
+        reminder = mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline, due_at=now,
+                                                 enrollment_version=1)
         await _receive(pool, identity_events.UserCreated(user_id=user, email=email, name="Ada"), str(user))
         await _receive(pool, reminder, f"user_portal:{user}")  # overtook MFARequired
         for _ in range(settings.mail_max_attempts + 1):  # waiting spends no attempt: more waits than attempts

@@ -12,7 +12,14 @@ from mfaplane_contracts import generate
 from mfaplane_contracts.commands import RequireMFA
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_events import MFARequired
-from mfaplane_contracts.registry import EVENT_TYPES, UPCASTERS, UnknownEventType, UnknownSchemaVersion, decode_payload
+from mfaplane_contracts.registry import (
+    EVENT_TYPES,
+    UPCASTERS,
+    NewerSchemaVersion,
+    UnknownEventType,
+    UnknownSchemaVersion,
+    decode_payload,
+)
 
 REQUIRED_EVENTS = {
     "UserCreated", "UserUpdated", "UserDeleted", "AdminCreated", "AdminDeleted", "SystemRegistered",
@@ -28,7 +35,35 @@ def test_committed_schemas_match_the_code() -> None:
         assert path.exists(), f"{relative} is not committed: run `make schemas`"
         assert path.read_text() == generate.render(content), f"{relative} drifted: run `make schemas`"
     committed = {str(p.relative_to(generate.DEFAULT_DIR)) for p in generate.DEFAULT_DIR.rglob("*.json")}
-    assert committed == set(generate.schema_files()), "stale schema files are committed"
+    older = committed - set(generate.schema_files())
+    assert older == {f"events/{name}.v{version}.json" for name, version in _older_versions()}, \
+        "stale schema files are committed"
+
+
+def _older_versions() -> set[tuple[str, int]]:
+    return {(name, version) for name, model in EVENT_TYPES.items() for version in range(1, model.schema_version)}
+
+
+def test_every_older_version_of_an_event_has_its_upcaster() -> None:
+    assert {(name, version) for name, version in _older_versions() if (name, version) not in UPCASTERS} == set()
+
+
+def test_a_published_event_schema_cannot_change_without_a_new_version(tmp_path, monkeypatch) -> None:
+    generate.write(tmp_path)
+    before = {p: p.read_text() for p in tmp_path.rglob("*.json")}
+
+    class MFARequiredChanged(MFARequired):  # one more field, same schema_version
+        reason: str = ""
+
+    monkeypatch.setitem(EVENT_TYPES, "MFARequired", MFARequiredChanged)
+    with pytest.raises(generate.PublishedSchemaChanged, match="events/MFARequired.v1.json"):
+        generate.write(tmp_path)
+    assert {p: p.read_text() for p in tmp_path.rglob("*.json")} == before
+
+    monkeypatch.setattr(MFARequiredChanged, "schema_version", 2)
+    generate.write(tmp_path)  # a new version is a new file; the published one stays as it was
+    assert (tmp_path / "events/MFARequired.v1.json").read_text() == before[tmp_path / "events/MFARequired.v1.json"]
+    assert "reason" in (tmp_path / "events/MFARequired.v2.json").read_text()
 
 
 def test_every_event_of_the_rules_has_a_typed_payload() -> None:
@@ -40,9 +75,15 @@ def _required_payload() -> dict:
             "enrollment_days": 7, "deadline": "2026-12-01T00:00:00Z"}
 
 
-def test_unknown_fields_are_rejected() -> None:
+def test_an_event_with_an_unknown_field_cannot_be_made() -> None:
     with pytest.raises(ValidationError):
-        MFARequired.model_validate({**_required_payload(), "totp_secret": "JBSWY3DPEHPK3PXP"})
+        MFARequired(**_required_payload(), totp_secret="JBSWY3DPEHPK3PXP")
+
+
+def test_an_unknown_field_of_a_known_version_is_read_past() -> None:
+    """A producer may add an optional field before every consumer knows it."""
+    payload = _required_payload()
+    assert decode_payload("MFARequired", 1, {**payload, "added_later": "x"}) == MFARequired.model_validate(payload)
 
 
 def test_messages_are_frozen() -> None:
@@ -66,18 +107,34 @@ def test_envelope_decodes_its_payload_and_refuses_unknown_types_and_versions() -
     assert isinstance(envelope.body(), MFARequired)
     with pytest.raises(UnknownEventType):
         decode_payload("NoSuchEvent", 1, {})
-    with pytest.raises(UnknownSchemaVersion):
+    with pytest.raises(NewerSchemaVersion):
         decode_payload("MFARequired", 2, _required_payload())
 
 
-def test_old_schema_versions_are_upcast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A v1 event stays readable after the payload moves to v2."""
+def test_an_envelope_field_added_by_a_newer_producer_is_read_and_kept() -> None:
+    document = {"event_id": str(uuid.uuid4()), "type": "MFARequired", "schema_version": 1,
+                "aggregate_type": "enrollment", "aggregate_id": "user_portal:x", "aggregate_version": 1,
+                "occurred_at": "2026-12-01T00:00:00Z", "correlation_id": str(uuid.uuid4()), "actor": "admin:a",
+                "payload": _required_payload(), "tenant": "added-later"}
+    envelope = Envelope.model_validate(document)
+    assert isinstance(envelope.body(), MFARequired)
+    assert envelope.model_dump(mode="json")["tenant"] == "added-later"
 
-    class MFARequiredV2(MFARequired):
-        schema_version = 2
 
-    monkeypatch.setitem(EVENT_TYPES, "MFARequired", MFARequiredV2)
-    old = {k: v for k, v in _required_payload().items() if k != "principal_kind"}
-    monkeypatch.setitem(UPCASTERS, ("MFARequired", 1), lambda p: {**p, "principal_kind": "user"})
-    decoded = decode_payload("MFARequired", 1, old)
-    assert isinstance(decoded, MFARequiredV2) and decoded.principal_kind == "user"
+@pytest.mark.parametrize("event_type", ["EnrollmentExpiring", "EnrollmentExpired"])
+def test_a_v1_timer_event_is_read_as_v2_with_its_enrollment_version_unknown(event_type: str) -> None:
+    v1 = {"principal_id": str(uuid.uuid4()), "scope": "user_portal", "deadline": "2026-12-01T00:00:00Z",
+          "due_at": "2026-11-30T00:00:00Z"}
+    decoded = decode_payload(event_type, 1, v1)
+    assert type(decoded) is EVENT_TYPES[event_type] and decoded.schema_version == 2
+    assert decoded.enrollment_version is None and decoded.deadline == datetime(2026, 12, 1, tzinfo=UTC)
+    assert decode_payload(event_type, 2, {**v1, "enrollment_version": 3}).enrollment_version == 3
+    with pytest.raises(ValidationError):  # v2 says it, if only that it is unknown
+        decode_payload(event_type, 2, v1)
+
+
+def test_a_missing_upcaster_is_no_newer_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(UPCASTERS, ("EnrollmentExpired", 1))
+    with pytest.raises(UnknownSchemaVersion) as refused:
+        decode_payload("EnrollmentExpired", 1, {})
+    assert not isinstance(refused.value, NewerSchemaVersion)

@@ -22,45 +22,47 @@ class Command(Message):
     correlation_id: uuid.UUID = Field(default_factory=uuid.uuid4)
 
 
-class _EnrollmentCommand(Command):
+class EnrollmentCommand(Command):
+    """A command on one principal's enrollment in one portal."""
+
     principal_id: uuid.UUID
     scope: Scope = "user_portal"
 
 
-class RequireMFA(_EnrollmentCommand):
+class RequireMFA(EnrollmentCommand):
     command_type: ClassVar[str] = "RequireMFA"
     enrollment_days: int | None = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
 
 
-class RemoveMFARequirement(_EnrollmentCommand):
+class RemoveMFARequirement(EnrollmentCommand):
     command_type: ClassVar[str] = "RemoveMFARequirement"
 
 
-class ExtendEnrollment(_EnrollmentCommand):
+class ExtendEnrollment(EnrollmentCommand):
     command_type: ClassVar[str] = "ExtendEnrollment"
     enrollment_days: int = EnrollmentDays
 
 
-class ResetMFA(_EnrollmentCommand):
+class ResetMFA(EnrollmentCommand):
     command_type: ClassVar[str] = "ResetMFA"
     enrollment_days: int = EnrollmentDays
 
 
-class BeginTOTPSetup(_EnrollmentCommand):
+class BeginTOTPSetup(EnrollmentCommand):
     command_type: ClassVar[str] = "BeginTOTPSetup"
 
 
-class ConfirmTOTPSetup(_EnrollmentCommand):
+class ConfirmTOTPSetup(EnrollmentCommand):
     command_type: ClassVar[str] = "ConfirmTOTPSetup"
     code: str = TotpCode
 
 
-class VerifyTOTP(_EnrollmentCommand):
+class VerifyTOTP(EnrollmentCommand):
     command_type: ClassVar[str] = "VerifyTOTP"
     code: str = TotpCode
 
 
-class RegenerateRecoveryCodes(_EnrollmentCommand):
+class RegenerateRecoveryCodes(EnrollmentCommand):
     """A new set of recovery codes for a principal who has set up MFA, for a code from their app (a
     recovery code is no proof of the app)."""
 
@@ -68,11 +70,11 @@ class RegenerateRecoveryCodes(_EnrollmentCommand):
     code: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")
 
 
-class DismissEnrollmentPrompt(_EnrollmentCommand):
+class DismissEnrollmentPrompt(EnrollmentCommand):
     command_type: ClassVar[str] = "DismissEnrollmentPrompt"
 
 
-class DecideSystemAccess(_EnrollmentCommand):
+class DecideSystemAccess(EnrollmentCommand):
     """May the principal log in to a protected system? `mfa_enabled` is the system's switch, which the
     identity service owns and the gateway read for this decision; `code`, when given, is checked."""
 
@@ -84,7 +86,7 @@ class DecideSystemAccess(_EnrollmentCommand):
     source: str | None = Field(default=None, max_length=255)
 
 
-class RecordApplicationSignIn(_EnrollmentCommand, ApplicationSignIn):
+class RecordApplicationSignIn(EnrollmentCommand, ApplicationSignIn):
     """The gateway, the identity provider of SSO applications, records how a user's sign-in to one ended
     (its outcome was decided by the sign-in steps, each checked by its own command)."""
 

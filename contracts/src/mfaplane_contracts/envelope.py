@@ -34,6 +34,10 @@ class BatchProof(Message):
 
 
 class Envelope(Message):
+    # A field a newer producer adds to the envelope is kept, not refused: the publisher's signature
+    # covers it, so a copy written on (the audit log) must still hold it to verify.
+    model_config = ConfigDict(frozen=True, extra="allow")
+
     event_id: uuid.UUID
     type: str
     schema_version: int = Field(ge=1)

@@ -1,6 +1,10 @@
 """Writes contracts/schemas/: a JSON Schema per message and an AsyncAPI 3 document of the topics.
 
 Run `python -m mfaplane_contracts.generate [DIR]`; a test fails when the committed files differ.
+An event's schema file (`events/<type>.v<version>.json`) is its published contract: consumers that
+are not upgraded yet read events by it, and stored events keep it forever. So it is never rewritten
+and never removed: changing an event's fields without raising its `schema_version` (and adding
+the upcaster from the version before, registry.py) stops the generation here.
 """
 
 from __future__ import annotations
@@ -83,7 +87,22 @@ def render(content: Any) -> str:
     return json.dumps(content, indent=2, sort_keys=True) + "\n"
 
 
+class PublishedSchemaChanged(Exception):
+    pass
+
+
+def changed_published(directory: Path) -> list[str]:
+    """The event schema files in `directory` that the code would now write differently."""
+    return [relative for relative, content in schema_files().items()
+            if relative.startswith("events/") and (directory / relative).exists()
+            and (directory / relative).read_text() != render(content)]
+
+
 def write(directory: Path) -> None:
+    changed = changed_published(directory)
+    if changed:
+        raise PublishedSchemaChanged(f"published event schemas changed: {', '.join(changed)}; raise the event's "
+                                     "schema_version and add an upcaster from the version before (registry.py)")
     for relative, content in schema_files().items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,4 +110,7 @@ def write(directory: Path) -> None:
 
 
 if __name__ == "__main__":
-    write(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR)
+    try:
+        write(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR)
+    except PublishedSchemaChanged as refusal:
+        sys.exit(str(refusal))

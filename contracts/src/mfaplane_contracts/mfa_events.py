@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -153,10 +153,22 @@ class ApplicationSignInDecided(_EnrollmentEvent, ApplicationSignIn):
 
 
 class _TimerEvent(_EnrollmentEvent):
+    """A deadline timer's firing. It travels on the scheduler's topic, which is not ordered with the
+    enrollment's own, so it says what it was set from: the version of the enrollment event that set
+    `deadline`. A consumer that has seen a later version of that enrollment knows the timer is stale;
+    one that has seen an earlier one knows the timer overtook the event."""
+
+    schema_version: ClassVar[int] = 2
     aggregate_type: ClassVar[str] = "deadline_timer"
     topic: ClassVar[str] = SCHEDULER_EVENTS.name
     deadline: datetime
     due_at: datetime
+    enrollment_version: int | None = Field(ge=1)  # None: set before v2, when timers did not say
+
+
+def timer_event_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 timer events did not say which enrollment version set their deadline: they say it is unknown."""
+    return {**payload, "enrollment_version": None}
 
 
 class EnrollmentExpiring(_TimerEvent):

@@ -11,4 +11,5 @@ PRINCIPAL_FIELDS = ("principal_id", "user_id", "admin_id")
 
 
 def principal_of(body: EventPayload) -> uuid.UUID:
-    return next(getattr(body, field) for field in PRINCIPAL_FIELDS if hasattr(body, field))
+    principal: uuid.UUID = next(getattr(body, field) for field in PRINCIPAL_FIELDS if hasattr(body, field))
+    return principal

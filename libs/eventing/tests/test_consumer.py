@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from prometheus_client import REGISTRY
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
 
 from mfaplane_contracts.identity_events import UserCreated
+from mfaplane_contracts.registry import EVENT_TYPES, UPCASTERS
 from mfaplane_contracts.topics import IDENTITY_EVENTS, dead_letter_topic
 from mfaplane_eventing import consumer as consumer_module
 from mfaplane_eventing import event_signing
@@ -30,12 +31,12 @@ def _created(user: uuid.UUID) -> dict:
 
 
 def _message(user: uuid.UUID | None = None, kind: str = "UserCreated", payload=_created,
-             key: ServiceKey | None = IDENTITY_KEY) -> tuple[uuid.UUID, bytes]:
-    """An event as the relay of `key`'s service publishes it (None: unsigned)."""
+             key: ServiceKey | None = IDENTITY_KEY, version: int = 1) -> tuple[uuid.UUID, bytes]:
+    """An event as the relay of `key`'s service publishes it (None: unsigned), at schema `version`."""
     user = user or uuid.uuid4()
     event_id = uuid.uuid4()
     envelope = {
-        "event_id": str(event_id), "type": kind, "schema_version": 1, "aggregate_type": "user",
+        "event_id": str(event_id), "type": kind, "schema_version": version, "aggregate_type": "user",
         "aggregate_id": str(user), "aggregate_version": 1, "occurred_at": datetime.now(UTC).isoformat(),
         "correlation_id": str(uuid.uuid4()), "causation_id": None, "command_id": None, "actor": "admin:test",
         "payload": payload(user),
@@ -141,6 +142,9 @@ def _mfa_event_as_identity(_: bytes) -> bytes:
     (_unknown_signer, "unknown_key"),
     (lambda value: _message(key=NOTIFIER_KEY)[1], "not_topic_owner"),
     (_mfa_event_as_identity, "foreign_type"),
+    # a forged event of a version no consumer knows: refused, not waited for
+    (lambda value: _message(key=None, version=99)[1], "unsigned"),
+    (lambda value: _unknown_signer(_message(key=None, version=99)[1]), "unknown_key"),
 ])
 @pytest.mark.parametrize("together", [False, True], ids=["one by one", "as a batch"])
 async def test_an_event_its_topic_owner_did_not_sign_is_refused_and_dead_lettered(consumers, pool, forge, reason,
@@ -195,7 +199,8 @@ async def test_an_unsigned_message_that_makes_checking_fail_is_parked_and_the_re
     consumer = consumers(handler, handles=(UserCreated,))
     offset = uuid.uuid4().int % 10**9
     genuine_id, genuine = _message()
-    await consumer.process_batch([(IDENTITY_EVENTS.name, 5, offset, value), (IDENTITY_EVENTS.name, 5, offset + 1, genuine)])
+    await consumer.process_batch([(IDENTITY_EVENTS.name, 5, offset, value),
+                                  (IDENTITY_EVENTS.name, 5, offset + 1, genuine)])
     assert handler.calls == [genuine_id]
     assert await pool.fetchval('SELECT count(*) FROM dead_letters WHERE "offset" = $1', offset) == 1
 
@@ -334,3 +339,51 @@ async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_n
 
     assert gauge(0) == 2
     assert all(gauge(p) is not None for p in range(IDENTITY_EVENTS.partitions))
+
+
+
+class UserCreatedV2(UserCreated):
+    schema_version = 2
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "as a batch"])
+async def test_an_event_newer_than_the_consumer_is_held_with_what_follows_it_until_an_upgraded_consumer_releases_them(
+        consumers, pool, monkeypatch, together) -> None:
+    """A producer upgraded before its consumers: its event is neither handled, nor parked, nor lost. It
+    waits with the rest of its partition, in order, while other partitions flow; an upgraded replica
+    hands them to its handler, once, whichever replicas try at the same time."""
+    held_partition, other_partition = (uuid.uuid4().int % 10**6 + 100 for _ in range(2))
+    user = uuid.uuid4()
+    (newer_id, newer), (after_id, after), (other_id, other) = _message(user, version=2), _message(user), _message()
+    messages = [(IDENTITY_EVENTS.name, held_partition, 1, newer), (IDENTITY_EVENTS.name, held_partition, 2, after),
+                (IDENTITY_EVENTS.name, other_partition, 1, other)]
+    old = Recorder()
+    consumer = consumers(old)
+    if together:
+        await consumer.process_batch(messages)
+    else:
+        for message in messages:
+            await consumer.process(*message)
+
+    async def held() -> list[int]:
+        return [row["offset"] for row in await pool.fetch(
+            'SELECT "offset" FROM held_events WHERE partition = $1 ORDER BY 1', held_partition)]
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("mfaplane_events_held", {"topic": IDENTITY_EVENTS.name})
+
+    assert old.calls == [other_id]
+    assert await held() == [1, 2]
+    assert not await consumer.release_held(), "the old code still cannot read it"
+    assert old.calls == [other_id] and await held() == [1, 2] and gauge() >= 2
+    assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE partition = $1", held_partition) == 0
+
+    monkeypatch.setitem(EVENT_TYPES, "UserCreated", UserCreatedV2)
+    monkeypatch.setitem(UPCASTERS, ("UserCreated", 1), lambda payload: payload)
+    upgraded = Recorder()
+    replicas = [consumers(upgraded), consumers(upgraded)]
+    await asyncio.gather(*(replica.release_held() for replica in replicas))
+    assert upgraded.calls == [newer_id, after_id]
+    assert await held() == []
+    await replicas[0].release_held()
+    assert gauge() == 0

@@ -664,7 +664,7 @@ def test_status_of_each_state(mfa, history, expected):
 
 
 def test_timer_events_are_not_folded(mfa):
-    timer = mfa.ev(EnrollmentExpired, deadline=mfa.t0, due_at=mfa.t0)
+    timer = mfa.ev(EnrollmentExpired, deadline=mfa.t0, due_at=mfa.t0, enrollment_version=1)
     with pytest.raises(TypeError):
         apply(Enrollment(), timer)
 

@@ -32,17 +32,17 @@ async def store(infra):
     await pool.close()
 
 
-def _envelope(event: mfa._EnrollmentEvent, at: datetime = NOW) -> Envelope:
+def _envelope(event: mfa._EnrollmentEvent, at: datetime = NOW, version: int = 1) -> Envelope:
     return Envelope(
         event_id=uuid.uuid4(), type=event.event_type, schema_version=1, aggregate_type="enrollment",
-        aggregate_id=mfa.enrollment_id(event.scope, event.principal_id), aggregate_version=1, occurred_at=at,
+        aggregate_id=mfa.enrollment_id(event.scope, event.principal_id), aggregate_version=version, occurred_at=at,
         correlation_id=uuid.uuid4(), actor="admin:test", payload=event.model_dump(mode="json"),
     )
 
 
-async def _receive(store: EventStore, event: mfa._EnrollmentEvent, at: datetime = NOW) -> None:
+async def _receive(store: EventStore, event: mfa._EnrollmentEvent, at: datetime = NOW, version: int = 1) -> None:
     async with store.pool.acquire() as conn, conn.transaction():
-        await batch_handler([86400])(conn, [_envelope(event, at)])
+        await batch_handler([86400])(conn, [_envelope(event, at, version)])
 
 
 async def _timers(store: EventStore, principals: list[uuid.UUID]) -> list[tuple]:
@@ -98,6 +98,17 @@ async def test_an_extension_before_the_reminder_replaces_the_old_timers(store) -
     assert await _fired(store, principal) == [("EnrollmentExpiring", NOW + 16 * DAY, NOW + 15 * DAY)]
 
 
+async def test_a_firing_says_the_enrollment_version_that_set_its_deadline(store) -> None:
+    principal = uuid.uuid4()
+    await _receive(store, _required(principal, NOW + 7 * DAY))
+    await _receive(store, mfa.EnrollmentExtended(principal_id=principal, scope="user_portal", enrollment_days=14,
+                                                 deadline=NOW + 14 * DAY), version=2)
+    await fire_due(store, NOW + 14 * DAY, 100)
+    events = (await store.history(timer_aggregate_id(f"user_portal:{principal}"))).events
+    assert [(e.type, e.schema_version, e.body().deadline, e.body().enrollment_version) for e in events] == [
+        ("EnrollmentExpiring", 2, NOW + 14 * DAY, 2), ("EnrollmentExpired", 2, NOW + 14 * DAY, 2)]
+
+
 async def test_a_batch_of_changes_leaves_the_timers_one_by_one_handling_leaves(store) -> None:
     by_one, batched = [uuid.uuid4(), uuid.uuid4()], [uuid.uuid4(), uuid.uuid4()]
 
@@ -114,7 +125,7 @@ async def test_a_batch_of_changes_leaves_the_timers_one_by_one_handling_leaves(s
     async with store.pool.acquire() as conn, conn.transaction():
         await batch_handler([86400])(conn, changes(*batched))
 
-    renamed = dict(zip(batched, by_one))
+    renamed = dict(zip(batched, by_one, strict=True))
     assert sorted((renamed[p], *rest) for p, *rest in await _timers(store, batched)) == await _timers(store, by_one)
     assert [t[1] for t in await _timers(store, batched[:1])] == ["expiry", "reminder:86400"]
 

@@ -17,6 +17,15 @@ events. A service may give a batch handler instead, which takes the batch's new 
 such a batch fails, it is rolled back whole and each of its messages goes through the
 single-message path above, with its own retries and dead letter.
 
+An event written at a newer schema version than this service knows is not poison: a producer was
+upgraded before its consumers, and this service's next version will read it. The consumer holds it
+(`held_events`) with every later message of its partition, so that the partition's order is kept,
+and goes on with its other partitions; every replica retries the oldest held message of each
+partition (HELD_RETRY_SECONDS) until one that knows the version hands them to its handler. Holding
+goes through the database, not through the Kafka offsets: faust acknowledges a batch's messages
+whatever becomes of them, so an offset cannot be made to wait. mfaplane_events_held counts them;
+docs/operations.md gives the rolling-upgrade order that avoids holding at all.
+
 Handlers must be quick database work; anything slow (SMTP) is queued in a table by the handler and
 done by a separate loop, so the poll loop never waits on it.
 """
@@ -35,11 +44,18 @@ import faust
 from pydantic import ValidationError
 
 from mfaplane_contracts.envelope import Envelope, EventPayload
-from mfaplane_contracts.registry import UnknownEventType, UnknownSchemaVersion
+from mfaplane_contracts.registry import NewerSchemaVersion, UnknownEventType, UnknownSchemaVersion
 from mfaplane_contracts.topics import Topic, dead_letter_topic
 from mfaplane_eventing import db, event_signing, group_lag, logs, loops
 from mfaplane_eventing.kafka_security import KafkaSecurity
-from mfaplane_eventing.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_REJECTED, HANDLER_ERRORS
+from mfaplane_eventing.metrics import (
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    EVENTS_CONSUMED,
+    EVENTS_HELD,
+    EVENTS_REJECTED,
+    HANDLER_ERRORS,
+)
 from mfaplane_eventing.service_keys import TrustedKeys, UntrustedSignature
 
 log = logging.getLogger(__name__)
@@ -53,6 +69,19 @@ MAX_MESSAGE_BYTES = 1_000_000
 # interpreter's recursion count off for the rest of the process.
 MAX_CONTAINERS = 500
 DATABASE_RETRY_SECONDS = 1.0
+HELD_RETRY_SECONDS = 10.0
+HOLD = 'INSERT INTO held_events (topic, partition, "offset", value, reason) VALUES ($1, $2, $3, $4, $5) ' \
+       "ON CONFLICT DO NOTHING"
+# The first handling of an event, unless its partition holds messages: then it waits behind them.
+FIRST_HANDLING = (
+    "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE topic = $2 AND partition = $3) AS held), "
+    "     first AS (INSERT INTO processed_events (event_id) SELECT $1 WHERE NOT (SELECT held FROM held) "
+    "               ON CONFLICT DO NOTHING RETURNING true) "
+    "SELECT (SELECT held FROM held) AS held, EXISTS (SELECT FROM first) AS first_time"
+)
+UNHOLD = 'DELETE FROM held_events WHERE topic = $1 AND partition = $2 AND "offset" = $3'
+HELD_PARTITIONS = ("SELECT DISTINCT topic, partition FROM held_events "
+                   "WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))")
 DEAD_LETTER_COPY_BYTES = 64 * 1024  # the full value stays in the dead_letters table
 UNDECODABLE = (ValueError, ValidationError, UnknownEventType, UnknownSchemaVersion)
 BATCH_MAX_MESSAGES = 200
@@ -70,6 +99,18 @@ class Untrusted(Poison):
     def __init__(self, refusal: UntrustedSignature) -> None:
         super().__init__(f"untrusted ({refusal.reason}): {refusal}")
         self.rejected_because = refusal.reason
+
+
+class PartitionHeld(Exception):
+    """A batch with a message of a partition that holds messages: each is then handled on its own."""
+
+
+class NewerThanKnown(Exception):
+    """A trusted event of a schema version this service's code cannot read yet."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        super().__init__(f"{envelope.type} v{envelope.schema_version}")
+        self.envelope = envelope
 
 
 def parse(value: bytes | None) -> dict[str, Any]:
@@ -98,6 +139,8 @@ def decode(document: dict[str, Any], topic: str, keys: TrustedKeys) -> Envelope:
     try:
         envelope = Envelope.model_validate(document)
         envelope.body()
+    except NewerSchemaVersion:
+        raise NewerThanKnown(envelope) from None
     except UNDECODABLE as error:
         raise Poison(f"undecodable: {error}") from error
     return envelope
@@ -122,14 +165,15 @@ class Consumer:
         if handler is None and batch_handler is None:
             raise ValueError("a consumer needs a handler or a batch handler")
         self._pool = pool
-        self._handler = handler or (lambda conn, envelope: batch_handler(conn, [envelope]))
+        # batch_handler is set whenever handler is not (checked above)
+        self._handler = handler or (lambda conn, envelope: batch_handler(conn, [envelope]))  # type: ignore[misc]
         self._batch_handler = batch_handler
         # The event types the handler does something with (None: all); the others cost no transaction.
         self._handles = None if handles is None else frozenset(t.event_type for t in handles)
         self._max_retries = max_retries
         self._retry_base = retry_base_seconds
         self._kafka, self._keys, self._group_id, self._topics = kafka, keys, f"mfaplane-{group}", topics
-        self._lag_task: asyncio.Task | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self._app = faust.App(
             f"mfaplane-{group}",
             broker=kafka.faust_broker(),
@@ -145,19 +189,22 @@ class Consumer:
             broker_commit_interval=1.0,
         )
         self._source = self._app.topic(*(t.name for t in topics), value_serializer="raw", key_serializer="raw")
-        self._dead_letters = self._app.topic(dead_letter_topic(group).name, value_serializer="raw", key_serializer="raw")
+        self._dead_letters = self._app.topic(dead_letter_topic(group).name, value_serializer="raw",
+                                             key_serializer="raw")
         self._app.agent(self._source, name=f"{group}-events")(self._consume)
 
     async def start(self) -> None:
         await self._app.start()
-        self._lag_task = asyncio.create_task(loops.repeat("measuring consumer lag", self.measure_lag,
-                                                          group_lag.LAG_REFRESH_SECONDS))
+        self._loops = [asyncio.create_task(loops.repeat(what, step, seconds)) for what, step, seconds in (
+            ("measuring consumer lag", self.measure_lag, group_lag.LAG_REFRESH_SECONDS),
+            ("releasing held events", self.release_held, HELD_RETRY_SECONDS),
+        )]
 
     async def stop(self) -> None:
         """Finishes the messages in hand, commits offsets and leaves the group."""
-        if self._lag_task is not None:
-            self._lag_task.cancel()
-            await asyncio.gather(self._lag_task, return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
         await self._app.stop()
 
     async def measure_lag(self) -> bool:
@@ -198,6 +245,8 @@ class Consumer:
         if not wanted:
             return outcomes
         async with self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetch(HELD_PARTITIONS, [m[0] for m in messages], [m[1] for m in messages]):
+                raise PartitionHeld()
             first_time = {row["event_id"] for row in await conn.fetch(
                 "INSERT INTO processed_events (event_id) SELECT DISTINCT unnest($1::uuid[]) "
                 "ON CONFLICT DO NOTHING RETURNING event_id", [e.event_id for _, e in wanted],
@@ -234,19 +283,68 @@ class Consumer:
                 return
             envelope = decode(document, topic, self._keys)
         except Poison as poison:
-            await self._park(topic, partition, offset, value, None, str(poison), poison.rejected_because)
+            await self._park((topic, partition, offset, value), None, str(poison), poison.rejected_because)
             return
+        except NewerThanKnown as newer:
+            log.error("event newer than this service: held until an upgraded consumer handles it",
+                      extra={"topic": topic, "partition": partition, "offset": offset, "event": str(newer),
+                             "event_id": str(newer.envelope.event_id)})
+            await self._pool.execute(HOLD, topic, partition, offset, value, f"newer: {newer}")
+            EVENTS_CONSUMED.labels(topic, "held").inc()
+            return
+        await self._handle((topic, partition, offset, value), envelope)
+
+    async def _handle(self, message: Message, envelope: Envelope, releasing: bool = False) -> None:
         token = logs.correlation_id.set(str(envelope.correlation_id))
         try:
-            await self._handle_with_retries(topic, partition, offset, value, envelope)
+            await self._handle_with_retries(message, envelope, releasing)
         finally:
             logs.correlation_id.reset(token)
 
-    async def _handle_with_retries(self, topic, partition, offset, value, envelope: Envelope) -> None:
+    async def release_held(self) -> bool:
+        """Hands the held messages this code can read to the handler, oldest first in each partition;
+        True if it released any."""
+        rows = await self._pool.fetch("SELECT topic, partition, count(*) AS held FROM held_events GROUP BY 1, 2")
+        for topic in self._topics:
+            EVENTS_HELD.labels(topic.name).set(sum(row["held"] for row in rows if row["topic"] == topic.name))
+        released = False
+        for row in rows:
+            released |= await self._release(row["topic"], row["partition"])
+        return released
+
+    async def _release(self, topic: str, partition: int) -> bool:
+        async with self._pool.acquire() as lock:
+            # one replica at a time releases a partition, or its order would be lost
+            if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext('held_events:' || $1), $2)",
+                                       topic, partition):
+                return False
+            try:
+                return await self._release_in_order(lock, topic, partition)
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(hashtext('held_events:' || $1), $2)", topic, partition)
+
+    async def _release_in_order(self, conn: asyncpg.Connection, topic: str, partition: int) -> bool:
+        released = False
+        for row in await conn.fetch('SELECT "offset", value FROM held_events WHERE topic = $1 AND partition = $2 '
+                                    'ORDER BY "offset"', topic, partition):
+            message = (topic, partition, row["offset"], row["value"])
+            try:
+                envelope = decode(parse(row["value"]), topic, self._keys)
+            except NewerThanKnown:
+                return released  # still too new for this code: it waits, and so does the rest
+            except Poison as poison:
+                await self._park(message, None, str(poison), poison.rejected_because, releasing=True)
+            else:
+                await self._handle(message, envelope, releasing=True)
+            released = True
+        return released
+
+    async def _handle_with_retries(self, message: Message, envelope: Envelope, releasing: bool) -> None:
+        topic = message[0]
         attempt = 0
         while True:
             try:
-                outcome = await self._handle_once(envelope)
+                outcome = await self._handle_once(message, envelope, releasing)
             except db.DATABASE_AWAY as error:
                 # Not the event's fault, and parking it needs the database too: the event waits for it.
                 log.warning("database unreachable, the event waits", extra={"event_id": str(envelope.event_id),
@@ -258,33 +356,44 @@ class Consumer:
                 log.warning("handler failed", extra={"event_id": str(envelope.event_id), "type": envelope.type,
                                                      "attempt": attempt, "error": repr(error)})
                 if attempt == self._max_retries:
-                    await self._park(topic, partition, offset, value, envelope, repr(error))
+                    await self._park(message, envelope, repr(error), releasing=releasing)
                     return
                 await asyncio.sleep(self._retry_base * 2 ** (attempt - 1) * (0.5 + random.random()))
             else:
                 EVENTS_CONSUMED.labels(topic, outcome).inc()
                 return
 
-    async def _handle_once(self, envelope: Envelope) -> str:
+    async def _handle_once(self, message: Message, envelope: Envelope, releasing: bool) -> str:
+        topic, partition, offset, value = message
         async with self._pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
-                "INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
-                envelope.event_id,
-            )
+            if releasing:
+                await conn.execute(UNHOLD, topic, partition, offset)
+                first_time = await conn.fetchval(
+                    "INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+                    envelope.event_id)
+            else:
+                held, first_time = await conn.fetchrow(FIRST_HANDLING, envelope.event_id, topic, partition)
+                if held:
+                    await conn.execute(HOLD, topic, partition, offset, value, "behind a held message")
+                    return "held"
             if not first_time:
                 return "duplicate"
             await self._handler(conn, envelope)
             return "handled"
 
-    async def _park(self, topic, partition, offset, value, envelope: Envelope | None, error: str,
-                    rejected_because: str | None = None) -> None:
+    async def _park(self, message: Message, envelope: Envelope | None, error: str,
+                    rejected_because: str | None = None, releasing: bool = False) -> None:
+        topic, partition, offset, value = message
         log.error("message dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset,
                                                    "error": error[:500]})
-        await self._pool.execute(
-            'INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            topic, partition, offset, envelope.event_id if envelope else None, error[:2000], value,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                'INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                topic, partition, offset, envelope.event_id if envelope else None, error[:2000], value,
+            )
+            if releasing:
+                await conn.execute(UNHOLD, topic, partition, offset)
         copy = (value or b"")[:DEAD_LETTER_COPY_BYTES]
         headers = {"error": error[:500].encode(), "source-topic": topic.encode(),
                    "source-partition": str(partition).encode(), "source-offset": str(offset).encode(),

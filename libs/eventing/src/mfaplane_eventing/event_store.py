@@ -1,31 +1,18 @@
-"""The event store: append with an expected version and a command id, load, read in global order.
+"""The event store: append with an expected version and a command id, load, republish.
 
 Appending writes the command id, the events and their outbox rows in one statement (one
-transaction), so an event is stored if and only if it will be published.
-
-Reading the global stream without skipping (the subtle part). `position` comes from a sequence, and
-sequence values are taken when a row is inserted, not when its transaction commits. Two writers can
-take positions 10 and 11, and 11 can commit first: a reader that has seen 11 and then asks for
-"after 11" would never see 10. A table lock on append would make commits happen in position order,
-but it serialises every writer in the system behind one lock, for the whole commit.
-
-Instead every row records its transaction id (`tx_id`, xid8) and readers only take rows whose
-transaction is older than the oldest transaction still running (`pg_snapshot_xmin` of the current
-snapshot). Such a transaction has finished, so no row can appear later among them. The stream is
-ordered by (tx_id, position) and a reader's cursor is that pair: rows that commit later always
-belong to transactions at or above the horizon the reader used, so they sort after its cursor.
-Writers never wait for each other; readers see a row once its transaction and every older one
-have finished, which in practice is milliseconds.
+transaction), so an event is stored if and only if it will be published. Nothing reads the store's
+global order: each service's consumers read the topics, which the outbox relay fills (outbox_relay.py).
 
 Group commit (`append` without a connection). Most of a one-event append's cost is not its rows but
 the round trip and the commit's WAL flush, paid once per statement. So an append is queued, and a
 writer task (at most FLUSHES_AT_ONCE run, each started by an append that found fewer) writes
 everything queued by then with one statement, one commit, and goes on while more is queued.
-Nobody waits for a timer: a lone append is written at once, as before, and the groups grow only
-with the concurrency (at 32 writers, faster than one-row autocommitted inserts: see
-docs/performance.md). Each append stays all-or-nothing and is answered only after its commit. If any
-append of a group conflicts or repeats a command id, the statement writes nothing and each append
-of the group is then written on its own, as if it had come alone, so each caller gets its own answer.
+Nobody waits for a timer: a lone append is written at once, and the groups grow only with the
+concurrency (what that gains: docs/performance.md, event store append). Each append stays
+all-or-nothing and is answered only after its commit. If any append of a group conflicts or repeats
+a command id, the statement writes nothing and each append of the group is then written on its own,
+as if it had come alone, so each caller gets its own answer.
 """
 
 from __future__ import annotations
@@ -38,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -45,7 +33,6 @@ from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.snapshots import Snapshot
-
 
 FLUSHES_AT_ONCE = 2  # group-commit writer tasks, each with a statement in flight (see the module docstring)
 Append = tuple[str, int, Sequence[EventPayload], "Cause"]  # aggregate id, expected version, events, cause
@@ -67,25 +54,6 @@ class Cause:
     correlation_id: uuid.UUID
     command_id: uuid.UUID | None = None
     causation_id: uuid.UUID | None = None
-
-
-@dataclass(frozen=True)
-class Position:
-    """A reader's place in the global stream (see the module docstring)."""
-
-    tx_id: int
-    position: int
-
-    def __str__(self) -> str:
-        return f"{self.tx_id}.{self.position}"
-
-    @classmethod
-    def parse(cls, text: str) -> Position:
-        tx_id, position = text.split(".")
-        return cls(int(tx_id), int(position))
-
-
-START = Position(0, 0)
 
 
 @dataclass(frozen=True)
@@ -142,7 +110,7 @@ def _load(aggregates: str) -> str:
 
 
 # One aggregate ($1) gets a generic plan, made once per connection. An array of one would get a custom
-# plan at every execution (pg_prepared_statements: 6,000 in 6,000 loads), about 0.1 ms more per command.
+# plan at every execution, dearer per command (docs/performance.md, sign-in).
 _LOAD_ONE = _load("(SELECT $1::text AS aggregate_id) AS a")
 _LOAD_MANY = _load("unnest($1::text[]) AS a(aggregate_id)")
 
@@ -171,7 +139,7 @@ def _history(rows: Sequence[asyncpg.Record]) -> History:
     return History([_envelope(row) for row in rows if row["event_id"] is not None], snapshot)
 
 
-def _settle(answer: asyncio.Future, result: AppendResult | None = None, error: Exception | None = None) -> None:
+def _settle(answer: asyncio.Future[Any], result: AppendResult | None = None, error: Exception | None = None) -> None:
     """Answers an append's caller, unless it was cancelled (its answer then is too)."""
     if answer.done():
         return
@@ -198,7 +166,7 @@ class EventStore:
         self.pool = pool
         self.clock = clock
         self._waiting: list[tuple[Append, asyncio.Future[AppendResult]]] = []
-        self._writers: set[asyncio.Task] = set()
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def load_for_command(self, aggregate_id: str, command_id: uuid.UUID | None,
                                snapshot_key: str | None = None) -> tuple[History, AppendResult | None]:
@@ -238,7 +206,8 @@ class EventStore:
             return {row["command_id"]: await self._duplicate(conn, row["command_id"], row["aggregate_id"])
                     for row in rows}
 
-    async def _duplicate(self, conn: asyncpg.Connection, command_id: uuid.UUID, aggregate_id: str) -> AppendResult:
+    async def _duplicate(self, conn: asyncpg.Connection, command_id: uuid.UUID | None,
+                         aggregate_id: str) -> AppendResult:
         """What the command did the first time; its version is that of the aggregate its events went to,
         which a retried create (a newly generated id) does not name."""
         rows = await conn.fetch(f"SELECT {_COLUMNS} FROM events WHERE command_id = $1 ORDER BY position", command_id)
@@ -274,7 +243,7 @@ class EventStore:
 
     async def _append_grouped(self, append: Append) -> AppendResult:
         """Queues the append for a writer task, starting one if fewer than FLUSHES_AT_ONCE run."""
-        answer = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._waiting.append((append, answer))
         if len(self._writers) < FLUSHES_AT_ONCE:
             # A task of its own, not this caller's: a caller cancelled meanwhile must not leave the
@@ -290,7 +259,7 @@ class EventStore:
                 await self._write_together(batch)
         finally:
             # At once, not in a done callback: an append queued in between would find no writer.
-            self._writers.discard(asyncio.current_task())
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]  # a task: never None
 
     async def _write_together(self, batch: list[tuple[Append, asyncio.Future[AppendResult]]]) -> None:
         try:
@@ -345,7 +314,8 @@ class EventStore:
             raise CommandSeen(f"{len(envelopes) - written} of {len(envelopes)} events belong to commands seen before")
         return each
 
-    async def _append(self, conn, aggregate_id, expected_version, events, cause) -> AppendResult:
+    async def _append(self, conn: asyncpg.Connection, aggregate_id: str, expected_version: int,
+                      events: Sequence[EventPayload], cause: Cause) -> AppendResult:
         now = self.clock.now()
         envelopes = self._wrap(aggregate_id, expected_version, events, cause, now)
         try:
@@ -393,19 +363,6 @@ class EventStore:
             now,
         )
         return int(status.split()[-1])
-
-    async def read_all(self, after: Position = START, limit: int = 1000) -> list[tuple[Position, Envelope]]:
-        """Events in global order after `after`, never skipping one that commits late."""
-        rows = await self.pool.fetch(
-            f"SELECT tx_id::text::bigint AS tx, position, {_COLUMNS} FROM events "
-            "WHERE (tx_id, position) > ($1::text::xid8, $2) "
-            "AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) "
-            "ORDER BY tx_id, position LIMIT $3",
-            str(after.tx_id),
-            after.position,
-            limit,
-        )
-        return [(Position(row["tx"], row["position"]), _envelope(row)) for row in rows]
 
     async def republish(self, from_position: int, batch: int = 5000) -> int:
         """Queues stored events again for the relay (after a broker lost its data)."""

@@ -10,6 +10,9 @@ CONSUMER_LAG = Gauge("mfaplane_consumer_lag", "Messages of the partition beyond 
                      ["topic", "partition"])
 HANDLER_ERRORS = Counter("mfaplane_handler_errors_total", "Handler attempts that raised", ["topic"])
 DEAD_LETTERS = Counter("mfaplane_dead_letters_total", "Messages parked on a dead-letter topic", ["topic"])
+EVENTS_HELD = Gauge("mfaplane_events_held",
+                    "Messages held until a consumer that knows their schema version handles them (consumer.py)",
+                    ["topic"])
 EVENTS_REJECTED = Counter("mfaplane_events_rejected_total",
                           "Events refused before handling: unsigned, badly signed, or not the topic owner's",
                           ["topic", "reason"])

@@ -26,7 +26,7 @@ TAKE_DUE = (
     "DELETE FROM deadline_timers WHERE (enrollment_id, timer) IN ("
     "  SELECT enrollment_id, timer FROM deadline_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2"
     "  FOR UPDATE SKIP LOCKED"
-    ") RETURNING enrollment_id, timer, principal_id, scope, deadline, due_at"
+    ") RETURNING enrollment_id, timer, principal_id, scope, deadline, due_at, enrollment_version"
 )
 
 
@@ -40,7 +40,7 @@ async def fire_due(store: EventStore, now, batch_size: int) -> int:
         next_version = await store.versions(aggregate_ids, conn)
         appends = []
         # An enrollment's reminder and expiry may be due together: numbered one after the other.
-        for aggregate_id, timer in zip(aggregate_ids, due):
+        for aggregate_id, timer in zip(aggregate_ids, due, strict=True):
             appends.append((aggregate_id, next_version[aggregate_id], [_event(timer)],
                             Cause(actor=ACTOR, correlation_id=uuid.uuid4())))
             next_version[aggregate_id] += 1
@@ -52,7 +52,7 @@ async def fire_due(store: EventStore, now, batch_size: int) -> int:
 def _event(timer: asyncpg.Record) -> EnrollmentExpired | EnrollmentExpiring:
     kind = EnrollmentExpired if timer["timer"] == EXPIRY else EnrollmentExpiring
     return kind(principal_id=timer["principal_id"], scope=timer["scope"], deadline=timer["deadline"],
-                due_at=timer["due_at"])
+                due_at=timer["due_at"], enrollment_version=timer["enrollment_version"])
 
 
 def timer_aggregate_id(enrollment_id: str) -> str:

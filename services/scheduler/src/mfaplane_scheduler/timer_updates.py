@@ -16,16 +16,17 @@ def batch_handler(reminder_offsets_seconds: list[int]) -> BatchHandler:
         # Each change replaces all of its enrollment's timers, so within a batch the last one counts.
         latest = {}
         for envelope in envelopes:
-            change = plan(envelope.body(), reminder_offsets_seconds, envelope.occurred_at)
+            change = plan(envelope.body(), reminder_offsets_seconds, envelope.occurred_at, envelope.aggregate_version)
             if change is not None:
                 latest[change.enrollment_id] = change
         if not latest:
             return
         await conn.execute("DELETE FROM deadline_timers WHERE enrollment_id = ANY($1::text[])", list(latest))
         await conn.executemany(
-            "INSERT INTO deadline_timers (enrollment_id, timer, principal_id, scope, deadline, due_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            [(change.enrollment_id, t.timer, change.principal_id, change.scope, t.deadline, t.due_at)
+            "INSERT INTO deadline_timers (enrollment_id, timer, principal_id, scope, deadline, due_at, "
+            "enrollment_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [(change.enrollment_id, t.timer, change.principal_id, change.scope, t.deadline, t.due_at,
+              change.enrollment_version)
              for change in latest.values() for t in change.timers],
         )
 

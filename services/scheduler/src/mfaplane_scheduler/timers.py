@@ -31,6 +31,7 @@ class Plan:
     principal_id: uuid.UUID
     scope: str
     timers: tuple[Timer, ...]
+    enrollment_version: int | None = None  # of the enrollment event the timers were set from
 
 
 def reminder_name(offset_seconds: int) -> str:
@@ -46,7 +47,8 @@ def for_deadline(deadline: datetime, offsets_seconds: list[int], received_at: da
     return reminders + (Timer(EXPIRY, deadline, deadline),)
 
 
-def plan(event: EventPayload, offsets_seconds: list[int], received_at: datetime) -> Plan | None:
+def plan(event: EventPayload, offsets_seconds: list[int], received_at: datetime, version: int) -> Plan | None:
+    """What `event`, at `version` of its aggregate, does to its enrollment's timers; None: nothing."""
     match event:
         case mfa.MFARequired() | mfa.EnrollmentExtended() | mfa.MFAReset() if event.deadline is not None:
             timers = for_deadline(event.deadline, offsets_seconds, received_at)
@@ -58,4 +60,4 @@ def plan(event: EventPayload, offsets_seconds: list[int], received_at: datetime)
             return Plan(mfa.enrollment_id("admin_portal", admin_id), admin_id, "admin_portal", ())
         case _:
             return None
-    return Plan(mfa.enrollment_id(event.scope, event.principal_id), event.principal_id, event.scope, timers)
+    return Plan(mfa.enrollment_id(event.scope, event.principal_id), event.principal_id, event.scope, timers, version)
