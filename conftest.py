@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -128,13 +127,15 @@ async def agent_of(stack: Stack, gateway_as) -> AsyncIterator[Callable[[str], ht
 
 
 @pytest.fixture
-async def gateway_as(stack: Stack, api_keys: dict[str, str]) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
+async def gateway_as(stack: Stack,
+                     api_keys: dict[str, str]) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
     """Makes gateway clients calling with a role's API key (None: no key) and the newest API version; closes
     them after the test."""
     made: list[httpx.AsyncClient] = []
 
     def make(role: str | None) -> httpx.AsyncClient:
-        headers = {"API-Version": api_versions.LATEST, **({"Authorization": f"Bearer {api_keys[role]}"} if role else {})}
+        key = {"Authorization": f"Bearer {api_keys[role]}"} if role else {}
+        headers = {"API-Version": api_versions.LATEST, **key}
         made.append(httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30, headers=headers))
         return made[-1]
 

@@ -102,7 +102,7 @@ async def run(names: list[str], given: argparse.Namespace | None, top: argparse.
 
 def cpu_calibration() -> float:
     """pyotp verifications per second on one thread of this process: the speed of the machine's CPU as
-    it is now. The host is shared and it varied by a third between runs (docs/performance.md), so a
+    it is now. The host is shared and its speed varies between runs (docs/performance.md), so a
     run's figures are compared with another's through this, or through the ratios to the raw limits."""
     rate = sign_in.pyotp_rate(2.0)
     log(f"CPU calibration: pyotp alone {rate:,.0f} verifications/s")

@@ -16,11 +16,11 @@ import argparse
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from bench.harness import BenchStack
+from bench.runner import Measure, Row, closed_loop, latency_detail, log, percentile
 from mfaplane_contracts.mfa_events import MFARequired, enrollment_id
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.event_store import Cause, EventStore
-from bench.harness import BenchStack
-from bench.runner import Measure, Row, closed_loop, latency_detail, log, percentile
 
 SCHEMA = "bench_append"
 TARGET_AT_32 = 5000

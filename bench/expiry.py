@@ -24,14 +24,14 @@ from pathlib import Path
 
 import asyncpg
 
-from mfaplane_devstack import read_mail
-from mfaplane_notifier.emails import SUBJECTS, Recipient, render
-from mfaplane_notifier.settings import NotifierSettings
-from mfaplane_notifier.smtp import SmtpServer
 from bench import bulk, raw
 from bench.harness import BenchStack
 from bench.runner import Measure, Row, log, wait_until
 from bench.users import create_users, new_tag
+from mfaplane_devstack import read_mail
+from mfaplane_notifier.emails import SUBJECTS, Recipient, render
+from mfaplane_notifier.settings import NotifierSettings
+from mfaplane_notifier.smtp import SmtpServer
 
 TARGET_EVENTS_SECONDS = 10.0
 TARGET_MAIL_SECONDS = 30.0

@@ -15,10 +15,10 @@ import asyncio
 
 import psutil
 
-from mfaplane_devstack import SERVICES
 from bench import bulk
 from bench.harness import BenchStack
 from bench.runner import Measure, Row, log
+from mfaplane_devstack import SERVICES
 
 TARGET_IDLE_MIB = 150.0
 IDLE_SETTLE_SECONDS = 5.0

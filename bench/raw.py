@@ -21,10 +21,10 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.harness import BenchStack
 from mfaplane_contracts.mfa_events import MFARequired, enrollment_id
 from mfaplane_contracts.topics import Topic
 from mfaplane_devstack import ensure_topics
-from bench.harness import BenchStack
 
 BATCH = 1000
 RAW_TOPIC = Topic("mfaplane.bench.raw", 6, -1, "bench: raw produce rate", "bench")

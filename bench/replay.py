@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from mfaplane_contracts.envelope import Envelope
-from mfaplane_gateway import audit_log, replay
 from bench.harness import GATEWAY_MIGRATIONS, BenchStack
 from bench.runner import Measure, Row, log
+from mfaplane_contracts.envelope import Envelope
+from mfaplane_gateway import audit_log, replay
 
 SCHEMA = "bench_replay"
 EVENTS_PER_USER = 10

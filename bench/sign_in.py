@@ -33,13 +33,13 @@ import asyncpg
 import pyotp
 from argon2 import PasswordHasher
 
-from mfaplane_contracts.mfa_events import TOTPVerified, enrollment_id
-from mfaplane_eventing.clock import FileOffsetClock
-from mfaplane_identity.settings import IdentitySettings
 from bench import bulk
 from bench.harness import Api, BenchStack, cpu_ms_per_operation, gather_limited, stack_cpu_seconds
 from bench.runner import Exhausted, Measure, Row, closed_loop, fmt, latency_detail, log, percentile
 from bench.users import PASSWORD, create_users, new_tag
+from mfaplane_contracts.mfa_events import TOTPVerified, enrollment_id
+from mfaplane_eventing.clock import FileOffsetClock
+from mfaplane_identity.settings import IdentitySettings
 
 STEP = 30
 SEED_USERS_AT_ONCE = 200

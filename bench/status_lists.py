@@ -16,6 +16,7 @@ Raw limit: a 50-row page read by primary-key range, the floor for any page of 50
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import time
 import uuid
@@ -23,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from bench.harness import GATEWAY_MIGRATIONS, BenchStack
+from bench.runner import Measure, Row, log, percentile
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_gateway import principals_query
 from mfaplane_gateway.paging import encode_cursor
 from mfaplane_gateway.principals_query import PrincipalFilter, listing
-from bench.harness import GATEWAY_MIGRATIONS, BenchStack
-from bench.runner import Measure, Row, log, percentile
 
 SCHEMA = "bench_lists"
 TABLE = "principals_v1"
@@ -146,8 +147,8 @@ async def measure(pool: asyncpg.Pool, size: int, now: datetime, args: argparse.N
         for depth, cursor in (("first", None), ("deep", await deep_cursor(pool, now, flt))):
             if depth == "deep" and cursor is None:
                 continue  # fewer than two pages of matches
-            pages[depth] = await timed(lambda: principals_query.page(pool, TABLE, now, flt, "email", PAGE, cursor),
-                                       args.repeats, args.max_seconds)
+            page = functools.partial(principals_query.page, pool, TABLE, now, flt, "email", PAGE, cursor)
+            pages[depth] = await timed(page, args.repeats, args.max_seconds)
         p99 = {depth: percentile(latencies, 99) * 1000 for depth, latencies in pages.items()}
         detail = ", ".join(f"{depth} page {value:.1f}" for depth, value in p99.items())
         log(f"lists {size:,}: {name}: p99 {detail} ms")

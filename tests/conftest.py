@@ -6,8 +6,9 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, BrowserContext, async_playwright, expect
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -17,7 +18,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Browser]:
     """Debian's headless Chromium, started once per run; each test browses in a profile of its own (the
-    `browser` fixture of tests/test_reference_portals.py)."""
+    `browser` fixture)."""
     if not Path(CHROMIUM).exists():
         reason = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); .ci/run does"
         pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
@@ -27,3 +28,20 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def browser(chromium: Browser) -> AsyncIterator[BrowserContext]:
+    """A new browser profile (no cookies, no storage) in the run's Chromium."""
+    expect.set_options(timeout=15_000)
+    context = await chromium.new_context(viewport={"width": 1280, "height": 860}, locale="en-US", timezone_id="UTC")
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+def auditor(gateway_as) -> httpx.AsyncClient:
+    return gateway_as("auditor")

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
 from urllib.parse import parse_qsl
 
 import uvicorn

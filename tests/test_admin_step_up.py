@@ -16,8 +16,20 @@ import httpx
 import pytest
 
 from fault_tools import eventually, schema
-from portal_flows import (ADMIN_PORTAL, PASSWORD, STEP, bearer, code_now, console_session, new_admin, new_user, ok,
-                          problem, set_up, sign_in)
+from portal_flows import (
+    ADMIN_PORTAL,
+    PASSWORD,
+    STEP,
+    bearer,
+    code_now,
+    console_session,
+    new_admin,
+    new_user,
+    ok,
+    problem,
+    set_up,
+    sign_in,
+)
 
 STEP_UP = timedelta(seconds=300)
 KEY_CACHE_SECONDS = 10  # the gateway remembers a verified key for 5 s (auth.py); twice that to see it refused
@@ -40,7 +52,8 @@ async def mfa_events(stack, aggregate_id: str) -> int:
 
 async def identity_events(stack, aggregate_id: str) -> list[tuple[str, str]]:
     async with schema(stack, "identity") as conn:
-        rows = await conn.fetch("SELECT type, actor FROM events WHERE aggregate_id = $1 ORDER BY aggregate_version", aggregate_id)
+        rows = await conn.fetch("SELECT type, actor FROM events WHERE aggregate_id = $1 ORDER BY aggregate_version",
+                                aggregate_id)
     return [(row["type"], row["actor"]) for row in rows]
 
 

@@ -14,6 +14,7 @@ import httpx
 from mfaplane_gateway import api_versions
 from portal_flows import PASSWORD, new_admin, ok, problem
 
+
 def ids(items: list[dict]) -> list[str]:
     return [item.get("id") or item["key_id"] for item in items]
 

@@ -23,11 +23,6 @@ from trust_tools import public_keys, service_key
 DAY = timedelta(days=1)
 
 
-@pytest.fixture
-def auditor(gateway_as) -> httpx.AsyncClient:
-    return gateway_as("auditor")
-
-
 async def projected(admin: httpx.AsyncClient, user_id: str, *receipts: dict) -> None:
     """Returns once the gateway has recorded the receipts' events (read-your-writes)."""
     ok(await admin.get(f"/v1/users/{user_id}", params={"consistent_with": [r["consistency_token"] for r in receipts]}))

@@ -26,7 +26,7 @@ from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.topics import TOPICS_BY_NAME
 from mfaplane_eventing import event_signing
 from portal_flows import problem
-from test_audit import auditor, ndjson, state, verify_audit  # noqa: F401 - auditor is a fixture
+from test_audit import ndjson, state, verify_audit
 from trust_tools import publish, service_key
 
 MS = timedelta(milliseconds=1)

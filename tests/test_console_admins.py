@@ -20,7 +20,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from fault_tools import MailWatch, eventually
 from portal_flows import ADMIN_PORTAL, PASSWORD, bearer, code_now, console_session, live_admins, ok
 from test_passwords import redeem, reset_links
-from test_reference_portals import Steps, browser, set_up_mfa, sign_in  # noqa: F401 (browser: the fixture)
+from test_reference_portals import Steps, set_up_mfa, sign_in
 
 pytestmark = pytest.mark.slow
 

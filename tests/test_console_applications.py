@@ -17,7 +17,7 @@ from playwright.async_api import BrowserContext, Locator, expect
 
 from portal_flows import PASSWORD, SHOWN_SECRETS, ok
 from test_console_systems import row_action, search_systems, system_row
-from test_reference_portals import Steps, browser, set_up_mfa, sign_in  # noqa: F401 (browser: the fixture)
+from test_reference_portals import Steps, set_up_mfa, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,8 @@ async def test_admin_sets_up_an_sso_application_with_oidc_then_saml(stack, admin
     tag = uuid.uuid4().hex[:8]
     name = f"wiki-{tag}"
     admin_email = f"applications-{tag}@example.com"
-    ok(await console.post("/v1/admins", json={"email": admin_email, "name": "Applications admin", "password": PASSWORD}))
+    ok(await console.post("/v1/admins", json={"email": admin_email, "name": "Applications admin",
+                                              "password": PASSWORD}))
 
     page = steps.watch(await browser.new_page())
     await sign_in(page, f"{gateway}/admin", admin_email)

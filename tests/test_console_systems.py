@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from portal_flows import PASSWORD, SHOWN_SECRETS, code_now, ok
-from test_reference_portals import Steps, browser, new_user, set_up_mfa, sign_in  # noqa: F401 (browser: the fixture)
+from test_reference_portals import Steps, new_user, set_up_mfa, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,8 @@ async def test_admin_registers_switches_renames_finds_keys_and_deletes_systems_a
     await steps.shot(page, "delete-confirmation")
     await confirm.get_by_role("button", name="Delete", exact=True).click()
     await expect(page.get_by_role("status").filter(has_text="Deleted")).to_have_text(f"Deleted old-{tag}.")
-    await expect(page.locator("tbody")).to_have_text(f"No systems or applications have \u201cold-{tag}\u201d in their name.")
+    await expect(page.locator("tbody")).to_have_text(
+        f"No systems or applications have \u201cold-{tag}\u201d in their name.")
     await expect(page.get_by_role("heading", name="Systems and applications", exact=True)).to_be_focused()
     assert ok(await admin.get("/v1/systems", params={"q": f"old-{tag}"}))["items"] == []
     await search_systems(page, tag)

@@ -17,8 +17,9 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from fault_tools import eventually
-from portal_flows import PASSWORD, code_now, new_user, ok, set_up, sign_in as portal_sign_in
-from test_reference_portals import Steps, browser, row, set_up_mfa, sign_in  # noqa: F401 (browser: the fixture)
+from portal_flows import PASSWORD, code_now, new_user, ok, set_up
+from portal_flows import sign_in as portal_sign_in
+from test_reference_portals import Steps, row, set_up_mfa, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +194,8 @@ async def test_admin_applies_an_action_to_every_user_matching_a_filter_after_a_d
                                                           "password": PASSWORD}))
         ids.append(receipt["aggregate_id"])
     required = ok(await admin.post(f"/v1/users/{ids[0]}/mfa/require", json={"enrollment_days": 3}))
-    ok(await admin.get("/v1/users", params={"consistent_with": [required["consistency_token"], receipt["consistency_token"]]}))
+    tokens = [required["consistency_token"], receipt["consistency_token"]]
+    ok(await admin.get("/v1/users", params={"consistent_with": tokens}))
     page = await signed_in_console(console, browser, gateway, clock, steps, tag)
 
     # Extend over the filter: the three not required are refused, and the summary says why.

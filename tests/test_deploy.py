@@ -25,6 +25,7 @@ import base64
 import functools
 import importlib
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -44,9 +45,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import ValidationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
 
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS, DEAD_LETTER_TOPICS, EVENT_TOPICS, dead_letter_topic
 from mfaplane_devstack.kafka import ADMIN_CLIENT
@@ -174,7 +175,10 @@ def settings_env(service: str, subcommand: str = "serve") -> tuple[frozenset[str
     running them may set whatever the service reads.
     """
     cls = settings_class(service)
-    needed = cls if subcommand == "serve" else database_settings(importlib.import_module(f"mfaplane_{service}.__main__").SPEC)
+    if subcommand == "serve":
+        needed = cls
+    else:
+        needed = database_settings(importlib.import_module(f"mfaplane_{service}.__main__").SPEC)
     prefix = cls.model_config.get("env_prefix", "") or ""
     names, required = set(), set()
     for field_name, field in cls.model_fields.items():
@@ -790,7 +794,8 @@ def test_no_secret_is_an_environment_variable() -> None:
     of Secrets it needs as files. Checked on every render and on every manifest file under deploy/k8s,
     patches included."""
     manifests = {f"{target} (rendered)": render(target) for target in RENDERS}
-    manifests |= {str(path.relative_to(ROOT)): list(yaml.safe_load_all(path.read_text())) for path in K8S.rglob("*.yaml")}
+    manifests |= {str(path.relative_to(ROOT)): list(yaml.safe_load_all(path.read_text()))
+                  for path in K8S.rglob("*.yaml")}
     found = [f"{where}: {container['name']}: {ref}" for where, docs in manifests.items()
              for container in containers_in(docs) for ref in secrets_in_environment(container)]
     assert not found, "\n".join(found)
@@ -874,7 +879,8 @@ def test_each_workload_mounts_its_own_credentials(rendered: tuple[str, list[dict
             for item in source["items"]:
                 path = f"{mount['mountPath'].rstrip('/')}/{item['path']}"
                 assert path in read, f"{where} mounts {name}/{item['key']} at {path}, which no *_FILE setting reads"
-                assert public or (name, item["key"]) in own.values(), f"{where} mounts {name}/{item['key']}, not its own"
+                assert public or (name, item["key"]) in own.values(), \
+                    f"{where} mounts {name}/{item['key']}, not its own"
                 mode = item.get("mode", source.get("defaultMode", 0o644))
                 assert public or mode & 0o007 == 0, f"{where}: {name}/{item['key']} readable by others ({mode:o})"
     users = {u["metadata"]["name"] for u in of_kind(docs, "KafkaUser")}
@@ -972,7 +978,8 @@ def test_service_public_keys(rendered: tuple[str, list[dict[str, Any]]]) -> None
     if target != "dev":
         return
     for service in SERVICES:
-        (secret,) = [s for s in of_kind(docs, "Secret") if unhashed(s["metadata"]["name"]) == f"mfaplane-{service}-signing-key"]
+        (secret,) = [s for s in of_kind(docs, "Secret")
+                     if unhashed(s["metadata"]["name"]) == f"mfaplane-{service}-signing-key"]
         private = serialization.load_pem_private_key(base64.b64decode(secret["data"]["private-key.pem"]), None)
         assert isinstance(private, Ed25519PrivateKey), service
         public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -986,7 +993,8 @@ def test_deployments_are_hardened_and_probed(rendered: tuple[str, list[dict[str,
     common = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("mfaplane-common-config"))
     assert common["data"]["HTTP_PORT"] == str(HTTP_PORT)
     assert common["data"]["HTTP_HOST"] == "0.0.0.0"
-    assert common["data"]["METRICS_PORT"] == str(METRICS_PORT) == str(ServiceSettings.model_fields["metrics_port"].default)
+    default_metrics_port = ServiceSettings.model_fields["metrics_port"].default
+    assert common["data"]["METRICS_PORT"] == str(METRICS_PORT) == str(default_metrics_port)
     for doc in [*deployments.values(), *of_kind(docs, "Job")]:
         name = doc["metadata"]["name"]
         spec = pod_spec(doc)
@@ -1283,7 +1291,8 @@ def test_alerts_use_only_metrics_the_code_defines(rendered: tuple[str, list[dict
         for name in re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(\s*\"(mfaplane_\w+)\"", path.read_text())
     }
     (rule,) = of_kind(docs, "PrometheusRule")
-    used = {m for group in rule["spec"]["groups"] for r in group["rules"] for m in re.findall(r"mfaplane_\w+", r["expr"])}
+    used = {m for group in rule["spec"]["groups"] for r in group["rules"]
+            for m in re.findall(r"mfaplane_\w+", r["expr"])}
     assert used <= defined, f"alerts on metrics no service exports: {used - defined}"
 
 
@@ -1377,7 +1386,8 @@ def test_the_catalog_names_an_owner_for_every_topic() -> None:
     assert set(consumed_topics("gateway")) == {t.name for t in EVENT_TOPICS}
 
 
-def test_each_service_has_a_kafka_user_with_exactly_the_acls_it_needs(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_each_service_has_a_kafka_user_with_exactly_the_acls_it_needs(
+        rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, docs = rendered
     users = {u["metadata"]["name"]: u for u in of_kind(docs, "KafkaUser")}
     assert set(users) == {f"mfaplane-{s}" for s in SERVICES}, "one KafkaUser per service, and no other"
@@ -1543,7 +1553,7 @@ def test_compose_networks_keep_the_services_apart() -> None:
             members = {name for name, nets in networks.items() if network in nets}
             assert members == {servers[s] for s in pair}, f"{network}: {members}"
             assert compose()["networks"][network].get("internal") is True, network
-    for name, service, _, _ in compose_app_services():
+    for name, *_ in compose_app_services():
         assert networks[name] & networks["postgres"], f"{name} cannot reach PostgreSQL"
         assert networks[name] & networks["kafka"], f"{name} cannot reach Kafka"
     assert networks["notifier"] & networks["mailpit"]
@@ -1591,6 +1601,7 @@ def devstack_principals() -> dict[str, str]:
     broker's included): with Kafka's DEFAULT ssl.principal.mapping.rules, User: and the certificate's
     subject as RFC 2253 writes it (last RDN first, as RFC 4514 does)."""
     from cryptography import x509
+
     from mfaplane_devstack.certificates import SERVER_NAME, ensure_pki
     from mfaplane_devstack.stack import KAFKA_CLIENTS
 
@@ -1619,7 +1630,7 @@ def compose_acls() -> dict[str, set[tuple[str, str, str, str]]]:
             continue
         assert "--add" in argv and "--remove" not in argv, line
         options: dict[str, list[str]] = {}
-        for option, value in zip(argv, argv[1:]):
+        for option, value in itertools.pairwise(argv):
             if option.startswith("--") and not value.startswith("--"):
                 options.setdefault(option, []).append(value)
         allowed = set(options) - {"--bootstrap-server", "--command-config"}
@@ -1953,7 +1964,8 @@ def test_published_development_secrets_stop_a_service_outside_development_mode()
         env = {"DATABASE_URL": "postgresql://a:b@c/d", "KAFKA_BOOTSTRAP_SERVERS": "k:9093"}
         with pytest.raises(ValidationError, match="SERVICE_SIGNING_KEY is a development key"):
             _settings_of("scheduler", env, service_signing_key=pem.read_text())
-    mentions = {path.relative_to(K8S).parts[:2] for path in K8S.rglob("*.yaml") if "DEVELOPMENT_MODE" in path.read_text()}
+    mentions = {path.relative_to(K8S).parts[:2] for path in K8S.rglob("*.yaml")
+                if "DEVELOPMENT_MODE" in path.read_text()}
     assert mentions == {("overlays", "dev")}
 
 

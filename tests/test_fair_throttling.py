@@ -18,8 +18,7 @@ import pyotp
 import pytest
 
 from fault_tools import MailWatch, checked_failures
-from portal_flows import (PASSWORD, begin_setup, code_now, confirm_setup, new_user, ok, problem, set_up,
-                          sign_in)
+from portal_flows import PASSWORD, begin_setup, code_now, confirm_setup, new_user, ok, problem, set_up, sign_in
 
 STEP = timedelta(seconds=30)
 FAILURES_PER_PAUSE = 5

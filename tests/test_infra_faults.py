@@ -102,7 +102,7 @@ async def test_a_broker_that_lost_its_data_is_rebuilt_by_republishing(own_stack,
     assert load.unexpected == []
     assert exited_services(own_stack) == {}
     await check_and_record(own_stack, "broker restarted with its data lost; every service republished from 1",
-                           f"{load.summary()}; republished {dict(zip(SERVICES, queued))}",
+                           f"{load.summary()}; republished {dict(zip(SERVICES, queued, strict=True))}",
                            origin, accepted=load.accepted, idle_timeout=BROKER_REJOIN_TIMEOUT)
 
 

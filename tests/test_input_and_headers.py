@@ -15,8 +15,20 @@ import uuid
 import httpx
 
 from fault_tools import eventually, new_users, schema, timers
-from portal_flows import (ADMIN_PORTAL, PASSWORD, SHOWN_SECRETS, bearer, console_session, live_admins, new_admin,
-                          new_user, ok, problem, set_up, sign_in)
+from portal_flows import (
+    ADMIN_PORTAL,
+    PASSWORD,
+    SHOWN_SECRETS,
+    bearer,
+    console_session,
+    live_admins,
+    new_admin,
+    new_user,
+    ok,
+    problem,
+    set_up,
+    sign_in,
+)
 from trust_tools import SignedAs, direct
 
 CONTROLS = ["\x00", "a\x00b", "\x07", "\x1b[2J", "tab\t", "line\nbreak", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]

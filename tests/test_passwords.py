@@ -20,9 +20,19 @@ from playwright.async_api import BrowserContext, expect
 
 from fault_tools import MailWatch, eventually, schema
 from mfaplane_identity.settings import IdentitySettings
-from portal_flows import (ADMIN_PORTAL, PASSWORD, SHOWN_SECRETS, code_now, console_session, new_admin, new_user, ok,
-                          problem, set_up, sign_in)
-from test_reference_portals import browser  # noqa: F401 - the headless Chromium fixture
+from portal_flows import (
+    ADMIN_PORTAL,
+    PASSWORD,
+    SHOWN_SECRETS,
+    code_now,
+    console_session,
+    new_admin,
+    new_user,
+    ok,
+    problem,
+    set_up,
+    sign_in,
+)
 
 NEW_PASSWORD = "a new and longer passphrase"
 SHOWN_SECRETS.append(NEW_PASSWORD)
@@ -39,7 +49,8 @@ async def change(portal: httpx.AsyncClient, session: str, current: str = PASSWOR
     return await portal.post(f"{prefix}/password", json=body | ({"code": code} if code else {}))
 
 
-async def redeem(portal: httpx.AsyncClient, token: str, prefix: str = PORTAL, new: str = NEW_PASSWORD) -> httpx.Response:
+async def redeem(portal: httpx.AsyncClient, token: str, prefix: str = PORTAL,
+                 new: str = NEW_PASSWORD) -> httpx.Response:
     return await portal.post(f"{prefix}/password-reset", json={"token": token, "new_password": new})
 
 

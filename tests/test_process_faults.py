@@ -126,9 +126,11 @@ async def test_a_deadline_passed_while_the_scheduler_is_down_fires_once_on_start
 # (status, required, enrollment_days).
 SCRIPTS = [
     ([("require", 7), ("extend", 10), ("extend", 12), ("reset", 9)], ("enrolling", True, 9)),
-    ([("require", 5), ("remove-requirement", None), ("require", 4), ("remove-requirement", None)], ("none", False, None)),
+    ([("require", 5), ("remove-requirement", None), ("require", 4), ("remove-requirement", None)],
+     ("none", False, None)),
     ([("require", None), ("remove-requirement", None), ("require", 6), ("extend", 8)], ("enrolling", True, 8)),
-    ([("require", 3), ("reset", 6), ("remove-requirement", None), ("require", None)], ("required_no_period", True, None)),
+    ([("require", 3), ("reset", 6), ("remove-requirement", None), ("require", None)],
+     ("required_no_period", True, None)),
 ]
 
 

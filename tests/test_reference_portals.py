@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from portal_flows import PASSWORD, SHOWN_SECRETS, code_now, ok
 
@@ -25,19 +24,6 @@ pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "reference-portals"
 STEP = timedelta(seconds=30)
-
-
-@pytest.fixture
-async def browser(chromium: Browser) -> AsyncIterator[BrowserContext]:
-    """A new browser profile (no cookies, no storage) in the run's Chromium (tests/conftest.py)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    expect.set_options(timeout=15_000)
-    context = await chromium.new_context(viewport={"width": 1280, "height": 860}, locale="en-US", timezone_id="UTC")
-    context.set_default_timeout(15_000)
-    try:
-        yield context
-    finally:
-        await context.close()
 
 
 class Steps:

@@ -17,7 +17,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from fault_tools import EXPIRED, REMINDER, REQUIRED, enrollment, eventually, schema, scheduler_events
+from fault_tools import EXPIRED, REMINDER, REQUIRED, enrollment, eventually, scheduler_events, schema
 from invariants import check_and_record, mark
 from portal_flows import PASSWORD, code_now, ok, set_up, sign_in
 

@@ -10,12 +10,12 @@ import asyncpg
 import httpx
 import pyotp
 
+from fault_tools import schema
 from mfaplane_contracts.mfa_events import enrollment_id
 from mfaplane_identity.settings import IdentitySettings
-from fault_tools import schema
 from mfaplane_mfa.enrollment_commands import replay
-from trust_tools import SignedAs, direct
 from portal_flows import PASSWORD, code_now, new_user, ok, problem, set_up, sign_in
+from trust_tools import SignedAs, direct
 
 STEP = timedelta(seconds=30)
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from ssh_host import SshHost, require_ssh_host
-from test_system_agents import history_of
 
 from portal_flows import STEP, code_now, new_system, set_up, sign_in, user_named
+from ssh_host import SshHost, require_ssh_host
+from test_system_agents import history_of
 
 CODE_PROMPT = "Verification code: "
 

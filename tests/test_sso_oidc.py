@@ -31,7 +31,6 @@ from mfaplane_devstack.supervisor import free_port
 from portal_flows import PASSWORD, SHOWN_SECRETS, STEP, code_now, new_user, ok, problem, set_up
 from portal_flows import sign_in as api_sign_in
 from sso_clients import oidc_relying_party, rs256_verified_claims, serving
-from test_reference_portals import browser  # noqa: F401 (the fixture, reused)
 
 pytestmark = pytest.mark.slow
 MFA = "https://refeds.org/profile/mfa"
@@ -54,7 +53,8 @@ async def register_app(stack, admin: httpx.AsyncClient, mfa: bool, port: int) ->
                                                       "kind": "sso_application"}))["id"]
     ok(await admin.put(f"/v1/systems/{app_id}/mfa", json={"enabled": mfa}))
     url = f"http://127.0.0.1:{port}"
-    ok(await admin.put(f"/v1/systems/{app_id}/sign-in", json={"protocol": "oidc", "redirect_uris": [f"{url}/callback"]}))
+    ok(await admin.put(f"/v1/systems/{app_id}/sign-in",
+                       json={"protocol": "oidc", "redirect_uris": [f"{url}/callback"]}))
     secret = stack.create_api_key("sso_client", "wiki client secret", app_id)
     SHOWN_SECRETS.append(secret)
     return App(app_id, secret, url)

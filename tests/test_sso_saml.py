@@ -19,17 +19,16 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, expect
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
-from saml2.samlp import RequestedAuthnContext
-from saml2.saml import AuthnContextClassRef
 from saml2.client import Saml2Client
 from saml2.response import UnsolicitedResponse
+from saml2.saml import AuthnContextClassRef
+from saml2.samlp import RequestedAuthnContext
 from saml2.sigver import MissingKey, SignatureError
 from starlette.applications import Starlette
 
 from mfaplane_devstack.supervisor import free_port
 from portal_flows import PASSWORD, code_now, new_user, ok, problem
 from sso_clients import accepted, authn_request_url, saml_service_provider, serving
-from test_reference_portals import browser  # noqa: F401 (the fixture, reused)
 from test_sso_oidc import MFA, SINGLE_FACTOR, enrolled_user, recorded_sign_ins
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,15 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from portal_flows import SHOWN_SECRETS, code_now, ok, problem, set_up
 from portal_flows import sign_in as api_sign_in
-from test_reference_portals import ARTIFACTS, STEP, Steps, enter_code, new_user, set_up_mfa, sign_in
-from test_reference_portals import browser  # noqa: F401 (the fixture, reused)
+from test_reference_portals import (
+    ARTIFACTS,
+    STEP,
+    Steps,
+    enter_code,
+    new_user,
+    set_up_mfa,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 

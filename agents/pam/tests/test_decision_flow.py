@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mfaplane_agent import config as agent_config, counters
+from mfaplane_agent import config as agent_config
+from mfaplane_agent import counters
 from mfaplane_agent.decision import Verdict, decide, unix_groups
 from mfaplane_agent.hostlog import HostLog
 
@@ -86,7 +87,8 @@ def test_an_answer_outside_the_contract_denies(fake_gateway) -> None:
 
 def test_a_certificate_that_does_not_verify_denies_even_when_unreachable_would_allow(fake_gateway) -> None:
     gateway = fake_gateway(["allow"], tls=True)
-    assert decide_for(configured(gateway.url, when_unreachable="allow"))[0] == Verdict("deny", "tls_certificate_rejected")
+    verdict = decide_for(configured(gateway.url, when_unreachable="allow"))[0]
+    assert verdict == Verdict("deny", "tls_certificate_rejected")
     assert gateway.requests == []
 
 

@@ -33,7 +33,7 @@ def host(tmp_path: Path) -> dict:
 def install(host: dict, *options: str) -> int:
     required = {"--gateway-url": "https://mfa.example.com", "--system-id": SYSTEM_ID,
                 "--api-key-file": str(host["dir"] / "key")}
-    given = dict(zip(options[::2], options[1::2]))
+    given = dict(zip(options[::2], options[1::2], strict=True))
     arguments = [item for pair in {**required, **given}.items() for item in pair]
     return main(["install", *arguments, *host["locations"]])
 

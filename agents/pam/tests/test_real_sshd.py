@@ -12,9 +12,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from ssh_host import SshHost, require_ssh_host
 
 from mfaplane_agent import counters
+from ssh_host import SshHost, require_ssh_host
 
 SYSTEM_ID = "0b5a7f6e-4c1d-4f8e-9a3b-2d6c8e1f0a47"
 API_KEY = f"mfp_{secrets.token_urlsafe(24)}"

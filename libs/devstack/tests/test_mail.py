@@ -15,7 +15,8 @@ from mfaplane_devstack import (
     wait_for_mail,
 )
 
-MESSAGE = "From: mfa@example.org\r\nTo: ada@example.org\r\nSubject: MFA is now required\r\n\r\nSet up by 2026-12-01.\r\n"
+MESSAGE = ("From: mfa@example.org\r\nTo: ada@example.org\r\nSubject: MFA is now required\r\n\r\n"
+           "Set up by 2026-12-01.\r\n")
 
 
 def send(port: int, recipients: list[str], message: str = MESSAGE) -> None:
@@ -36,7 +37,8 @@ async def test_a_sent_mail_is_stored_with_its_envelope(supervisor: Supervisor, t
     assert [m["Subject"] for m in read_mail(maildir)] == ["MFA is now required"]
 
 
-async def test_fault_mode_answers_a_temporary_failure_and_stores_nothing(supervisor: Supervisor, tmp_path: Path) -> None:
+async def test_fault_mode_answers_a_temporary_failure_and_stores_nothing(supervisor: Supervisor,
+                                                                         tmp_path: Path) -> None:
     maildir = tmp_path / "mail"
     port = start_smtp_catcher(supervisor, maildir)
 

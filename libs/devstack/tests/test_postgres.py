@@ -21,7 +21,8 @@ async def test_postgres_answers_a_query(supervisor: Supervisor, tmp_path: Path) 
         await connection.close()
 
 
-async def test_data_survives_a_crash_and_a_new_server_on_the_same_folder(supervisor: Supervisor, tmp_path: Path) -> None:
+async def test_data_survives_a_crash_and_a_new_server_on_the_same_folder(supervisor: Supervisor,
+                                                                          tmp_path: Path) -> None:
     pgdata = tmp_path / "postgres"
     url = start_postgres(supervisor, pgdata, ensure_tls(tmp_path / "pki"), durable=False)
     await _execute(url, "create table kept (id int); insert into kept values (1)")
@@ -31,7 +32,8 @@ async def test_data_survives_a_crash_and_a_new_server_on_the_same_folder(supervi
     assert await _fetch(url, "select count(*) from kept") == 1
 
     supervisor.stop("postgres")
-    url = start_postgres(supervisor, pgdata, ensure_tls(tmp_path / "pki"))  # as `make run` does on its next run: no initdb
+    # as `make run` does on its next run: no initdb
+    url = start_postgres(supervisor, pgdata, ensure_tls(tmp_path / "pki"))
     assert await _fetch(url, "select count(*) from kept") == 1
 
 

@@ -14,8 +14,10 @@ from mfaplane_devstack.supervisor import descendants
 
 from .conftest import alive, embedded_env, wait_until_dead
 
-IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
-SPAWNS_GRANDCHILD = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+IGNORES_SIGTERM = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "print('up', flush=True); time.sleep(60)")
+SPAWNS_GRANDCHILD = ("import subprocess, sys, time; "
+                     "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)")
 
 
 def http_server(name: str, port: int) -> ChildSpec:

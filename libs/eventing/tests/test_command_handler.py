@@ -12,7 +12,6 @@ from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import BatchItem, execute, execute_batch
 from mfaplane_eventing.event_store import AppendResult, Cause, EventStore
 
-
 version_of = Replayer(lambda version, _: version + 1, 0)  # the state: how many events there are
 
 
@@ -80,10 +79,10 @@ async def test_a_retried_batch_returns_the_first_results_and_decides_nothing(sto
     users = [await created(store) for _ in range(2)]
     causes = [cause(), cause()]
     first = await execute_batch(store, version_of, [BatchItem(str(u), rename(u, "B"), c)
-                                                    for u, c in zip(users, causes)])
+                                                    for u, c in zip(users, causes, strict=True)])
     decided_again: list[int] = []
     again = await execute_batch(store, version_of, [BatchItem(str(u), rename(u, "retried", decided_again), c)
-                                                    for u, c in zip(users, causes)])
+                                                    for u, c in zip(users, causes, strict=True)])
 
     assert decided_again == []
     assert all(isinstance(o, AppendResult) and o.duplicate for o in again)

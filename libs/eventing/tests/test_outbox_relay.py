@@ -12,9 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
 from mfaplane_contracts.topics import IDENTITY_EVENTS
+from mfaplane_eventing import event_signing, outbox_relay
 from mfaplane_eventing.event_store import Cause, EventStore
-from mfaplane_eventing import outbox_relay
-from mfaplane_eventing import event_signing
 from mfaplane_eventing.outbox_relay import OutboxRelay
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 

@@ -72,7 +72,8 @@ def test_no_token_or_another_scheme_is_refused() -> None:
 @pytest.mark.parametrize("change", ["method", "path", "query", "body"])
 def test_a_token_is_good_for_its_own_request_only(change: str) -> None:
     """A captured token cannot carry another command: it names the method, path and body it was made for."""
-    method, path, body = {"method": ("DELETE", PATH, BODY), "path": ("POST", PATH.replace("remove-requirement", "reset"), BODY),
+    method, path, body = {"method": ("DELETE", PATH, BODY),
+                          "path": ("POST", PATH.replace("remove-requirement", "reset"), BODY),
                           "query": ("POST", PATH + "?x=1", BODY),
                           "body": ("POST", PATH, b'{"enrollment_days": 365}')}[change]
     refused(token(), method, path, body)
@@ -100,7 +101,8 @@ def test_an_expired_or_long_lived_token_is_refused() -> None:
               "htm": "POST", "htu": PATH, "bsh": body_digest(BODY), "jti": uuid.uuid4().hex}
     refused(forged({**claims, "iat": now - 120, "exp": now - 60}))
     refused(forged({**claims, "iat": now, "exp": now + 24 * 3600}))
-    assert MFA.verify(forged({**claims, "iat": now, "exp": now + TOKEN_SECONDS}), "POST", PATH, BODY).actor == "admin:3f1c"
+    genuine = forged({**claims, "iat": now, "exp": now + TOKEN_SECONDS})
+    assert MFA.verify(genuine, "POST", PATH, BODY).actor == "admin:3f1c"
 
 
 def test_an_unsigned_token_is_refused() -> None:

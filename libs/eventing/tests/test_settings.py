@@ -49,7 +49,8 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     ({"SERVICE_SIGNING_KEY": KEY.private_pem(), "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
      "SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"),
     ({"SERVICE_SIGNING_KEY": KEY.private_pem(), "KAFKA_SSL_CERT_FILE": "/c.pem"}, "go together (mutual TLS)"),
-    ({"SERVICE_SIGNING_KEY": KEY.private_pem(), "HTTP_TLS_CERT_FILE": "/c.pem"}, "HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE go together"),
+    ({"SERVICE_SIGNING_KEY": KEY.private_pem(), "HTTP_TLS_CERT_FILE": "/c.pem"},
+     "HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE go together"),
 ])
 def test_bad_security_settings_stop_start_up_with_their_name_and_no_value(env: dict, message: str) -> None:
     done = subprocess.run([sys.executable, "-c", "from mfaplane_eventing.settings import ServiceSettings, load; "

@@ -11,8 +11,14 @@ import asyncpg
 import pytest
 
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_gateway.read_your_writes import (KEPT_FOR, USER_BULK_SCOPE, bulk_token, delete_expired_sets,
-                                               record_set, wait_for)
+from mfaplane_gateway.read_your_writes import (
+    KEPT_FOR,
+    USER_BULK_SCOPE,
+    bulk_token,
+    delete_expired_sets,
+    record_set,
+    wait_for,
+)
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 WAIT = 0.05

@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import mfaplane_gateway
 from mfaplane_contracts import identity_events as identity
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
-import mfaplane_gateway
 from mfaplane_eventing.service_keys import TrustedKeys
 from mfaplane_gateway import audit_log, audit_verify, projector, read_models, replay
 

@@ -35,8 +35,15 @@ from mfaplane_eventing.aggregate import fold
 from mfaplane_eventing.event_store import History
 from mfaplane_eventing.snapshots import Snapshot
 from mfaplane_mfa import totp
-from mfaplane_mfa.enrollment import (Decision, Enrollment, apply, decide, recovery_codes_to_check, secret_id_to_open,
-                                     status)
+from mfaplane_mfa.enrollment import (
+    Decision,
+    Enrollment,
+    apply,
+    decide,
+    recovery_codes_to_check,
+    secret_id_to_open,
+    status,
+)
 from mfaplane_mfa.enrollment_commands import replay
 from mfaplane_mfa.throttle import ThrottlePolicy, refusal
 

@@ -67,8 +67,8 @@ def test_required_email_has_name_deadline_days_and_link_in_both_parts() -> None:
 
 
 def test_admin_enrollment_gets_its_own_wording() -> None:
-    message = render("reminder", Recipient("root@example.com", "Root", is_admin=True), DEADLINE, DEADLINE - timedelta(hours=24),
-                     "MFA <mfa@example.com>", "https://portal.example.com/admin")
+    message = render("reminder", Recipient("root@example.com", "Root", is_admin=True), DEADLINE,
+                     DEADLINE - timedelta(hours=24), "MFA <mfa@example.com>", "https://portal.example.com/admin")
     assert message["Subject"].endswith("(admin portal)")
     assert "Admin Portal" in message.get_body(("plain",)).get_content()
     assert "24 hours" in message.get_body(("plain",)).get_content()

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import fields
 
-from mfaplane_agent.config import ConfigError, UNREACHABLE_POLICIES
+from mfaplane_agent.config import UNREACHABLE_POLICIES, ConfigError
 from mfaplane_agent.install import FIRST_FACTORS, InstallError, Locations, install, remove
 
 

@@ -113,7 +113,7 @@ def check_gateway_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"gateway URL {url!r} must not carry a query or a fragment")
     try:
-        parts.port
+        _ = parts.port  # read to raise ValueError on a bad port
     except ValueError:
         raise ConfigError(f"gateway URL {url!r} has an invalid port") from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):

@@ -89,7 +89,8 @@ def _decision(status: int, answer: bytes) -> Decision:
     if 400 <= status < 500:  # the problem's own code where it has one (agent_key_of_another_system, ...)
         code = body.get("code") if isinstance(body, dict) else None
         return Decision("deny", code if isinstance(code, str) else _REFUSALS.get(status, "request_refused"))
-    if status != 200 or not isinstance(body, dict) or body.get("decision") not in DECISIONS or not isinstance(body.get("reason"), str):
+    if (status != 200 or not isinstance(body, dict) or body.get("decision") not in DECISIONS
+            or not isinstance(body.get("reason"), str)):
         return Decision("deny", "bad_gateway_answer")
     return Decision(body["decision"], body["reason"])
 

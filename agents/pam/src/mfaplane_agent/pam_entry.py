@@ -16,7 +16,8 @@ _LIB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _LIB_DIR not in sys.path:
     sys.path.insert(0, _LIB_DIR)
 
-from mfaplane_agent import config as agent_config, counters  # noqa: E402
+from mfaplane_agent import config as agent_config  # noqa: E402
+from mfaplane_agent import counters  # noqa: E402
 from mfaplane_agent.decision import Verdict, decide  # noqa: E402
 from mfaplane_agent.hostlog import DEFAULT_SOCKET, HostLog  # noqa: E402
 

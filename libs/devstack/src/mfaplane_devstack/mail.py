@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Container, Sequence
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -116,8 +117,10 @@ def read_new(maildir: Path | str, known: Container[str] = ()) -> dict[str, Email
     if _is_mailpit(maildir):
         return _read_mailpit(str(maildir), known)
     box = _maildir(maildir)
+    if box is None:
+        return {}
     messages = {}
-    for key in box.keys() if box is not None else ():
+    for key in box.keys():
         if key in known:
             continue
         try:
@@ -144,9 +147,10 @@ def _maildir(maildir: Path | str) -> mailbox.Maildir | None:
     return mailbox.Maildir(maildir, create=False) if (Path(maildir) / "new").is_dir() else None
 
 
-def _mailpit_summaries(api: str) -> list[dict]:
+def _mailpit_summaries(api: str) -> list[dict[str, Any]]:
     with httpx.Client(base_url=api.rstrip("/"), timeout=10) as mailpit:
-        return mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
+        summaries: list[dict[str, Any]] = mailpit.get("/api/v1/messages", params={"limit": 100000}).json()["messages"]
+    return summaries
 
 
 def _read_mailpit(api: str, known: Container[str]) -> dict[str, EmailMessage]:

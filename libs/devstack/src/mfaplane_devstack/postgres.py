@@ -28,6 +28,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from .certificates import ensure_pki, write_file
@@ -188,13 +189,13 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _unprivileged() -> dict:
+def _unprivileged() -> dict[str, Any]:
     if not _running_as_root():
         return {}
     return {"user": UNPRIVILEGED_USER, "group": UNPRIVILEGED_GROUP}
 
 
-def _as_server_user() -> dict:
+def _as_server_user() -> dict[str, Any]:
     """subprocess.run's arguments for a one-off command as the server's user."""
     return {**_unprivileged(), "extra_groups": []} if _running_as_root() else {}
 

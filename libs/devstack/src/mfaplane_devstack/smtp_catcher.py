@@ -20,8 +20,9 @@ import hmac
 import mailbox
 import signal
 import ssl
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -56,13 +57,14 @@ class MaildirHandler:
 
 
 def _stamped(envelope: Envelope) -> bytes:
-    received = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    received = datetime.now(UTC).isoformat(timespec="microseconds")
     trace = (
         f"{ENVELOPE_FROM}: {envelope.mail_from}\n"
         f"{ENVELOPE_TO}: {', '.join(envelope.rcpt_tos)}\n"
         f"{RECEIVED_AT}: {received}\n"
     ).encode()
     content = envelope.original_content or envelope.content
+    assert isinstance(content, bytes)  # decode_data is off: aiosmtpd keeps the message's bytes
     return trace + content.replace(b"\r\n", b"\n")
 
 
@@ -95,8 +97,9 @@ async def serve(host: str, port: int, maildir: Path, tls: ssl.SSLContext | None 
     handler = MaildirHandler(maildir)
     # With implicit TLS the whole connection is encrypted, which aiosmtpd's auth_require_tls (made for
     # STARTTLS) does not see: it would never offer AUTH.
-    options = {"auth_required": True, "auth_require_tls": not implicit_tls, "authenticator": credentials} \
-        if credentials else {}
+    options: dict[str, Any] = {}
+    if credentials:
+        options |= {"auth_required": True, "auth_require_tls": not implicit_tls, "authenticator": credentials}
     if tls and not implicit_tls:
         options |= {"tls_context": tls, "require_starttls": True}
 

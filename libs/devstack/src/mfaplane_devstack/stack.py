@@ -35,13 +35,22 @@ from urllib.parse import urlsplit
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
 from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
 
 from .certificates import Pki, ensure_pki, write_file
-from .kafka import (ADMIN_CLIENT, SECURITY_NAMES, client_options, ensure_topics, run_blocking, security_env,
-                    start_kafka, tls_env)
-from .postgres import ensure_tls, start_postgres
+from .kafka import (
+    ADMIN_CLIENT,
+    SECURITY_NAMES,
+    client_options,
+    ensure_topics,
+    run_blocking,
+    security_env,
+    start_kafka,
+    tls_env,
+)
 from .mail import start_smtp_catcher
+from .postgres import ensure_tls, start_postgres
 from .signing_keys import ensure_signing_keys, ensure_sso_signing_key, private_key_path, public_keys_path
 from .supervisor import ChildFailed, ChildSpec, Supervisor, free_port, http_ok, listens_on, log_tail
 
@@ -146,7 +155,7 @@ class Stack:
         self.infra = Infra(database_url, kafka_bootstrap, *self._smtp())
         return self.infra
 
-    def _smtp(self) -> tuple:
+    def _smtp(self) -> tuple[str, int, Path | str | None] | tuple[str, int, Path, Path, tuple[str, Path]]:
         """Host, port and maildir of the SMTP server; for the embedded catcher, its CA and login too."""
         if self.environ.get("SMTP_URL"):
             url = urlsplit(self.environ["SMTP_URL"])
@@ -190,7 +199,7 @@ class Stack:
         for service, name in names.items():
             argv = [sys.executable, "-m", f"mfaplane_{service}", "migrate"]
             self.supervisor.start(ChildSpec(name, argv, env=self.service_env(service)), wait=False)
-        for service, name in names.items():
+        for name in names.values():
             code = self.supervisor.wait_exit(name, MIGRATE_TIMEOUT)
             if code != 0:
                 log = self.supervisor.log_path(name)

@@ -19,8 +19,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 Readiness = Callable[[], bool]
 
@@ -46,7 +47,7 @@ class ChildSpec:
 @dataclass
 class _Child:
     spec: ChildSpec
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path
     swept: bool = False  # its process group got the final SIGKILL; never signal that pgid again
 
@@ -69,7 +70,8 @@ def http_ok(url: str, cafile: Path | None = None) -> Readiness:
     def check() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1.0, context=context) as response:
-                return response.status == 200
+                status: int = response.status
+                return status == 200
         except (OSError, urllib.error.URLError):
             return False
 
@@ -109,7 +111,8 @@ def _socket_inode(fd: Path) -> str | None:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -128,7 +131,7 @@ class Supervisor:
 
     # -- starting -------------------------------------------------------------------------
 
-    def start(self, spec: ChildSpec, *, wait: bool = True) -> subprocess.Popen:
+    def start(self, spec: ChildSpec, *, wait: bool = True) -> subprocess.Popen[bytes]:
         """Start `spec` (replacing a stopped child of the same name) and wait until it is ready."""
         with self._lock:
             if self.is_running(spec.name):
@@ -143,7 +146,7 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{spec.name}.log"
         with open(log_path, "ab") as log:
-            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
             log.write(f"\n=== {stamp} start: {' '.join(spec.argv)}\n".encode())
             log.flush()
             process = subprocess.Popen(
@@ -210,7 +213,7 @@ class Supervisor:
         if sig == signal.SIGKILL:
             process.wait()
 
-    def restart(self, name: str) -> subprocess.Popen:
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
         """Stop the child if it runs, start it again from the same spec and wait until ready."""
         spec = self._child(name).spec
         self.stop(name)
@@ -251,20 +254,20 @@ class Supervisor:
         self.stop_all()
 
 
-def _identity(spec: ChildSpec) -> dict:
+def _identity(spec: ChildSpec) -> dict[str, Any]:
     if spec.user is None:
         return {}
     return {"user": spec.user, "group": spec.group, "extra_groups": []}
 
 
-def _signal_leader(process: subprocess.Popen, sig: int) -> None:
+def _signal_leader(process: subprocess.Popen[bytes], sig: int) -> None:
     try:
         process.send_signal(sig)
     except ProcessLookupError:
         pass
 
 
-def _signal_tree(process: subprocess.Popen, sig: int) -> None:
+def _signal_tree(process: subprocess.Popen[bytes], sig: int) -> None:
     """The group, plus descendants that left it (PostgreSQL backends call setsid)."""
     offspring = descendants(process.pid)
     _signal_group(process, sig)
@@ -292,7 +295,7 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
     try:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -61,7 +61,7 @@ class Terminator:
     def __init__(self, context: ssl.SSLContext, upstream: tuple[str, int]) -> None:
         self.context = context
         self.upstream = upstream
-        self._connections: set[asyncio.Task] = set()
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def accept(self, listener: socket.socket) -> None:
         """Serve each connection accepted on `listener` in its own task, until cancelled; then close them all."""
@@ -88,14 +88,14 @@ class Terminator:
             log.warning("refused TLS handshake from %s: %s", peer, _reason(error))
             connection.close()
             return
-        except (OSError, asyncio.TimeoutError) as error:  # e.g. a port probe, or a client that distrusts us
+        except (TimeoutError, OSError) as error:  # e.g. a port probe, or a client that distrusts us
             log.info("connection from %s ended during the TLS handshake: %s", peer, _reason(error))
             connection.close()
             return
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
                 asyncio.open_connection(*self.upstream, limit=CHUNK), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError) as error:
             log.warning("upstream %s:%d unreachable for %s: %s", *self.upstream, peer, _reason(error))
             await _close(writer)
             return
@@ -165,7 +165,8 @@ async def serve(listen: tuple[str, int], upstream: tuple[str, int], context: ssl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mfaplane_devstack.tls_terminator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mfaplane_devstack.tls_terminator",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--listen", type=host_port, required=True, help="HOST:PORT for TLS clients")
     parser.add_argument("--upstream", type=host_port, required=True, help="HOST:PORT of the plaintext server")
     parser.add_argument("--cert", required=True, help="this server's certificate (PEM)")

@@ -14,7 +14,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
@@ -31,6 +31,7 @@ CONFLICT_BACKOFF_SECONDS = 0.02
 Decide = Callable[[S], Sequence[EventPayload] | Awaitable[Sequence[EventPayload]]]
 WriteRows = Callable[[asyncpg.Connection, Sequence[EventPayload]], Awaitable[None]]
 Outcomes = dict[int, "AppendResult | Rejected | ConcurrencyConflict"]  # by the item's index in its batch
+Decided = list[tuple[int, int, Sequence[EventPayload]]]  # (item, loaded version, events) to append
 
 
 async def execute(
@@ -93,7 +94,7 @@ async def _save_snapshot(store: EventStore, replay: Replayer[S], aggregate_id: s
     must stand whatever happens here: a snapshot not made or not saved is left to a later command."""
     try:
         snapshot = replay.snapshot_after(history, state, events, version)
-        if snapshot is not None:
+        if snapshot is not None and replay.snapshot_key is not None:
             await store.save_snapshot(aggregate_id, replay.snapshot_key, snapshot)
     except Exception as error:  # noqa: BLE001 - only a shortcut is lost
         log.warning("snapshot not saved", extra={"aggregate_id": aggregate_id, "error": type(error).__name__})
@@ -152,17 +153,16 @@ async def execute_batch(
     return [outcomes[i] for i in range(len(items))]
 
 
-async def _earlier_results(store: EventStore, items: Sequence[BatchItem], pending: list[int]) -> Outcomes:
-    ids = {i: items[i].cause.command_id for i in pending if items[i].cause.command_id}
+async def _earlier_results(store: EventStore, items: Sequence[BatchItem[Any]], pending: list[int]) -> Outcomes:
+    ids = {i: command_id for i in pending if (command_id := items[i].cause.command_id)}
     earlier = await store.earlier_results(list(ids.values()))
     return {i: earlier[command_id] for i, command_id in ids.items() if command_id in earlier}
 
 
 async def _decide_all(replay: Replayer[S], items: Sequence[BatchItem[S]], pending: list[int],
-                      histories: dict[str, History], outcomes: Outcomes
-                      ) -> list[tuple[int, int, Sequence[EventPayload]]]:
+                      histories: dict[str, History], outcomes: Outcomes) -> Decided:
     """(item, loaded version, events) of every pending item that has events to append."""
-    decided = []
+    decided: Decided = []
     for i in pending:
         history = histories[items[i].aggregate_id]
         try:
@@ -177,7 +177,7 @@ async def _decide_all(replay: Replayer[S], items: Sequence[BatchItem[S]], pendin
     return decided
 
 
-async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: list[tuple[int, int, Sequence]],
+async def _append_all(store: EventStore, items: Sequence[BatchItem[Any]], decided: Decided,
                       outcomes: Outcomes) -> list[int]:
     """Appends every decision in one transaction; returns the items that met a concurrent write."""
     conflicted: list[int] = []
@@ -192,22 +192,23 @@ async def _append_all(store: EventStore, items: Sequence[BatchItem], decided: li
     return conflicted
 
 
-async def _append_together(store: EventStore, items: Sequence[BatchItem],
-                           decided: list[tuple[int, int, Sequence]]) -> dict[int, AppendResult]:
+async def _append_together(store: EventStore, items: Sequence[BatchItem[Any]],
+                           decided: Decided) -> dict[int, AppendResult]:
     """The common case, with one statement for every item's events; a conflict or a command id seen
     before anywhere undoes it all (the caller then goes one by one)."""
     async with store.pool.acquire() as conn, conn.transaction():
         appends = [(items[i].aggregate_id, version, events, items[i].cause) for i, version, events in decided]
         written = await store.append_each(conn, appends)
         for i, _, events in decided:
-            if items[i].write_rows is not None:
-                await items[i].write_rows(conn, events)
+            write_rows = items[i].write_rows
+            if write_rows is not None:
+                await write_rows(conn, events)
     return {i: AppendResult(envelopes, version + len(envelopes), duplicate=False)
-            for (i, version, _), envelopes in zip(decided, written)}
+            for (i, version, _), envelopes in zip(decided, written, strict=True)}
 
 
-async def _append_one_by_one(store: EventStore, items: Sequence[BatchItem], decided: list[tuple[int, int, Sequence]]
-                             ) -> tuple[dict[int, AppendResult], list[int]]:
+async def _append_one_by_one(store: EventStore, items: Sequence[BatchItem[Any]],
+                             decided: Decided) -> tuple[dict[int, AppendResult], list[int]]:
     """Each item in its own savepoint: a conflict undoes that item alone, a repeated command id gets
     its first result. The items appended, and those that met a concurrent write."""
     conflicted, appended = [], {}

@@ -84,12 +84,12 @@ def _checked(schema: str) -> str:
     return schema
 
 
-class Connection(asyncpg.Connection):
+class Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has no type information
     """A pooled connection whose return to the pool costs no round trip unless it holds a session lock.
 
     asyncpg resets every connection given back to a pool with `SELECT pg_advisory_unlock_all();
-    CLOSE ALL; UNLISTEN *; RESET ALL`: one more round trip per acquisition, which was 9 to 12% of
-    the mfa service's samples while it verified codes (docs/performance.md). The services never
+    CLOSE ALL; UNLISTEN *; RESET ALL`: one more round trip per acquisition, a visible share of a
+    TOTP verification's cost (docs/performance.md). The services never
     change session settings (only `SET LOCAL`), never LISTEN, and their cursors live inside
     transactions, which asyncpg rolls back on release whatever the reset query is. The one
     session-level state they keep is an advisory lock held across transactions (the outbox relay's
@@ -103,7 +103,7 @@ class Connection(asyncpg.Connection):
     async def try_session_lock(self, name: str) -> bool:
         """`pg_try_advisory_lock` on `name`'s hash: held by this session until unlocked or reset."""
         held_before, self._took_session_lock = self._took_session_lock, True  # a call cut short may have taken it
-        taken = await self.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name)
+        taken: bool = await self.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name)
         self._took_session_lock = held_before or taken  # a standby's polls cost no reset
         return taken
 
@@ -111,7 +111,8 @@ class Connection(asyncpg.Connection):
         if not self._took_session_lock:
             return ""
         self._took_session_lock = False
-        return super().get_reset_query()
+        reset: str = super().get_reset_query()
+        return reset
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -144,11 +145,13 @@ async def migrate(url: str, schema: str, directories: list[Path]) -> list[str]:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             await conn.execute(f"SET LOCAL search_path TO {schema}")
             await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(name text PRIMARY KEY, applied_at timestamptz DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
             applied = []
-            for path in sorted((p for d in directories for p in d.glob("*.sql")), key=lambda p: (p.parent != EVENTING_MIGRATIONS, p.name)):
+            scripts = (p for d in directories for p in d.glob("*.sql"))
+            for path in sorted(scripts, key=lambda p: (p.parent != EVENTING_MIGRATIONS, p.name)):
                 name = f"{path.parent.parent.name}/{path.name}"
                 if name in done:
                     continue

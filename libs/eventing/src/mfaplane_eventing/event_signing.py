@@ -11,9 +11,9 @@ new. The event store keeps events unsigned; they are the service's own, in its o
 
 It signs a batch at once: the root of the Merkle tree over the batch's events (merkle.py), and each
 event carries the signature and its inclusion proof. An Ed25519 verification costs more than a
-whole event's handling elsewhere (0.13 ms here), and three consumers check each event, so a
-signature per event would have cost a bulk require a third of its throughput; per batch, a
-consumer verifies each root once (`_VerifiedRoots`) and hashes a few times per event.
+whole event's handling elsewhere, and three consumers check each event, so a signature per event
+would cost a bulk require much of its throughput (docs/performance.md); per batch, a consumer
+verifies each root once (`_VerifiedRoots`) and hashes a few times per event.
 
 Three checks, in order, each a stable reason for metrics and the dead letter:
 - `unsigned`, `unknown_key`, `bad_signature`: the event is a leaf of a tree whose root the key the
@@ -92,6 +92,6 @@ def check(document: dict[str, Any], topic: str, keys: TrustedKeys) -> None:
     owner = TOPICS_BY_NAME[topic].owner if topic in TOPICS_BY_NAME else None
     if signer != owner:
         raise UntrustedSignature("not_topic_owner", f"signed by {signer}, but {topic} belongs to {owner}")
-    payload_type = EVENT_TYPES.get(document.get("type"))
+    payload_type = EVENT_TYPES.get(document.get("type", ""))
     if payload_type is not None and payload_type.topic != topic:
         raise UntrustedSignature("foreign_type", f"{document.get('type')} is not published on {topic}")

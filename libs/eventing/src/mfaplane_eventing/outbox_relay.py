@@ -20,8 +20,8 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from mfaplane_eventing import event_signing, loops
-from mfaplane_eventing.service_keys import ServiceKey
 from mfaplane_eventing.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG
+from mfaplane_eventing.service_keys import ServiceKey
 
 IDLE_POLL_SECONDS = 0.05
 STANDBY_POLL_SECONDS = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -48,7 +49,7 @@ def problem_body(status: int, code: str, title: str, detail: str, **extensions: 
             **extensions}
 
 
-def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+def problem(status: int, code: str, title: str, detail: str, headers: Mapping[str, str] | None = None,
             **extensions: Any) -> JSONResponse:
     return _response(problem_body(status, code, title, detail, **extensions), headers)
 
@@ -63,12 +64,13 @@ def conflict_body() -> dict[str, Any]:
                         "Another change to the same record was saved first; retry.")
 
 
-def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def _response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=body["status"], media_type=MEDIA_TYPE,
                         headers=with_retry_after(body["status"], headers, body.get("retry_after")))
 
 
-def with_retry_after(status: int, headers: dict[str, str] | None, retry_after: Any = None) -> dict[str, str] | None:
+def with_retry_after(status: int, headers: Mapping[str, str] | None,
+                     retry_after: Any = None) -> Mapping[str, str] | None:
     """Every 429 and 503 says when to come back where HTTP clients look: Retry-After, the body's
     `retry_after` when it has one, else RETRY_AFTER_SECONDS."""
     if status not in RETRY_STATUSES or "retry-after" in {name.lower() for name in headers or {}}:
@@ -110,10 +112,11 @@ async def _database_down(_: Request, error: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(Rejected, _rejected)
-    app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(HTTPException, _http)
-    app.add_exception_handler(ConcurrencyConflict, _conflict)
+    # the decorator form: add_exception_handler's type takes only handlers of any Exception
+    app.exception_handler(Rejected)(_rejected)
+    app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(HTTPException)(_http)
+    app.exception_handler(ConcurrencyConflict)(_conflict)
     for error in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):
         app.add_exception_handler(error, _unstorable_text)
     for error in (*db.DATABASE_AWAY, asyncpg.InterfaceError):

@@ -15,8 +15,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import sys
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +76,8 @@ class Trust:
     def from_settings(cls, service: str, settings: ServiceSettings) -> Trust:
         """Refuses to start a service whose own key is not among the public keys: every consumer would
         refuse what it publishes, so it must fail here, loudly, not downstream, one event at a time."""
-        key, keys = ServiceKey.from_pem(settings.service_signing_key), TrustedKeys.from_json(settings.service_public_keys)
+        key = ServiceKey.from_pem(settings.service_signing_key)
+        keys = TrustedKeys.from_json(settings.service_public_keys)
         if keys.service_of(key.key_id) != service:
             raise SystemExit(f"configuration error: SERVICE_PUBLIC_KEYS does not list {service}'s key {key.key_id}")
         return cls(key, keys, KafkaSecurity.from_settings(settings))
@@ -143,7 +144,8 @@ async def _start_producer(kafka: KafkaSecurity) -> AIOKafkaProducer:
 
 
 async def current_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
@@ -198,7 +200,7 @@ def http_app(spec: ServiceSpec, max_request_bytes: int, lifespan: Any = None) ->
     """The service's HTTP surface; without a lifespan it only serves to describe the API (OpenAPI)."""
     # A service only other services may call serves no API documentation either (`openapi` prints it).
     # FastAPI's own /docs and /redoc load their scripts from a CDN: a service serves its own pages, or none.
-    hidden = {"openapi_url": None} if spec.callers else {}
+    hidden: dict[str, Any] = {"openapi_url": None} if spec.callers else {}
     app = FastAPI(title=f"mfaplane {spec.name}", version=API_VERSION, description=spec.description,
                   lifespan=lifespan, docs_url=None, redoc_url=None, **hidden)
     problems.install(app)
@@ -218,9 +220,11 @@ def _finish_openapi(app: FastAPI, finish: Callable[[dict[str, Any]], None]) -> N
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            finish(generate())  # generated once, and kept by FastAPI: finished once
-        return app.openapi_schema
+        schema = app.openapi_schema
+        if schema is None:
+            schema = generate()  # generated once, and kept by FastAPI: finished once
+            finish(schema)
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to change its document
 
@@ -298,21 +302,23 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     sub.add_parser("openapi", help="print the OpenAPI document of the service's HTTP API")
     republish = sub.add_parser("republish", help="publish stored events again, from a position on")
     republish.add_argument("--from-position", type=int, default=1)
-    for name, command in spec.commands.items():
-        command_parser = sub.add_parser(name, help=command.help)
-        for flags, options in command.arguments:
+    for name, cli in spec.commands.items():
+        command_parser = sub.add_parser(name, help=cli.help)
+        for flags, options in cli.arguments:
             command_parser.add_argument(*flags, **options)
     args = parser.parse_args(argv)
     if args.command == "openapi":
         sys.stdout.write(openapi_document(spec))
         return
     command = spec.commands.get(args.command)
+    settings: BaseSettings
     if args.command in ("migrate", "republish"):
         settings = load(database_settings(spec))
     else:
         settings = load(command.settings_type if command and command.settings_type else spec.settings_type)
     logs.configure(spec.name, getattr(settings, "log_level", "INFO"))
     if args.command == "serve":
+        assert isinstance(settings, ServiceSettings)  # `serve` is no CliCommand: the spec's settings
         # proxy_headers off: uvicorn would otherwise take the client's address from X-Forwarded-For of
         # any peer on loopback. The gateway decides whom to believe (TRUSTED_PROXIES, rate_limits.py).
         uvicorn.run(build_app(spec, settings), host=settings.http_host, port=settings.http_port,

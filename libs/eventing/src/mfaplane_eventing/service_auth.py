@@ -11,7 +11,7 @@ application either. A token also costs no handshake and no certificate per pod. 
 JWS compact form (RFC 7515, alg Ed25519 of RFC 9864) signed with the caller's service key
 (service_keys.py), which any JOSE library reads (tests cross-check with joserfc). The framing is
 base64url and JSON around `cryptography`'s Ed25519, and no more: through joserfc, making and
-checking a token cost twice the signature itself, 0.2 ms more per call (docs/performance.md). It has:
+checking a token cost more than the signature itself (docs/performance.md). It has:
 - `iss` the calling service, `aud` the called one: a token for mfa is refused by identity;
 - `iat`/`exp`, TOKEN_SECONDS apart: a captured token is soon worthless;
 - `act` the actor, `cid` the correlation id, `idk` the command id: what the callee records, so no
@@ -32,7 +32,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -70,9 +70,9 @@ class CallSigner:
 
     def authorization(self, audience: str, method: str, path: str, body: bytes, call: Call) -> str:
         now = int(time.time())
-        claims = {"iss": self._service, "aud": audience, "iat": now, "exp": now + TOKEN_SECONDS, "jti": uuid.uuid4().hex,
-                  "act": call.actor, "cid": str(call.correlation_id), "idk": str(call.command_id),
-                  "htm": method, "htu": path, "bsh": body_digest(body)}
+        claims = {"iss": self._service, "aud": audience, "iat": now, "exp": now + TOKEN_SECONDS,
+                  "jti": uuid.uuid4().hex, "act": call.actor, "cid": str(call.correlation_id),
+                  "idk": str(call.command_id), "htm": method, "htu": path, "bsh": body_digest(body)}
         signed = f"{self._header}.{_encode(claims)}"
         return f"Bearer {signed}.{_b64(self._key.sign(signed.encode()))}"
 
@@ -81,7 +81,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _encode(document: dict) -> str:
+def _encode(document: dict[str, Any]) -> str:
     return _b64(json.dumps(document, separators=(",", ":")).encode())
 
 
@@ -136,7 +136,7 @@ class CallVerifier:
         except (UntrustedSignature, KeyError, ValueError, TypeError, AttributeError) as error:
             raise _refused(f"The call's token is not valid ({type(error).__name__}).") from None
 
-    def _signed_claims(self, token: str) -> tuple[str, dict]:
+    def _signed_claims(self, token: str) -> tuple[str, dict[str, Any]]:
         """The calling service and the claims, once the signature of an allowed caller's key holds."""
         header_part, claims_part, signature = token.split(".")
         header = json.loads(_decode(header_part))
@@ -147,7 +147,7 @@ class CallVerifier:
         caller = self._keys.verify(header["kid"], _decode(signature), f"{header_part}.{claims_part}".encode())
         return caller, json.loads(_decode(claims_part))
 
-    def _check(self, claims: dict, caller: str, method: str, path: str, body: bytes) -> None:
+    def _check(self, claims: dict[str, Any], caller: str, method: str, path: str, body: bytes) -> None:
         expected = {"iss": caller, "aud": self._service, "htm": method, "htu": path, "bsh": body_digest(body)}
         if any(claims.get(name) != value for name, value in expected.items()):
             raise _refused("The call's token is for another request.")

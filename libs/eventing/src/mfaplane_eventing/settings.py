@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -126,7 +127,8 @@ class ServiceSettings(KafkaSettings, DatabaseSettings):
 
     @model_validator(mode="after")
     def _signing_key_is_not_published(self) -> ServiceSettings:
-        if not self.development_mode and ServiceKey.from_pem(self.service_signing_key).key_id in PUBLISHED_SERVICE_KEY_IDS:
+        if (not self.development_mode
+                and ServiceKey.from_pem(self.service_signing_key).key_id in PUBLISHED_SERVICE_KEY_IDS):
             raise ValueError("SERVICE_SIGNING_KEY is a development key published in this repository; generate "
                              "one of your own (DEVELOPMENT_MODE=true accepts it on a development machine)")
         return self
@@ -141,7 +143,7 @@ class ServiceSettings(KafkaSettings, DatabaseSettings):
 T = TypeVar("T", bound=BaseSettings)
 
 
-def from_files(settings_type: type[BaseSettings], environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+def from_files(settings_type: type[BaseSettings], environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The values of `settings_type`'s fields given as `<NAME>_FILE`."""
     values = {}
     for name in settings_type.model_fields:
@@ -160,7 +162,8 @@ def from_files(settings_type: type[BaseSettings], environ: dict[str, str] | os._
 
 def load(settings_type: type[T]) -> T:
     try:
-        return settings_type(**from_files(settings_type))
+        values: dict[str, Any] = from_files(settings_type)  # BaseSettings' keywords take Any
+        return settings_type(**values)
     except ValueError as error:
         if not isinstance(error, ValidationError):
             print(f"configuration error: {error}", file=sys.stderr)

@@ -1,10 +1,10 @@
 """Snapshots: an aggregate's state saved every so many events, so that loading it reads only the tail.
 
 Why. A command loads its aggregate's whole history and folds it. Most histories stay short, but an
-MFA enrollment gains an event at every sign-in. With a year of daily sign-ins (365 events), folding
-them cost mfa about 9 ms of CPU per verification, where the rest of one costs about 1 ms (bench
-`signin`, docs/performance.md). So every `every` events the command handler saves the state it has
-just computed, and loads read the latest snapshot and only the events after its version.
+MFA enrollment gains an event at every sign-in, and folding a year of daily sign-ins costs several
+times the rest of a verification (bench `signin --earlier-sign-ins`, docs/performance.md). So every
+`every` events the command handler saves the state it has just computed, and loads read the latest
+snapshot and only the events after its version.
 
 Why a snapshot can be trusted. One is written only by a command whose append succeeded at the
 version it loaded: its state is then exactly the fold of events 1..v, nothing else could have
@@ -52,12 +52,14 @@ class Snapshots(Generic[S]):
     every: int = 20  # about this many events are folded after the latest snapshot, at most
 
     @cached_property
-    def _adapter(self) -> TypeAdapter:
+    def _adapter(self) -> TypeAdapter[S]:
         return TypeAdapter(self.state_type)
 
     def key(self, apply: Callable[..., Any]) -> str:
         """The key of snapshots made by `apply` (see the module docstring)."""
-        code = json.dumps(self._adapter.json_schema(), sort_keys=True) + inspect.getsource(inspect.getmodule(apply))
+        module = inspect.getmodule(apply)
+        assert module is not None, "an apply function is defined in a module"
+        code = json.dumps(self._adapter.json_schema(), sort_keys=True) + inspect.getsource(module)
         return f"{self.state_type.__name__}/v{self.version}/{hashlib.sha256(code.encode()).hexdigest()[:16]}"
 
     def due(self, snapshot_version: int, version: int) -> bool:
@@ -65,7 +67,8 @@ class Snapshots(Generic[S]):
         return version - snapshot_version >= self.every
 
     def dump(self, state: S) -> dict[str, Any]:
-        return self._adapter.dump_python(state, mode="json")
+        dumped: dict[str, Any] = self._adapter.dump_python(state, mode="json")
+        return dumped
 
     def load(self, snapshot: Snapshot) -> S:
         return self._adapter.validate_python(snapshot.state)

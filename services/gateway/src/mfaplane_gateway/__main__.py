@@ -7,10 +7,30 @@ from typing import Any
 
 from mfaplane_contracts.topics import EVENT_TOPICS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
-from mfaplane_gateway import admin_api, api, bulk, enrollment_admin, passwords_api, projector, resources_api, sign_in
-from mfaplane_gateway import audit_api, audit_verify, principal_sessions, read_models, read_your_writes
-from mfaplane_gateway import api_docs, front_page, login_names, portal_account, reference_portals, replay, sessions
-from mfaplane_gateway import api_examples, user_import
+from mfaplane_gateway import (
+    admin_api,
+    api,
+    api_docs,
+    api_examples,
+    audit_api,
+    audit_verify,
+    bulk,
+    enrollment_admin,
+    front_page,
+    login_names,
+    passwords_api,
+    portal_account,
+    principal_sessions,
+    projector,
+    read_models,
+    read_your_writes,
+    reference_portals,
+    replay,
+    resources_api,
+    sessions,
+    sign_in,
+    user_import,
+)
 from mfaplane_gateway.auth import KeyCache
 from mfaplane_gateway.bulk import BulkWorker
 from mfaplane_gateway.forwarding import Forwarder

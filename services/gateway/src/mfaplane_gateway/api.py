@@ -23,9 +23,9 @@ from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import principals_query, read_your_writes
 from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.forwarding import ForwarderDep
-from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.principals_query import PrincipalFilter, SearchText, SortKey
 from mfaplane_gateway.read_models import LIVE_TABLES
+from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.sessions import end_now
 
 router = APIRouter(prefix="/v1")
@@ -238,7 +238,8 @@ async def user_status_counts(runtime: RuntimeDep, flt: UserFilterDep, caller: Re
 
 
 @router.get("/users/{user_id}", tags=["users"])
-async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, caller: Reader, consistent_with: ConsistentWith = None) -> User:
+async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, caller: Reader,
+                   consistent_with: ConsistentWith = None) -> User:
     return await one_principal(runtime, "user", user_id, consistent_with, User)
 
 

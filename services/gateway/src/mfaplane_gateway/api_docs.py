@@ -103,7 +103,7 @@ def describe_operations(routers: Iterable[APIRouter], document: dict[str, Any]) 
     for route in _operations(routers):
         text = "\n\n".join(part for part in (inspect.cleandoc(route.endpoint.__doc__ or ""), roles_text(route),
                                              errors_text(route)) if part)
-        for method in route.methods:
+        for method in route.methods or ():
             document["paths"][route.path][method.lower()]["description"] = text
 
 
@@ -197,7 +197,7 @@ def _ours(thing: Any) -> bool:
 def _names(function: Callable[..., Any]) -> dict[str, Any]:
     """What the names in `function` refer to: its module's, then its enclosing function's (a closure)."""
     closure = {}
-    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (), strict=True):
         try:
             closure[name] = cell.cell_contents
         except ValueError:  # not bound yet
@@ -235,7 +235,8 @@ def _resolve(node: ast.expr, names: dict[str, Any], types: dict[str, type]) -> A
 def _refusal(call: ast.Call, names: dict[str, Any]) -> set[tuple[int, str]]:
     """`Rejected(code, detail, status)` with a code known before it runs (a literal or a module constant)."""
     code = _constant(call.args[0], names) if call.args else None
-    status_node = next((k.value for k in call.keywords if k.arg == "status"), call.args[2] if len(call.args) > 2 else None)
+    positional = call.args[2] if len(call.args) > 2 else None
+    status_node = next((k.value for k in call.keywords if k.arg == "status"), positional)
     status = DEFAULT_STATUS if status_node is None else _constant(status_node, names)
     return {(status, code)} if isinstance(code, str) and isinstance(status, int) else set()
 
@@ -255,7 +256,7 @@ def show_examples(routers: Iterable[APIRouter], examples: Mapping[Any, dict[str,
     the generated `document`, by their type (`examples`: api_examples.EXAMPLES); an answer of one type or another
     shows the examples of each. Done on the generated document, as FastAPI's generator would drop their nulls."""
     for route in _operations(routers):
-        for method in route.methods:
+        for method in route.methods or ():
             operation = document["paths"][route.path][method.lower()]
             if shown := _examples_of(request_type(route), examples):
                 operation["requestBody"]["content"]["application/json"]["examples"] = shown
@@ -335,4 +336,4 @@ after a write may not show it yet. To read your own write, pass the token back:
 then waits, at most {wait} seconds, until the change is visible, or answers 503 `projection_behind` with
 `Retry-After`. A bulk result carries one token, `bulk:<id>`, for all of its changes; while a bulk on users
 is still being applied it answers 503 `operation_running`. Reads that take `consistent_with`: {reads}.
-"""
+"""  # noqa: E501 - the published guide's lines, its table rows among them, are kept as they are

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 
+from mfaplane_contracts.identity_events import SignInSettings
 from mfaplane_contracts.mfa_status import MFAStatus
+from mfaplane_gateway import audit_order, paging, portal_account, principals_query, sign_in
 from mfaplane_gateway.admin_api import AdminAccount, AdminPage, ApiKeyPage, IssuedApiKey, ListedApiKey, NewApiKey
 from mfaplane_gateway.api import NewPrincipal, NewUser, User, UserChanges, UserPage
 from mfaplane_gateway.audit_api import AuditRecord, PrincipalStateAt
@@ -19,11 +22,18 @@ from mfaplane_gateway.enrollment_admin import EnrollmentPeriod, RequirePeriod
 from mfaplane_gateway.login_names import LoginNames
 from mfaplane_gateway.passwords_api import PasswordChange, ResetRedemption, ResetRequested
 from mfaplane_gateway.piecewise import BulkResult
-from mfaplane_gateway import audit_order, paging, portal_account, principals_query, sign_in
 from mfaplane_gateway.receipts import Receipt
-from mfaplane_contracts.identity_events import SignInSettings
-from mfaplane_gateway.resources_api import (AuthorizeRequest, BulkMFASwitch, Decision, MFASwitch, NewResource, Resource,
-                                            ResourceChanges, ResourcePage, SignIn)
+from mfaplane_gateway.resources_api import (
+    AuthorizeRequest,
+    BulkMFASwitch,
+    Decision,
+    MFASwitch,
+    NewResource,
+    Resource,
+    ResourceChanges,
+    ResourcePage,
+    SignIn,
+)
 from mfaplane_gateway.user_import import ImportRequest, ImportResult
 
 ADA = "0b6f1c52-8a3e-4d07-9e51-3c2a7d94f6b1"
@@ -84,7 +94,8 @@ ENROLLING_USER = _principal(login_name="ada")
 ACTIVE_ADMIN = _principal(id=GRACE, email="grace.hopper@example.com", name="Grace Hopper", status="active",
                           mfa_active=True, deadline=None, time_remaining_seconds=None, enrollment_days=None,
                           dismissals=0, last_verified_at=NOW)
-NEXT_CURSOR = paging.encode_cursor(principals_query.listing("user", "email"), "ada.lovelace@example.com", ADA)
+NEXT_CURSOR = paging.encode_cursor(principals_query.listing("user", "email"), "ada.lovelace@example.com",
+                                   uuid.UUID(ADA))
 SYSTEMS = [{"id": BUILD_HOST, "name": "build-01", "kind": "linux", "mfa_enabled": True},
            {"id": EXPENSES_APP, "name": "Expenses", "kind": "sso_application", "mfa_enabled": False}]
 LISTED_KEY = {"key_id": KEY_ID, "role": "system_agent", "system_id": BUILD_HOST, "name": "PAM agent on build-01",

@@ -24,7 +24,7 @@ from fastapi import Depends, Header, Response
 from mfaplane_eventing.service import RuntimeDep
 
 Version = Literal["2026-12-07"]
-LATEST: str = get_args(Version)[-1]
+LATEST: Version = get_args(Version)[-1]
 DEPRECATED_SINCE = datetime(2026, 12, 7, tzinfo=UTC)
 SUNSET = datetime(2027, 6, 30, 23, 59, 59, tzinfo=UTC)
 AskedVersion = Annotated[Version | None, Header(
@@ -47,7 +47,8 @@ ApiVersion = Annotated[Version | None, Depends(served_version)]
 VERSIONED_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
     "description": "in the shape of the API-Version sent; without one, in /v1's first shape, deprecated",
     "headers": {
-        "Deprecation": {"description": "only on a deprecated shape: since when (RFC 9745)", "schema": {"type": "string"}},
+        "Deprecation": {"description": "only on a deprecated shape: since when (RFC 9745)",
+                        "schema": {"type": "string"}},
         "Sunset": {"description": "only on a deprecated shape: its last day (RFC 8594)", "schema": {"type": "string"}},
     },
 }}

@@ -46,8 +46,9 @@ def apply(state: PrincipalState, envelope: Envelope) -> PrincipalState:
     reducer = _REDUCERS.get(type(body))
     if reducer is None:
         return state
+    # callable: a value, not an increment (the history keeps no counts)
     return replace(state, **{column: value(envelope.occurred_at, body)
-                             for column, value in reducer.columns.items() if column in _FIELDS})
+                             for column, value in reducer.columns.items() if column in _FIELDS and callable(value)})
 
 
 async def states_at(pool: asyncpg.Pool, at: datetime, principal_id: uuid.UUID | None = None,

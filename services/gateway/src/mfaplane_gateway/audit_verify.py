@@ -74,7 +74,7 @@ class Signatures:
                 return audit_log.BrokenLink(seq, f"unsigned, though every record from {self.signed_from} is signed")
             self.unsigned += 1
             return None
-        payload_type = EVENT_TYPES.get(envelope.get("type"))
+        payload_type = EVENT_TYPES.get(envelope.get("type", ""))
         if payload_type is None:
             return audit_log.BrokenLink(seq, f"unknown event type {envelope.get('type')!r}")
         try:

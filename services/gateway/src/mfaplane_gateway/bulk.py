@@ -25,8 +25,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts.mfa_status import MFAStatus
-from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing import loops
+from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import read_your_writes
 from mfaplane_gateway.auth import Admin, Reader
@@ -40,10 +40,9 @@ Action = Literal["require", "extend", "reset"]
 MAX_IDS = 100_000
 ID_BYTES = 40  # one id in the JSON list: 36 characters, quotes, a comma and a space
 MAX_REQUEST_BYTES = MAX_IDS * ID_BYTES + 64 * 1024  # the ids and room for the rest of the request
-# Items in flight per replica: WORKERS batches of CHUNK. mfa appends a batch with one statement:
-# 10,000 users' commands, 20 batches of 500, were applied after 2.6 s on 2 idle cores (3.7 s in
-# batches of 200), about 0.26 s a batch with the claim and the outcomes' record. One batch must stay
-# well within the forwarder's 10 s timeout on a loaded machine (else it is retried).
+# Items in flight per replica: WORKERS batches of CHUNK, each appended by mfa with one statement (its
+# time: docs/performance.md, bulk require). One batch must stay well within the forwarder's 10 s timeout
+# on a loaded machine (else it is retried).
 WORKERS = 2
 CHUNK = 500
 SCOPE = read_your_writes.USER_BULK_SCOPE
@@ -123,6 +122,7 @@ async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list
         params.append(list(dict.fromkeys(body.user_ids)))
         where = f"principal_id = ANY(${len(params)}::uuid[]) AND kind = 'user' AND NOT deleted AND email IS NOT NULL"
     else:
+        assert body.filter is not None  # BulkRequest takes user_ids or a filter
         where = body.filter.as_filter().where(params)
     return await pool.fetch(
         f"SELECT principal_id, {OUTCOMES[body.action]} AS outcome, {STATUS_SQL} AS status "

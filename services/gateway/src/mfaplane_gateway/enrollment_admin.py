@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
-from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS
-from mfaplane_gateway.api import IdempotencyKey
+from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS, Scope
 from mfaplane_eventing.service import RuntimeDep
+from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin, Caller, Roles, SteppedUp
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.receipts import Receipt, receipt
@@ -42,7 +42,7 @@ class RequirePeriod(BaseModel):
     )
 
 
-async def send_enrollment_command(forward: Forwarder, actor: str, scope: str, principal_id: uuid.UUID,
+async def send_enrollment_command(forward: Forwarder, actor: str, scope: Scope, principal_id: uuid.UUID,
                                   action: str, body: dict, idempotency_key: str | None = None) -> Receipt:
     """Forwards the command to mfa once identity knows the principal (a 404 problem otherwise): mfa
     knows no principals and would keep an enrollment, and queue its mails, for any id."""
@@ -57,7 +57,7 @@ def enrollment_path(scope: str, principal_id: uuid.UUID | str, action: str = "")
     return f"/enrollments/{scope}/{principal_id}" + (f"/{action}" if action else "")
 
 
-def enrollment_router(collection: str, scope: str, tag: str, takeover: Roles) -> APIRouter:
+def enrollment_router(collection: str, scope: Scope, tag: str, takeover: Roles) -> APIRouter:
     """`takeover`: who may reset the MFA or remove the requirement."""
     router = APIRouter(prefix=f"/v1/{collection}/{{principal_id}}/mfa", tags=[tag])
 

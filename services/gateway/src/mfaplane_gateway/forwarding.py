@@ -3,9 +3,8 @@
 All three travel inside a token the gateway signs for each request (service_auth.py): identity and
 mfa trust nothing else, so no header a client sets decides who did something.
 
-The client is aiohttp's, not httpx's: per forwarded call httpx cost about 1 to 1.6 ms of CPU
-here, most of it its connection pool checking every pooled connection for each request, against
-0.2 ms for aiohttp (docs/performance.md, the sign-in step). aiohttp keeps idle connections 15 s,
+The client is aiohttp's, not httpx's: httpx's connection pool checks every pooled connection at each
+request, a cost aiohttp does not have (docs/performance.md). aiohttp keeps idle connections 15 s,
 well under the services' keep-alive (HTTP_KEEP_ALIVE_SECONDS), so an idle connection is closed by
 the client, not by a server that could close it just as a command is sent on it. (A service that
 restarts still cuts its connections: the command in flight gets 503, and the client retries.)

@@ -21,8 +21,8 @@ from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE
 from mfaplane_gateway.read_models import LIVE_TABLES
-from mfaplane_gateway.sign_in import SessionBody, TokensDep
 from mfaplane_gateway.sessions import Tokens
+from mfaplane_gateway.sign_in import SessionBody, TokensDep
 
 SCOPE = "user_portal"
 PERIOD_STATUSES = (MFAStatus.ENROLLING, MFAStatus.EXPIRED)

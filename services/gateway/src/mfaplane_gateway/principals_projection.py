@@ -114,7 +114,7 @@ class Fold:
         row = self._rows.setdefault((reducer.model, subject), _RowChange())
         row.updated_at = occurred_at
         for column, value in reducer.columns.items():
-            if value is not INCREMENT:
+            if not isinstance(value, _Increment):
                 row.values[column] = value(occurred_at, body)
                 row.increments.pop(column, None)
             elif column in row.values:

@@ -12,7 +12,7 @@ import asyncpg
 
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.text import plain_text
-from mfaplane_gateway.paging import decode_cursor, page_of
+from mfaplane_gateway.paging import SortType, decode_cursor, page_of
 
 # The SQL twin of mfaplane_contracts.mfa_status.mfa_status; $1 is the clock's now.
 STATUS_SQL = (
@@ -22,7 +22,7 @@ STATUS_SQL = (
 )
 SearchText = plain_text(200)  # what a list's `q` looks for in emails and names
 SortKey = Literal["email", "name", "deadline"]
-SORTS: dict[str, tuple[str, str]] = {
+SORTS: dict[str, tuple[str, SortType]] = {
     "email": ("lower(email)", "text"),
     "name": ("lower(name)", "text"),
     "deadline": ("COALESCE(deadline, 'infinity'::timestamptz)", "timestamptz"),
@@ -61,8 +61,8 @@ class PrincipalFilter:
             local_part, at, _ = self.search.partition("@")
             if at and local_part:
                 # Every user shares the organisation's domain, so the trigrams of a search's domain part are
-                # in every row and the trigram index reads nearly all of its entries for them (40 ms for
-                # one whole email at a million users). The index looks up the part before the '@' only,
+                # in every row and the trigram index reads nearly all of its entries for them (docs/performance.md,
+                # the indexes). The index looks up the part before the '@' only,
                 # and `lower(email) LIKE`, which no index serves, checks the whole text on the rows found.
                 local = bind(containing(local_part + "@"))
                 email_matches = f"(email ILIKE {local} AND lower(email) LIKE lower({text}))"
@@ -102,13 +102,13 @@ async def page(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetim
 
 
 async def status_counts(conn: asyncpg.Connection | asyncpg.Pool, table: str, now: datetime,
-                        flt: PrincipalFilter) -> dict[str, int]:
+                        flt: PrincipalFilter) -> dict[MFAStatus, int]:
     params: list[Any] = [now]
     where = flt.where(params)
     rows = await _fetch(conn, f"SELECT {STATUS_SQL} AS status, count(*) AS n FROM {table} WHERE {where} GROUP BY 1",
                         params, custom_plan=bool(flt.search))
-    counts = {status.value: 0 for status in MFAStatus}
-    counts.update({row["status"]: row["n"] for row in rows})
+    counts = dict.fromkeys(MFAStatus, 0)
+    counts.update({MFAStatus(row["status"]): row["n"] for row in rows})
     return counts
 
 
@@ -119,8 +119,7 @@ async def _fetch(conn: asyncpg.Connection | asyncpg.Pool, sql: str, params: list
     How to run a text search depends on how many rows its pattern matches: few (a name, an email) want
     the trigram indexes, many want the walk in sort order. After five runs of a prepared statement
     (asyncpg caches them) PostgreSQL may switch to one generic plan for every pattern, and a generic
-    plan walks the sort order: a search matching a single user then reads every row (seconds at a
-    million users; docs/performance.md).
+    plan walks the sort order: a search matching a single user then reads every row (docs/performance.md).
     """
     if not custom_plan:
         return await conn.fetch(sql, *params)

@@ -10,14 +10,20 @@ import asyncpg
 from prometheus_client import Gauge
 
 from mfaplane_contracts.envelope import Envelope
-from mfaplane_contracts.identity_events import (AdminDeleted, AdminPasswordChanged, AdminSessionsEnded, UserDeleted,
-                                               UserPasswordChanged, UserSessionsEnded)
-from mfaplane_contracts.mfa_events import MFAReset, MFARequired
+from mfaplane_contracts.identity_events import (
+    AdminDeleted,
+    AdminPasswordChanged,
+    AdminSessionsEnded,
+    UserDeleted,
+    UserPasswordChanged,
+    UserSessionsEnded,
+)
+from mfaplane_contracts.mfa_events import MFARequired, MFAReset
 from mfaplane_contracts.subjects import principal_of
 from mfaplane_eventing.clock import Clock
 from mfaplane_gateway import audit_log, read_models
-from mfaplane_gateway.sessions import end_sessions_before
 from mfaplane_gateway.principals_projection import Fold
+from mfaplane_gateway.sessions import end_sessions_before
 
 PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
                        "Seconds from the newest projected event's occurred_at to its projection")

@@ -4,8 +4,8 @@ A refused request gets `429 rate_limited` with `Retry-After` before anything els
 check, no call to identity or mfa, so no password is hashed for it.
 
 Two groups of routes have buckets of their own: the password steps (`sign-in`, a password change, a
-system agent's decision by email and password: each an argon2 hash in identity) and the steps that carry a challenge or a token (`verify`,
-`dismiss-prompt`, `setup/*`, `password-reset`).
+system agent's decision by email and password: each an argon2 hash in identity) and the steps that carry
+a challenge or a token (`verify`, `dismiss-prompt`, `setup/*`, `password-reset`).
 Each group has a bucket per client address and one for every address together. A bucket holds a
 minute's worth of requests and refills continuously, so a source may spend a minute's allowance at
 once, then one request per 60/N seconds.

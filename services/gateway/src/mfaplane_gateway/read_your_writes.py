@@ -39,8 +39,8 @@ BULK = "bulk:"
 VERSION = re.compile(r"[0-9]{1,10}")
 MAX_VERSION = 2**31 - 1  # versions are PostgreSQL integers
 KEPT_FOR = timedelta(days=1)  # a bulk switch of systems' changes; its token waits for nothing after that
-# The bulk worker's pace (bulk.py: 10,000 items applied in 2.6 s by one replica), with room for a loaded
-# machine: what a still running operation's Retry-After is worked out from.
+# The bulk worker's pace (docs/performance.md, bulk require), with room for a loaded machine: what a
+# still running operation's Retry-After is worked out from.
 BULK_ITEMS_PER_SECOND = 2000
 # What a bulk operation on users changes: each user's enrollment in this scope (bulk.py sends its commands
 # in it), the aggregate `user_portal:<user id>` (mfaplane_contracts.mfa_events.enrollment_id).

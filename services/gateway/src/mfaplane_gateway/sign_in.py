@@ -19,15 +19,15 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfaplane_contracts.commands import TotpCode
+from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
+from mfaplane_gateway import rate_limits
 from mfaplane_gateway.auth import Portal
 from mfaplane_gateway.enrollment_admin import enrollment_path
-from mfaplane_eventing.aggregate import Rejected
-from mfaplane_gateway import rate_limits
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
-from mfaplane_gateway.sso import sign_ins
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.sessions import Challenge, Tokens
+from mfaplane_gateway.sso import sign_ins
 
 Outcome = Literal["signed_in", "mfa_required", "enrollment_prompt", "setup_required", "locked_out"]
 SIGN_IN_ACTOR = "gateway:sign-in"
@@ -154,7 +154,7 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
 
         def challenge(purpose: str) -> str:
             return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at,
-                                    to and to.token)
+                                    to.token if to is not None else None)
 
         match sign_ins.status_for(to, *status(view, runtime)):
             case "active", reason:

@@ -101,7 +101,7 @@ async def _check(runtime: Runtime, rows: list[ImportRow]) -> list[tuple[RowResul
     taken_logins = {r["login_name"] for r in held if r["login_name"]}
     seen_emails: set[str] = set()
     seen_logins: set[str] = set()
-    checked = []
+    checked: list[tuple[RowResult, NewUser | None]] = []
     for index, row in enumerate(rows):
         try:
             user = _valid(row)
@@ -113,7 +113,8 @@ async def _check(runtime: Runtime, rows: list[ImportRow]) -> list[tuple[RowResul
         refusal = (("email_taken", "This email is already in use.") if email in taken_emails
                    else ("email_repeated", "This email is on an earlier row.") if email in seen_emails
                    else ("login_name_taken", "This login name is already another user's.") if login in taken_logins
-                   else ("login_name_repeated", "This login name is on an earlier row.") if login and login in seen_logins
+                   else ("login_name_repeated", "This login name is on an earlier row.")
+                   if login and login in seen_logins
                    else None)
         seen_emails.add(email)
         if login:

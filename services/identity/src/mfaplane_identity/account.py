@@ -28,7 +28,6 @@ from mfaplane_contracts.identity_events import (
 from mfaplane_eventing.aggregate import Rejected
 
 
-
 @dataclass(frozen=True)
 class Account:
     exists: bool = False

@@ -95,8 +95,10 @@ async def role_of(conn: asyncpg.Connection | asyncpg.Pool, key: str,
     """The key's id, role and system (an agent's), or None for an unknown, revoked, expired or forged key,
     or one whose admin is gone."""
     key_id = key_id_of(key)
+    if key_id is None:
+        return None
     row = await conn.fetchrow(f"SELECT role, key_hash, system_id FROM api_keys WHERE key_id = $2 AND "
-                              f"{STATUS} = 'active'", now, key_id) if key_id else None
+                              f"{STATUS} = 'active'", now, key_id)
     if row is None or not hmac.compare_digest(row["key_hash"], key_hash(key)):
         return None
     return key_id, row["role"], row["system_id"]

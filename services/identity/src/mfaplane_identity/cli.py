@@ -10,17 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from typing import get_args
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import get_args
 
 from mfaplane_contracts.identity_events import ApiRole
 from mfaplane_eventing import clock, db
 from mfaplane_eventing.event_store import Cause, EventStore
 from mfaplane_eventing.service import CliCommand
 from mfaplane_identity import account, api_keys
-from mfaplane_identity.api import (NewApiKey, NewPrincipal, create_principal, issue_api_key, new_password_hash,
-                                  passwords_for)
+from mfaplane_identity.api import (
+    NewApiKey,
+    NewPrincipal,
+    create_principal,
+    issue_api_key,
+    new_password_hash,
+    passwords_for,
+)
 
 
 @asynccontextmanager
@@ -48,7 +54,8 @@ async def _create_admin(settings, args: argparse.Namespace) -> None:
     body = NewPrincipal(email=args.email, name=args.name, password=sys.stdin.readline().rstrip("\n"))
     password_hash = await new_password_hash(passwords_for(settings), body)
     async with _store(settings) as store:
-        print((await create_principal(store, _cause(), body, "admin", account.create_admin, password_hash)).aggregate_id)
+        created = await create_principal(store, _cause(), body, "admin", account.create_admin, password_hash)
+        print(created.aggregate_id)
 
 
 CREATE_API_KEY = CliCommand(
@@ -59,7 +66,8 @@ CREATE_API_KEY = CliCommand(
         (("--name",), {"required": True}),
         (("--expires-in-days",), {"type": int, "default": api_keys.DEFAULT_LIFETIME.days,
                                   "help": f"1 to {api_keys.MAX_LIFETIME.days} (default: %(default)s)"}),
-        (("--system-id",), {"type": uuid.UUID, "help": "a system_agent or sso_client key's system (required for those roles)"}),
+        (("--system-id",), {"type": uuid.UUID,
+                            "help": "a system_agent or sso_client key's system (required for those roles)"}),
     ),
 )
 

@@ -22,6 +22,7 @@ from pydantic import Field
 from mfaplane_contracts import reset_tokens
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.identity_events import AdminPasswordResetRequested, UserPasswordResetRequested
 from mfaplane_eventing.aggregate import Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.event_store import Cause
@@ -106,8 +107,9 @@ async def request_reset(kind: Kind, principal_id: uuid.UUID, runtime: RuntimeDep
                            lambda state: account.request_password_reset(state, kind, principal_id, reset_id,
                                                                         expires_at), cause, write)
     # From the event: a retried request answers with the moment it set the first time.
-    return ResetRequested(**receipt(str(principal_id), result).model_dump(),
-                          expires_at=result.events[0].body().expires_at)
+    requested = result.events[0].body()
+    assert isinstance(requested, UserPasswordResetRequested | AdminPasswordResetRequested)
+    return ResetRequested(**receipt(str(principal_id), result).model_dump(), expires_at=requested.expires_at)
 
 
 @router.post("/password-resets/redeem")
@@ -115,8 +117,10 @@ async def redeem_reset(body: ResetRedemption, runtime: RuntimeDep, cause: CauseD
     """Sets the password of the reset the token names, if that reset is open. A forged token is refused
     before anything is read, and a used, expired or superseded one before the new password is hashed."""
     reset_id = reset_tokens.reset_id_of(runtime.settings.password_reset_key, body.token)
-    principal_id = reset_id and await runtime.pool.fetchval(
-        "SELECT principal_id FROM password_resets WHERE reset_id = $1", reset_id)
+    if reset_id is None:
+        raise account.invalid_reset()
+    principal_id = await runtime.pool.fetchval("SELECT principal_id FROM password_resets WHERE reset_id = $1",
+                                               reset_id)
     if not principal_id:
         raise account.invalid_reset()
 

@@ -2,16 +2,16 @@
 
 It runs on threads of its own, as many as `ARGON2_THREADS`, never on asyncio's default executor:
 that one has up to cpu_count + 4 threads, and cpu_count is the node's, not the pod's limit. A burst
-of sign-ins then ran that many hashes at once, each holding ARGON2_MEMORY_COST_KIB (64 MiB by
+of sign-ins would run that many hashes at once, each holding ARGON2_MEMORY_COST_KIB (64 MiB by
 default): 20 threads on a 16-core node need 1.25 GiB, above the pod's memory limit. More hashes at
-once than cores also only adds switching: on 2 cores, 2 threads hash 392 times a second and 16
-threads 322 (t=1, 8 MiB, p=4). Requests beyond the threads wait their turn.
+once than cores also only adds switching (docs/performance.md, the password step). Requests beyond
+the threads wait their turn.
 
 A sign-in waits only if few enough wait already: at most `threads` hashing and `queue` waiting hold a
 place, and one finding none is refused at once (429 `server_busy`, Retry-After). Unbounded, a burst
-of sign-ins with random emails made every later one wait behind it until the gateway gave up on it
-(a 503 after 10 s), a real user's included. A sign-in, and an owner's password change or reset, holds
-its place from arrival to answer; the hashes of the passwords admins give new accounts take none.
+of sign-ins with random emails would make every later one wait behind it until the gateway gave up
+on it (a 503 after 10 s), a real user's included. A sign-in, and an owner's password change or reset,
+holds its place from arrival to answer; the hashes of the passwords admins give new accounts take none.
 """
 
 from __future__ import annotations

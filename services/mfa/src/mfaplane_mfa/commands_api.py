@@ -13,7 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mfaplane_contracts import commands as c
 from mfaplane_contracts.commands import CommandReceipt
-from mfaplane_contracts.mfa_events import AccessOutcome, ApplicationSignIn, Scope, enrollment_id
+from mfaplane_contracts.mfa_events import (
+    AccessOutcome,
+    ApplicationSignIn,
+    EnrollmentPromptDismissed,
+    Scope,
+    SystemAccessDecided,
+    TOTPVerified,
+    enrollment_id,
+)
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict
@@ -31,7 +39,8 @@ Days = Field(ge=1, le=365)
 MAX_BATCH = 1000
 BATCH_ITEM_BYTES = 256  # a batch item's JSON is under 200 bytes
 MAX_BATCH_BYTES = MAX_BATCH * BATCH_ITEM_BYTES  # the batch route's own request size limit
-BATCH_COMMANDS: dict[str, type[c.Command]] = {"require": c.RequireMFA, "extend": c.ExtendEnrollment, "reset": c.ResetMFA}
+BATCH_COMMANDS: dict[str, type[c.RequireMFA | c.ExtendEnrollment | c.ResetMFA]] = {
+    "require": c.RequireMFA, "extend": c.ExtendEnrollment, "reset": c.ResetMFA}
 
 
 class Body(BaseModel):
@@ -150,7 +159,7 @@ def _receipt(scope: Scope, principal_id: uuid.UUID, result: AppendResult) -> dic
             "event_ids": [e.event_id for e in result.events], "duplicate": result.duplicate}
 
 
-async def _receipt_of(run: EnrollmentCommands, command: c.Command, cause: Cause) -> CommandReceipt:
+async def _receipt_of(run: EnrollmentCommands, command: c.EnrollmentCommand, cause: Cause) -> CommandReceipt:
     result, _ = await run(command, cause)
     return CommandReceipt(**_receipt(command.scope, command.principal_id, result))
 
@@ -187,6 +196,7 @@ async def begin_setup(scope: Scope, principal_id: uuid.UUID, body: SetupBody, ca
                       runtime: RuntimeDep) -> SetupResponse:
     result, decision = await run(c.BeginTOTPSetup(**_fields(scope, principal_id, cause)), cause)
     secret = decision.new_secret if decision else await run.issued_secret(result)
+    assert secret is not None  # a setup begun anew issues a key
     material = setup_material(secret, account=body.account, issuer=runtime.settings.totp_issuer)
     return SetupResponse(**_receipt(scope, principal_id, result), key_text=material.key_text,
                          otpauth_uri=material.otpauth_uri, qr_svg=material.qr_svg,
@@ -207,6 +217,7 @@ async def verify(scope: Scope, principal_id: uuid.UUID, body: CodeBody, cause: C
     result, decision = await run(c.VerifyTOTP(**_fields(scope, principal_id, cause), code=body.code), cause)
     assert decision is not None  # a repeated command id was refused above: a verification is never replayed
     verified = decision.events[-1]
+    assert isinstance(verified, TOTPVerified)  # a verification refused was raised by `run`
     return VerifyResponse(**_receipt(scope, principal_id, result), method=verified.method,
                           recovery_codes_left=verified.recovery_codes_left)
 
@@ -223,9 +234,11 @@ async def regenerate_recovery_codes(scope: Scope, principal_id: uuid.UUID, body:
 @router.post("/access")
 async def decide_access(scope: Scope, principal_id: uuid.UUID, body: AccessBody, cause: CauseDep,
                         run: CommandsDep) -> AccessDecision:
-    result, decision = await run(c.DecideSystemAccess(**_fields(scope, principal_id, cause), **body.model_dump()), cause)
+    command = c.DecideSystemAccess(**_fields(scope, principal_id, cause), **body.model_dump())
+    result, decision = await run(command, cause)
     assert decision is not None  # a repeated command id was refused above: a decision is never replayed
     decided = decision.events[-1]
+    assert isinstance(decided, SystemAccessDecided)
     return AccessDecision(**_receipt(scope, principal_id, result), decision=decided.outcome, reason=decided.reason)
 
 
@@ -239,7 +252,7 @@ async def record_application_sign_in(scope: Scope, principal_id: uuid.UUID, body
 @router.post("/dismiss-prompt")
 async def dismiss_prompt(scope: Scope, principal_id: uuid.UUID, cause: CauseDep, run: CommandsDep) -> DismissResponse:
     result, _ = await run(c.DismissEnrollmentPrompt(**_fields(scope, principal_id, cause)), cause)
-    dismissed = [e.body() for e in result.events]
+    dismissed = [body for e in result.events if isinstance(body := e.body(), EnrollmentPromptDismissed)]
     state = await run.state(enrollment_id(scope, principal_id))
     return DismissResponse(**_receipt(scope, principal_id, result),
                            days_remaining=dismissed[-1].days_remaining if dismissed else 0, deadline=state.deadline)
@@ -253,7 +266,8 @@ async def view(scope: Scope, principal_id: uuid.UUID, runtime: RuntimeDep, run: 
     return EnrollmentView(
         scope=scope, principal_id=principal_id, status=status, required=state.required, set_up=state.set_up,
         deadline=state.deadline,
-        days_remaining=enrollment.days_remaining(state.deadline, now) if status == "enrolling" else None,
+        days_remaining=enrollment.days_remaining(state.deadline, now)
+        if status == "enrolling" and state.deadline is not None else None,
         throttled_until=state.paused_until if state.paused_until and state.paused_until > now else None,
         locked=state.locked, recovery_codes_left=state.recovery_codes_issued - len(state.used_recovery_codes),
     )
@@ -264,17 +278,18 @@ async def run_batch(body: BatchBody, cause: CauseDep, run: CommandsDep) -> Batch
     """Each command is decided and appended on its own (one refused or conflicting command leaves the
     others applied), in a few transactions for the whole batch."""
     causes = [Cause(cause.actor, cause.correlation_id, item.command_id) for item in body.commands]
-    commands = [_batch_command(item, item_cause) for item, item_cause in zip(body.commands, causes)]
-    outcomes = await run.batch(list(zip(commands, causes)))
-    return BatchResponse(results=[_batch_result(command, outcome) for command, outcome in zip(commands, outcomes)])
+    commands = [_batch_command(item, item_cause) for item, item_cause in zip(body.commands, causes, strict=True)]
+    outcomes = await run.batch(list(zip(commands, causes, strict=True)))
+    return BatchResponse(results=[_batch_result(command, outcome)
+                                  for command, outcome in zip(commands, outcomes, strict=True)])
 
 
-def _batch_command(item: BatchCommand, cause: Cause) -> c.Command:
+def _batch_command(item: BatchCommand, cause: Cause) -> c.EnrollmentCommand:
     return BATCH_COMMANDS[item.action](**_fields(item.scope, item.principal_id, cause),
                                        enrollment_days=item.enrollment_days)
 
 
-def _batch_result(command: c.Command, outcome: AppendResult | Exception) -> BatchResult:
+def _batch_result(command: c.EnrollmentCommand, outcome: AppendResult | Exception) -> BatchResult:
     if isinstance(outcome, AppendResult):
         return BatchResult(command_id=command.command_id,
                            receipt=CommandReceipt(**_receipt(command.scope, command.principal_id, outcome)))

@@ -45,8 +45,9 @@ from mfaplane_contracts.commands import (
     ConfirmTOTPSetup,
     DecideSystemAccess,
     DismissEnrollmentPrompt,
-    RecordApplicationSignIn,
+    EnrollmentCommand,
     ExtendEnrollment,
+    RecordApplicationSignIn,
     RegenerateRecoveryCodes,
     RemoveMFARequirement,
     RequireMFA,
@@ -55,13 +56,13 @@ from mfaplane_contracts.commands import (
 )
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import (
+    PRINCIPAL_KINDS,
     ApplicationSignIn,
     ApplicationSignInDecided,
     EnrollmentExtended,
     EnrollmentPromptDismissed,
     MFARequired,
     MFARequirementRemoved,
-    PRINCIPAL_KINDS,
     MFAReset,
     RecoveryCodesRegenerated,
     SystemAccessDecided,
@@ -125,21 +126,23 @@ def secret_id_to_open(state: Enrollment, command: Command) -> uuid.UUID | None:
     """Which sealed key `decide` needs in plaintext for this command, if any."""
     if isinstance(command, ConfirmTOTPSetup):
         return state.pending_secret_id
-    if isinstance(command, RegenerateRecoveryCodes) or (_checks_code(command) and totp.is_code_shaped(command.code)):
+    code = _code_checked(command)
+    if isinstance(command, RegenerateRecoveryCodes) or (code is not None and totp.is_code_shaped(code)):
         return state.secret_id
     return None
 
 
 def recovery_codes_to_check(state: Enrollment, command: Command) -> uuid.UUID | None:
     """Under which key's id `decide` needs the recovery code hashes: a VerifyTOTP with a recovery code."""
-    if _checks_code(command) and not totp.is_code_shaped(command.code):
+    code = _code_checked(command)
+    if code is not None and not totp.is_code_shaped(code):
         return state.secret_id
     return None
 
 
-def _checks_code(command: Command) -> bool:
-    """A sign-in's code, or a system access decision's."""
-    return isinstance(command, VerifyTOTP) or (isinstance(command, DecideSystemAccess) and command.code is not None)
+def _code_checked(command: Command) -> str | None:
+    """A sign-in's code, or a system access decision's; None for any other command."""
+    return command.code if isinstance(command, VerifyTOTP | DecideSystemAccess) else None
 
 
 def decide(
@@ -196,14 +199,15 @@ def _needed(secret: TOTPSecret | None) -> TOTPSecret:
     return secret
 
 
-def _event(event_type: type[E], command: Command, **fields: object) -> E:
-    return event_type(principal_id=command.principal_id, scope=command.scope, **fields)
+def _event(event_type: type[E], command: EnrollmentCommand, **fields: object) -> E:
+    # every enrollment event has these two fields, which EventPayload, E's bound, does not
+    return event_type(principal_id=command.principal_id, scope=command.scope, **fields)  # type: ignore[call-arg]
 
 
 def _require(state: Enrollment, command: RequireMFA, now: datetime) -> Decision:
     if state.required:
         return Decision()
-    no_period = command.enrollment_days is None or state.set_up
+    days = None if state.set_up else command.enrollment_days  # None: no period
     return Decision(
         (
             _event(
@@ -211,7 +215,7 @@ def _require(state: Enrollment, command: RequireMFA, now: datetime) -> Decision:
                 command,
                 principal_kind=PRINCIPAL_KINDS[command.scope],
                 enrollment_days=command.enrollment_days,
-                deadline=None if no_period else now + timedelta(days=command.enrollment_days),
+                deadline=None if days is None else now + timedelta(days=days),
                 already_set_up=state.set_up,
             ),
         )
@@ -308,14 +312,16 @@ def _verify(
     if not state.set_up:
         raise Rejected("not_set_up", "MFA is not set up, so there is no code to verify.")
     _heard(state, now)
+    code = command.code
+    assert code is not None  # a system access decision without one is answered before (_decide_access)
     codes_left = state.recovery_codes_issued - len(state.used_recovery_codes)
-    if totp.is_code_shaped(command.code):
+    if totp.is_code_shaped(code):
         key = _needed(secret)
-        step = totp.match_step(key, command.code, now, after_step=state.last_step)
+        step = totp.match_step(key, code, now, after_step=state.last_step)
         if step is None:
-            return _wrong_totp_code(state, command, key, now, policy)
+            return _wrong_totp_code(state, command, code, key, now, policy)
         return Decision((_event(TOTPVerified, command, method="totp", time_step=step, recovery_codes_left=codes_left),))
-    index = recovery_codes.match(command.code, hashes, state.used_recovery_codes)
+    index = recovery_codes.match(code, hashes, state.used_recovery_codes)
     if index is None:
         return _failed(state, command, now, policy)
     return Decision(
@@ -332,14 +338,14 @@ def _verify(
     )
 
 
-def _app_code_step(state: Enrollment, command: CodeCommand, now: datetime,
+def _app_code_step(state: Enrollment, command: ConfirmTOTPSetup | RegenerateRecoveryCodes, now: datetime,
                    secret: TOTPSecret | None, policy: ThrottlePolicy) -> int | Decision:
     """The time step the code from the app matches (heard only while not paused or locked), or the
     Decision that records a code matching none."""
     _heard(state, now)
     key = _needed(secret)
     step = totp.match_step(key, command.code, now, after_step=state.last_step)
-    return _wrong_totp_code(state, command, key, now, policy) if step is None else step
+    return _wrong_totp_code(state, command, command.code, key, now, policy) if step is None else step
 
 
 def _regenerate_recovery_codes(state: Enrollment, command: RegenerateRecoveryCodes, now: datetime,
@@ -393,11 +399,11 @@ def _heard(state: Enrollment, now: datetime) -> None:
 
 
 def _wrong_totp_code(
-    state: Enrollment, command: CodeCommand, secret: TOTPSecret, now: datetime, policy: ThrottlePolicy
+    state: Enrollment, command: CodeCommand, code: str, secret: TOTPSecret, now: datetime, policy: ThrottlePolicy
 ) -> Decision:
     """A code-shaped code that matched no step it could: the one just accepted, sent again, is refused
     and not counted (see throttle.py); any other is a failure."""
-    if totp.is_replay(secret, command.code, now, last_step=state.last_step):
+    if totp.is_replay(secret, code, now, last_step=state.last_step):
         raise Rejected("code_already_used", "This code was already used; wait for the next code.", 401)
     return _failed(state, command, now, policy)
 
@@ -469,8 +475,8 @@ def apply(state: Enrollment, event: EventPayload) -> Enrollment:
             )
         case TOTPVerified(recovery_code_index=None):
             return replace(state, consecutive_failures=0, last_step=event.time_step)
-        case TOTPVerified():
-            used = state.used_recovery_codes | {event.recovery_code_index}
+        case TOTPVerified(recovery_code_index=int(index)):
+            used = state.used_recovery_codes | {index}
             return replace(state, consecutive_failures=0, used_recovery_codes=used)
         case RecoveryCodesRegenerated():
             return replace(state, last_step=event.time_step, consecutive_failures=0,

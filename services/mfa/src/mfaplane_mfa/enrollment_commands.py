@@ -13,14 +13,20 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from mfaplane_contracts.commands import (Command, ConfirmTOTPSetup, DecideSystemAccess, RegenerateRecoveryCodes,
-                                         VerifyTOTP)
+from mfaplane_contracts.commands import (
+    Command,
+    ConfirmTOTPSetup,
+    DecideSystemAccess,
+    EnrollmentCommand,
+    RegenerateRecoveryCodes,
+    VerifyTOTP,
+)
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import TOTPSecretIssued, enrollment_id
 from mfaplane_eventing.aggregate import Rejected, Replayer
+from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.command_handler import BatchItem, execute, execute_batch
 from mfaplane_eventing.event_store import AppendResult, Cause, EventStore
-from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.snapshots import Snapshots
 from mfaplane_mfa import enrollment
 from mfaplane_mfa.enrollment import Decision, Enrollment
@@ -43,18 +49,19 @@ class EnrollmentCommands:
     async def state(self, aggregate_id: str) -> Enrollment:
         return replay(await self._store.history(aggregate_id, replay.snapshot_key))
 
-    async def __call__(self, command: Command, cause: Cause) -> tuple[AppendResult, Decision | None]:
+    async def __call__(self, command: EnrollmentCommand, cause: Cause) -> tuple[AppendResult, Decision | None]:
         run = _Run(command, self._decide, self._keys)
         return run.outcome(await execute(self._store, run.aggregate_id, replay, run.decide, cause, run.record,
                                          rows_needed=self._keys.rows_needed))
 
-    async def batch(self, commands: Sequence[tuple[Command, Cause]]) -> list[AppendResult | Exception]:
+    async def batch(self, commands: Sequence[tuple[EnrollmentCommand, Cause]]) -> list[AppendResult | Exception]:
         """Runs many commands (each on its own enrollment) in few transactions: each one's receipt, or
         the refusal or conflict that stopped it, in order."""
         runs = [_Run(command, self._decide, self._keys) for command, _ in commands]
-        items = [BatchItem(run.aggregate_id, run.decide, cause, run.record) for run, (_, cause) in zip(runs, commands)]
+        items = [BatchItem(run.aggregate_id, run.decide, cause, run.record)
+                 for run, (_, cause) in zip(runs, commands, strict=True)]
         outcomes = await execute_batch(self._store, replay, items)
-        return [_result_or_refusal(run, outcome) for run, outcome in zip(runs, outcomes)]
+        return [_result_or_refusal(run, outcome) for run, outcome in zip(runs, outcomes, strict=True)]
 
     async def _decide(self, state: Enrollment, command: Command) -> Decision:
         secret, hashes = None, []
@@ -67,7 +74,7 @@ class EnrollmentCommands:
 
     async def issued_secret(self, result: AppendResult) -> TOTPSecret:
         """The key a repeated BeginTOTPSetup issued the first time, if it is still the pending one."""
-        issued = [e.body() for e in result.events if e.type == TOTPSecretIssued.event_type]
+        issued = [body for e in result.events if isinstance(body := e.body(), TOTPSecretIssued)]
         secret = await self._keys.open(self._store.pool, issued[-1].secret_id) if issued else None
         if secret is None:
             raise Rejected("setup_superseded", "That setup was replaced or completed; begin setup again.")
@@ -77,7 +84,7 @@ class EnrollmentCommands:
 class _Run:
     """One command going through the command handler: its decisions (the last one counts) and its outcome."""
 
-    def __init__(self, command: Command, decide: Callable[[Enrollment, Command], Awaitable[Decision]],
+    def __init__(self, command: EnrollmentCommand, decide: Callable[[Enrollment, Command], Awaitable[Decision]],
                  keys: KeyMaterial) -> None:
         self.aggregate_id = enrollment_id(command.scope, command.principal_id)
         self._command = command

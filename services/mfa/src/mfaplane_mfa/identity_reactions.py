@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 
 from mfaplane_contracts.commands import RemoveMFARequirement
-from mfaplane_contracts.envelope import Envelope, EventPayload
+from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.identity_events import AdminDeleted, UserDeleted
 from mfaplane_contracts.mfa_events import Scope, enrollment_id
 from mfaplane_eventing.event_store import Cause
@@ -19,7 +19,7 @@ _NAMESPACE = uuid.UUID("0b9d3f5e-2f7c-4c36-9a55-3f1e8d2c7a41")
 HANDLES = (UserDeleted, AdminDeleted)  # the consumer skips the other identity events
 
 
-def _ended_enrollment(body: EventPayload) -> tuple[Scope, uuid.UUID]:
+def _ended_enrollment(body: UserDeleted | AdminDeleted) -> tuple[Scope, uuid.UUID]:
     """A user has an enrollment in the user portal, an admin one in the admin portal."""
     if isinstance(body, AdminDeleted):
         return "admin_portal", body.admin_id

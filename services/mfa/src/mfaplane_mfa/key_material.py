@@ -17,7 +17,6 @@ from mfaplane_mfa.enrollment import Decision
 from mfaplane_mfa.key_vault import KeyVault
 from mfaplane_mfa.totp import TOTPSecret
 
-
 # The events whose key rows `record` writes or destroys; every other event appends on its own.
 ROW_EVENTS = (TOTPSecretIssued, TOTPEnrolled, RecoveryCodesRegenerated, MFAReset)
 

@@ -18,12 +18,12 @@ from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.subjects import principal_of
 from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of
 
-
 RECIPIENT_EVENTS = (identity.UserCreated, identity.UserUpdated, identity.AdminCreated)
 ENROLLMENT_EVENTS = (mfa.MFARequired, mfa.MFARequirementRemoved, mfa.EnrollmentExtended, mfa.MFAReset,
                      mfa.TOTPEnrolled)
 DELETIONS = (identity.UserDeleted, identity.AdminDeleted)
-HANDLES = (*RECIPIENT_EVENTS, *DELETIONS, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)  # the consumer skips others
+# the consumer skips others
+HANDLES: tuple[type[EventPayload], ...] = (*RECIPIENT_EVENTS, *DELETIONS, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)
 
 
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
@@ -38,7 +38,8 @@ async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) 
 
 def _enrollment(body: EventPayload) -> str | None:
     """The enrollment an mfa event is about; None for an identity event (a password reset)."""
-    return mfa.enrollment_id(body.scope, body.principal_id) if hasattr(body, "scope") else None
+    scope = getattr(body, "scope", None)
+    return mfa.enrollment_id(scope, principal_of(body)) if scope is not None else None
 
 
 def _deadline(body: EventPayload) -> datetime | None:
@@ -46,12 +47,13 @@ def _deadline(body: EventPayload) -> datetime | None:
     return getattr(body, "expires_at", None) or getattr(body, "deadline", None)
 
 
-async def _save_recipients(conn: asyncpg.Connection, bodies: list[EventPayload]) -> None:
+async def _save_recipients(conn: asyncpg.Connection,
+                           bodies: list[identity.UserCreated | identity.UserUpdated | identity.AdminCreated]) -> None:
     """Each principal's last name and address. Deletions are applied after: no event follows one."""
     latest = {}
     for body in bodies:
         kind = "admin" if isinstance(body, identity.AdminCreated) else "user"
-        latest[body.admin_id if kind == "admin" else body.user_id] = (kind, body.email, body.name)
+        latest[principal_of(body)] = (kind, body.email, body.name)
     if not latest:
         return
     kinds, emails, names = zip(*latest.values(), strict=True)
@@ -74,7 +76,9 @@ async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, E
     state = {r["enrollment_id"]: Enrollment(r["required"], r["configured"], r["deadline"]) for r in rows}
     seen: list[tuple[str, datetime]] = []
     for enrollment_id, body in changes:
-        state[enrollment_id] = after = enrollment_after(body, state.get(enrollment_id))
+        after = enrollment_after(body, state.get(enrollment_id))
+        assert after is not None  # each of ENROLLMENT_EVENTS gives a state
+        state[enrollment_id] = after
         if after.deadline is not None:
             seen.append((enrollment_id, after.deadline))
     await conn.execute(

@@ -47,7 +47,7 @@ from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import SCOPES, Application, application, verify_secret
-from mfaplane_gateway.sso.config import MFA, SSODep, SignInProof, SSOConfig
+from mfaplane_gateway.sso.config import MFA, SignInProof, SSOConfig, SSODep
 from mfaplane_gateway.sso.pending import ApplicationSignIn, PendingSignIn, token_hash
 
 # Described by the discovery document (and docs/sso.md), not by the /v1 API's OpenAPI: no API key, OAuth's errors.
@@ -199,10 +199,10 @@ class Provider(AuthorizationServer):
         return request  # made from the HTTP request before authlib runs (_oauth_request)
 
     def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
-        headers = dict(headers)
+        named = dict(headers)
         if status == 302:
-            return RedirectResponse(headers["Location"], status_code=302)
-        return JSONResponse(body, status_code=status, headers={**headers, **NO_STORE})
+            return RedirectResponse(named["Location"], status_code=302)
+        return JSONResponse(body, status_code=status, headers={**named, **NO_STORE})
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         pass
@@ -264,6 +264,7 @@ async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward:
         if error.redirect_uri:
             return provider.handle_error_response(oauth_request, error)
         raise Rejected("invalid_authorization_request", error.description or error.error, 400) from None
+    assert client is not None  # the grant refuses an unknown client, with no redirect_uri
     mfa_requested = dict(items).get("acr_values", "").split() == [MFA]  # a voluntary claim, taken as a demand
     kept = PendingSignIn(client.id, "oidc", {"params": items, "return_to": oauth_request.payload.redirect_uri,
                                             "mfa_requested": mfa_requested})
@@ -275,8 +276,8 @@ def _authorization_parameters(request: Request) -> list[tuple[str, str]]:
     """The request's parameters of this protocol, each of a bounded length: nothing else is kept."""
     items = [(key, value) for key, value in request.query_params.multi_items() if key in AUTHORIZATION_PARAMETERS]
     if any(len(value) > MAX_PARAMETER_LENGTH for _, value in items):
-        raise Rejected("invalid_authorization_request",
-                       f"A parameter of the authorization request is longer than {MAX_PARAMETER_LENGTH} characters.", 400)
+        raise Rejected("invalid_authorization_request", "A parameter of the authorization request is longer "
+                       f"than {MAX_PARAMETER_LENGTH} characters.", 400)
     return items
 
 
@@ -370,7 +371,8 @@ NOT_CUT_OFF = ("NOT EXISTS (SELECT FROM principal_cutoffs c WHERE c.principal_id
                "AND c.not_before >= {table}.authenticated_at)")
 
 
-@router.api_route("/oidc/userinfo", methods=["GET", "POST"], dependencies=[CHALLENGE_LIMIT], summary="UserInfo endpoint")
+@router.api_route("/oidc/userinfo", methods=["GET", "POST"], dependencies=[CHALLENGE_LIMIT],
+                  summary="UserInfo endpoint")
 async def userinfo(request: Request, sso: SSODep, runtime: RuntimeDep) -> Response:
     scheme, _, access_token = request.headers.get("authorization", "").partition(" ")
     claims = access_token and scheme.lower() == "bearer" and await runtime.pool.fetchval(

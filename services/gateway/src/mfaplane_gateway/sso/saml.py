@@ -163,6 +163,7 @@ def _asks_for_mfa(request: Any) -> bool:
 
 
 def _service_provider_metadata(app: Application) -> str:
+    assert app.entity_id is not None  # a SAML application's sign-in settings name it
     services = "".join(f'<md:AssertionConsumerService Binding="{BINDING_HTTP_POST}" Location={quoteattr(url)} '
                        f'index="{index}"/>' for index, url in enumerate(app.acs_urls))
     return (f'<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID={quoteattr(app.entity_id)}>'

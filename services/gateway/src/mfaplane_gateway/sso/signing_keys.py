@@ -1,8 +1,9 @@
 """The keys that sign ID tokens and SAML assertions, from the PEM file SSO_SIGNING_KEYS_FILE.
 
 The first key signs; every key in the file is published in the JWKS (the SAML metadata carries the
-signing key's certificate only), so that a rotation is: put the new key first, keep the old one after it until every application has fetched the
-new one, then drop it. A key is named by its RFC 7638 thumbprint (`kid`), the same in every replica.
+signing key's certificate only), so that a rotation is: put the new key first, keep the old one after it
+until every application has fetched the new one, then drop it. A key is named by its RFC 7638 thumbprint
+(`kid`), the same in every replica.
 
 SAML service providers pin a certificate rather than a key. Each key's certificate is made from the
 key alone (self-signed, fixed subject, serial and validity), so every replica makes the same bytes and
@@ -45,7 +46,9 @@ class SigningKey:
 
     @property
     def kid(self) -> str:
-        return self.jwk.kid
+        kid = self.jwk.kid
+        assert kid is not None  # `jwk` sets it
+        return kid
 
     @cached_property
     def private(self) -> rsa.RSAPrivateKey:
@@ -77,7 +80,7 @@ class SigningKeys:
             raise ValueError(f"SSO_SIGNING_KEYS_FILE {path} holds no PEM private key")
         keys = tuple(SigningKey(block) for block in blocks)
         for key in keys:
-            key.private  # refuses a key that is no RSA key of MIN_BITS now, not at the first sign-in
+            _ = key.private  # refuses a key that is no RSA key of MIN_BITS now, not at the first sign-in
         return cls(keys)
 
     @property
