@@ -250,10 +250,12 @@ async def end_leases(stack, principal_ids: list[str]) -> set[str]:
     return {str(row["principal_id"]) for row in rows}
 
 
-async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(stack) -> None:
+@pytest.mark.parametrize("timer_version", [1, 2], ids=["timer v1, by its deadline", "timer v2, by its version"])
+async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(stack, timer_version) -> None:
     """The scheduler's topic is not ordered with the mfa topic: a reminder due at once (a one-day
     period) can reach the notifier before the MFARequired that set its deadline. It must wait for
-    it, not be judged stale and skipped. The real mail loop on its own schema, the real catcher."""
+    it, not be judged stale and skipped. The real mail loop on its own schema, the real catcher. A
+    timer fired before v2 (still on the topic at the upgrade) says only its deadline."""
     async with own_notifier(stack) as (pool, loop, settings):
         mail = MailWatch(stack.infra.maildir)
         user, email = uuid.uuid4(), f"order-{uuid.uuid4().hex[:8]}@example.com"
@@ -264,7 +266,11 @@ async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(
         reminder = mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline, due_at=now,
                                                  enrollment_version=1)
         await _receive(pool, identity_events.UserCreated(user_id=user, email=email, name="Ada"), str(user))
-        await _receive(pool, reminder, f"user_portal:{user}")  # overtook MFARequired
+        overtaking = _envelope(reminder, f"user_portal:{user}")
+        if timer_version == 1:
+            overtaking = overtaking.model_copy(update={"schema_version": 1, "payload": {
+                name: value for name, value in overtaking.payload.items() if name != "enrollment_version"}})
+        await _handle(pool, overtaking)  # overtook MFARequired
         for _ in range(settings.mail_max_attempts + 1):  # waiting spends no attempt: more waits than attempts
             assert await loop.send_next()
             await pool.execute("UPDATE notifications SET next_attempt_at = now() WHERE status = 'pending'")
@@ -279,6 +285,37 @@ async def test_a_reminder_that_overtakes_the_event_of_its_deadline_waits_for_it(
         assert statuses == {"reminder": "sent", "required": "sent"}
         await asyncio.sleep(SETTLE_SECONDS)
         assert mail.subjects([email]) == {email: Counter({REQUIRED: 1, REMINDER: 1})}
+
+
+async def test_a_reminder_waits_for_the_enrollment_version_that_set_it_not_only_for_its_deadline(stack) -> None:
+    """Required by D (v1), set up (v2), reset to the same D (v3): the reminder of v3 overtakes v3. The
+    notifier has seen D already, but with the user set up; judged on that it would be skipped as stale,
+    and the user reset to set up again would hear nothing. It names v3, so it waits for v3, then goes."""
+    async with own_notifier(stack) as (pool, loop, _):
+        mail = MailWatch(stack.infra.maildir)
+        user, email = uuid.uuid4(), f"reset-{uuid.uuid4().hex[:8]}@example.com"
+        enrollment = f"user_portal:{user}"
+        deadline = datetime.now(UTC) + timedelta(days=1)
+        await _receive(pool, identity_events.UserCreated(user_id=user, email=email, name="Ada"), str(user))
+        await _receive(pool, mfa_events.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                                    enrollment_days=1, deadline=deadline), enrollment, version=1)
+        await _receive(pool, mfa_events.TOTPEnrolled(principal_id=user, scope="user_portal", secret_id=uuid.uuid4(),
+                                                     time_step=1, recovery_codes_issued=10), enrollment, version=2)
+        await pool.execute("UPDATE notifications SET status = 'sent'")  # those mails are not this test's
+        await _receive(pool, mfa_events.EnrollmentExpiring(principal_id=user, scope="user_portal", deadline=deadline,
+                                                           due_at=datetime.now(UTC), enrollment_version=3), enrollment)
+        assert await loop.send_next()
+        row = await pool.fetchrow("SELECT status, last_error FROM notifications WHERE kind = 'reminder'")
+        assert dict(row) == {"status": "pending", "last_error": "enrollment not known yet"}
+
+        await _receive(pool, mfa_events.MFAReset(principal_id=user, scope="user_portal", enrollment_days=1,
+                                                 deadline=deadline, shredded_secret_id=None), enrollment, version=3)
+        await pool.execute("UPDATE notifications SET next_attempt_at = now() WHERE status = 'pending'")
+        while await loop.send_next():
+            pass
+        assert await pool.fetchval("SELECT status FROM notifications WHERE kind = 'reminder'") == "sent"
+        await asyncio.sleep(SETTLE_SECONDS)
+        assert mail.subjects([email])[email][REMINDER] == 1
 
 
 async def test_a_mail_whose_recipient_stays_unknown_goes_dead_after_the_wait_limit(stack) -> None:
@@ -392,7 +429,7 @@ async def test_events_handled_as_a_batch_leave_what_handling_them_one_by_one_doe
 async def _notifier_tables(pool: asyncpg.Pool) -> dict[str, list[dict]]:
     queries = {
         "recipients": "SELECT principal_id, kind, email, name, deleted FROM recipients ORDER BY principal_id",
-        "enrollments": "SELECT enrollment_id, required, configured, deadline, "
+        "enrollments": "SELECT enrollment_id, required, configured, deadline, version, "
                        "ARRAY(SELECT unnest(seen_deadlines) ORDER BY 1) AS seen FROM enrollments ORDER BY 1",
         "notifications": "SELECT event_id, kind, principal_id, enrollment_id, deadline, status FROM notifications "
                          "ORDER BY event_id",
@@ -425,14 +462,19 @@ async def own_notifier(stack, **settings: Any) -> AsyncIterator[tuple[asyncpg.Po
             await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
-async def _receive(pool, event: EventPayload, aggregate_id: str) -> None:
+async def _receive(pool, event: EventPayload, aggregate_id: str, version: int = 1) -> None:
+    await _handle(pool, _envelope(event, aggregate_id, version))
+
+
+async def _handle(pool, envelope: Envelope) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await mail_queue.handle_batch(conn, [_envelope(event, aggregate_id)])
+        await mail_queue.handle_batch(conn, [envelope])
 
 
-def _envelope(event: EventPayload, aggregate_id: str) -> Envelope:
+def _envelope(event: EventPayload, aggregate_id: str, version: int = 1) -> Envelope:
     return Envelope(
-        event_id=uuid.uuid4(), type=event.event_type, schema_version=1, aggregate_type=event.aggregate_type,
-        aggregate_id=aggregate_id, aggregate_version=1, occurred_at=datetime.now(UTC), correlation_id=uuid.uuid4(),
+        event_id=uuid.uuid4(), type=event.event_type, schema_version=event.schema_version,
+        aggregate_type=event.aggregate_type, aggregate_id=aggregate_id, aggregate_version=version,
+        occurred_at=datetime.now(UTC), correlation_id=uuid.uuid4(),
         actor="test", payload=event.model_dump(mode="json"),
     )

@@ -10,8 +10,9 @@ SMTP server accepted a message and before it is marked sent, that notification i
 its lease runs out. Every other failure either sends nothing or has recorded the send.
 
 A reminder or expiry comes on the scheduler's topic and can overtake the mfa event that set its
-deadline; until the notifier has seen that deadline it waits like a mail to a recipient not known
-yet, not judged stale. Waiting is no SMTP failure and spends no attempt (a broker rebuilt from the
+deadline; until the notifier has seen that event (the timer names its version; one fired before
+timer events v2, only its deadline) it waits like a mail to a recipient not known yet, not judged
+stale. Waiting is no SMTP failure and spends no attempt (a broker rebuilt from the
 event stores can keep a topic behind for minutes); it ends in `dead` only after MAIL_WAIT_MAX_SECONDS.
 A reminder whose deadline has passed (a scheduler or notifier was down) is skipped.
 

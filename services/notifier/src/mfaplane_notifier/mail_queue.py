@@ -32,7 +32,8 @@ async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) 
     await _save_recipients(conn, [body for _, body in bodies if isinstance(body, RECIPIENT_EVENTS)])
     if deleted := [principal_of(body) for _, body in bodies if isinstance(body, DELETIONS)]:
         await conn.execute("UPDATE recipients SET deleted = true WHERE principal_id = ANY($1::uuid[])", deleted)
-    await _save_enrollments(conn, [(e.aggregate_id, body) for e, body in bodies if isinstance(body, ENROLLMENT_EVENTS)])
+    await _save_enrollments(conn, [(e.aggregate_id, e.aggregate_version, body) for e, body in bodies
+                                   if isinstance(body, ENROLLMENT_EVENTS)])
     await _queue_notifications(conn, [(e, body) for e, body in bodies if kind_of(body) is not None])
 
 
@@ -65,34 +66,36 @@ async def _save_recipients(conn: asyncpg.Connection,
     )
 
 
-async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, EventPayload]]) -> None:
-    """Each enrollment's state after its events, and every deadline they set on the way: a mail for
-    any of those may still be queued (see MailFacts.deadline_seen)."""
+async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, int, EventPayload]]) -> None:
+    """Each enrollment's state and version after its events, and every deadline they set on the way:
+    a mail for any of those may still be queued (see MailFacts.deadline_seen)."""
     if not changes:
         return
-    ids = list(dict.fromkeys(enrollment_id for enrollment_id, _ in changes))
+    ids = list(dict.fromkeys(enrollment_id for enrollment_id, _, _ in changes))
     rows = await conn.fetch("SELECT enrollment_id, required, configured, deadline FROM enrollments "
                             "WHERE enrollment_id = ANY($1::text[])", ids)
     state = {r["enrollment_id"]: Enrollment(r["required"], r["configured"], r["deadline"]) for r in rows}
+    version: dict[str, int] = {}
     seen: list[tuple[str, datetime]] = []
-    for enrollment_id, body in changes:
+    for enrollment_id, at, body in changes:
         after = enrollment_after(body, state.get(enrollment_id))
         assert after is not None  # each of ENROLLMENT_EVENTS gives a state
-        state[enrollment_id] = after
+        state[enrollment_id], version[enrollment_id] = after, max(at, version.get(enrollment_id, at))
         if after.deadline is not None:
             seen.append((enrollment_id, after.deadline))
     await conn.execute(
         "WITH seen AS (SELECT enrollment_id, array_agg(DISTINCT deadline) AS deadlines "
         "              FROM unnest($5::text[], $6::timestamptz[]) AS s(enrollment_id, deadline) GROUP BY 1) "
-        "INSERT INTO enrollments (enrollment_id, required, configured, deadline, seen_deadlines) "
-        "SELECT n.enrollment_id, n.required, n.configured, n.deadline, coalesce(seen.deadlines, '{}') "
-        "FROM unnest($1::text[], $2::bool[], $3::bool[], $4::timestamptz[]) "
-        "     AS n(enrollment_id, required, configured, deadline) LEFT JOIN seen USING (enrollment_id) "
+        "INSERT INTO enrollments (enrollment_id, required, configured, deadline, version, seen_deadlines) "
+        "SELECT n.enrollment_id, n.required, n.configured, n.deadline, n.version, coalesce(seen.deadlines, '{}') "
+        "FROM unnest($1::text[], $2::bool[], $3::bool[], $4::timestamptz[], $7::int[]) "
+        "     AS n(enrollment_id, required, configured, deadline, version) LEFT JOIN seen USING (enrollment_id) "
         "ON CONFLICT (enrollment_id) DO UPDATE SET required = EXCLUDED.required, configured = EXCLUDED.configured, "
-        "deadline = EXCLUDED.deadline, seen_deadlines = enrollments.seen_deadlines || ARRAY("
+        "deadline = EXCLUDED.deadline, version = greatest(enrollments.version, EXCLUDED.version), "
+        "seen_deadlines = enrollments.seen_deadlines || ARRAY("
         "  SELECT unnest(EXCLUDED.seen_deadlines) EXCEPT SELECT unnest(enrollments.seen_deadlines))",
         ids, [state[e].required for e in ids], [state[e].configured for e in ids], [state[e].deadline for e in ids],
-        [e for e, _ in seen], [deadline for _, deadline in seen],
+        [e for e, _ in seen], [deadline for _, deadline in seen], [version[e] for e in ids],
     )
 
 
@@ -102,16 +105,18 @@ async def _queue_notifications(conn: asyncpg.Connection, events: list[tuple[Enve
         return
     await conn.execute(
         "INSERT INTO notifications (event_id, kind, principal_id, enrollment_id, deadline, paused_until, "
-        "recovery_codes_left, reset_id, next_attempt_at, created_at) "
+        "recovery_codes_left, reset_id, enrollment_version, next_attempt_at, created_at) "
         "SELECT event_id, kind, principal_id, enrollment_id, deadline, paused_until, recovery_codes_left, reset_id, "
-        "now(), created_at FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], "
-        "$6::timestamptz[], $7::int[], $8::uuid[], $9::timestamptz[]) AS n(event_id, kind, principal_id, "
-        "enrollment_id, deadline, paused_until, recovery_codes_left, reset_id, created_at) ON CONFLICT DO NOTHING",
+        "enrollment_version, now(), created_at FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], "
+        "$5::timestamptz[], $6::timestamptz[], $7::int[], $8::uuid[], $9::timestamptz[], $10::int[]) "
+        "AS n(event_id, kind, principal_id, enrollment_id, deadline, paused_until, recovery_codes_left, reset_id, "
+        "created_at, enrollment_version) ON CONFLICT DO NOTHING",
         [e.event_id for e, _ in events], [kind_of(body) for _, body in events],
         [principal_of(body) for _, body in events], [_enrollment(body) for _, body in events],
         [_deadline(body) for _, body in events], [getattr(body, "until", None) for _, body in events],
         [getattr(body, "recovery_codes_left", None) for _, body in events],
         [getattr(body, "reset_id", None) for _, body in events], [e.occurred_at for e, _ in events],
+        [getattr(body, "enrollment_version", None) for _, body in events],
     )
 
 
@@ -124,7 +129,7 @@ class MailFacts:
     kind: str
     deleted: bool
     enrollment: Enrollment | None
-    deadline_seen: bool  # whether an mfa event has set the notification's deadline yet
+    deadline_seen: bool  # whether the mfa event that set the notification's deadline has been seen
 
 
 # The facts of each claimed notification `n`, joined to the claim so that a batch needs no query per
@@ -132,7 +137,10 @@ class MailFacts:
 FACTS = (
     "r.principal_id IS NOT NULL AS recipient_known, r.email, r.name, r.kind AS recipient_kind, r.deleted, "
     "e.enrollment_id IS NOT NULL AS enrolled, e.required, e.configured, e.deadline AS enrollment_deadline, "
-    "coalesce(e.deadline = n.deadline OR n.deadline = ANY(e.seen_deadlines), false) AS deadline_seen "
+    # A timer's mail (v2) names the enrollment version that set its deadline; older ones only the deadline.
+    "coalesce(CASE WHEN n.enrollment_version IS NOT NULL AND e.version IS NOT NULL "
+    "              THEN e.version >= n.enrollment_version "
+    "              ELSE e.deadline = n.deadline OR n.deadline = ANY(e.seen_deadlines) END, false) AS deadline_seen "
     "FROM claimed n LEFT JOIN recipients r ON r.principal_id = n.principal_id "
     "LEFT JOIN enrollments e ON e.enrollment_id = n.enrollment_id AND r.principal_id IS NOT NULL"
 )
