@@ -85,6 +85,13 @@ async def test_an_agent_key_decides_for_its_own_system_only(stack, admin, portal
         await identity.execute("UPDATE api_keys SET system_id = NULL WHERE name = $1", f"agent of {theirs}")
     problem(await unbound.post(f"/v1/systems/{theirs}/authorize", json={"login_name": name}), 403,
             "agent_key_of_another_system")
+    application, host = await new_system(admin, kind="sso_application"), await new_system(admin)
+    misbound = agent_of(host)
+    async with schema(stack, "identity") as identity:  # as a key bound to an application before kinds were checked
+        await identity.execute("UPDATE api_keys SET system_id = $1 WHERE name = $2", uuid.UUID(application),
+                               f"agent of {host}")
+    for body in ({"login_name": name, "code": "123456"}, {"email": email, "password": PASSWORD}):
+        problem(await misbound.post(f"/v1/systems/{application}/authorize", json=body), 409, "wrong_system_kind")
     assert await history_of(stack, user_id) == before
 
 

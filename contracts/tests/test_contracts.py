@@ -40,6 +40,15 @@ def test_committed_schemas_match_the_code() -> None:
         "stale schema files are committed"
 
 
+def test_every_published_event_schema_is_committed_as_it_was_first_published() -> None:
+    recorded = generate.published(generate.DEFAULT_DIR)
+    committed = {str(p.relative_to(generate.DEFAULT_DIR)) for p in (generate.DEFAULT_DIR / "events").glob("*.json")}
+    assert set(recorded) == committed, "an event schema is missing, or was never recorded: run `make schemas`"
+    changed = [name for name, digest in recorded.items()
+               if generate.digest((generate.DEFAULT_DIR / name).read_text()) != digest]
+    assert changed == [], "published event schemas were edited: raise the schema_version instead"
+
+
 def _older_versions() -> set[tuple[str, int]]:
     return {(name, version) for name, model in EVENT_TYPES.items() for version in range(1, model.schema_version)}
 
@@ -60,6 +69,11 @@ def test_a_published_event_schema_cannot_change_without_a_new_version(tmp_path, 
         generate.write(tmp_path)
     assert {p: p.read_text() for p in tmp_path.rglob("*.json")} == before
 
+    (tmp_path / "events/MFARequired.v1.json").unlink()  # deleting the published file changes nothing
+    with pytest.raises(generate.PublishedSchemaChanged, match="events/MFARequired.v1.json"):
+        generate.write(tmp_path)
+
+    (tmp_path / "events/MFARequired.v1.json").write_text(before[tmp_path / "events/MFARequired.v1.json"])
     monkeypatch.setattr(MFARequiredChanged, "schema_version", 2)
     generate.write(tmp_path)  # a new version is a new file; the published one stays as it was
     assert (tmp_path / "events/MFARequired.v1.json").read_text() == before[tmp_path / "events/MFARequired.v1.json"]

@@ -2,13 +2,16 @@
 
 Run `python -m mfaplane_contracts.generate [DIR]`; a test fails when the committed files differ.
 An event's schema file (`events/<type>.v<version>.json`) is its published contract: consumers that
-are not upgraded yet read events by it, and stored events keep it forever. So it is never rewritten
-and never removed: changing an event's fields without raising its `schema_version` (and adding
-the upcaster from the version before, registry.py) stops the generation here.
+are not upgraded yet read events by it, and stored events keep it forever. So each one's digest is
+recorded in `published-events.sha256` when it is first written, a list that only grows: changing
+an event's fields without raising its `schema_version` (and adding the upcaster from the version
+before, registry.py) stops the generation here, even if its file was deleted first, and a test
+fails when a recorded file is missing or differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -87,15 +90,29 @@ def render(content: Any) -> str:
     return json.dumps(content, indent=2, sort_keys=True) + "\n"
 
 
+PUBLISHED = "published-events.sha256"  # `<sha256>  events/<type>.v<version>.json` per line, as sha256sum
+
+
 class PublishedSchemaChanged(Exception):
     pass
 
 
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def published(directory: Path) -> dict[str, str]:
+    """Each published event schema file (relative to `directory`) with its recorded digest."""
+    path = directory / PUBLISHED
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {name: recorded for recorded, name in (line.split("  ", 1) for line in lines if line)}
+
+
 def changed_published(directory: Path) -> list[str]:
-    """The event schema files in `directory` that the code would now write differently."""
+    """The published event schemas that the code would now write differently."""
+    recorded = published(directory)
     return [relative for relative, content in schema_files().items()
-            if relative.startswith("events/") and (directory / relative).exists()
-            and (directory / relative).read_text() != render(content)]
+            if relative in recorded and recorded[relative] != digest(render(content))]
 
 
 def write(directory: Path) -> None:
@@ -103,10 +120,16 @@ def write(directory: Path) -> None:
     if changed:
         raise PublishedSchemaChanged(f"published event schemas changed: {', '.join(changed)}; raise the event's "
                                      "schema_version and add an upcaster from the version before (registry.py)")
+    recorded = published(directory)
+    for older in sorted((directory / "events").glob("*.json")):  # older versions, no longer generated
+        recorded.setdefault(str(older.relative_to(directory)), digest(older.read_text()))
     for relative, content in schema_files().items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(content))
+        if relative.startswith("events/"):
+            recorded.setdefault(relative, digest(render(content)))
+    (directory / PUBLISHED).write_text("".join(f"{recorded[name]}  {name}\n" for name in sorted(recorded)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from mfaplane_contracts.registry import EVENT_TYPES, UPCASTERS
 from mfaplane_contracts.topics import IDENTITY_EVENTS, dead_letter_topic
 from mfaplane_eventing import consumer as consumer_module
 from mfaplane_eventing import event_signing
-from mfaplane_eventing.consumer import Consumer
+from mfaplane_eventing.consumer import Consumer, park_oldest_held
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 
 GROUP = "gateway"  # any group with a dead-letter topic in the catalog
@@ -387,3 +387,66 @@ async def test_an_event_newer_than_the_consumer_is_held_with_what_follows_it_unt
     assert await held() == []
     await replicas[0].release_held()
     assert gauge() == 0
+
+
+async def _held(pool, partition: int) -> list[int]:
+    return [row["offset"] for row in await pool.fetch(
+        'SELECT "offset" FROM held_events WHERE partition = $1 ORDER BY 1', partition)]
+
+
+def _partition() -> int:
+    """A partition number of the test's own, beyond the topic's: held_events is shared by the tests."""
+    return uuid.uuid4().int % 10**6 + 100
+
+
+async def test_a_genuine_event_sent_again_and_again_into_a_held_partition_is_held_once(consumers, pool) -> None:
+    """An insider who can write to the topic, but has no key, replays what the owner signed."""
+    partition = _partition()
+    consumer = consumers(Recorder())
+    _, newer = _message(version=2)
+    _, genuine = _message()
+    for offset, value in enumerate([newer, genuine] + [genuine, newer] * 50, start=1):
+        await consumer.process(IDENTITY_EVENTS.name, partition, offset, value)
+    assert await _held(pool, partition) == [1, 2]
+
+
+async def test_an_event_handled_already_does_not_hold_its_partition_again(consumers, pool, monkeypatch) -> None:
+    """A redelivery to a replica not upgraded yet, after an upgraded one released the event."""
+    partition = _partition()
+    newer_id, newer = _message(version=2)
+    monkeypatch.setitem(EVENT_TYPES, "UserCreated", UserCreatedV2)
+    monkeypatch.setitem(UPCASTERS, ("UserCreated", 1), lambda payload: payload)
+    await consumers(Recorder()).process(IDENTITY_EVENTS.name, partition, 1, newer)
+    monkeypatch.undo()
+    old = Recorder()
+    await consumers(old).process(IDENTITY_EVENTS.name, partition, 1, newer)
+    assert old.calls == [] and await _held(pool, partition) == []
+
+
+async def test_an_event_type_its_owner_publishes_but_this_code_does_not_know_is_held(consumers, pool) -> None:
+    """A consumer of every type (the gateway's) meets a type added by a newer release of its owner."""
+    partition = _partition()
+    handler = Recorder()
+    _, added = _message(kind="UserNicknamed", payload=lambda user: {"user_id": str(user), "nickname": "x"})
+    await consumers(handler).process(IDENTITY_EVENTS.name, partition, 1, added)
+    assert handler.calls == [] and await _held(pool, partition) == [1]
+    assert await pool.fetchval("SELECT count(*) FROM dead_letters WHERE partition = $1", partition) == 0
+
+
+async def test_an_operator_parks_a_held_message_no_release_will_read_and_the_rest_flows(consumers, pool) -> None:
+    partition = _partition()
+    handler = Recorder()
+    consumer = consumers(handler)
+    never_id, never = _message(version=99)
+    after_id, after = _message()
+    for offset, value in ((1, never), (2, after)):
+        await consumer.process(IDENTITY_EVENTS.name, partition, offset, value)
+    assert not await consumer.release_held()
+
+    parked = await park_oldest_held(pool, IDENTITY_EVENTS.name, partition)
+    assert (parked["offset"], parked["event_id"]) == (1, never_id)
+    assert await park_oldest_held(pool, IDENTITY_EVENTS.name, _partition()) is None
+    await consumer.release_held()
+    assert handler.calls == [after_id] and await _held(pool, partition) == []
+    row = await pool.fetchrow("SELECT event_id, error FROM dead_letters WHERE partition = $1", partition)
+    assert row["event_id"] == never_id and row["error"].startswith("parked by an operator while held (newer: ")

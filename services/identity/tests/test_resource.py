@@ -97,7 +97,8 @@ def test_a_system_that_is_no_application_is_not_configured_for_sign_in(resources
 
 @pytest.mark.parametrize("url", ["https://wiki.example.com/cb\r\nSet-Cookie: a=b", "https://wiki.example.com/c b",
                                  "https://wiki.example.com/cb\x00", "https://wiki.example.com:99999/cb",
-                                 "https://wiki.example.com:http/cb"])
+                                 "https://wiki.example.com:http/cb", "https://wiki.example.com:0/cb",
+                                 "https://wiki.example.com:/cb", "https://wiki.example.com/cb\u2028"])
 @pytest.mark.parametrize("protocol", ["oidc", "saml"])
 def test_an_address_no_application_could_send_is_refused_when_set(resources, url, protocol) -> None:
     settings = (SignInSettings(protocol="oidc", redirect_uris=[url]) if protocol == "oidc" else

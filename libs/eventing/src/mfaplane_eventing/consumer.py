@@ -17,14 +17,16 @@ events. A service may give a batch handler instead, which takes the batch's new 
 such a batch fails, it is rolled back whole and each of its messages goes through the
 single-message path above, with its own retries and dead letter.
 
-An event written at a newer schema version than this service knows is not poison: a producer was
-upgraded before its consumers, and this service's next version will read it. The consumer holds it
+An event of a schema version, or a type, newer than this service knows is not poison when its
+topic's owner signed it: a producer was upgraded before its consumers, and this service's next
+version will read it. The consumer holds it
 (`held_events`) with every later message of its partition, so that the partition's order is kept,
 and goes on with its other partitions; every replica retries the oldest held message of each
 partition (HELD_RETRY_SECONDS) until one that knows the version hands them to its handler. Holding
 goes through the database, not through the Kafka offsets: faust acknowledges a batch's messages
 whatever becomes of them, so an offset cannot be made to wait. mfaplane_events_held counts them;
-docs/operations.md gives the rolling-upgrade order that avoids holding at all.
+docs/operations.md gives the rolling-upgrade order that avoids holding at all, and
+`park-held` (park_oldest_held) the way out when no release will ever read a held message.
 
 Handlers must be quick database work; anything slow (SMTP) is queued in a table by the handler and
 done by a separate loop, so the poll loop never waits on it.
@@ -70,8 +72,11 @@ MAX_MESSAGE_BYTES = 1_000_000
 MAX_CONTAINERS = 500
 DATABASE_RETRY_SECONDS = 1.0
 HELD_RETRY_SECONDS = 10.0
-HOLD = 'INSERT INTO held_events (topic, partition, "offset", value, reason) VALUES ($1, $2, $3, $4, $5) ' \
-       "ON CONFLICT DO NOTHING"
+HELD_PAGE = 100  # held messages released per partition and round
+# Holds a message, unless its event was handled already (a redelivery) or is held already (sent again).
+HOLD = ('INSERT INTO held_events (topic, partition, "offset", value, reason, event_id) '
+        "SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT FROM processed_events WHERE event_id = $6) "
+        "ON CONFLICT DO NOTHING")
 # The first handling of an event, unless its partition holds messages: then it waits behind them.
 FIRST_HANDLING = (
     "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE topic = $2 AND partition = $3) AS held), "
@@ -106,7 +111,7 @@ class PartitionHeld(Exception):
 
 
 class NewerThanKnown(Exception):
-    """A trusted event of a schema version this service's code cannot read yet."""
+    """A trusted event of a type or schema version this service's code does not know yet."""
 
     def __init__(self, envelope: Envelope) -> None:
         super().__init__(f"{envelope.type} v{envelope.schema_version}")
@@ -139,7 +144,7 @@ def decode(document: dict[str, Any], topic: str, keys: TrustedKeys) -> Envelope:
     try:
         envelope = Envelope.model_validate(document)
         envelope.body()
-    except NewerSchemaVersion:
+    except (NewerSchemaVersion, UnknownEventType):  # its owner signed it: a newer release of the owner
         raise NewerThanKnown(envelope) from None
     except UNDECODABLE as error:
         raise Poison(f"undecodable: {error}") from error
@@ -289,7 +294,7 @@ class Consumer:
             log.error("event newer than this service: held until an upgraded consumer handles it",
                       extra={"topic": topic, "partition": partition, "offset": offset, "event": str(newer),
                              "event_id": str(newer.envelope.event_id)})
-            await self._pool.execute(HOLD, topic, partition, offset, value, f"newer: {newer}")
+            await self._pool.execute(HOLD, topic, partition, offset, value, f"newer: {newer}", newer.envelope.event_id)
             EVENTS_CONSUMED.labels(topic, "held").inc()
             return
         await self._handle((topic, partition, offset, value), envelope)
@@ -313,20 +318,20 @@ class Consumer:
         return released
 
     async def _release(self, topic: str, partition: int) -> bool:
+        lock_name = f"held_events:{self._group_id}:{topic}:{partition}"
         async with self._pool.acquire() as lock:
             # one replica at a time releases a partition, or its order would be lost
-            if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext('held_events:' || $1), $2)",
-                                       topic, partition):
+            if not await lock.try_session_lock(lock_name):
                 return False
             try:
                 return await self._release_in_order(lock, topic, partition)
             finally:
-                await lock.execute("SELECT pg_advisory_unlock(hashtext('held_events:' || $1), $2)", topic, partition)
+                await lock.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_name)
 
     async def _release_in_order(self, conn: asyncpg.Connection, topic: str, partition: int) -> bool:
         released = False
         for row in await conn.fetch('SELECT "offset", value FROM held_events WHERE topic = $1 AND partition = $2 '
-                                    'ORDER BY "offset"', topic, partition):
+                                    'ORDER BY "offset" LIMIT $3', topic, partition, HELD_PAGE):
             message = (topic, partition, row["offset"], row["value"])
             try:
                 envelope = decode(parse(row["value"]), topic, self._keys)
@@ -374,7 +379,8 @@ class Consumer:
             else:
                 held, first_time = await conn.fetchrow(FIRST_HANDLING, envelope.event_id, topic, partition)
                 if held:
-                    await conn.execute(HOLD, topic, partition, offset, value, "behind a held message")
+                    await conn.execute(HOLD, topic, partition, offset, value, "behind a held message",
+                                       envelope.event_id)
                     return "held"
             if not first_time:
                 return "duplicate"
@@ -406,3 +412,20 @@ class Consumer:
         if rejected_because is not None:
             EVENTS_REJECTED.labels(topic, rejected_because).inc()
         EVENTS_CONSUMED.labels(topic, "dead_lettered").inc()
+
+
+async def park_oldest_held(pool: asyncpg.Pool, topic: str, partition: int) -> asyncpg.Record | None:
+    """Moves the oldest held message of a partition to `dead_letters` (an operator's decision, when
+    no release will ever read it: a writer rolled back, a version nobody ships); the ones behind it
+    are then released in turn. The message it parked, or None if the partition holds none."""
+    async with pool.acquire() as conn, conn.transaction():
+        held = await conn.fetchrow(
+            'DELETE FROM held_events WHERE (topic, partition, "offset") = (SELECT topic, partition, "offset" '
+            'FROM held_events WHERE topic = $1 AND partition = $2 ORDER BY "offset" LIMIT 1 FOR UPDATE) '
+            'RETURNING "offset", event_id, value, reason', topic, partition)
+        if held is not None:
+            await conn.execute('INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
+                               "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", topic, partition,
+                               held["offset"], held["event_id"], f"parked by an operator while held ({held['reason']})",
+                               held["value"])
+    return held

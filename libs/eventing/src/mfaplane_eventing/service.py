@@ -1,4 +1,4 @@
-"""How every service process starts: `python -m mfaplane_<service> {serve,migrate,republish}`.
+"""How every service process starts: `python -m mfaplane_<service> {serve,migrate,republish,park-held}`.
 
 `serve` runs one asyncio loop holding the HTTP API (uvicorn), the metrics endpoint on a port of its
 own, the outbox relay, the consumer (if the service consumes) and the service's own background
@@ -36,7 +36,7 @@ from mfaplane_contracts.topics import Topic
 from mfaplane_eventing import clock as clocks
 from mfaplane_eventing import db, logs, problems
 from mfaplane_eventing.body_limit import BodyLimit
-from mfaplane_eventing.consumer import BatchHandler, Consumer, Handler
+from mfaplane_eventing.consumer import BatchHandler, Consumer, Handler, park_oldest_held
 from mfaplane_eventing.event_store import EventStore
 from mfaplane_eventing.kafka_security import KafkaSecurity
 from mfaplane_eventing.outbox_relay import OutboxRelay
@@ -280,6 +280,9 @@ def database_settings(spec: ServiceSpec) -> type[DatabaseSettings]:
                         database_schema=(str, schema.default))
 
 
+DATABASE_COMMANDS = ("migrate", "republish", "park-held")  # they need only the database's settings
+
+
 async def _migrate(spec: ServiceSpec, settings: DatabaseSettings) -> None:
     applied = await db.migrate(settings.database_url, settings.database_schema, spec.migration_dirs())
     print(f"{spec.name}: {len(applied)} migration(s) applied")
@@ -294,6 +297,18 @@ async def _republish(spec: ServiceSpec, settings: DatabaseSettings, from_positio
         await pool.close()
 
 
+async def _park_held(spec: ServiceSpec, settings: DatabaseSettings, topic: str, partition: int) -> None:
+    pool = await db.create_pool(settings.database_url, settings.database_schema)
+    try:
+        parked = await park_oldest_held(pool, topic, partition)
+    finally:
+        await pool.close()
+    if parked is None:
+        sys.exit(f"{spec.name}: nothing is held on {topic} partition {partition}")
+    print(f"{spec.name}: parked event {parked['event_id']} (offset {parked['offset']}, {parked['reason']}) "
+          "in dead_letters; the messages behind it are released in turn")
+
+
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m mfaplane_{spec.name}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +317,9 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     sub.add_parser("openapi", help="print the OpenAPI document of the service's HTTP API")
     republish = sub.add_parser("republish", help="publish stored events again, from a position on")
     republish.add_argument("--from-position", type=int, default=1)
+    park = sub.add_parser("park-held", help="dead-letter the oldest message a partition holds (docs/operations.md)")
+    park.add_argument("--topic", required=True)
+    park.add_argument("--partition", type=int, required=True)
     for name, cli in spec.commands.items():
         command_parser = sub.add_parser(name, help=cli.help)
         for flags, options in cli.arguments:
@@ -312,7 +330,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         return
     command = spec.commands.get(args.command)
     settings: BaseSettings
-    if args.command in ("migrate", "republish"):
+    if args.command in DATABASE_COMMANDS:
         settings = load(database_settings(spec))
     else:
         settings = load(command.settings_type if command and command.settings_type else spec.settings_type)
@@ -337,5 +355,7 @@ async def _command(spec: ServiceSpec, settings: Any, args: argparse.Namespace) -
         await _migrate(spec, settings)
     elif args.command == "republish":
         await _republish(spec, settings, args.from_position)
+    elif args.command == "park-held":
+        await _park_held(spec, settings, args.topic, args.partition)
     else:
         await spec.commands[args.command].run(settings, args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Query, Request, Response
@@ -223,6 +223,15 @@ async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: System
     return Decision(decision=answer["decision"], reason=answer["reason"])
 
 
+def _a_host(state: dict[str, Any]) -> dict[str, Any]:
+    """An agent decides logins to a host; a key bound to an application (possible before keys were bound
+    by kind) decides nothing."""
+    if state["kind"] not in ("macos", "linux"):
+        raise Rejected("wrong_system_kind", "An agent key decides logins to a macOS or Linux system only: "
+                       "mint one for the host.", 409)
+    return state
+
+
 @dataclass(frozen=True)
 class _Login:
     user_id: str | None  # None: nobody known, for `refusal`
@@ -233,10 +242,10 @@ class _Login:
 async def _login(forward: Forwarder, system_id: uuid.UUID, body: AuthorizeRequest) -> _Login:
     """Who logs in, and whether the system asks for MFA (identity answers both for a login name)."""
     if body.login_name is not None:
-        state = await forward.send("identity", "GET", f"/systems/{system_id}?login_name={body.login_name}",
-                                   AGENT_ACTOR)
+        state = _a_host(await forward.send("identity", "GET", f"/systems/{system_id}?login_name={body.login_name}",
+                                           AGENT_ACTOR))
         return _Login(state["user_id"], state["mfa_enabled"], "" if state["user_id"] else "unknown_login_name")
-    enabled = (await forward.send("identity", "GET", f"/systems/{system_id}", AGENT_ACTOR))["mfa_enabled"]
+    enabled = _a_host(await forward.send("identity", "GET", f"/systems/{system_id}", AGENT_ACTOR))["mfa_enabled"]
     try:
         principal = await forward.send("identity", "POST", "/authenticate", AGENT_ACTOR,
                                        {"kind": "user", "email": body.email, "password": body.password})

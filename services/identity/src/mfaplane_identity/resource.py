@@ -83,11 +83,12 @@ def _addresses_usable(settings: SignInSettings) -> None:
     control character or a port that cannot be would never match: refused when set. A rule of the
     command, not of the event, so that settings stored before it stay readable."""
     for url in (*settings.redirect_uris, *settings.acs_urls):
+        parts = urlsplit(url)
         try:
-            urlsplit(url).port  # noqa: B018 - raises for a port out of range or not a number
+            port = parts.port  # raises for a port out of range or not a number
         except ValueError:
             raise _unusable() from None
-        if any(c.isspace() or not c.isprintable() for c in url):
+        if port == 0 or parts.netloc.endswith(":") or any(c.isspace() or not c.isprintable() for c in url):
             raise _unusable()
 
 
