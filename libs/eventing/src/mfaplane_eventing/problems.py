@@ -22,6 +22,17 @@ RETRY_AFTER_SECONDS = "2"
 RETRY_STATUSES = (429, 503)
 
 
+class ServiceUnavailable(Exception):
+    """A service this one calls cannot answer now (unreachable, failing, refusing this service's own
+    credentials): no refusal of the request, which may be sent again. Answered 503 at the edge."""
+
+    code = "service_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; `code` is the stable identifier that `type` ends with."""
 
@@ -108,12 +119,17 @@ async def _unstorable_text(_: Request, error: asyncpg.DataError) -> JSONResponse
 
 
 async def _database_down(_: Request, error: Exception) -> JSONResponse:
-    return problem(503, "service_unavailable", "Service unavailable", "The database is not reachable; retry.")
+    return problem(503, ServiceUnavailable.code, "Service unavailable", "The database is not reachable; retry.")
+
+
+async def _unavailable(_: Request, error: ServiceUnavailable) -> JSONResponse:
+    return problem(503, error.code, "Service unavailable", error.detail)
 
 
 def install(app: FastAPI) -> None:
     # the decorator form: add_exception_handler's type takes only handlers of any Exception
     app.exception_handler(Rejected)(_rejected)
+    app.exception_handler(ServiceUnavailable)(_unavailable)
     app.exception_handler(RequestValidationError)(_invalid)
     app.exception_handler(HTTPException)(_http)
     app.exception_handler(ConcurrencyConflict)(_conflict)

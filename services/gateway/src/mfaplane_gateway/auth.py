@@ -78,9 +78,7 @@ class Roles:
 async def _by_api_key(request: Request, key: str) -> Caller:
     try:
         return await request.app.state.key_cache.caller(request.app.state.forwarder, key)
-    except Rejected as refused:
-        if refused.status == 503:
-            raise
+    except Rejected:
         raise Rejected("unauthenticated", "The API key is unknown or revoked.", 401) from None
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing import loops
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.problems import ServiceUnavailable
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import read_your_writes
 from mfaplane_gateway.auth import Admin, Reader
@@ -231,8 +232,10 @@ class BulkWorker:
         try:
             answer = await self._forward.send("mfa", "POST", "/enrollments/batch", head["actor"],
                                               {"commands": commands})
+        except ServiceUnavailable as outage:
+            outcomes = [Outcome("pending", outage.code)] * len(items)
         except Rejected as refused:
-            outcomes = [Outcome("pending" if refused.status == 503 else "failed", refused.code)] * len(items)
+            outcomes = [Outcome("failed", refused.code)] * len(items)
         else:
             outcomes = [_outcome(result) for result in answer["results"]]
         await self._finish(head["operation_id"], {item["user_id"]: outcome for item, outcome in

@@ -23,6 +23,7 @@ from fastapi import Depends, Request
 
 from mfaplane_eventing import logs
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.problems import ServiceUnavailable
 from mfaplane_eventing.service_auth import CALLER_NOT_AUTHENTICATED, Call, CallSigner
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class Forwarder:
 
     async def send(self, service: str, method: str, path: str, actor: str, body: Any = None,
                    idempotency_key: str | None = None) -> Any:
-        """Returns the service's JSON answer; a refusal is re-raised as the same problem."""
+        """Returns the service's JSON answer; a refusal is re-raised as the same problem (Rejected), an
+        outage as ServiceUnavailable."""
         call = Call("gateway", actor, uuid.UUID(logs.correlation_id.get() or str(uuid.uuid4())),
                     uuid.UUID(command_id(actor, f"{method} {path}", idempotency_key)))
         data = b"" if body is None else json.dumps(body).encode()
@@ -68,15 +70,15 @@ class Forwarder:
                                              allow_redirects=False) as response:
                 status, content = response.status, await response.read()
         except UNANSWERED as error:
-            raise Rejected("service_unavailable", f"The {service} service is not reachable; retry.", 503) from error
+            raise ServiceUnavailable(f"The {service} service is not reachable; retry.") from error
         if status >= 500:
-            raise Rejected("service_unavailable", f"The {service} service failed ({status}); retry.", 503)
+            raise ServiceUnavailable(f"The {service} service failed ({status}); retry.")
         if status >= 400:
             problem = json.loads(content)
             if problem.get("code") == CALLER_NOT_AUTHENTICATED:  # the gateway's keys, not the client's doing
                 log.error("a service refused the gateway's signed call", extra={"service": service,
                                                                                "detail": problem.get("detail")})
-                raise Rejected("service_unavailable", f"The {service} service is not reachable; retry.", 503)
+                raise ServiceUnavailable(f"The {service} service is not reachable; retry.")
             extra = {k: v for k, v in problem.items() if k not in {"type", "title", "status", "detail", "code"}}
             raise Rejected(problem.get("code", "refused"), problem.get("detail", ""), status, **extra)
         return json.loads(content)

@@ -25,16 +25,14 @@ class BulkResult(BaseModel):
 
 
 async def apply_each(runtime: Runtime, items: Iterable[tuple[uuid.UUID, Callable[[], Awaitable[dict]]]]) -> BulkResult:
-    """Sends each item's command in turn; a service that is down (503) stops the rest, as it would each one."""
+    """Sends each item's command in turn; a service that is down stops the rest, as it would each one."""
     bulk_id = uuid.uuid4()
     result = BulkResult(changed=[], unchanged=[], failed={}, consistency_token=read_your_writes.bulk_token(bulk_id))
     versions: list[tuple[str, int]] = []
     for item_id, send in items:
         try:
             answer = await send()
-        except Rejected as refused:
-            if refused.status == 503:
-                raise
+        except Rejected as refused:  # an outage (ServiceUnavailable) stops the rest
             result.failed[item_id] = refused.code
             continue
         (result.changed if answer["event_ids"] else result.unchanged).append(item_id)

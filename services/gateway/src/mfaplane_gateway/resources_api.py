@@ -250,7 +250,5 @@ async def _login(forward: Forwarder, system_id: uuid.UUID, body: AuthorizeReques
         principal = await forward.send("identity", "POST", "/authenticate", AGENT_ACTOR,
                                        {"kind": "user", "email": body.email, "password": body.password})
     except Rejected as refused:
-        if refused.status == 503:
-            raise
         return _Login(None, refusal=refused.code)
     return _Login(principal["principal_id"], enabled)

@@ -19,6 +19,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.problems import ServiceUnavailable
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import read_your_writes
 from mfaplane_gateway.api import NewUser
@@ -145,13 +146,13 @@ async def _create(forward: Forwarder, actor: str, planned: RowResult,
     not answering, fails this row only."""
     try:
         answer = await forward.send("identity", "POST", "/users", actor, user.model_dump())
-    except Rejected as refused:
+    except (Rejected, ServiceUnavailable) as refused:
         return RowResult(row=planned.row, outcome="refused", code=refused.code, detail=refused.detail), None
     result = RowResult(row=planned.row, outcome="created", user_id=answer["aggregate_id"])
     if planned.reset_link_mailed:
         try:
             await forward.send("identity", "POST", f"/principals/user/{result.user_id}/password-reset", actor)
             result.reset_link_mailed = True
-        except Rejected as refused:
+        except (Rejected, ServiceUnavailable) as refused:
             result.detail = f"Created, but the link to set a password was not mailed: {refused.detail}"
     return result, (answer["aggregate_id"], answer["version"])
