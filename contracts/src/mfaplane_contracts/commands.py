@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from mfaplane_contracts.envelope import Message
-from mfaplane_contracts.mfa_events import ApplicationSignIn, EnrollmentDays, Scope
+from mfaplane_contracts.mfa_events import ApplicationSignIn, EnrollmentDays, Scope, enrollment_days
 
 DEFAULT_ENROLLMENT_DAYS = 7
 CODE_PATTERN = r"^[0-9A-Za-z-]+$"  # a 6-digit TOTP code or a recovery code (letters, digits, dashes)
@@ -31,7 +31,7 @@ class EnrollmentCommand(Command):
 
 class RequireMFA(EnrollmentCommand):
     command_type: ClassVar[str] = "RequireMFA"
-    enrollment_days: int | None = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+    enrollment_days: int | None = enrollment_days(default=DEFAULT_ENROLLMENT_DAYS)
 
 
 class RemoveMFARequirement(EnrollmentCommand):

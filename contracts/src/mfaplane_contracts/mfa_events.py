@@ -19,7 +19,15 @@ Scope = Literal["user_portal", "admin_portal"]
 PrincipalKind = Literal["user", "admin"]
 # Whose enrollment a scope holds: the user portal's are users', the admin portal's admins'.
 PRINCIPAL_KINDS: dict[Scope, PrincipalKind] = {"user_portal": "user", "admin_portal": "admin"}
-EnrollmentDays = Field(ge=1, le=365)
+MAX_ENROLLMENT_DAYS = 365
+
+
+def enrollment_days(**field: Any) -> Any:
+    """The one rule of an enrollment period, wherever one is taken: whole days, 1 to MAX_ENROLLMENT_DAYS."""
+    return Field(ge=1, le=MAX_ENROLLMENT_DAYS, **field)
+
+
+EnrollmentDays = enrollment_days()
 
 
 def enrollment_id(scope: str, principal_id: uuid.UUID | str) -> str:

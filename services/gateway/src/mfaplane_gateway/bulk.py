@@ -24,6 +24,7 @@ import asyncpg
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mfaplane_contracts.mfa_events import enrollment_days
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing import loops
 from mfaplane_eventing.aggregate import Rejected
@@ -73,7 +74,7 @@ class Selection(BaseModel):
 class BulkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Action
-    enrollment_days: int | None = Field(default=7, ge=1, le=365, strict=True)
+    enrollment_days: int | None = enrollment_days(default=7, strict=True)
     user_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
     filter: Selection | None = None
     dry_run: bool = False

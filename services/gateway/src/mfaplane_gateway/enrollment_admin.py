@@ -15,10 +15,10 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
-from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS, Scope
+from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS, Scope, enrollment_days
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin, Caller, Roles, SteppedUp
@@ -30,14 +30,14 @@ from mfaplane_gateway.sessions import end_now
 class EnrollmentPeriod(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # strict: a whole number of days, never true, 7.0 or "7" (rule 1: anything else is refused)
-    enrollment_days: int = Field(default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365, strict=True,
-                                 description="days, counted from now, to set up MFA (1 to 365)")
+    enrollment_days: int = enrollment_days(default=DEFAULT_ENROLLMENT_DAYS, strict=True,
+                                           description="days, counted from now, to set up MFA (1 to 365)")
 
 
 class RequirePeriod(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    enrollment_days: int | None = Field(
-        default=DEFAULT_ENROLLMENT_DAYS, ge=1, le=365, strict=True,
+    enrollment_days: int | None = enrollment_days(
+        default=DEFAULT_ENROLLMENT_DAYS, strict=True,
         description="days to set up MFA (1 to 365); null requires setup at the next sign-in",
     )
 

@@ -16,10 +16,12 @@ from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.mfa_events import (
     AccessOutcome,
     ApplicationSignIn,
+    EnrollmentDays,
     EnrollmentPromptDismissed,
     Scope,
     SystemAccessDecided,
     TOTPVerified,
+    enrollment_days,
     enrollment_id,
 )
 from mfaplane_contracts.mfa_status import MFAStatus
@@ -35,7 +37,6 @@ from mfaplane_mfa.setup_material import setup_material
 router = APIRouter(prefix="/enrollments/{scope}/{principal_id}")
 batch_router = APIRouter(prefix="/enrollments")
 BATCH_PATH = f"{batch_router.prefix}/batch"
-Days = Field(ge=1, le=365)
 MAX_BATCH = 1000
 BATCH_ITEM_BYTES = 256  # a batch item's JSON is under 200 bytes
 MAX_BATCH_BYTES = MAX_BATCH * BATCH_ITEM_BYTES  # the batch route's own request size limit
@@ -48,11 +49,11 @@ class Body(BaseModel):
 
 
 class RequireBody(Body):
-    enrollment_days: int | None = Field(default=c.DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+    enrollment_days: int | None = enrollment_days(default=c.DEFAULT_ENROLLMENT_DAYS)
 
 
 class PeriodBody(Body):
-    enrollment_days: int = Days
+    enrollment_days: int = EnrollmentDays
 
 
 class AppCodeBody(Body):
@@ -106,7 +107,7 @@ class BatchCommand(Body):
     action: Literal["require", "extend", "reset"]
     scope: Scope
     principal_id: uuid.UUID
-    enrollment_days: int | None = Field(default=c.DEFAULT_ENROLLMENT_DAYS, ge=1, le=365)
+    enrollment_days: int | None = enrollment_days(default=c.DEFAULT_ENROLLMENT_DAYS)
 
     @model_validator(mode="after")
     def _days_where_needed(self) -> BatchCommand:
