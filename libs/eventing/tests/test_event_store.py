@@ -1,4 +1,4 @@
-"""The event store against a real PostgreSQL: versions, command ids, global order."""
+"""The event store against a real PostgreSQL: versions, command ids, group commit, units of work."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.identity_events import UserCreated, UserUpdated
@@ -212,3 +213,29 @@ async def test_one_command_id_on_two_aggregates_is_not_applied_twice(store: Even
         async with store.pool.acquire() as conn, conn.transaction():
             await store.append_each(conn, [(str(first), 0, [created(first)], cause(command_id)),
                                            (str(second), 0, [created(second)], cause(command_id))])
+
+
+def _appended_total() -> float:
+    return REGISTRY.get_sample_value("mfaplane_events_appended_total") or 0.0
+
+
+async def test_a_unit_of_work_counts_what_it_appended_once_it_commits_and_nothing_it_rolled_back(
+        store: EventStore) -> None:
+    kept, undone, rolled_back = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    before = _appended_total()
+    async with store.unit_of_work() as work:
+        await work.append(str(kept), 0, [created(kept), updated(kept, "B")], cause())
+        with pytest.raises(ConcurrencyConflict):
+            async with work.savepoint():
+                await work.append(str(undone), 0, [created(undone)], cause())
+                await work.append(str(undone), 0, [created(undone)], cause())  # the same version again
+        assert _appended_total() == before, "nothing is counted before the commit"
+    assert _appended_total() == before + 2
+    assert len((await store.history(str(undone))).events) == 0
+
+    with pytest.raises(RuntimeError):
+        async with store.unit_of_work() as work:
+            await work.append(str(rolled_back), 0, [created(rolled_back)], cause())
+            raise RuntimeError("the caller's own rows failed")
+    assert _appended_total() == before + 2
+    assert len((await store.history(str(rolled_back))).events) == 0

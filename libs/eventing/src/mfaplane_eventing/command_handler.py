@@ -21,8 +21,15 @@ import asyncpg
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_eventing.aggregate import Rejected, Replayer
-from mfaplane_eventing.event_store import AppendResult, Cause, CommandSeen, ConcurrencyConflict, EventStore, History
-from mfaplane_eventing.metrics import EVENTS_APPENDED
+from mfaplane_eventing.event_store import (
+    AppendResult,
+    Cause,
+    CommandSeen,
+    ConcurrencyConflict,
+    EventStore,
+    History,
+    UnitOfWork,
+)
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -82,10 +89,8 @@ async def _append(store: EventStore, aggregate_id: str, version: int, events: Se
                   ) -> AppendResult:
     if write_rows is None or (rows_needed is not None and not rows_needed(events)):
         return await store.append(aggregate_id, version, events, cause)  # one statement, no BEGIN
-    async with store.pool.acquire() as conn, conn.transaction():
-        result = await _append_on(conn, store, aggregate_id, version, events, cause, write_rows)
-    EVENTS_APPENDED.inc(len(result.events) * (not result.duplicate))
-    return result
+    async with store.unit_of_work() as work:
+        return await _append_on(work, aggregate_id, version, events, cause, write_rows)
 
 
 async def _save_snapshot(store: EventStore, replay: Replayer[S], aggregate_id: str, history: History, state: S,
@@ -105,12 +110,12 @@ async def _decide(decide: Decide[S], state: S) -> Sequence[EventPayload]:
     return await events if inspect.isawaitable(events) else events
 
 
-async def _append_on(conn: asyncpg.Connection, store: EventStore, aggregate_id: str, version: int,
-                     events: Sequence[EventPayload], cause: Cause, write_rows: WriteRows | None) -> AppendResult:
-    """Appends in the caller's transaction, with the service's own rows unless the command was a duplicate."""
-    result = await store.append(aggregate_id, version, events, cause, conn=conn)
+async def _append_on(work: UnitOfWork, aggregate_id: str, version: int, events: Sequence[EventPayload],
+                     cause: Cause, write_rows: WriteRows | None) -> AppendResult:
+    """Appends in the unit of work, with the service's own rows unless the command was a duplicate."""
+    result = await work.append(aggregate_id, version, events, cause)
     if write_rows is not None and not result.duplicate:
-        await write_rows(conn, events)
+        await write_rows(work.conn, events)
     return result
 
 
@@ -188,7 +193,6 @@ async def _append_all(store: EventStore, items: Sequence[BatchItem[Any]], decide
     except (ConcurrencyConflict, CommandSeen):
         appended, conflicted = await _append_one_by_one(store, items, decided)
     outcomes.update(appended)
-    EVENTS_APPENDED.inc(sum(len(result.events) for result in appended.values() if not result.duplicate))
     return conflicted
 
 
@@ -196,13 +200,13 @@ async def _append_together(store: EventStore, items: Sequence[BatchItem[Any]],
                            decided: Decided) -> dict[int, AppendResult]:
     """The common case, with one statement for every item's events; a conflict or a command id seen
     before anywhere undoes it all (the caller then goes one by one)."""
-    async with store.pool.acquire() as conn, conn.transaction():
+    async with store.unit_of_work() as work:
         appends = [(items[i].aggregate_id, version, events, items[i].cause) for i, version, events in decided]
-        written = await store.append_each(conn, appends)
+        written = await work.append_each(appends)
         for i, _, events in decided:
             write_rows = items[i].write_rows
             if write_rows is not None:
-                await write_rows(conn, events)
+                await write_rows(work.conn, events)
     return {i: AppendResult(envelopes, version + len(envelopes), duplicate=False)
             for (i, version, _), envelopes in zip(decided, written, strict=True)}
 
@@ -212,12 +216,12 @@ async def _append_one_by_one(store: EventStore, items: Sequence[BatchItem[Any]],
     """Each item in its own savepoint: a conflict undoes that item alone, a repeated command id gets
     its first result. The items appended, and those that met a concurrent write."""
     conflicted, appended = [], {}
-    async with store.pool.acquire() as conn, conn.transaction():
+    async with store.unit_of_work() as work:
         for i, version, events in decided:
             item = items[i]
             try:
-                async with conn.transaction():
-                    appended[i] = await _append_on(conn, store, item.aggregate_id, version, events, item.cause,
+                async with work.savepoint():
+                    appended[i] = await _append_on(work, item.aggregate_id, version, events, item.cause,
                                                    item.write_rows)
             except ConcurrencyConflict:
                 conflicted.append(i)

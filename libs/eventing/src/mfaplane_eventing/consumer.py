@@ -85,8 +85,15 @@ FIRST_HANDLING = (
     "SELECT (SELECT held FROM held) AS held, EXISTS (SELECT FROM first) AS first_time"
 )
 UNHOLD = 'DELETE FROM held_events WHERE topic = $1 AND partition = $2 AND "offset" = $3'
-HELD_PARTITIONS = ("SELECT DISTINCT topic, partition FROM held_events "
-                   "WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::int[]))")
+# A batch's first handlings, in the statement that records them, unless one of its partitions holds
+# messages: then none (held is true), and its messages are handled one by one.
+FIRST_HANDLINGS = (
+    "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE (topic, partition) IN "
+    "                             (SELECT * FROM unnest($2::text[], $3::int[]))) AS held), "
+    "     first AS (INSERT INTO processed_events (event_id) SELECT DISTINCT unnest($1::uuid[]) "
+    "               WHERE NOT (SELECT held FROM held) ON CONFLICT DO NOTHING RETURNING event_id) "
+    "SELECT (SELECT held FROM held) AS held, ARRAY(SELECT event_id FROM first) AS first_time"
+)
 DEAD_LETTER_COPY_BYTES = 64 * 1024  # the full value stays in the dead_letters table
 UNDECODABLE = (ValueError, ValidationError, UnknownEventType, UnknownSchemaVersion)
 BATCH_MAX_MESSAGES = 200
@@ -250,12 +257,11 @@ class Consumer:
         if not wanted:
             return outcomes
         async with self._pool.acquire() as conn, conn.transaction():
-            if await conn.fetch(HELD_PARTITIONS, [m[0] for m in messages], [m[1] for m in messages]):
+            held, first = await conn.fetchrow(FIRST_HANDLINGS, [e.event_id for _, e in wanted],
+                                              [m[0] for m in messages], [m[1] for m in messages])
+            if held:
                 raise PartitionHeld()
-            first_time = {row["event_id"] for row in await conn.fetch(
-                "INSERT INTO processed_events (event_id) SELECT DISTINCT unnest($1::uuid[]) "
-                "ON CONFLICT DO NOTHING RETURNING event_id", [e.event_id for _, e in wanted],
-            )}
+            first_time = set(first)
             fresh: list[tuple[str, Envelope]] = []
             for topic, envelope in wanted:
                 if envelope.event_id not in first_time:

@@ -18,11 +18,12 @@ as if it had come alone, so each caller gets its own answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -161,12 +162,53 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json().encode()
 
 
+class UnitOfWork:
+    """One transaction on the store's database: the appends made through it, with the caller's own
+    rows on `conn`, commit or roll back together, and are counted (mfaplane_events_appended_total)
+    once they have committed, never when they are rolled back."""
+
+    def __init__(self, store: EventStore, conn: asyncpg.Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.appended = 0
+
+    async def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventPayload],
+                     cause: Cause) -> AppendResult:
+        result = await self.store.append(aggregate_id, expected_version, events, cause, conn=self.conn)
+        self.appended += len(result.events) * (not result.duplicate)
+        return result
+
+    async def append_each(self, appends: Sequence[Append]) -> list[list[Envelope]]:
+        written = await self.store.append_each(self.conn, appends)
+        self.appended += sum(map(len, written))
+        return written
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A part that may fail on its own: what it appended counts only if it is kept."""
+        before = self.appended
+        try:
+            async with self.conn.transaction():
+                yield
+        except BaseException:
+            self.appended = before
+            raise
+
+
 class EventStore:
     def __init__(self, pool: asyncpg.Pool, clock: Clock) -> None:
         self.pool = pool
         self.clock = clock
         self._waiting: list[tuple[Append, asyncio.Future[AppendResult]]] = []
         self._writers: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """A transaction for appends and the caller's rows (UnitOfWork)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            work = UnitOfWork(self, conn)
+            yield work
+        EVENTS_APPENDED.inc(work.appended)
 
     async def load_for_command(self, aggregate_id: str, command_id: uuid.UUID | None,
                                snapshot_key: str | None = None) -> tuple[History, AppendResult | None]:
@@ -234,7 +276,7 @@ class EventStore:
         conn: asyncpg.Connection | None = None,
     ) -> AppendResult:
         """Appends `events` (at least one) atomically. With `conn`, joins the caller's transaction (for its
-        own rows; a conflict then aborts that transaction, and the caller counts the events once it commits)."""
+        own rows; a conflict then aborts that transaction): a UnitOfWork's, which counts them."""
         if conn is not None:
             return await self._append(conn, aggregate_id, expected_version, events, cause)
         result = await self._append_grouped((aggregate_id, expected_version, events, cause))

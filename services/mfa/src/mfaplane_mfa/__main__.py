@@ -14,7 +14,8 @@ from mfaplane_mfa.settings import MFASettings
 
 def enrollment_commands(runtime: Runtime) -> EnrollmentCommands:
     s = runtime.settings
-    return EnrollmentCommands(runtime.store, runtime.clock, KeyMaterial(s.key_vault()), s.throttle_policy())
+    return EnrollmentCommands(runtime.store, runtime.pool, runtime.clock, KeyMaterial(s.key_vault()),
+                              s.throttle_policy())
 
 
 @contextlib.asynccontextmanager

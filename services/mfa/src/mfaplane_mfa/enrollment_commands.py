@@ -40,8 +40,11 @@ replay = Replayer(enrollment.apply, Enrollment(), Snapshots(Enrollment, version=
 
 
 class EnrollmentCommands:
-    def __init__(self, store: EventStore, clock: Clock, keys: KeyMaterial, policy: ThrottlePolicy) -> None:
+    def __init__(self, store: EventStore, pool: asyncpg.Pool, clock: Clock, keys: KeyMaterial,
+                 policy: ThrottlePolicy) -> None:
+        """`pool`: the service's database, where the key material is read outside any command's transaction."""
         self._store = store
+        self._pool = pool
         self._clock = clock
         self._keys = keys
         self._policy = policy
@@ -66,16 +69,16 @@ class EnrollmentCommands:
     async def _decide(self, state: Enrollment, command: Command) -> Decision:
         secret, hashes = None, []
         if (secret_id := enrollment.secret_id_to_open(state, command)) is not None:
-            secret = await self._keys.open(self._store.pool, secret_id)
+            secret = await self._keys.open(self._pool, secret_id)
         if (secret_id := enrollment.recovery_codes_to_check(state, command)) is not None:
-            hashes = await self._keys.recovery_code_hashes(self._store.pool, secret_id)
+            hashes = await self._keys.recovery_code_hashes(self._pool, secret_id)
         return enrollment.decide(state, command, now=self._clock.now(), secret=secret, recovery_code_hashes=hashes,
                                  policy=self._policy)
 
     async def issued_secret(self, result: AppendResult) -> TOTPSecret:
         """The key a repeated BeginTOTPSetup issued the first time, if it is still the pending one."""
         issued = [body for e in result.events if isinstance(body := e.body(), TOTPSecretIssued)]
-        secret = await self._keys.open(self._store.pool, issued[-1].secret_id) if issued else None
+        secret = await self._keys.open(self._pool, issued[-1].secret_id) if issued else None
         if secret is None:
             raise Rejected("setup_superseded", "That setup was replaced or completed; begin setup again.")
         return secret

@@ -16,7 +16,6 @@ import asyncpg
 from mfaplane_contracts.mfa_events import EnrollmentExpired, EnrollmentExpiring
 from mfaplane_eventing import loops
 from mfaplane_eventing.event_store import Cause, ConcurrencyConflict, EventStore
-from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.service import Runtime
 from mfaplane_scheduler.timers import EXPIRY
 
@@ -32,20 +31,19 @@ TAKE_DUE = (
 
 async def fire_due(store: EventStore, now, batch_size: int) -> int:
     """Fires up to `batch_size` due timers, oldest first, with one statement for all their events."""
-    async with store.pool.acquire() as conn, conn.transaction():
-        due = sorted(await conn.fetch(TAKE_DUE, now, batch_size), key=lambda timer: timer["due_at"])
+    async with store.unit_of_work() as work:
+        due = sorted(await work.conn.fetch(TAKE_DUE, now, batch_size), key=lambda timer: timer["due_at"])
         if not due:
             return 0
         aggregate_ids = [timer_aggregate_id(timer["enrollment_id"]) for timer in due]
-        next_version = await store.versions(aggregate_ids, conn)
+        next_version = await store.versions(aggregate_ids, work.conn)
         appends = []
         # An enrollment's reminder and expiry may be due together: numbered one after the other.
         for aggregate_id, timer in zip(aggregate_ids, due, strict=True):
             appends.append((aggregate_id, next_version[aggregate_id], [_event(timer)],
                             Cause(actor=ACTOR, correlation_id=uuid.uuid4())))
             next_version[aggregate_id] += 1
-        await store.append_each(conn, appends)
-    EVENTS_APPENDED.inc(len(due))  # committed
+        await work.append_each(appends)
     return len(due)
 
 
