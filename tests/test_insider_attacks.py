@@ -26,6 +26,7 @@ from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
 from mfaplane_devstack.certificates import ensure_pki
 from mfaplane_eventing import event_signing
 from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.problems import ServiceUnavailable
 from mfaplane_eventing.service_auth import CallSigner
 from mfaplane_eventing.service_keys import ServiceKey
 from mfaplane_gateway.forwarding import Forwarder
@@ -241,7 +242,7 @@ async def test_an_impostor_answering_as_identity_is_not_believed(stack, tmp_path
     fooled, real = (Forwarder({"identity": url}, signer, str(stack.https_ca))
                     for url in (f"https://127.0.0.1:{port}", stack.url("identity")))
     try:
-        with pytest.raises(Rejected) as refused:
+        with pytest.raises(ServiceUnavailable):
             await fooled.send("identity", "POST", "/authenticate", "portal:test",
                               {"email": "victim@example.com", "password": "anything at all"})
         with pytest.raises(Rejected) as answered:  # the real identity, for contrast: it answers
@@ -250,7 +251,7 @@ async def test_an_impostor_answering_as_identity_is_not_believed(stack, tmp_path
         await fooled.close()
         await real.close()
         impostor.close()
-    assert refused.value.status == 503 and requests == [], "no request, and so no password, reached the impostor"
+    assert requests == [], "no request, and so no password, reached the impostor"
     assert answered.value.status == 404
 
 
