@@ -77,16 +77,11 @@ HELD_PAGE = 100  # held messages released per partition and round
 HOLD = ('INSERT INTO held_events (topic, partition, "offset", value, reason, event_id) '
         "SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT FROM processed_events WHERE event_id = $6) "
         "ON CONFLICT DO NOTHING")
-# The first handling of an event, unless its partition holds messages: then it waits behind them.
-FIRST_HANDLING = (
-    "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE topic = $2 AND partition = $3) AS held), "
-    "     first AS (INSERT INTO processed_events (event_id) SELECT $1 WHERE NOT (SELECT held FROM held) "
-    "               ON CONFLICT DO NOTHING RETURNING true) "
-    "SELECT (SELECT held FROM held) AS held, EXISTS (SELECT FROM first) AS first_time"
-)
 UNHOLD = 'DELETE FROM held_events WHERE topic = $1 AND partition = $2 AND "offset" = $3'
-# A batch's first handlings, in the statement that records them, unless one of its partitions holds
-# messages: then none (held is true), and its messages are handled one by one.
+PARK = ('INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+# The first handlings of a batch's events (or one event's), in the statement that records them, unless
+# one of their partitions holds messages: then none (held is true), and they wait behind those.
 FIRST_HANDLINGS = (
     "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE (topic, partition) IN "
     "                             (SELECT * FROM unnest($2::text[], $3::int[]))) AS held), "
@@ -383,7 +378,8 @@ class Consumer:
                     "INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
                     envelope.event_id)
             else:
-                held, first_time = await conn.fetchrow(FIRST_HANDLING, envelope.event_id, topic, partition)
+                held, first = await conn.fetchrow(FIRST_HANDLINGS, [envelope.event_id], [topic], [partition])
+                first_time = bool(first)
                 if held:
                     await conn.execute(HOLD, topic, partition, offset, value, "behind a held message",
                                        envelope.event_id)
@@ -399,11 +395,8 @@ class Consumer:
         log.error("message dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset,
                                                    "error": error[:500]})
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                'INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                topic, partition, offset, envelope.event_id if envelope else None, error[:2000], value,
-            )
+            await conn.execute(PARK, topic, partition, offset, envelope.event_id if envelope else None, error[:2000],
+                               value)
             if releasing:
                 await conn.execute(UNHOLD, topic, partition, offset)
         copy = (value or b"")[:DEAD_LETTER_COPY_BYTES]
@@ -430,8 +423,6 @@ async def park_oldest_held(pool: asyncpg.Pool, topic: str, partition: int) -> as
             'FROM held_events WHERE topic = $1 AND partition = $2 ORDER BY "offset" LIMIT 1 FOR UPDATE) '
             'RETURNING "offset", event_id, value, reason', topic, partition)
         if held is not None:
-            await conn.execute('INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
-                               "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", topic, partition,
-                               held["offset"], held["event_id"], f"parked by an operator while held ({held['reason']})",
-                               held["value"])
+            await conn.execute(PARK, topic, partition, held["offset"], held["event_id"],
+                               f"parked by an operator while held ({held['reason']})", held["value"])
     return held
