@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from fault_tools import MailWatch, eventually, schema
-from mfaplane_contracts.topics import EVENT_TOPICS
+from mfaplane_contracts.topics import EVENT_TOPICS, consumer_group_ids
 from mfaplane_devstack import SERVICES
 from mfaplane_eventing import db, group_lag
 from mfaplane_gateway import replay
@@ -152,7 +152,8 @@ async def wait_until_idle(stack, since: Mark, timeout: float = IDLE_TIMEOUT) -> 
     try:
         await eventually(busy, timeout, "the system idle", 0.5, done=lambda b: not any(b.values()))
     except AssertionError as stuck:
-        groups = {group: await asyncio.to_thread(_group_state, stack, group) for group in CONSUMERS}
+        groups = {group: await asyncio.to_thread(_group_state, stack, group)
+                  for consumer in CONSUMERS for group in consumer_group_ids(consumer)}
         stuck_partitions = await _stuck_partitions(stack.kafka_client_options())
         raise AssertionError(f"{stuck}\nconsumer groups: {groups}\n{stuck_partitions}\n"
                              f"{_warnings_logged(stack)}") from None
@@ -240,8 +241,9 @@ async def _unhandled(stack, stored: dict) -> tuple[dict[str, dict], int]:
         wanted = [e for e, row in stored.items()
                   if row["topic"] in topics and (HANDLED[consumer] is None or row["type"] in HANDLED[consumer])]
         async with schema(stack, consumer) as conn:
-            done = {r["event_id"] for r in await conn.fetch(
-                "SELECT event_id FROM processed_events WHERE event_id = ANY($1::uuid[])", wanted)}
+            done = {r["event_id"] for r in await conn.fetch(  # by the service's own group (the audit log's: below)
+                "SELECT event_id FROM processed_events WHERE consumer_group = '' AND event_id = ANY($1::uuid[])",
+                wanted)}
             parked = await conn.fetch("SELECT event_id, error FROM dead_letters WHERE event_id = ANY($1::uuid[])",
                                       wanted)
         handled += len(done)
@@ -324,6 +326,8 @@ async def rebuild_differences(database_url: str) -> dict[str, int]:
         async with conn.transaction(isolation="repeatable_read"):
             live = dict(await conn.fetch("SELECT name, current_table FROM gateway.read_models"))
             await conn.execute("INSERT INTO audit_log SELECT * FROM gateway.audit_log")
+            # what the replay leaves to the projector: the events the read models have not applied
+            await conn.execute("INSERT INTO projected_versions SELECT * FROM gateway.projected_versions")
             for name, table in live.items():
                 await conn.execute(f"INSERT INTO {name}_v1 SELECT * FROM gateway.{table}")
         pool = await db.create_pool(database_url, scratch, max_size=1)
@@ -388,10 +392,9 @@ async def _partitions_behind(client: dict[str, Any]) -> dict[str, dict[TopicPart
     try:
         await admin.start()
         await reader.start()
-        return {spec.name: {tp: (committed, end) for tp, (committed, end) in
-                            (await group_lag.offsets(admin, reader, f"mfaplane-{spec.name}", spec.consumes)).items()
-                            if committed < end}
-                for spec in CONSUMER_SPECS}
+        return {group: {tp: (committed, end) for tp, (committed, end) in
+                        (await group_lag.offsets(admin, reader, group, spec.consumes)).items() if committed < end}
+                for spec in CONSUMER_SPECS for group in consumer_group_ids(spec.name)}
     finally:
         await reader.stop()
         await admin.close()

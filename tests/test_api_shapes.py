@@ -5,14 +5,17 @@ ask for the new one (README, "Versions and deprecations")."""
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import uuid
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from fault_tools import eventually
 from mfaplane_gateway import api_versions
-from portal_flows import PASSWORD, new_admin, ok, problem
+from portal_flows import PASSWORD, new_admin, ok, problem, set_up, sign_in
 
 
 def ids(items: list[dict]) -> list[str]:
@@ -90,3 +93,57 @@ async def test_a_made_up_cursor_is_refused_as_a_cursor_this_list_did_not_return(
             "invalid_cursor")
     after_a_moment = forged_cursor("api-keys", "2026-12-02T10:00:00+01:00")  # what a real one holds
     assert set(ok(await admin.get("/v1/api-keys", params={"cursor": after_a_moment}))) == {"items", "next_cursor"}
+
+
+async def test_set_up_is_served_and_filters_beside_its_deprecated_names_until_the_sunset(admin, portal, clock,
+                                                                                           gateway_as) -> None:
+    """`set_up` was `mfa_active` in the user and admin lists, their CSV and a bulk selection, and `configured` in
+    the audit state (docs/glossary.md): the old names are served beside it and marked deprecated, and the old
+    filter still selects, answered with Deprecation and Sunset headers; both filters at once must agree."""
+    tag = uuid.uuid4().hex[:8]
+    emails = [f"setup-{tag}-{n}@example.com" for n in range(2)]
+    users = [ok(await admin.post("/v1/users", json={"email": email, "name": "Setup", "password": PASSWORD}))["id"]
+             for email in emails]
+    ok(await admin.post(f"/v1/users/{users[0]}/mfa/require", json={"enrollment_days": 7}))
+    await set_up(portal, (await sign_in(portal, emails[0]))["challenge"], clock)
+    listed = await eventually(lambda: admin.get("/v1/users", params={"q": tag, "set_up": "true"}), 20,
+                              "the setup reaches the list", done=lambda answer: len(ok(answer)["items"]) == 1)
+    [done] = listed.json()["items"]
+    assert (done["id"], done["set_up"], done["mfa_active"]) == (users[0], True, True)
+
+    for path in ("/v1/users", "/v1/users.csv", "/v1/users/status-counts"):
+        by_name = await admin.get(path, params={"q": tag, "set_up": "false"})
+        by_old_name = await admin.get(path, params={"q": tag, "mfa_active": "false"})
+        assert by_name.status_code == by_old_name.status_code == 200 and by_name.text == by_old_name.text, path
+        assert "Deprecation" not in by_name.headers and "Sunset" not in by_name.headers, path
+        assert by_old_name.headers["Deprecation"] == f"@{int(api_versions.DEPRECATED_SINCE.timestamp())}", path
+        assert parsedate_to_datetime(by_old_name.headers["Sunset"]) == api_versions.SUNSET, path
+        problem(await admin.get(path, params={"set_up": "true", "mfa_active": "false"}), 422, "conflicting_filters")
+    assert ids(ok(await admin.get("/v1/users", params={"q": tag, "set_up": "false"}))["items"]) == [users[1]]
+    agreeing = ok(await admin.get("/v1/users", params={"q": tag, "set_up": "true", "mfa_active": "true"}))
+    assert ids(agreeing["items"]) == [users[0]]
+    exported = list(csv.DictReader(io.StringIO((await admin.get("/v1/users.csv", params={"q": tag})).text)))
+    assert {(r["id"], r["set_up"], r["mfa_active"]) for r in exported} == {(users[0], "True", "True"),
+                                                                          (users[1], "False", "False")}
+    admins = await admin.get("/v1/admins", params={"mfa_active": "true"})
+    assert all(a["set_up"] and a["mfa_active"] for a in ok(admins)["items"]) and "Deprecation" in admins.headers
+
+    # A bulk action's selection: the one not set up would be required, the one set up is not selected.
+    async def dry_run(selection: dict) -> httpx.Response:
+        return await admin.post("/v1/users/mfa/bulk", json={"action": "require", "filter": {"q": tag, **selection},
+                                                            "dry_run": True})
+
+    by_name, by_old_name = await dry_run({"set_up": False}), await dry_run({"mfa_active": False})
+    assert ok(by_name) == ok(by_old_name) == {"would_change": [users[1]], "unchanged": [], "refused": [],
+                                              "not_found": []}
+    assert "Deprecation" not in by_name.headers and "Deprecation" in by_old_name.headers
+    problem(await dry_run({"set_up": False, "mfa_active": True}), 422, "conflicting_filters")
+
+    document = ok(await gateway_as("admin").get("/openapi.json"))
+    for schema, old in (("User", "mfa_active"), ("AdminAccount", "mfa_active"), ("Selection", "mfa_active"),
+                        ("PrincipalStateAt", "configured")):
+        fields = document["components"]["schemas"][schema]["properties"]
+        assert fields[old]["deprecated"] is True and "deprecated" not in fields["set_up"], schema
+    for path in ("/v1/users", "/v1/users.csv", "/v1/users/status-counts", "/v1/admins"):
+        parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+        assert parameters["mfa_active"]["deprecated"] is True and "deprecated" not in parameters["set_up"], path

@@ -28,9 +28,19 @@ async def projected(admin: httpx.AsyncClient, user_id: str, *receipts: dict) -> 
     ok(await admin.get(f"/v1/users/{user_id}", params={"consistent_with": [r["consistency_token"] for r in receipts]}))
 
 
-async def user_status(admin: httpx.AsyncClient, user_id: str, status: str) -> None:
+async def required_user(admin: httpx.AsyncClient) -> str:
+    """A new user required to use MFA, once the audit log has the requirement (its consistency token)."""
+    user_id, _ = await new_user(admin)
+    await projected(admin, user_id, ok(await admin.post(f"/v1/users/{user_id}/mfa/require",
+                                                        json={"enrollment_days": 7})))
+    return user_id
+
+
+async def audited_status(auditor: httpx.AsyncClient, user_id: str, status: str) -> None:
+    """Returns once the audit log tells the user's status now as `status`: it follows writes by a moment."""
     async with asyncio.timeout(20):
-        while (found := await admin.get(f"/v1/users/{user_id}")).status_code == 404 or ok(found)["status"] != status:
+        while ((found := await auditor.get(f"/v1/audit/users/{user_id}/state")).status_code == 404
+               or ok(found)["status"] != status):
             await asyncio.sleep(0.05)
 
 
@@ -64,9 +74,10 @@ async def test_a_users_mfa_state_at_past_moments(admin, auditor, portal, clock) 
     expected = {created: ("none", False, False), enrolling: ("enrolling", True, False),
                 expired: ("expired", True, False), extended: ("enrolling", True, False),
                 active: ("active", True, True), reset: ("enrolling", True, False), clock.now(): ("none", False, False)}
-    for moment, (status, required, configured) in expected.items():
+    for moment, (status, required, was_set_up) in expected.items():
         found = await state(auditor, user_id, moment)
-        assert (found["status"], found["required"], found["configured"]) == (status, required, configured), moment
+        assert (found["status"], found["required"], found["set_up"]) == (status, required, was_set_up), moment
+        assert found["configured"] == was_set_up, "its deprecated name, served until the sunset"
         assert datetime.fromisoformat(found["as_of"]) == moment
     deadlines = [datetime.fromisoformat((await state(auditor, user_id, m))["deadline"]) for m in (enrolling, extended)]
     assert enrolling + 2 * DAY - timedelta(minutes=1) < deadlines[0] <= enrolling + 2 * DAY
@@ -87,14 +98,14 @@ async def test_compliance_at_a_past_moment(admin, auditor, portal, clock) -> Non
     await set_up(portal, (await sign_in(portal, set_up_email))["challenge"], clock)
     free_id, _ = await new_user(admin)
     ours = {enrolling_id, no_period_id, set_up_id, free_id}
-    await user_status(admin, set_up_id, "active")
+    await audited_status(auditor, set_up_id, "active")
     first = clock.now()
     clock.advance(4 * DAY)
     second = clock.now()
     removed = ok(await admin.post(f"/v1/users/{enrolling_id}/mfa/remove-requirement"))
     await set_up(portal, (await sign_in(portal, no_period_email))["challenge"], clock)
     await projected(admin, enrolling_id, removed)
-    await user_status(admin, no_period_id, "active")
+    await audited_status(auditor, no_period_id, "active")
 
     async def not_set_up(at: datetime) -> dict[str, str]:
         lines = await ndjson(auditor, "/v1/audit/compliance", at=at.isoformat())
@@ -164,8 +175,7 @@ def verify_audit(stack, *args: str) -> subprocess.CompletedProcess:
 
 async def test_verification_passes_an_untouched_export_and_finds_an_edited_line(stack, admin, auditor,
                                                                                 tmp_path: Path) -> None:
-    user_id, _ = await new_user(admin, enrollment_days=7)
-    await user_status(admin, user_id, "enrolling")
+    user_id = await required_user(admin)
     export = tmp_path / "audit.ndjson"
     async with auditor.stream("GET", "/v1/audit/events") as response:
         with export.open("w") as file:
@@ -207,8 +217,7 @@ async def test_signatures_catch_an_edit_whose_chain_was_recomputed_and_a_forged_
                                                                                        tmp_path: Path) -> None:
     """The hash chain shows that what is stored was not changed after the fact, unless the whole chain
     is computed again; the signatures show who emitted each event, which no recomputation can fake."""
-    user_id, _ = await new_user(admin, enrollment_days=7)
-    await user_status(admin, user_id, "enrolling")
+    user_id = await required_user(admin)
     export = tmp_path / "audit.ndjson"
     async with auditor.stream("GET", "/v1/audit/events") as response:
         records = [json.loads(line) async for line in response.aiter_lines() if line]

@@ -113,7 +113,7 @@ async def test_an_aggregates_versions_stay_in_order_when_its_service_clock_goes_
     assert occurred[2] < occurred[1]
     assert records[2]["story_at"] == records[1]["story_at"]
     before = await state(auditor, str(user), start + 1.5 * SECOND)
-    assert (before["status"], before["configured"]) == ("none", False), "not set up before MFA was required"
+    assert (before["status"], before["set_up"]) == ("none", False), "not set up before MFA was required"
     assert (await state(auditor, str(user), start + 2 * SECOND))["status"] == "active"
 
 

@@ -49,7 +49,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
-from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS, DEAD_LETTER_TOPICS, EVENT_TOPICS, dead_letter_topic
+from mfaplane_contracts.topics import (
+    ALL_TOPICS,
+    CONSUMER_GROUPS,
+    DEAD_LETTER_TOPICS,
+    EVENT_TOPICS,
+    MORE_CONSUMER_GROUPS,
+    consumer_group_ids,
+    dead_letter_topic,
+)
 from mfaplane_devstack.kafka import ADMIN_CLIENT
 from mfaplane_devstack.signing_keys import ensure_sso_signing_key
 from mfaplane_eventing.service import database_settings
@@ -1352,11 +1360,17 @@ def consumed_topics(service: str) -> tuple[str, ...]:
 
 
 @functools.cache
+def more_consumers(service: str) -> tuple[str, ...]:
+    """The consumer groups beside its own that `serve` consumes in: its ServiceSpec's `more_consumers`."""
+    return tuple(group.name for group in importlib.import_module(f"mfaplane_{service}.__main__").SPEC.more_consumers)
+
+
+@functools.cache
 def needed_acls(service: str) -> frozenset[tuple[str, str, str, str]]:
     """(resource type, name, pattern type, operation) a service needs, from the code: Write on the
     topics the catalog says it owns (its event topic; a consumer's dead-letter topic), Read on the topics
-    it consumes, Read on its consumer group mfaplane-<service> (consumer.py) if it consumes. Describe
-    goes with each topic (implied by Kafka, and said explicitly)."""
+    it consumes, Read on its consumer groups (consumer.py) if it consumes: mfaplane-<service> and those
+    beside it. Describe goes with each topic (implied by Kafka, and said explicitly)."""
     owned = {topic.name for topic in ALL_TOPICS if topic.owner == service}
     consumed = consumed_topics(service)
     if consumed:
@@ -1364,7 +1378,7 @@ def needed_acls(service: str) -> frozenset[tuple[str, str, str, str]]:
     acls = {("topic", name, "literal", op) for name in owned for op in ("Write", "Describe")}
     acls |= {("topic", name, "literal", op) for name in consumed for op in ("Read", "Describe")}
     if consumed:
-        acls.add(("group", f"mfaplane-{service}", "literal", "Read"))
+        acls |= {("group", group, "literal", "Read") for group in consumer_group_ids(service)}
     return frozenset(acls)
 
 
@@ -1384,6 +1398,7 @@ def test_the_catalog_names_an_owner_for_every_topic() -> None:
     assert set(CONSUMER_GROUPS) == {s for s in SERVICES if consumed_topics(s)}, "every consumer has a dead-letter topic"
     assert consumed_topics("identity") == ()
     assert set(consumed_topics("gateway")) == {t.name for t in EVENT_TOPICS}
+    assert {s: more_consumers(s) for s in SERVICES if more_consumers(s)} == MORE_CONSUMER_GROUPS, "the catalog's groups"
 
 
 def test_each_service_has_a_kafka_user_with_exactly_the_acls_it_needs(
@@ -1422,7 +1437,8 @@ def test_kafka_acls_allow_nothing_broad(rendered: tuple[str, list[dict[str, Any]
             else:
                 group_readers.setdefault(resource, set()).add(name)
     assert writers == {topic.name: {f"mfaplane-{topic.owner}"} for topic in ALL_TOPICS}
-    assert group_readers == {f"mfaplane-{s}": {f"mfaplane-{s}"} for s in SERVICES if consumed_topics(s)}
+    assert group_readers == {group: {f"mfaplane-{s}"} for s in SERVICES if consumed_topics(s)
+                             for group in consumer_group_ids(s)}
 
 
 # --- docker-compose.yml --------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ async def test_projector_and_scheduler_killed_mid_stream_catch_up_without_loss(s
                 user = ok(await admin.get(f"/v1/users/{user_id}"))
             except httpx.TransportError as error:
                 return {"gateway": repr(error)}
-            seen[user_id] = (user["status"], user["required"], user["mfa_active"],
+            seen[user_id] = (user["status"], user["required"], user["set_up"],
                              user["deadline"] and datetime.fromisoformat(user["deadline"]), user["enrollment_days"])
         return {u: {"read model": seen[u], "commands": expected(u)} for u in users if seen[u] != expected(u)}
 

@@ -20,13 +20,16 @@ from portal_flows import new_user, ok, set_up, sign_in
 
 
 async def _copy_gateway_schema(database_url: str, schema: str) -> dict[str, str]:
-    """Copies the audit log and the live read models into `schema`'s first versions, consistently."""
+    """Copies the audit log and the live read models into `schema`'s first versions, with how far the read
+    models have got (projected_versions: the replay leaves what they have not applied to the projector),
+    consistently."""
     await db.migrate(database_url, schema, SPEC.migration_dirs())
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction(isolation="repeatable_read"):
             live = {r["name"]: r["current_table"] for r in await conn.fetch("SELECT * FROM gateway.read_models")}
             await conn.execute(f"INSERT INTO {schema}.audit_log SELECT * FROM gateway.audit_log")
+            await conn.execute(f"INSERT INTO {schema}.projected_versions SELECT * FROM gateway.projected_versions")
             for name, table in live.items():
                 await conn.execute(f"INSERT INTO {schema}.{name}_v1 SELECT * FROM gateway.{table}")
         return live

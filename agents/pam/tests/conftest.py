@@ -21,7 +21,7 @@ import pytest
 NAMED_ANSWERS = {
     "allow": (200, {"decision": "allow", "reason": "mfa_not_required"}),
     "deny": (200, {"decision": "deny", "reason": "code_rejected"}),
-    "code_required": (200, {"decision": "code_required", "reason": "mfa_active"}),
+    "code_required": (200, {"decision": "code_required", "reason": "mfa_set_up"}),
     "code_accepted": (200, {"decision": "allow", "reason": "code_accepted"}),
 }
 

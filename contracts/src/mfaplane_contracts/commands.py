@@ -1,4 +1,7 @@
-"""Commands: what a caller asks a service to do. A command id makes a retry apply once."""
+"""Commands: what a caller asks a service to do. A command id makes a retry apply once.
+
+A command's own terms (a period, a code) are a `Request` of their own, which is also the body of the
+endpoint that carries the command (`mfa_api.py`): each rule is declared, and checked, once."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from mfaplane_contracts.endpoints import Answer, Request
 from mfaplane_contracts.envelope import Message
 from mfaplane_contracts.mfa_events import ApplicationSignIn, EnrollmentDays, Scope, enrollment_days
 
@@ -29,61 +33,79 @@ class EnrollmentCommand(Command):
     scope: Scope = "user_portal"
 
 
-class RequireMFA(EnrollmentCommand):
-    command_type: ClassVar[str] = "RequireMFA"
+class RequirePeriod(Request):
     enrollment_days: int | None = enrollment_days(default=DEFAULT_ENROLLMENT_DAYS)
+
+
+class Period(Request):
+    enrollment_days: int = EnrollmentDays
+
+
+class Code(Request):
+    """A code from the authenticator app or a recovery code."""
+
+    code: str = TotpCode
+
+
+class AppCode(Request):
+    """A code from the authenticator app (a recovery code is no proof of the app)."""
+
+    code: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")
+
+
+class SystemLogin(Request):
+    """A login to a protected system: `mfa_enabled` is the system's switch, which the identity service
+    owns and the gateway read for this decision; `code`, when given, is checked."""
+
+    system_id: uuid.UUID
+    mfa_enabled: bool
+    code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN)
+    login_name: str | None = Field(default=None, max_length=32)
+    source: str | None = Field(default=None, max_length=255)
+
+
+class RequireMFA(EnrollmentCommand, RequirePeriod):
+    command_type: ClassVar[str] = "RequireMFA"
 
 
 class RemoveMFARequirement(EnrollmentCommand):
     command_type: ClassVar[str] = "RemoveMFARequirement"
 
 
-class ExtendEnrollment(EnrollmentCommand):
+class ExtendEnrollment(EnrollmentCommand, Period):
     command_type: ClassVar[str] = "ExtendEnrollment"
-    enrollment_days: int = EnrollmentDays
 
 
-class ResetMFA(EnrollmentCommand):
+class ResetMFA(EnrollmentCommand, Period):
     command_type: ClassVar[str] = "ResetMFA"
-    enrollment_days: int = EnrollmentDays
 
 
 class BeginTOTPSetup(EnrollmentCommand):
     command_type: ClassVar[str] = "BeginTOTPSetup"
 
 
-class ConfirmTOTPSetup(EnrollmentCommand):
+class ConfirmTOTPSetup(EnrollmentCommand, Code):
     command_type: ClassVar[str] = "ConfirmTOTPSetup"
-    code: str = TotpCode
 
 
-class VerifyTOTP(EnrollmentCommand):
+class VerifyTOTP(EnrollmentCommand, Code):
     command_type: ClassVar[str] = "VerifyTOTP"
-    code: str = TotpCode
 
 
-class RegenerateRecoveryCodes(EnrollmentCommand):
-    """A new set of recovery codes for a principal who has set up MFA, for a code from their app (a
-    recovery code is no proof of the app)."""
+class RegenerateRecoveryCodes(EnrollmentCommand, AppCode):
+    """A new set of recovery codes for a principal who has set up MFA, for a code from their app."""
 
     command_type: ClassVar[str] = "RegenerateRecoveryCodes"
-    code: str = Field(min_length=6, max_length=6, pattern=r"^[0-9]{6}$")
 
 
 class DismissEnrollmentPrompt(EnrollmentCommand):
     command_type: ClassVar[str] = "DismissEnrollmentPrompt"
 
 
-class DecideSystemAccess(EnrollmentCommand):
-    """May the principal log in to a protected system? `mfa_enabled` is the system's switch, which the
-    identity service owns and the gateway read for this decision; `code`, when given, is checked."""
+class DecideSystemAccess(EnrollmentCommand, SystemLogin):
+    """May the principal log in to a protected system?"""
 
     command_type: ClassVar[str] = "DecideSystemAccess"
-    system_id: uuid.UUID
-    mfa_enabled: bool
-    code: str | None = Field(default=None, min_length=6, max_length=32, pattern=CODE_PATTERN)
-    login_name: str | None = Field(default=None, max_length=32)
-    source: str | None = Field(default=None, max_length=255)
 
 
 class RecordApplicationSignIn(EnrollmentCommand, ApplicationSignIn):
@@ -108,7 +130,7 @@ COMMANDS: tuple[type[Command], ...] = (
 )
 
 
-class CommandReceipt(Message):
+class CommandReceipt(Answer):
     """What a service answers to an accepted command: enough for read-your-writes."""
 
     aggregate_id: str

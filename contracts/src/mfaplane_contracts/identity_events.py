@@ -126,7 +126,7 @@ class AdminSessionsEnded(_AdminEvent):
     event_type: ClassVar[str] = "AdminSessionsEnded"
 
 
-ResourceKind = Literal["macos", "linux", "sso_application"]
+SystemKind = Literal["macos", "linux", "sso_application"]
 
 
 class _SystemEvent(_IdentityEvent):
@@ -137,7 +137,7 @@ class _SystemEvent(_IdentityEvent):
 class SystemRegistered(_SystemEvent):
     event_type: ClassVar[str] = "SystemRegistered"
     name: str = Name
-    kind: ResourceKind
+    kind: SystemKind
 
 
 class SystemMFAEnabled(_SystemEvent):

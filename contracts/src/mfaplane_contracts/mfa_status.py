@@ -15,8 +15,8 @@ class MFAStatus(StrEnum):
     NONE = "none"
 
 
-def mfa_status(required: bool, configured: bool, deadline: datetime | None, now: datetime) -> MFAStatus:
-    if configured:
+def mfa_status(required: bool, set_up: bool, deadline: datetime | None, now: datetime) -> MFAStatus:
+    if set_up:
         return MFAStatus.ACTIVE if required else MFAStatus.CONFIGURED_NOT_REQUIRED
     if not required:
         return MFAStatus.NONE

@@ -30,7 +30,7 @@ EVENT_TOPICS = (IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS)
 
 
 def dead_letter_topic(consumer_group: str) -> Topic:
-    """Where a consumer group parks messages it cannot handle after bounded retries."""
+    """Where a consuming service's consumer groups park messages they cannot handle after bounded retries."""
     return Topic(f"mfaplane.{consumer_group}.dead-letter", 1, SEVEN_DAYS_MS, f"Poison messages of {consumer_group}",
                  consumer_group)
 
@@ -39,3 +39,17 @@ CONSUMER_GROUPS = ("scheduler", "notifier", "gateway", "mfa")
 DEAD_LETTER_TOPICS = tuple(dead_letter_topic(g) for g in CONSUMER_GROUPS)
 ALL_TOPICS = EVENT_TOPICS + DEAD_LETTER_TOPICS
 TOPICS_BY_NAME = {topic.name: topic for topic in ALL_TOPICS}
+
+# Consumer groups beside a consuming service's own: the gateway appends every event to its audit log in
+# mfaplane-gateway-audit, apart from projecting its read models in mfaplane-gateway (consumer.py).
+MORE_CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {"gateway": ("audit",)}
+
+
+def consumer_group_id(service: str, part: str = "") -> str:
+    """The Kafka group id of a service's consumer: its own (`part` empty), or one beside it."""
+    return f"mfaplane-{service}-{part}" if part else f"mfaplane-{service}"
+
+
+def consumer_group_ids(service: str) -> tuple[str, ...]:
+    """Every Kafka group a consuming service reads in: its own, then those beside it."""
+    return tuple(consumer_group_id(service, part) for part in ("", *MORE_CONSUMER_GROUPS.get(service, ())))

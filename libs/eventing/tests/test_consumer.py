@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
 from mfaplane_contracts.identity_events import UserCreated
 from mfaplane_contracts.registry import EVENT_TYPES, UPCASTERS
-from mfaplane_contracts.topics import IDENTITY_EVENTS, dead_letter_topic
+from mfaplane_contracts.topics import IDENTITY_EVENTS, consumer_group_id, dead_letter_topic
 from mfaplane_eventing import consumer as consumer_module
 from mfaplane_eventing import event_signing
 from mfaplane_eventing.consumer import Consumer, park_oldest_held
@@ -64,9 +65,9 @@ async def consumers(kafka, pool):
     """Makes consumers of the test group and stops them (and their producers) afterwards."""
     made: list[Consumer] = []
 
-    def make(handler, retries: int = 3, handles=None) -> Consumer:
+    def make(handler, retries: int = 3, handles=None, consumer_group: str = "") -> Consumer:
         made.append(Consumer(GROUP, kafka, KEYS, pool, (IDENTITY_EVENTS,), handler, max_retries=retries,
-                             retry_base_seconds=0.01, handles=handles))
+                             retry_base_seconds=0.01, handles=handles, consumer_group=consumer_group))
         return made[-1]
 
     yield make
@@ -335,7 +336,8 @@ async def test_the_lag_gauge_counts_what_the_group_has_not_committed_even_when_n
     await Consumer(group, kafka, KEYS, pool, (IDENTITY_EVENTS,), Recorder()).measure_lag()
 
     def gauge(p: int) -> float | None:
-        return REGISTRY.get_sample_value("mfaplane_consumer_lag", {"topic": IDENTITY_EVENTS.name, "partition": str(p)})
+        return REGISTRY.get_sample_value("mfaplane_consumer_lag", {"group": f"mfaplane-{group}",
+                                                                   "topic": IDENTITY_EVENTS.name, "partition": str(p)})
 
     assert gauge(0) == 2
     assert all(gauge(p) is not None for p in range(IDENTITY_EVENTS.partitions))
@@ -370,7 +372,8 @@ async def test_an_event_newer_than_the_consumer_is_held_with_what_follows_it_unt
             'SELECT "offset" FROM held_events WHERE partition = $1 ORDER BY 1', held_partition)]
 
     def gauge() -> float | None:
-        return REGISTRY.get_sample_value("mfaplane_events_held", {"topic": IDENTITY_EVENTS.name})
+        return REGISTRY.get_sample_value("mfaplane_events_held", {"group": consumer_group_id(GROUP),
+                                                                  "topic": IDENTITY_EVENTS.name})
 
     assert old.calls == [other_id]
     assert await held() == [1, 2]
@@ -450,3 +453,67 @@ async def test_an_operator_parks_a_held_message_no_release_will_read_and_the_res
     assert handler.calls == [after_id] and await _held(pool, partition) == []
     row = await pool.fetchrow("SELECT event_id, error FROM dead_letters WHERE partition = $1", partition)
     assert row["event_id"] == never_id and row["error"].startswith("parked by an operator while held (newer: ")
+
+
+async def test_each_consumer_group_of_a_service_handles_holds_and_parks_on_its_own(consumers, pool) -> None:
+    """The gateway's read models and its audit log: two groups of one service, with one schema."""
+    partition = _partition()
+    own, beside = Recorder(), Recorder(failures=99)
+    consumer, audit = consumers(own), consumers(beside, retries=1, consumer_group="audit")
+    event_id, value = _message()
+    for group_consumer in (consumer, audit, consumer):
+        await group_consumer.process(IDENTITY_EVENTS.name, partition, 1, value)
+    assert own.calls == [event_id], "once in its group, delivered again or not"
+    assert beside.calls == [event_id], "and in the other, whose handler failed: the event is parked there"
+    parked = await pool.fetch("SELECT consumer_group FROM dead_letters WHERE event_id = $1", event_id)
+    assert [row["consumer_group"] for row in parked] == ["audit"]
+
+    newer_id, newer = _message(version=2)
+    for group_consumer in (consumer, audit):
+        await group_consumer.process(IDENTITY_EVENTS.name, partition, 2, newer)
+    assert (await park_oldest_held(pool, IDENTITY_EVENTS.name, partition, "audit"))["event_id"] == newer_id
+    assert await _held(pool, partition) == [2], "the own group still holds its copy"
+
+
+async def _committed(kafka, group: str) -> dict[int, int]:
+    """The group's committed offset per partition of the identity topic (those it has one for)."""
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        partitions = [TopicPartition(IDENTITY_EVENTS.name, p) for p in range(IDENTITY_EVENTS.partitions)]
+        found = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        return {tp.partition: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+    finally:
+        await admin.close()
+
+
+async def _commit(kafka, group: str, offset: int) -> None:
+    partition = TopicPartition(IDENTITY_EVENTS.name, 0)
+    committer = AIOKafkaConsumer(**kafka.client_options(), group_id=group, enable_auto_commit=False)
+    await committer.start()
+    try:
+        committer.assign([partition])
+        await committer.commit({partition: offset})
+    finally:
+        await committer.stop()
+
+
+async def test_a_group_beside_the_services_own_starts_where_that_group_is_the_first_time_only(kafka, pool) -> None:
+    """It takes over work the own group did (the gateway's audit log): read from the beginning, it would
+    go through the whole history again; from the own group's offsets later on, it would skip what the own
+    group handled and it did not."""
+    def replica(service: str) -> Consumer:
+        return Consumer(service, kafka, KEYS, pool, (IDENTITY_EVENTS,), Recorder(), consumer_group="audit")
+
+    upgraded = f"takeover-{uuid.uuid4().hex[:8]}"  # the own group did the work until now
+    await pool.execute("DELETE FROM consumer_groups")  # the schema of a service that never ran the group
+    await _commit(kafka, consumer_group_id(upgraded), 2)
+    await asyncio.gather(replica(upgraded).take_over(), replica(upgraded).take_over())  # replicas starting at once
+    assert await _committed(kafka, consumer_group_id(upgraded, "audit")) == {0: 2}
+
+    installed = f"takeover-{uuid.uuid4().hex[:8]}"  # new: the group beside starts before the own commits
+    await pool.execute("DELETE FROM consumer_groups")
+    await replica(installed).take_over()
+    await _commit(kafka, consumer_group_id(installed), 3)
+    await replica(installed).take_over()  # another replica, later
+    assert await _committed(kafka, consumer_group_id(installed, "audit")) == {}

@@ -239,3 +239,33 @@ async def test_a_unit_of_work_counts_what_it_appended_once_it_commits_and_nothin
             raise RuntimeError("the caller's own rows failed")
     assert _appended_total() == before + 2
     assert len((await store.history(str(rolled_back))).events) == 0
+
+
+async def test_on_commit_hooks_run_after_the_commit_and_only_for_what_was_kept(store: EventStore) -> None:
+    ran: list[str] = []
+    kept = uuid.uuid4()
+    async with store.unit_of_work() as work:
+        await work.append(str(kept), 0, [created(kept)], cause())
+        work.on_commit(lambda: ran.append("kept"))
+        with pytest.raises(RuntimeError):
+            async with work.savepoint():
+                work.on_commit(lambda: ran.append("undone savepoint"))
+                raise RuntimeError("this part failed")
+        assert ran == [], "nothing runs before the commit"
+    assert ran == ["kept"]
+
+    with pytest.raises(RuntimeError):
+        async with store.unit_of_work() as work:
+            work.on_commit(lambda: ran.append("rolled back"))
+            raise RuntimeError("the caller's own rows failed")
+    assert ran == ["kept"]
+
+
+async def test_a_failing_on_commit_hook_leaves_the_commit_standing(store: EventStore) -> None:
+    kept, ran = uuid.uuid4(), []
+    async with store.unit_of_work() as work:
+        await work.append(str(kept), 0, [created(kept)], cause())
+        work.on_commit(lambda: 1 / 0)
+        work.on_commit(lambda: ran.append("next"))
+    assert ran == ["next"]
+    assert len((await store.history(str(kept))).events) == 1

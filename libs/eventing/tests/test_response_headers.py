@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from mfaplane_contracts.text import DisplayName, plain_text
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import ServiceSpec, current_runtime, http_app
 from mfaplane_eventing.settings import ServiceSettings
 
@@ -34,7 +34,7 @@ async def create(body: Named) -> dict:
 @router.get("/things")
 async def search(q: Annotated[plain_text(20) | None, Query()] = None) -> list:
     if q == "missing":
-        raise Rejected("thing_not_found", "No such thing.", 404)
+        raise Rejected("thing_not_found", "No such thing.", Refusal.NOT_FOUND)
     return []
 
 
@@ -47,9 +47,9 @@ async def page() -> PlainTextResponse:
 async def busy(kind: str) -> None:
     match kind:
         case "throttled":
-            raise Rejected("throttled", "Too many.", 429, retry_after=7)
+            raise Rejected("throttled", "Too many.", Refusal.THROTTLED, retry_after=7)
         case "unavailable":
-            raise Rejected("service_unavailable", "Away.", 503)
+            raise Rejected("service_unavailable", "Away.", Refusal.NOT_READY)
         case "plain-429":
             raise HTTPException(429, "Too many.")
         case "database":

@@ -11,7 +11,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service_auth import ALGORITHM, TOKEN_SECONDS, Call, CallSigner, CallVerifier, body_digest
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 
@@ -32,7 +32,7 @@ def token(key: ServiceKey = GATEWAY, service: str = "gateway", audience: str = "
 def refused(authorization: str | None, method: str = "POST", path: str = PATH, body: bytes = BODY) -> str:
     with pytest.raises(Rejected) as refusal:
         MFA.verify(authorization, method, path, body)
-    assert (refusal.value.status, refusal.value.code) == (401, "caller_not_authenticated")
+    assert (refusal.value.kind, refusal.value.code) == (Refusal.UNAUTHENTICATED, "caller_not_authenticated")
     return refusal.value.detail
 
 

@@ -18,7 +18,7 @@ from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
-from mfaplane_gateway import projector
+from mfaplane_gateway import audit_log, projector
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
@@ -96,10 +96,11 @@ def history() -> History:
 
 
 async def handle_all(pool: asyncpg.Pool, envelopes: list[Envelope]) -> None:
-    """What the consumer does with each event: one transaction each."""
+    """What the two consumers do with each event: the audit log's, then the read models', one transaction each."""
     for envelope in envelopes:
-        async with pool.acquire() as conn, conn.transaction():
-            await projector.handle_batch(conn, [envelope], SystemClock())
+        for handler in (audit_log.handle_batch, projector.handle_batch):
+            async with pool.acquire() as conn, conn.transaction():
+                await handler(conn, [envelope], SystemClock())
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.reference_portals import APPS, MEDIA_TYPES, ROOT, static_file
 
 FILES = sorted(p for p in ROOT.rglob("*") if p.is_file())
@@ -29,7 +29,7 @@ def test_the_apps_and_the_shared_files_are_served() -> None:
 def test_nothing_outside_the_app_folders_or_of_another_type_is_served(path: str) -> None:
     with pytest.raises(Rejected) as refused:
         static_file(APPS["portal"], path)
-    assert refused.value.status == 404
+    assert refused.value.kind == Refusal.NOT_FOUND
 
 
 def test_every_file_is_of_a_served_type() -> None:

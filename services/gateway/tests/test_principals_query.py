@@ -16,9 +16,9 @@ import pytest
 import mfaplane_gateway
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
 from mfaplane_eventing import db
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.paging import decode_cursor, encode_cursor
-from mfaplane_gateway.principals_query import PrincipalFilter, listing, page, status_counts
+from mfaplane_gateway.principals_query import PrincipalFilter, listing, page, set_up_asked, status_counts
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
@@ -29,7 +29,7 @@ def _row(i: int, rng: random.Random) -> dict:
     deadline = rng.choice([None, NOW - timedelta(days=rng.randint(1, 9)), NOW + timedelta(days=rng.randint(1, 9))])
     return {
         "principal_id": uuid.UUID(int=rng.getrandbits(128)), "email": f"u{i:03d}_{rng.choice('abc')}@example.com",
-        "name": f"{rng.choice(NAMES)} {i}", "required": rng.random() < 0.6, "configured": rng.random() < 0.3,
+        "name": f"{rng.choice(NAMES)} {i}", "required": rng.random() < 0.6, "set_up": rng.random() < 0.3,
         "deadline": deadline, "deleted": rng.random() < 0.05,
     }
 
@@ -44,7 +44,7 @@ async def seeded(infra):
     await pool.executemany(
         "INSERT INTO principals_v1 (principal_id, kind, email, name, required, configured, deadline, deleted, "
         "updated_at) VALUES ($1, 'user', $2, $3, $4, $5, $6, $7, now())",
-        [(r["principal_id"], r["email"], r["name"], r["required"], r["configured"], r["deadline"], r["deleted"])
+        [(r["principal_id"], r["email"], r["name"], r["required"], r["set_up"], r["deadline"], r["deleted"])
          for r in rows],
     )
     yield pool, [r for r in rows if not r["deleted"]]
@@ -53,10 +53,10 @@ async def seeded(infra):
 
 def _expected(rows: list[dict], flt: PrincipalFilter) -> set[uuid.UUID]:
     def keep(r: dict) -> bool:
-        status = mfa_status(r["required"], r["configured"], r["deadline"], NOW)
+        status = mfa_status(r["required"], r["set_up"], r["deadline"], NOW)
         return ((not flt.statuses or status in flt.statuses)
                 and (flt.required is None or r["required"] == flt.required)
-                and (flt.mfa_active is None or r["configured"] == flt.mfa_active)
+                and (flt.set_up is None or r["set_up"] == flt.set_up)
                 and (not flt.search or flt.search.lower() in (r["email"] + " " + r["name"]).lower()))
     return {r["principal_id"] for r in rows if keep(r)}
 
@@ -71,8 +71,8 @@ async def _all_pages(pool, flt: PrincipalFilter, sort: str, limit: int) -> list:
 
 
 FILTERS = [
-    PrincipalFilter(statuses=statuses, required=required, mfa_active=active, search=search)
-    for statuses, required, active, search in itertools.product(
+    PrincipalFilter(statuses=statuses, required=required, set_up=set_up, search=search)
+    for statuses, required, set_up, search in itertools.product(
         [(), (MFAStatus.ENROLLING,), (MFAStatus.EXPIRED, MFAStatus.REQUIRED_NO_PERIOD), (MFAStatus.ACTIVE,),
          (MFAStatus.NONE, MFAStatus.CONFIGURED_NOT_REQUIRED)],
         [None, True, False], [None, True, False],
@@ -84,12 +84,22 @@ FILTERS = [
 
 async def test_every_filter_combination_matches_the_rule(seeded) -> None:
     pool, rows = seeded
+    set_up = {r["principal_id"]: r["set_up"] for r in rows}
     for flt in FILTERS:
         found = await _all_pages(pool, flt, "email", 500)
         assert {r["principal_id"] for r in found} == _expected(rows, flt), flt
+        assert all(r["set_up"] == set_up[r["principal_id"]] for r in found)
         counts = await status_counts(pool, "principals_v1", NOW, flt)
         assert sum(counts.values()) == len(found)
         assert all(counts[r["status"]] >= 1 for r in found)
+
+
+def test_the_set_up_filter_is_also_asked_by_its_deprecated_name_and_both_names_must_agree() -> None:
+    asked = [(None, None), (True, None), (None, False), (True, True), (False, False)]
+    assert [set_up_asked(set_up, mfa_active) for set_up, mfa_active in asked] == [None, True, False, True, False]
+    with pytest.raises(Rejected) as refused:
+        set_up_asked(True, False)
+    assert (refused.value.code, refused.value.kind) == ("conflicting_filters", Refusal.UNPROCESSABLE)
 
 
 async def test_a_whole_email_finds_its_user_in_any_case(seeded) -> None:
@@ -159,7 +169,7 @@ NOT_CURSORS = {
 def test_anything_but_a_cursor_of_this_list_is_refused_before_a_query(cursor: str) -> None:
     with pytest.raises(Rejected) as refused:
         decode_cursor(cursor, listing("user", "email"), "text")
-    assert (refused.value.code, refused.value.status) == ("invalid_cursor", 400)
+    assert (refused.value.code, refused.value.kind) == ("invalid_cursor", Refusal.INVALID)
 
 
 def test_a_date_cursor_needs_a_moment_with_its_time_zone() -> None:

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.rate_limits import Buckets, RouteLimit, TokenBucket, client_address
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
@@ -45,7 +45,7 @@ def test_each_source_has_its_own_bucket_and_a_refusal_says_when_to_retry() -> No
     limit.admit("198.51.100.7")
     limit.admit("198.51.100.7")
     refused = refusal(limit, "198.51.100.7")
-    assert (refused.status, refused.code, refused.extra) == (429, "rate_limited", {"retry_after": 30})
+    assert (refused.kind, refused.code, refused.extra) == (Refusal.THROTTLED, "rate_limited", {"retry_after": 30})
     limit.admit("198.51.100.8")  # another source is not held back
     clock.now += 30
     limit.admit("198.51.100.7")

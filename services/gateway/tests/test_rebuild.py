@@ -74,8 +74,9 @@ async def test_projecting_a_batch_at_once_matches_a_rebuild_and_keeps_the_chain(
     against a rebuild one record at a time (which equals event-by-event handling, as tested above)."""
     events = history.random(random.Random(16), users=4, steps=300)
     for start in range(0, len(events), batch):
-        async with gateway_pool.acquire() as conn, conn.transaction():
-            await projector.handle_batch(conn, events[start:start + batch], SystemClock())
+        for handler in (audit_log.handle_batch, projector.handle_batch):
+            async with gateway_pool.acquire() as conn, conn.transaction():
+                await handler(conn, events[start:start + batch], SystemClock())
     rebuilt = await replay.rebuild(gateway_pool, batch=1)
     for name, key in KEYS.items():
         live = await rows(gateway_pool, rebuilt.previous[name], key)
@@ -88,22 +89,93 @@ async def test_projecting_a_batch_at_once_matches_a_rebuild_and_keeps_the_chain(
                                                                    for e in events}
 
 
-async def test_the_switch_waits_for_an_event_being_projected(gateway_pool, history, handle) -> None:
+async def test_the_switch_waits_for_an_event_being_projected_and_for_the_audit_log_to_have_it(
+        gateway_pool, history, handle) -> None:
     events = history.random(random.Random(14), steps=30)
     await handle(gateway_pool, events[:-1])
     async with gateway_pool.acquire() as conn:
         projecting = conn.transaction()
         await projecting.start()
-        await projector.handle_batch(conn, events[-1:], SystemClock())  # holds the audit-log lock until it commits
+        await projector.handle_batch(conn, events[-1:], SystemClock())  # holds the read-models lock until it commits
         rebuilding = asyncio.create_task(replay.rebuild(gateway_pool))
         await asyncio.sleep(0.5)
         assert not rebuilding.done()
         await projecting.commit()
+    await asyncio.sleep(0.5)
+    assert not rebuilding.done(), "the read models have an event the audit log does not"
+    async with gateway_pool.acquire() as conn, conn.transaction():
+        await audit_log.handle_batch(conn, events[-1:], SystemClock())
     rebuilt = await rebuilding
     assert rebuilt.position == len(events)
     for name, key in KEYS.items():
         live = await rows(gateway_pool, rebuilt.previous[name], key)
         assert await rows(gateway_pool, rebuilt.current[name], key) == live
+
+
+async def each(pool: asyncpg.Pool, handler, envelopes: list) -> None:
+    """One consumer's handling of each event, one transaction each."""
+    for envelope in envelopes:
+        async with pool.acquire() as conn, conn.transaction():
+            await handler(conn, [envelope], SystemClock())
+
+
+async def assert_rebuilt_as_live(pool: asyncpg.Pool, rebuilt: replay.Rebuilt) -> None:
+    """The previous tables, kept in step during the grace period, are the reference: every event applied
+    once, in order (dismissal counts would show a double)."""
+    for name, key in KEYS.items():
+        live = await rows(pool, rebuilt.previous[name], key)
+        assert live and await rows(pool, rebuilt.current[name], key) == live
+
+
+async def test_records_the_read_models_have_not_applied_yet_wait_or_are_left_to_the_projector(gateway_pool,
+                                                                                               history) -> None:
+    """The audit consumer ahead of the read models': the rebuild reads every record and applies those whose
+    events are projected, the others once they are (each aggregate's in order), or, if they are not by the
+    switch, the projector applies them after it, to the new tables."""
+    events = history.random(random.Random(17), users=4, steps=200)
+    half, three_quarters = len(events) // 2, 3 * len(events) // 4
+    await each(gateway_pool, audit_log.handle_batch, events)
+    await each(gateway_pool, projector.handle_batch, events[:half])
+    rebuilding = asyncio.create_task(replay.rebuild(gateway_pool, batch=7))
+    for envelope in events[half:three_quarters]:  # while the rebuild reads
+        await each(gateway_pool, projector.handle_batch, [envelope])
+        await asyncio.sleep(0)
+    rebuilt = await rebuilding
+    assert rebuilt.position == len(events)
+    await each(gateway_pool, projector.handle_batch, events[three_quarters:])
+    await assert_rebuilt_as_live(gateway_pool, rebuilt)
+
+
+async def test_the_switch_waits_for_the_audit_log_to_hold_what_the_read_models_have(gateway_pool, history) -> None:
+    """The read models' consumer ahead of the audit log's: the rebuild, which reads the log, switches once
+    the log has caught up, so that nothing projected is left out of the new tables."""
+    events = history.random(random.Random(19), users=4, steps=200)
+    half = len(events) // 2
+    await each(gateway_pool, projector.handle_batch, events)
+    await each(gateway_pool, audit_log.handle_batch, events[:half])
+    rebuilding = asyncio.create_task(replay.rebuild(gateway_pool, batch=7))
+    for envelope in events[half:]:
+        await each(gateway_pool, audit_log.handle_batch, [envelope])
+        await asyncio.sleep(0)
+    rebuilt = await rebuilding
+    await assert_rebuilt_as_live(gateway_pool, rebuilt)
+    assert await gateway_pool.fetchval("SELECT count(*) FROM awaiting_audit") == 0
+
+
+async def test_a_replay_refuses_to_switch_while_the_audit_log_lacks_projected_events(gateway_pool, history, handle,
+                                                                                    monkeypatch) -> None:
+    """An audit consumer stopped, or one that dead-lettered an event: the switch would lose it."""
+    monkeypatch.setattr(replay, "AUDIT_WAIT_SECONDS", 0)
+    monkeypatch.setattr(replay, "LOCKED_AUDIT_WAIT_SECONDS", 0)
+    events = history.random(random.Random(20), steps=20)
+    await handle(gateway_pool, events[:-1])
+    await each(gateway_pool, projector.handle_batch, events[-1:])
+    with pytest.raises(replay.AuditBehind, match="1 event"):
+        await replay.rebuild(gateway_pool)
+    assert await registry(gateway_pool) == {"principals": "principals_v1", "resources": "resources_v1"}
+
+    await each(gateway_pool, audit_log.handle_batch, events[-1:])
+    assert (await replay.rebuild(gateway_pool)).current == {"principals": "principals_v2", "resources": "resources_v2"}
 
 
 async def test_after_the_grace_period_only_the_current_tables_are_written(gateway_pool, history, handle) -> None:
@@ -175,7 +247,7 @@ async def test_the_page_index_migration_also_replaces_the_index_of_a_table_a_rep
     before = tmp_path / "mfaplane_gateway" / "migrations"  # the same migration names as the real folder's
     before.mkdir(parents=True)
     for migration in sorted(MIGRATIONS.glob("*.sql")):
-        if migration.name < "0006":
+        if migration.name < "0006" or migration.name == "0015_audit_consumer.sql":  # 0015: what a replay reads
             (before / migration.name).write_text(migration.read_text())
     schema = f"gateway_pages_{uuid.uuid4().hex[:8]}"
     await db.migrate(infra.database_url, schema, [db.EVENTING_MIGRATIONS, before])

@@ -11,8 +11,8 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_eventing.aggregate import Rejected, fold
-from mfaplane_identity import account, api_keys, resource
+from mfaplane_eventing.aggregate import Refusal, Rejected, fold
+from mfaplane_identity import account, api_keys, system
 
 S = TypeVar("S")
 
@@ -28,9 +28,9 @@ class Then(Generic[S]):
         assert self.events == list(events)
         return self
 
-    def rejected(self, code: str, status: int) -> Rejected:
+    def rejected(self, code: str, kind: Refusal) -> Rejected:
         assert self.rejection is not None, f"accepted with {self.events}"
-        assert (self.rejection.code, self.rejection.status) == (code, status)
+        assert (self.rejection.code, self.rejection.kind) == (code, kind)
         return self.rejection
 
 
@@ -62,8 +62,8 @@ def accounts() -> Aggregate[account.Account]:
 
 
 @pytest.fixture
-def resources() -> Aggregate[resource.Resource]:
-    return Aggregate(resource.apply, resource.Resource())
+def systems() -> Aggregate[system.System]:
+    return Aggregate(system.apply, system.System())
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from mfaplane_contracts.identity_events import (
     UserSessionsEnded,
     UserUpdated,
 )
+from mfaplane_eventing.aggregate import Refusal
 from mfaplane_identity import account
 
 ID = uuid.uuid4()
@@ -62,9 +63,9 @@ def test_an_admin_is_created(accounts) -> None:
 def test_an_id_once_taken_is_never_created_again(accounts, history) -> None:
     """Not even after a deletion: the new principal would inherit the old one's history."""
     given = accounts.given(*history)
-    refusal = given.when(account.create_user, ID, "eve@example.com", "Eve").rejected("user_exists", 409)
+    refusal = given.when(account.create_user, ID, "eve@example.com", "Eve").rejected("user_exists", Refusal.CONFLICT)
     assert refusal.detail == "A user with this id already exists."
-    refusal = given.when(account.create_admin, ID, "eve@example.com", "Eve").rejected("admin_exists", 409)
+    refusal = given.when(account.create_admin, ID, "eve@example.com", "Eve").rejected("admin_exists", Refusal.CONFLICT)
     assert refusal.detail == "An admin with this id already exists."
 
 
@@ -158,7 +159,7 @@ ADMIN_OPERATIONS = [
                          ids=["nobody", "an admin", "a deleted user", "a deleted admin"])
 def test_a_user_operation_finds_no_admin_nobody_and_no_deleted_user(accounts, history, decide, args) -> None:
     then = accounts.given(*history).when(decide, *args)
-    assert then.rejected("user_not_found", 404).detail == "No such user."
+    assert then.rejected("user_not_found", Refusal.NOT_FOUND).detail == "No such user."
 
 
 @pytest.mark.parametrize("decide, args", ADMIN_OPERATIONS)
@@ -166,7 +167,7 @@ def test_a_user_operation_finds_no_admin_nobody_and_no_deleted_user(accounts, hi
                          ids=["nobody", "a user", "a deleted admin", "a deleted user"])
 def test_an_admin_operation_finds_no_user_nobody_and_no_deleted_admin(accounts, history, decide, args) -> None:
     then = accounts.given(*history).when(decide, *args)
-    assert then.rejected("admin_not_found", 404).detail == "No such admin."
+    assert then.rejected("admin_not_found", Refusal.NOT_FOUND).detail == "No such admin."
 
 
 # RequestPasswordReset, RedeemPasswordReset
@@ -178,7 +179,7 @@ INVALID_RESET = ("The reset link is invalid, expired, already used or replaced b
 def refused_reset(accounts, *history, kind: str = "user", reset_id: uuid.UUID = RESET, now: datetime = NOW) -> None:
     """Whichever condition failed, the holder of the link learns only that it does not work."""
     then = accounts.given(*history).when(account.redeem_password_reset, kind, ID, reset_id, now)
-    assert then.rejected("invalid_reset_token", 400).detail == INVALID_RESET
+    assert then.rejected("invalid_reset_token", Refusal.INVALID).detail == INVALID_RESET
 
 
 def test_a_reset_is_requested_for_a_user_or_an_admin(accounts) -> None:

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from mfaplane_contracts.identity_api import NewApiKey
 from mfaplane_contracts.identity_events import ApiKeyCreated, ApiKeyRevoked
+from mfaplane_eventing.aggregate import Refusal
 from mfaplane_identity import api_keys
-from mfaplane_identity.api import NewApiKey
 
 ID = uuid.uuid4()
 HOST = uuid.uuid4()
@@ -32,7 +33,7 @@ def test_a_key_is_created_with_its_role_name_expiry_and_system(keys) -> None:
 @pytest.mark.parametrize("history", [[CREATED], [CREATED, ApiKeyRevoked(key_id=ID)]], ids=["active", "revoked"])
 def test_a_key_id_once_taken_is_never_created_again(keys, history) -> None:
     then = keys.given(*history).when(api_keys.create, ID, "admin", "CI again", EXPIRES_AT)
-    assert then.rejected("api_key_exists", 409).detail == "An API key with this id already exists."
+    assert then.rejected("api_key_exists", Refusal.CONFLICT).detail == "An API key with this id already exists."
 
 
 @pytest.mark.parametrize("role", ["system_agent", "sso_client"])
@@ -67,7 +68,8 @@ def test_a_key_is_revoked_once_and_revoking_it_again_changes_nothing(keys) -> No
 
 
 def test_a_key_never_created_is_not_revoked(keys) -> None:
-    assert keys.given().when(api_keys.revoke, ID).rejected("api_key_not_found", 404).detail == "No such API key."
+    refused = keys.given().when(api_keys.revoke, ID).rejected("api_key_not_found", Refusal.NOT_FOUND)
+    assert refused.detail == "No such API key."
 
 
 # The key's id, which finds its row before the hash is compared

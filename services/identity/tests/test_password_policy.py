@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_identity.password_policy import refuse_guessable
 
 CONTEXT = ("ada@example.com", "Ada Lovelace")
@@ -16,7 +16,7 @@ CONTEXT = ("ada@example.com", "Ada Lovelace")
 async def test_common_and_expected_passwords_are_refused_and_not_echoed(password: str) -> None:
     with pytest.raises(Rejected) as refusal:
         await refuse_guessable(password, *CONTEXT)
-    assert (refusal.value.code, refusal.value.status) == ("password_too_guessable", 400)
+    assert (refusal.value.code, refusal.value.kind) == ("password_too_guessable", Refusal.INVALID)
     assert password not in refusal.value.detail
 
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_identity.passwords import Passwords
 
 
@@ -32,6 +32,7 @@ def test_a_sign_in_finding_every_place_taken_is_refused_at_once_and_the_place_is
             held.enter_context(passwords.place())
         with pytest.raises(Rejected) as refused, passwords.place():
             pass
-    assert (refused.value.status, refused.value.code, refused.value.extra) == (429, "server_busy", {"retry_after": 1})
+    assert (refused.value.kind, refused.value.code, refused.value.extra) == (Refusal.THROTTLED, "server_busy",
+                                                                             {"retry_after": 1})
     with passwords.place():
         pass

@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 
 from fault_tools import new_users
-from mfaplane_mfa.commands_api import MAX_BATCH, MAX_BATCH_BYTES
+from mfaplane_contracts.mfa_api import MAX_BATCH
+from mfaplane_mfa.commands_api import MAX_BATCH_BYTES
 from portal_flows import ok, problem
 from trust_tools import SignedAs, direct
 

@@ -32,6 +32,7 @@ from mfaplane_contracts.mfa_events import (
     TOTPVerificationFailed,
     TOTPVerified,
 )
+from mfaplane_eventing.aggregate import Refusal
 from mfaplane_mfa import recovery_codes, totp
 from mfaplane_mfa.enrollment import Enrollment, apply, decide, recovery_codes_to_check, secret_id_to_open, status
 
@@ -173,7 +174,7 @@ def test_extend_when_already_set_up_is_refused(mfa):
         .when(mfa.cmd(ExtendEnrollment, enrollment_days=3), now=mfa.t0)
         .rejected("already_set_up")
     )
-    assert rejection.status == 409
+    assert rejection.kind == Refusal.CONFLICT
 
 
 # ResetMFA
@@ -284,7 +285,7 @@ def test_begin_setup_after_the_deadline_is_refused(mfa):
     rejection = (
         mfa.given(*mfa.enrolling()).when(mfa.cmd(BeginTOTPSetup), now=mfa.t0 + 7 * DAY).rejected("enrollment_expired")
     )
-    assert rejection.status == 403
+    assert rejection.kind == Refusal.FORBIDDEN
 
 
 @pytest.mark.parametrize("required", [True, False])
@@ -338,7 +339,7 @@ def test_confirm_with_a_wrong_code_is_refused_and_recorded_like_a_verification(m
     rejection = mfa.given(*pending(mfa), failed(mfa, 2, 7, mfa.t0)).when(
         mfa.cmd(ConfirmTOTPSetup, code=wrong), now=mfa.t0, secret=mfa.secret
     ).rejected("invalid_code", failed(mfa, 3, 8, mfa.t0))
-    assert rejection.status == 401
+    assert rejection.kind == Refusal.UNAUTHENTICATED
 
 
 def test_confirm_with_the_code_of_another_key_is_refused_and_recorded(mfa):
@@ -360,17 +361,18 @@ def test_the_fifth_wrong_confirm_code_pauses_setup(mfa):
 
 
 @pytest.mark.parametrize(
-    ("trip", "code", "status"),
+    ("trip", "code", "kind"),
     [
-        (lambda mfa: mfa.ev(TOTPThrottled, until=mfa.t0 + STEP, consecutive_failures=5), "throttled", 429),
-        (lambda mfa: mfa.ev(TOTPFactorLocked, total_failures=100), "factor_locked", 423),
+        (lambda mfa: mfa.ev(TOTPThrottled, until=mfa.t0 + STEP, consecutive_failures=5), "throttled",
+         Refusal.THROTTLED),
+        (lambda mfa: mfa.ev(TOTPFactorLocked, total_failures=100), "factor_locked", Refusal.LOCKED),
     ],
 )
-def test_a_paused_or_locked_setup_refuses_even_the_right_code_unheard(mfa, trip, code, status):
+def test_a_paused_or_locked_setup_refuses_even_the_right_code_unheard(mfa, trip, code, kind):
     rejection = mfa.given(*pending(mfa), trip(mfa)).when(
         mfa.cmd(ConfirmTOTPSetup, code=mfa.code(mfa.t0)), now=mfa.t0, secret=mfa.secret
     ).rejected(code)
-    assert rejection.status == status
+    assert rejection.kind == kind
 
 
 def test_confirming_setup_ends_a_run_of_failures(mfa):
@@ -449,7 +451,7 @@ def test_verify_refuses_a_code_two_steps_away_and_records_the_failure(mfa, steps
         .when(mfa.cmd(VerifyTOTP, code=mfa.code(now, steps)), now=now, secret=mfa.secret)
         .rejected("invalid_code", failed(mfa, 1, 1, now))
     )
-    assert rejection.status == 401
+    assert rejection.kind == Refusal.UNAUTHENTICATED
 
 
 @pytest.mark.parametrize("later", [timedelta(seconds=5), STEP, 2 * STEP - timedelta(seconds=11)])
@@ -461,7 +463,7 @@ def test_a_code_is_accepted_once_and_sent_again_is_a_replay_not_a_failure(mfa, l
     rejection = again.when(mfa.cmd(VerifyTOTP, code=code), now=now + later, secret=mfa.secret).rejected(
         "code_already_used"
     )
-    assert rejection.status == 401
+    assert rejection.kind == Refusal.UNAUTHENTICATED
 
 
 def test_the_code_used_to_confirm_setup_sent_again_is_a_replay(mfa):

@@ -16,6 +16,7 @@ from mfaplane_contracts.mfa_events import (
     TOTPVerificationFailed,
     TOTPVerified,
 )
+from mfaplane_eventing.aggregate import Refusal
 from mfaplane_mfa import recovery_codes, totp
 from mfaplane_mfa.enrollment import recovery_codes_to_check, secret_id_to_open
 
@@ -77,7 +78,7 @@ def test_the_code_just_used_to_sign_in_is_a_replay_not_a_failure(mfa):
     rejection = mfa.given(*mfa.set_up(), signed_in).when(
         mfa.cmd(RegenerateRecoveryCodes, code=mfa.code(now)), now=now, secret=mfa.secret
     ).rejected("code_already_used")
-    assert rejection.status == 401
+    assert rejection.kind == Refusal.UNAUTHENTICATED
 
 
 def test_a_wrong_code_is_refused_and_counted_like_any_wrong_code(mfa):
@@ -85,7 +86,7 @@ def test_a_wrong_code_is_refused_and_counted_like_any_wrong_code(mfa):
     rejection = mfa.given(*mfa.set_up()).when(
         mfa.cmd(RegenerateRecoveryCodes, code=wrong_code(mfa, now)), now=now, secret=mfa.secret
     ).rejected("invalid_code", failed(mfa, 1, 1, now))
-    assert rejection.status == 401
+    assert rejection.kind == Refusal.UNAUTHENTICATED
 
 
 def test_the_fifth_wrong_code_in_a_row_pauses_the_factor(mfa):
@@ -97,18 +98,19 @@ def test_the_fifth_wrong_code_in_a_row_pauses_the_factor(mfa):
 
 
 @pytest.mark.parametrize(
-    ("trip", "code", "status"),
+    ("trip", "code", "kind"),
     [
-        (lambda mfa, now: mfa.ev(TOTPThrottled, until=now + STEP, consecutive_failures=5), "throttled", 429),
-        (lambda mfa, now: mfa.ev(TOTPFactorLocked, total_failures=100), "factor_locked", 423),
+        (lambda mfa, now: mfa.ev(TOTPThrottled, until=now + STEP, consecutive_failures=5), "throttled",
+         Refusal.THROTTLED),
+        (lambda mfa, now: mfa.ev(TOTPFactorLocked, total_failures=100), "factor_locked", Refusal.LOCKED),
     ],
 )
-def test_a_paused_or_locked_factor_refuses_even_the_right_code_unheard(mfa, trip, code, status):
+def test_a_paused_or_locked_factor_refuses_even_the_right_code_unheard(mfa, trip, code, kind):
     now = mfa.t0 + DAY
     rejection = mfa.given(*mfa.set_up(), trip(mfa, now)).when(
         mfa.cmd(RegenerateRecoveryCodes, code=mfa.code(now)), now=now, secret=mfa.secret
     ).rejected(code)
-    assert rejection.status == status
+    assert rejection.kind == kind
 
 
 def test_without_mfa_set_up_there_is_nothing_to_replace(mfa):

@@ -14,6 +14,7 @@ from mfaplane_contracts.mfa_events import (
     TOTPVerificationFailed,
     TOTPVerified,
 )
+from mfaplane_eventing.aggregate import Refusal
 from mfaplane_mfa import totp
 from mfaplane_mfa.enrollment import Decision, apply
 from mfaplane_mfa.throttle import DEFAULT_POLICY, ThrottlePolicy, refusal
@@ -102,7 +103,7 @@ def test_five_failures_pause_fifteen_minutes_then_thirty(mfa):
     # During the pause even the right code is refused, unheard and unrecorded.
     line.wait(14 * MINUTE)
     paused = line.attempt(line.right_code())
-    assert (paused.rejection.code, paused.rejection.status, paused.events) == ("throttled", 429, ())
+    assert (paused.rejection.code, paused.rejection.kind, paused.events) == ("throttled", Refusal.THROTTLED, ())
     assert paused.rejection.extra == {"retry_after": 60}
     assert line.state.total_failures == 5
 
@@ -212,7 +213,7 @@ def test_one_hundred_failures_lock_the_factor_until_an_admin_reset(mfa):
 
     line.wait(timedelta(days=365))
     locked = line.attempt(line.right_code())
-    assert (locked.rejection.code, locked.rejection.status, locked.events) == ("factor_locked", 423, ())
+    assert (locked.rejection.code, locked.rejection.kind, locked.events) == ("factor_locked", Refusal.LOCKED, ())
 
     reset = mfa.decide(line.state, mfa.cmd(ResetMFA, enrollment_days=7), now=line.now)
     line.state = apply(line.state, reset.events[0])
@@ -318,7 +319,8 @@ def test_replaying_the_accepted_code_never_pauses_the_real_user(mfa):
     line.attempt(accepted)
     for _ in range(30):
         replayed = line.attempt(accepted)
-        assert (replayed.rejection.code, replayed.rejection.status, replayed.events) == ("code_already_used", 401, ())
+        assert (replayed.rejection.code, replayed.rejection.kind, replayed.events) == (
+            "code_already_used", Refusal.UNAUTHENTICATED, ())
     assert (line.state.consecutive_failures, line.state.total_failures) == (0, 0)
     assert kinds(line.right()) == ["TOTPVerified"]
 

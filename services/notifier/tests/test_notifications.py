@@ -9,37 +9,25 @@ import pytest
 
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
+from mfaplane_contracts.enrollment_summary import EnrollmentSummary
 from mfaplane_notifier.emails import SUBJECTS, Recipient, render
-from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of, still_holds
+from mfaplane_notifier.notifications import KIND_OF_EVENT, kind_of, still_holds
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(days=7)
 P = uuid.uuid4()
-ENROLLING = Enrollment(required=True, configured=False, deadline=DEADLINE)
-
-
-def test_enrollment_state_follows_the_events() -> None:
-    state = enrollment_after(mfa.MFARequired(principal_id=P, scope="user_portal", principal_kind="user",
-                                             enrollment_days=7, deadline=DEADLINE), None)
-    assert state == ENROLLING
-    state = enrollment_after(mfa.TOTPEnrolled(principal_id=P, scope="user_portal", secret_id=uuid.uuid4(),
-                                              time_step=1, recovery_codes_issued=10), state)
-    assert state.configured and state.required
-    state = enrollment_after(mfa.MFAReset(principal_id=P, scope="user_portal", enrollment_days=3,
-                                          deadline=NOW + timedelta(days=3), shredded_secret_id=None), state)
-    assert state == Enrollment(True, False, NOW + timedelta(days=3))
-    assert enrollment_after(mfa.MFARequirementRemoved(principal_id=P, scope="user_portal"), state).required is False
+ENROLLING = EnrollmentSummary(required=True, set_up=False, deadline=DEADLINE)
 
 
 @pytest.mark.parametrize(("kind", "deadline", "enrollment", "expected"), [
     ("reminder", DEADLINE, ENROLLING, True),
-    ("reminder", DEADLINE, Enrollment(True, True, DEADLINE), False),  # set up since: no reminder
-    ("reminder", DEADLINE, Enrollment(True, False, DEADLINE + timedelta(days=5)), False),  # deadline moved
-    ("expired", DEADLINE, Enrollment(False, False, None), False),  # requirement removed
+    ("reminder", DEADLINE, EnrollmentSummary(True, True, DEADLINE), False),  # set up since: no reminder
+    ("reminder", DEADLINE, EnrollmentSummary(True, False, DEADLINE + timedelta(days=5)), False),  # deadline moved
+    ("expired", DEADLINE, EnrollmentSummary(False, False, None), False),  # requirement removed
     ("expired", DEADLINE, ENROLLING, True),
     ("extended", DEADLINE, ENROLLING, True),
     ("reset", DEADLINE - timedelta(days=1), ENROLLING, False),  # a later change superseded it
-    ("setup_complete", None, Enrollment(True, True, None), True),
+    ("setup_complete", None, EnrollmentSummary(True, True, None), True),
     ("setup_complete", None, ENROLLING, False),  # reset since
     ("required", DEADLINE, ENROLLING, True),
     ("required", DEADLINE, None, False),
@@ -100,7 +88,7 @@ def test_codes_paused_or_locked_and_a_recovery_code_used_call_for_an_email_a_sig
 
 
 @pytest.mark.parametrize("kind", ["codes_paused", "factor_locked", "recovery_code_used"])
-@pytest.mark.parametrize("enrollment", [None, ENROLLING, Enrollment(False, True, None)])
+@pytest.mark.parametrize("enrollment", [None, ENROLLING, EnrollmentSummary(False, True, None)])
 def test_a_notice_about_codes_is_sent_whatever_the_enrollment_has_become(kind, enrollment) -> None:
     assert still_holds(kind, None, enrollment, NOW) is True
 

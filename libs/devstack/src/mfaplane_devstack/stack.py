@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS
+from mfaplane_contracts.topics import ALL_TOPICS, CONSUMER_GROUPS, consumer_group_ids
 
 from .certificates import Pki, ensure_pki, write_file
 from .kafka import (
@@ -383,37 +383,41 @@ class Stack:
         self._settle_group_of(name)
         self.supervisor.stop(name)
 
-    def group_state(self, service: str) -> tuple[str, int]:
-        """The state of `service`'s consumer group ("Stable", "Empty", or rebalancing) and its member count."""
-        return run_blocking(_describe_group(self.kafka_client_options(ADMIN_CLIENT), f"mfaplane-{service}"))
+    def group_state(self, group: str) -> tuple[str, int]:
+        """The state of a consumer group, by its Kafka id ("Stable", "Empty", or rebalancing), and its
+        member count."""
+        return run_blocking(_describe_group(self.kafka_client_options(ADMIN_CLIENT), group))
 
     def wait_for_group(self, service: str, members: int | None = None, timeout: float = 60.0) -> None:
-        """Wait until `service`'s consumer group is stable (with `members` members, when given):
-        its consumers hold their partitions and consume."""
-        last = self._await_group(service, lambda state, count: state == "Stable" and members in (None, count), timeout)
-        if last is not None:
-            raise ChildFailed(f"consumer group of {service} not stable with {members} member(s) after "
-                              f"{timeout:.0f}s: {last[0]}, {last[1]} member(s)")
+        """Wait until each of `service`'s consumer groups (its own and any beside it) is stable, with
+        `members` members when given: its consumers hold their partitions and consume."""
+        for group in consumer_group_ids(service):
+            last = self._await_group(group, lambda state, count: state == "Stable" and members in (None, count),
+                                     timeout)
+            if last is not None:
+                raise ChildFailed(f"consumer group {group} not stable with {members} member(s) after "
+                                  f"{timeout:.0f}s: {last[0]}, {last[1]} member(s)")
 
     def _settle_group_of(self, name: str) -> None:
         service = self.replicas.get(name, name)
         if service not in CONSUMER_GROUPS or not self.supervisor.is_running(name):
             return
-        try:
-            last = self._await_group(service, lambda state, _: state in ("Stable", "Empty", "Dead"),
-                                     GROUP_SETTLE_TIMEOUT)
-        except (KafkaError, OSError, IndexError):
-            return  # no broker (or no such group): nothing to wedge
-        if last is not None:
-            warnings.warn(f"stopping {name} while its consumer group is {last[0]} after "
-                          f"{GROUP_SETTLE_TIMEOUT:.0f}s: Tansu may wedge the group", stacklevel=3)
+        for group in consumer_group_ids(service):
+            try:
+                last = self._await_group(group, lambda state, _: state in ("Stable", "Empty", "Dead"),
+                                         GROUP_SETTLE_TIMEOUT)
+            except (KafkaError, OSError, IndexError):
+                continue  # no broker (or no such group): nothing to wedge
+            if last is not None:
+                warnings.warn(f"stopping {name} while its consumer group {group} is {last[0]} after "
+                              f"{GROUP_SETTLE_TIMEOUT:.0f}s: Tansu may wedge the group", stacklevel=3)
 
-    def _await_group(self, service: str, settled: Callable[[str, int], bool], timeout: float) -> tuple[str, int] | None:
+    def _await_group(self, group: str, settled: Callable[[str, int], bool], timeout: float) -> tuple[str, int] | None:
         """Polls the group until `settled(state, members)`; None then, or the last state and member
         count seen if it never came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            state, count = self.group_state(service)
+            state, count = self.group_state(group)
             if settled(state, count):
                 return None
             if time.monotonic() > deadline:

@@ -9,6 +9,7 @@ the expected version, so a concurrent writer gets a conflict instead of a lost u
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mfaplane_contracts.envelope import EventPayload
@@ -20,14 +21,31 @@ if TYPE_CHECKING:
 S = TypeVar("S")
 
 
-class Rejected(Exception):
-    """A command refused by a domain rule. `code` is stable: clients and docs rely on it."""
+class Refusal(StrEnum):
+    """What kind of refusal a `Rejected` is, in the domain's words; only the edge (problems.py) turns it
+    into an HTTP status."""
 
-    def __init__(self, code: str, detail: str, status: int = 409, **extra: object) -> None:
+    INVALID = "invalid"  # cannot be taken as sent: malformed, breaking a rule, or naming what is no longer valid
+    UNAUTHENTICATED = "unauthenticated"  # who is asking is not established: a credential missing, wrong or expired
+    FORBIDDEN = "forbidden"  # who is asking is known, but may not do this
+    NOT_FOUND = "not_found"  # what the request names does not exist
+    CONFLICT = "conflict"  # the current state forbids it: the usual refusal of a command
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # the body is in a format (Content-Type) the route does not read
+    UNPROCESSABLE = "unprocessable"  # well-formed, but what it says cannot be used (a bad URL, a bad CSV row)
+    LOCKED = "locked"  # locked after too many failures, until an administrator acts
+    THROTTLED = "throttled"  # too many attempts or requests for now; `retry_after` says when to come back
+    NOT_READY = "not_ready"  # not possible yet: a change still being applied, or a feature not set up here
+
+
+class Rejected(Exception):
+    """A command or request refused by a rule. `code` is stable: clients and docs rely on it; `kind` says
+    what sort of refusal it is (an HTTP status only at the edge)."""
+
+    def __init__(self, code: str, detail: str, kind: Refusal = Refusal.CONFLICT, **extra: object) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
-        self.status = status
+        self.kind = kind
         self.extra = extra
 
 

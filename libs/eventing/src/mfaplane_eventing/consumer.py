@@ -4,7 +4,7 @@ faust-streaming stays behind this module; services only see `Consumer` and write
 form `async def handle(conn, envelope)`. Each event is handled in a database transaction that also
 records its event id, so redelivery (at-least-once delivery, a republish, a rebalance) finds the id
 and skips. A handler that keeps failing after bounded retries with backoff parks the message on
-the group's dead-letter topic (and in `dead_letters`) and the partition moves on. A message that
+the service's dead-letter topic (and in `dead_letters`) and the partition moves on. A message that
 cannot even be decoded is parked at once: retrying cannot fix it, and so is an event that its
 topic's owner did not sign (event_signing.py): it is counted in mfaplane_events_rejected_total,
 and never reaches a handler. Only the events a service acts on are checked: one it skips changes
@@ -13,7 +13,7 @@ nothing, so its signature need not cost a verification.
 Messages that arrive together (up to BATCH_MAX_MESSAGES, collected for at most BATCH_WAIT_SECONDS)
 are handled in one transaction, with their ids recorded by one statement: one commit for many
 events. A service may give a batch handler instead, which takes the batch's new events at once
-(the gateway's projector: one audit-log insert and one upsert per row for all of them). If anything in
+(the gateway's projector: one upsert per row for all of them). If anything in
 such a batch fails, it is rolled back whole and each of its messages goes through the
 single-message path above, with its own retries and dead letter.
 
@@ -30,6 +30,14 @@ docs/operations.md gives the rolling-upgrade order that avoids holding at all, a
 
 Handlers must be quick database work; anything slow (SMTP) is queued in a table by the handler and
 done by a separate loop, so the poll loop never waits on it.
+
+A service consumes in its own Kafka group, mfaplane-<service>, and may consume the same topics in
+groups beside it, mfaplane-<service>-<name> (the gateway's audit log: `MORE_CONSUMER_GROUPS`): each
+group has its offsets, and its rows in the consumer tables under `consumer_group` (<name>, '' for the
+service's own), so it handles every event once, holds and parks on its own, and progresses apart.
+Such a group took over work that the service's own group did before it existed: the first time it
+starts it commits that group's offsets as its own (group_lag.take_over), rather than reading the
+topics from their beginning.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -47,7 +57,7 @@ from pydantic import ValidationError
 
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.registry import NewerSchemaVersion, UnknownEventType, UnknownSchemaVersion
-from mfaplane_contracts.topics import Topic, dead_letter_topic
+from mfaplane_contracts.topics import Topic, consumer_group_id, dead_letter_topic
 from mfaplane_eventing import db, event_signing, group_lag, logs, loops
 from mfaplane_eventing.kafka_security import KafkaSecurity
 from mfaplane_eventing.metrics import (
@@ -73,19 +83,21 @@ MAX_CONTAINERS = 500
 DATABASE_RETRY_SECONDS = 1.0
 HELD_RETRY_SECONDS = 10.0
 HELD_PAGE = 100  # held messages released per partition and round
+# Every statement on the consumer tables names the consumer group ($1) whose rows it reads or writes.
 # Holds a message, unless its event was handled already (a redelivery) or is held already (sent again).
-HOLD = ('INSERT INTO held_events (topic, partition, "offset", value, reason, event_id) '
-        "SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT FROM processed_events WHERE event_id = $6) "
+HOLD = ('INSERT INTO held_events (consumer_group, topic, partition, "offset", value, reason, event_id) '
+        "SELECT $1, $2, $3, $4, $5, $6, $7 "
+        "WHERE NOT EXISTS (SELECT FROM processed_events WHERE consumer_group = $1 AND event_id = $7) "
         "ON CONFLICT DO NOTHING")
-UNHOLD = 'DELETE FROM held_events WHERE topic = $1 AND partition = $2 AND "offset" = $3'
-PARK = ('INSERT INTO dead_letters (topic, partition, "offset", event_id, error, value) '
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+UNHOLD = 'DELETE FROM held_events WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4'
+PARK = ('INSERT INTO dead_letters (consumer_group, topic, partition, "offset", event_id, error, value) '
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
 # The first handlings of a batch's events (or one event's), in the statement that records them, unless
 # one of their partitions holds messages: then none (held is true), and they wait behind those.
 FIRST_HANDLINGS = (
-    "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE (topic, partition) IN "
-    "                             (SELECT * FROM unnest($2::text[], $3::int[]))) AS held), "
-    "     first AS (INSERT INTO processed_events (event_id) SELECT DISTINCT unnest($1::uuid[]) "
+    "WITH held AS (SELECT EXISTS (SELECT FROM held_events WHERE consumer_group = $1 AND (topic, partition) IN "
+    "                             (SELECT * FROM unnest($3::text[], $4::int[]))) AS held), "
+    "     first AS (INSERT INTO processed_events (consumer_group, event_id) SELECT DISTINCT $1, unnest($2::uuid[]) "
     "               WHERE NOT (SELECT held FROM held) ON CONFLICT DO NOTHING RETURNING event_id) "
     "SELECT (SELECT held FROM held) AS held, ARRAY(SELECT event_id FROM first) AS first_time"
 )
@@ -156,7 +168,7 @@ def decode(document: dict[str, Any], topic: str, keys: TrustedKeys) -> Envelope:
 class Consumer:
     def __init__(
         self,
-        group: str,
+        service: str,
         kafka: KafkaSecurity,
         keys: TrustedKeys,
         pool: asyncpg.Pool,
@@ -166,9 +178,10 @@ class Consumer:
         retry_base_seconds: float = 0.2,
         handles: tuple[type[EventPayload], ...] | None = None,
         batch_handler: BatchHandler | None = None,
+        consumer_group: str = "",
     ) -> None:
         """`handler`, `batch_handler` or both: with only a batch handler, a message handled on its own
-        is a batch of one."""
+        is a batch of one. `consumer_group` names a group beside the service's own (module docstring)."""
         if handler is None and batch_handler is None:
             raise ValueError("a consumer needs a handler or a batch handler")
         self._pool = pool
@@ -179,13 +192,17 @@ class Consumer:
         self._handles = None if handles is None else frozenset(t.event_type for t in handles)
         self._max_retries = max_retries
         self._retry_base = retry_base_seconds
-        self._kafka, self._keys, self._group_id, self._topics = kafka, keys, f"mfaplane-{group}", topics
+        self._kafka, self._keys, self._topics = kafka, keys, topics
+        self._group, self._group_id = consumer_group, consumer_group_id(service, consumer_group)
+        self._own_group_id = consumer_group_id(service)  # the service's own, which a group beside takes over
         self._loops: list[asyncio.Task[None]] = []
         self._app = faust.App(
-            f"mfaplane-{group}",
+            self._group_id,
             broker=kafka.faust_broker(),
             broker_credentials=kafka.faust_credentials(),
             store="memory://",
+            # Faust makes a table directory even for in-memory tables: not in the working directory.
+            datadir=os.path.join(tempfile.gettempdir(), f"{self._group_id}-faust"),
             web_enabled=False,
             topic_allow_declare=False,
             topic_disable_leader=True,
@@ -196,11 +213,13 @@ class Consumer:
             broker_commit_interval=1.0,
         )
         self._source = self._app.topic(*(t.name for t in topics), value_serializer="raw", key_serializer="raw")
-        self._dead_letters = self._app.topic(dead_letter_topic(group).name, value_serializer="raw",
+        self._dead_letters = self._app.topic(dead_letter_topic(service).name, value_serializer="raw",
                                              key_serializer="raw")
-        self._app.agent(self._source, name=f"{group}-events")(self._consume)
+        self._app.agent(self._source, name=f"{self._group_id}-events")(self._consume)
 
     async def start(self) -> None:
+        if self._group:
+            await self.take_over()
         await self._app.start()
         self._loops = [asyncio.create_task(loops.repeat(what, step, seconds)) for what, step, seconds in (
             ("measuring consumer lag", self.measure_lag, group_lag.LAG_REFRESH_SECONDS),
@@ -214,10 +233,21 @@ class Consumer:
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self._app.stop()
 
+    async def take_over(self) -> None:
+        """The first time this group starts, it starts where the service's own group is. Replicas starting
+        together wait for the first one's row in consumer_groups, so it copies the offsets before any
+        of them consumes (each replica starts the service's own group after this)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            first = await conn.fetchval("INSERT INTO consumer_groups (consumer_group) VALUES ($1) "
+                                        "ON CONFLICT DO NOTHING RETURNING true", self._group)
+            if first and await group_lag.take_over(self._kafka, self._group_id, self._own_group_id, self._topics):
+                log.info("consumer group starts where the service's own group is",
+                         extra={"group": self._group_id, "from": self._own_group_id})
+
     async def measure_lag(self) -> bool:
         """Sets mfaplane_consumer_lag for every partition of the consumed topics (see group_lag)."""
         for tp, behind in (await group_lag.lag(self._kafka, self._group_id, self._topics)).items():
-            CONSUMER_LAG.labels(tp.topic, tp.partition).set(behind)
+            CONSUMER_LAG.labels(self._group_id, tp.topic, tp.partition).set(behind)
         return False  # the loop then waits LAG_REFRESH_SECONDS
 
     async def _consume(self, stream: Any) -> None:
@@ -235,7 +265,7 @@ class Consumer:
                          extra={"messages": len(messages), "error": repr(error)})
             else:
                 for topic, outcome in outcomes:
-                    EVENTS_CONSUMED.labels(topic, outcome).inc()
+                    EVENTS_CONSUMED.labels(self._group_id, topic, outcome).inc()
                 return
         for message in messages:
             await self.process(*message)
@@ -252,7 +282,7 @@ class Consumer:
         if not wanted:
             return outcomes
         async with self._pool.acquire() as conn, conn.transaction():
-            held, first = await conn.fetchrow(FIRST_HANDLINGS, [e.event_id for _, e in wanted],
+            held, first = await conn.fetchrow(FIRST_HANDLINGS, self._group, [e.event_id for _, e in wanted],
                                               [m[0] for m in messages], [m[1] for m in messages])
             if held:
                 raise PartitionHeld()
@@ -285,7 +315,7 @@ class Consumer:
         try:
             document = parse(value)
             if not self._acts_on(document):
-                EVENTS_CONSUMED.labels(topic, "ignored").inc()
+                EVENTS_CONSUMED.labels(self._group_id, topic, "ignored").inc()
                 return
             envelope = decode(document, topic, self._keys)
         except Poison as poison:
@@ -295,8 +325,9 @@ class Consumer:
             log.error("event newer than this service: held until an upgraded consumer handles it",
                       extra={"topic": topic, "partition": partition, "offset": offset, "event": str(newer),
                              "event_id": str(newer.envelope.event_id)})
-            await self._pool.execute(HOLD, topic, partition, offset, value, f"newer: {newer}", newer.envelope.event_id)
-            EVENTS_CONSUMED.labels(topic, "held").inc()
+            await self._pool.execute(HOLD, self._group, topic, partition, offset, value, f"newer: {newer}",
+                                     newer.envelope.event_id)
+            EVENTS_CONSUMED.labels(self._group_id, topic, "held").inc()
             return
         await self._handle((topic, partition, offset, value), envelope)
 
@@ -310,9 +341,11 @@ class Consumer:
     async def release_held(self) -> bool:
         """Hands the held messages this code can read to the handler, oldest first in each partition;
         True if it released any."""
-        rows = await self._pool.fetch("SELECT topic, partition, count(*) AS held FROM held_events GROUP BY 1, 2")
+        rows = await self._pool.fetch("SELECT topic, partition, count(*) AS held FROM held_events "
+                                      "WHERE consumer_group = $1 GROUP BY 1, 2", self._group)
         for topic in self._topics:
-            EVENTS_HELD.labels(topic.name).set(sum(row["held"] for row in rows if row["topic"] == topic.name))
+            EVENTS_HELD.labels(self._group_id, topic.name).set(
+                sum(row["held"] for row in rows if row["topic"] == topic.name))
         released = False
         for row in rows:
             released |= await self._release(row["topic"], row["partition"])
@@ -331,8 +364,9 @@ class Consumer:
 
     async def _release_in_order(self, conn: asyncpg.Connection, topic: str, partition: int) -> bool:
         released = False
-        for row in await conn.fetch('SELECT "offset", value FROM held_events WHERE topic = $1 AND partition = $2 '
-                                    'ORDER BY "offset" LIMIT $3', topic, partition, HELD_PAGE):
+        for row in await conn.fetch('SELECT "offset", value FROM held_events WHERE consumer_group = $1 AND topic = $2 '
+                                    'AND partition = $3 ORDER BY "offset" LIMIT $4', self._group, topic, partition,
+                                    HELD_PAGE):
             message = (topic, partition, row["offset"], row["value"])
             try:
                 envelope = decode(parse(row["value"]), topic, self._keys)
@@ -366,22 +400,23 @@ class Consumer:
                     return
                 await asyncio.sleep(self._retry_base * 2 ** (attempt - 1) * (0.5 + random.random()))
             else:
-                EVENTS_CONSUMED.labels(topic, outcome).inc()
+                EVENTS_CONSUMED.labels(self._group_id, topic, outcome).inc()
                 return
 
     async def _handle_once(self, message: Message, envelope: Envelope, releasing: bool) -> str:
         topic, partition, offset, value = message
         async with self._pool.acquire() as conn, conn.transaction():
             if releasing:
-                await conn.execute(UNHOLD, topic, partition, offset)
+                await conn.execute(UNHOLD, self._group, topic, partition, offset)
                 first_time = await conn.fetchval(
-                    "INSERT INTO processed_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
-                    envelope.event_id)
+                    "INSERT INTO processed_events (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING "
+                    "RETURNING true", self._group, envelope.event_id)
             else:
-                held, first = await conn.fetchrow(FIRST_HANDLINGS, [envelope.event_id], [topic], [partition])
+                held, first = await conn.fetchrow(FIRST_HANDLINGS, self._group, [envelope.event_id], [topic],
+                                                  [partition])
                 first_time = bool(first)
                 if held:
-                    await conn.execute(HOLD, topic, partition, offset, value, "behind a held message",
+                    await conn.execute(HOLD, self._group, topic, partition, offset, value, "behind a held message",
                                        envelope.event_id)
                     return "held"
             if not first_time:
@@ -392,16 +427,17 @@ class Consumer:
     async def _park(self, message: Message, envelope: Envelope | None, error: str,
                     rejected_because: str | None = None, releasing: bool = False) -> None:
         topic, partition, offset, value = message
-        log.error("message dead-lettered", extra={"topic": topic, "partition": partition, "offset": offset,
-                                                   "error": error[:500]})
+        log.error("message dead-lettered", extra={"group": self._group_id, "topic": topic, "partition": partition,
+                                                   "offset": offset, "error": error[:500]})
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(PARK, topic, partition, offset, envelope.event_id if envelope else None, error[:2000],
-                               value)
+            await conn.execute(PARK, self._group, topic, partition, offset, envelope.event_id if envelope else None,
+                               error[:2000], value)
             if releasing:
-                await conn.execute(UNHOLD, topic, partition, offset)
+                await conn.execute(UNHOLD, self._group, topic, partition, offset)
         copy = (value or b"")[:DEAD_LETTER_COPY_BYTES]
-        headers = {"error": error[:500].encode(), "source-topic": topic.encode(),
-                   "source-partition": str(partition).encode(), "source-offset": str(offset).encode(),
+        headers = {"error": error[:500].encode(), "consumer-group": self._group_id.encode(),
+                   "source-topic": topic.encode(), "source-partition": str(partition).encode(),
+                   "source-offset": str(offset).encode(),
                    "truncated": str(len(copy) < len(value or b"")).lower().encode()}
         try:
             await self._dead_letters.send(value=copy, headers=headers)
@@ -410,19 +446,21 @@ class Consumer:
         DEAD_LETTERS.labels(topic).inc()
         if rejected_because is not None:
             EVENTS_REJECTED.labels(topic, rejected_because).inc()
-        EVENTS_CONSUMED.labels(topic, "dead_lettered").inc()
+        EVENTS_CONSUMED.labels(self._group_id, topic, "dead_lettered").inc()
 
 
-async def park_oldest_held(pool: asyncpg.Pool, topic: str, partition: int) -> asyncpg.Record | None:
-    """Moves the oldest held message of a partition to `dead_letters` (an operator's decision, when
-    no release will ever read it: a writer rolled back, a version nobody ships); the ones behind it
-    are then released in turn. The message it parked, or None if the partition holds none."""
+async def park_oldest_held(pool: asyncpg.Pool, topic: str, partition: int,
+                           consumer_group: str = "") -> asyncpg.Record | None:
+    """Moves a consumer group's oldest held message of a partition to `dead_letters` (an operator's
+    decision, when no release will ever read it: a writer rolled back, a version nobody ships); the
+    ones behind it are then released in turn. The message it parked, or None if the group holds none."""
     async with pool.acquire() as conn, conn.transaction():
         held = await conn.fetchrow(
-            'DELETE FROM held_events WHERE (topic, partition, "offset") = (SELECT topic, partition, "offset" '
-            'FROM held_events WHERE topic = $1 AND partition = $2 ORDER BY "offset" LIMIT 1 FOR UPDATE) '
-            'RETURNING "offset", event_id, value, reason', topic, partition)
+            'DELETE FROM held_events WHERE (consumer_group, topic, partition, "offset") = (SELECT consumer_group, '
+            'topic, partition, "offset" FROM held_events WHERE consumer_group = $1 AND topic = $2 AND partition = $3 '
+            'ORDER BY "offset" LIMIT 1 FOR UPDATE) RETURNING "offset", event_id, value, reason',
+            consumer_group, topic, partition)
         if held is not None:
-            await conn.execute(PARK, topic, partition, held["offset"], held["event_id"],
+            await conn.execute(PARK, consumer_group, topic, partition, held["offset"], held["event_id"],
                                f"parked by an operator while held ({held['reason']})", held["value"])
     return held

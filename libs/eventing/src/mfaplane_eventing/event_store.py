@@ -22,8 +22,9 @@ import contextlib
 import contextvars
 import itertools
 import json
+import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.metrics import EVENTS_APPENDED
 from mfaplane_eventing.snapshots import Snapshot
 
+log = logging.getLogger(__name__)
 FLUSHES_AT_ONCE = 2  # group-commit writer tasks, each with a statement in flight (see the module docstring)
 Append = tuple[str, int, Sequence[EventPayload], "Cause"]  # aggregate id, expected version, events, cause
 
@@ -164,35 +166,51 @@ def encode(envelope: Envelope) -> bytes:
 
 class UnitOfWork:
     """One transaction on the store's database: the appends made through it, with the caller's own
-    rows on `conn`, commit or roll back together, and are counted (mfaplane_events_appended_total)
-    once they have committed, never when they are rolled back."""
+    rows on `conn`, commit or roll back together. What must happen only once they have committed (a
+    metric, a wake-up, a message to another process) is registered with `on_commit`."""
 
     def __init__(self, store: EventStore, conn: asyncpg.Connection) -> None:
         self.store = store
         self.conn = conn
-        self.appended = 0
+        self._on_commit: list[Callable[[], object]] = []
+
+    def on_commit(self, hook: Callable[[], object]) -> None:
+        """Runs `hook` after the transaction commits: never if it rolls back, nor if it was registered in a
+        savepoint that was undone."""
+        self._on_commit.append(hook)
 
     async def append(self, aggregate_id: str, expected_version: int, events: Sequence[EventPayload],
                      cause: Cause) -> AppendResult:
         result = await self.store.append(aggregate_id, expected_version, events, cause, conn=self.conn)
-        self.appended += len(result.events) * (not result.duplicate)
+        if not result.duplicate:
+            self._count(len(result.events))
         return result
 
     async def append_each(self, appends: Sequence[Append]) -> list[list[Envelope]]:
         written = await self.store.append_each(self.conn, appends)
-        self.appended += sum(map(len, written))
+        self._count(sum(map(len, written)))
         return written
+
+    def _count(self, appended: int) -> None:
+        self.on_commit(lambda: EVENTS_APPENDED.inc(appended))
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """A part that may fail on its own: what it appended counts only if it is kept."""
-        before = self.appended
+        """A part that may fail on its own: its hooks run only if it is kept."""
+        registered = len(self._on_commit)
         try:
             async with self.conn.transaction():
                 yield
         except BaseException:
-            self.appended = before
+            del self._on_commit[registered:]
             raise
+
+    def committed(self) -> None:
+        for hook in self._on_commit:
+            try:
+                hook()
+            except Exception:  # the transaction stands: a failed hook must not report the command failed
+                log.exception("an on-commit hook failed")
 
 
 class EventStore:
@@ -208,7 +226,7 @@ class EventStore:
         async with self.pool.acquire() as conn, conn.transaction():
             work = UnitOfWork(self, conn)
             yield work
-        EVENTS_APPENDED.inc(work.appended)
+        work.committed()
 
     async def load_for_command(self, aggregate_id: str, command_id: uuid.UUID | None,
                                snapshot_key: str | None = None) -> tuple[History, AppendResult | None]:

@@ -9,17 +9,24 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from mfaplane_contracts.endpoints import Problem
 from mfaplane_contracts.text import CONTROL_CHARACTERS
 from mfaplane_eventing import db
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.event_store import ConcurrencyConflict
 
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
 RETRY_STATUSES = (429, 503)
+# The one place a refusal's kind meets HTTP.
+REFUSAL_STATUSES = {
+    Refusal.INVALID: 400, Refusal.UNAUTHENTICATED: 401, Refusal.FORBIDDEN: 403, Refusal.NOT_FOUND: 404,
+    Refusal.CONFLICT: 409, Refusal.UNSUPPORTED_MEDIA_TYPE: 415, Refusal.UNPROCESSABLE: 422, Refusal.LOCKED: 423,
+    Refusal.THROTTLED: 429, Refusal.NOT_READY: 503,
+}
+_REFUSALS_BY_STATUS = {status: kind for kind, status in REFUSAL_STATUSES.items()}
 
 
 class ServiceUnavailable(Exception):
@@ -31,16 +38,6 @@ class ServiceUnavailable(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details; `code` is the stable identifier that `type` ends with."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -65,9 +62,15 @@ def problem(status: int, code: str, title: str, detail: str, headers: Mapping[st
     return _response(problem_body(status, code, title, detail, **extensions), headers)
 
 
+def refusal_kind(status: int) -> Refusal:
+    """The kind of refusal a problem another service answered with `status` reports; INVALID for a 4xx no
+    kind has (405, 413: the calling code's own request was wrong)."""
+    return _REFUSALS_BY_STATUS.get(status, Refusal.INVALID)
+
+
 def rejected_body(error: Rejected) -> dict[str, Any]:
-    return problem_body(error.status, error.code, error.code.replace("_", " ").capitalize(), error.detail,
-                        **error.extra)
+    return problem_body(REFUSAL_STATUSES[error.kind], error.code, error.code.replace("_", " ").capitalize(),
+                        error.detail, **error.extra)
 
 
 def conflict_body() -> dict[str, Any]:

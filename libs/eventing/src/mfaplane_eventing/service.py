@@ -1,9 +1,9 @@
 """How every service process starts: `python -m mfaplane_<service> {serve,migrate,republish,park-held}`.
 
 `serve` runs one asyncio loop holding the HTTP API (uvicorn), the metrics endpoint on a port of its
-own, the outbox relay, the consumer (if the service consumes) and the service's own background
-loops. SIGTERM (uvicorn's) stops the HTTP server, then the consumer finishes its message and
-commits offsets, then everything else stops.
+own, the outbox relay, the consumers (if the service consumes: in its own group and in any beside
+it) and the service's own background loops. SIGTERM (uvicorn's) stops the HTTP server, then each
+consumer finishes its message and commits offsets, then everything else stops.
 
 A service with `callers` answers, on every API route, only requests signed by one of those
 services (service_auth.py); its health probes stay open, and /metrics is not on the API port.
@@ -32,7 +32,7 @@ from pydantic import create_model
 from pydantic_settings import BaseSettings
 
 from mfaplane_contracts.envelope import EventPayload
-from mfaplane_contracts.topics import Topic
+from mfaplane_contracts.topics import Topic, consumer_group_id
 from mfaplane_eventing import clock as clocks
 from mfaplane_eventing import db, logs, problems
 from mfaplane_eventing.body_limit import BodyLimit
@@ -97,6 +97,16 @@ class CliCommand:
     settings_type: type[BaseSettings] | None = None
 
 
+@dataclass(frozen=True)
+class ConsumerGroup:
+    """A consumer of the service's topics in a Kafka group beside the service's own,
+    mfaplane-<service>-<name> (mfaplane_contracts.topics.MORE_CONSUMER_GROUPS): it has its own offsets, so it keeps up,
+    or falls behind, apart from the service's own consumer (consumer.py)."""
+
+    name: str
+    batch_handler: Callable[[Runtime], BatchHandler]
+
+
 @dataclass
 class ServiceSpec:
     name: str
@@ -107,6 +117,7 @@ class ServiceSpec:
     handles: tuple[type[EventPayload], ...] | None = None  # the event types the handler acts on (None: all)
     # Instead of (or beside) `handler`: the handler's work for a run of events at once; see consumer.py.
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
+    more_consumers: tuple[ConsumerGroup, ...] = ()  # of the same topics, each in a group of its own
     routers: list[APIRouter] = field(default_factory=list)
     background: Callable[[Runtime], list[Coroutine[Any, Any, None]]] = lambda runtime: []
     # Resources of the service's own (HTTP clients, key material): entered at start-up, each value
@@ -125,6 +136,20 @@ class ServiceSpec:
 
     def migration_dirs(self) -> list[Path]:
         return [db.EVENTING_MIGRATIONS] + ([self.migrations] if self.migrations else [])
+
+    def consumers(self, runtime: Runtime) -> list[Consumer]:
+        """Its consumers, those beside its own group's first: one starting for the first time copies the own
+        group's offsets (consumer.py), which must be done before the own group consumes."""
+        trust, retries = runtime.trust, runtime.settings.consumer_max_retries
+        consumers = [Consumer(self.name, trust.kafka, trust.keys, runtime.pool, self.consumes, None, retries,
+                              batch_handler=group.batch_handler(runtime), consumer_group=group.name)
+                     for group in self.more_consumers]
+        handler = self.handler(runtime) if self.handler else None
+        batch_handler = self.batch_handler(runtime) if self.batch_handler else None
+        if handler or batch_handler:
+            consumers.append(Consumer(self.name, trust.kafka, trust.keys, runtime.pool, self.consumes, handler,
+                                      retries, handles=self.handles, batch_handler=batch_handler))
+        return consumers
 
 
 async def _start_producer(kafka: KafkaSecurity) -> AIOKafkaProducer:
@@ -173,18 +198,14 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         relay = OutboxRelay(pool, producer, spec.name, settings.relay_batch_size, trust.key)
         tasks = [metrics, asyncio.create_task(relay.run(), name="outbox-relay")]
         tasks += [asyncio.create_task(job) for job in spec.background(runtime)]
-        consumer = None
-        handler = spec.handler(runtime) if spec.handler else None
-        batch_handler = spec.batch_handler(runtime) if spec.batch_handler else None
-        if handler or batch_handler:
-            consumer = Consumer(spec.name, trust.kafka, trust.keys, pool, spec.consumes, handler,
-                                settings.consumer_max_retries, handles=spec.handles, batch_handler=batch_handler)
+        consumers = spec.consumers(runtime)
+        for consumer in consumers:
             await consumer.start()
         log.info("service started", extra={"port": settings.http_port})
         try:
             yield
         finally:
-            if consumer is not None:
+            for consumer in consumers:
                 await consumer.stop()
             for task in tasks:
                 task.cancel()
@@ -298,15 +319,19 @@ async def _republish(spec: ServiceSpec, settings: DatabaseSettings, from_positio
 
 
 async def _park_held(spec: ServiceSpec, settings: DatabaseSettings, topic: str, partition: int) -> None:
+    """Parks the oldest held message of the partition in each of the service's consumer groups holding one."""
     pool = await db.create_pool(settings.database_url, settings.database_schema)
     try:
-        parked = await park_oldest_held(pool, topic, partition)
+        parked = {group: await park_oldest_held(pool, topic, partition, group)
+                  for group in ("", *(more.name for more in spec.more_consumers))}
     finally:
         await pool.close()
-    if parked is None:
+    if not any(parked.values()):
         sys.exit(f"{spec.name}: nothing is held on {topic} partition {partition}")
-    print(f"{spec.name}: parked event {parked['event_id']} (offset {parked['offset']}, {parked['reason']}) "
-          "in dead_letters; the messages behind it are released in turn")
+    for group, held in parked.items():
+        if held is not None:
+            print(f"{consumer_group_id(spec.name, group)}: parked event {held['event_id']} (offset {held['offset']}, "
+                  f"{held['reason']}) in dead_letters; the messages behind it are released in turn")
 
 
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:

@@ -37,7 +37,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from mfaplane_eventing import logs
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys, UntrustedSignature
 
 ALGORITHM = "Ed25519"
@@ -95,7 +95,7 @@ CALLER_NOT_AUTHENTICATED = "caller_not_authenticated"
 
 
 def _refused(detail: str) -> Rejected:
-    return Rejected(CALLER_NOT_AUTHENTICATED, detail, 401)
+    return Rejected(CALLER_NOT_AUTHENTICATED, detail, Refusal.UNAUTHENTICATED)
 
 
 class SeenTokens:

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from mfaplane_contracts.topics import EVENT_TOPICS
-from mfaplane_eventing.service import Runtime, ServiceSpec, main
+from mfaplane_eventing.service import ConsumerGroup, Runtime, ServiceSpec, main
 from mfaplane_gateway import (
     admin_api,
     api,
     api_docs,
     api_examples,
     audit_api,
+    audit_log,
     audit_verify,
     bulk,
     enrollment_admin,
@@ -70,7 +71,10 @@ SPEC = ServiceSpec(
     settings_type=GatewaySettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=EVENT_TOPICS,
+    # The read models in the gateway's own group; the audit log in a group of its own (projector.py).
     batch_handler=lambda runtime: functools.partial(projector.handle_batch, clock=runtime.clock),
+    more_consumers=(ConsumerGroup("audit", lambda runtime: functools.partial(audit_log.handle_batch,
+                                                                              clock=runtime.clock)),),
     routers=ROUTERS,
     description=api_docs.guide(ROUTERS),
     finish_openapi=functools.partial(api_docs.finish_document, ROUTERS, api_examples.EXAMPLES),

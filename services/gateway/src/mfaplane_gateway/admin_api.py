@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from mfaplane_contracts import identity_api
+from mfaplane_contracts.identity_api import KeyStatus, ListedApiKey, NewApiKey
 from mfaplane_contracts.identity_events import ApiRole
-from mfaplane_contracts.text import DisplayName
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.api import (
     ConsistentWith,
@@ -35,20 +36,6 @@ from mfaplane_gateway.sessions import end_now
 router = APIRouter(prefix="/v1", tags=["admins and API keys"])
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NewApiKey(Body):
-    role: ApiRole
-    name: DisplayName
-    expires_in_days: int = Field(default=90, ge=1, le=365, description="the key is refused after this many days")
-    system_id: uuid.UUID | None = Field(default=None, description="required for a system_agent key (the one system it "
-                                                                  "decides for) and an sso_client key (the SSO "
-                                                                  "application whose client secret it is), and only "
-                                                                  "for those")
-
-
 class IssuedApiKey(Receipt):
     key_id: uuid.UUID
     role: ApiRole
@@ -57,31 +44,14 @@ class IssuedApiKey(Receipt):
     key: str = Field(description="shown once; only its hash is kept")
 
 
-KeyStatus = Literal["active", "expired", "revoked", "creator_deleted"]
-
-
-class ListedApiKey(BaseModel):
-    key_id: uuid.UUID
-    role: ApiRole
-    system_id: uuid.UUID | None = Field(description="a system agent's system; null for other roles, and for agent "
-                                                    "keys made before keys were bound (refused by the decision "
-                                                    "endpoint)")
-    name: str
-    created_at: datetime | None = Field(description="null for keys made before it was recorded")
-    created_by: str | None = Field(description="admin:<id> or operator:cli; null for keys made before it was "
-                                               "recorded")
-    expires_at: datetime
-    status: KeyStatus = Field(description="creator_deleted: the admin who minted it was deleted, and a key lives no "
-                                          "longer than its admin")
-
-
 @router.post("/admins", status_code=201)
 async def create_admin(body: NewPrincipal, caller: StepUp, forward: ForwarderDep,
                        idempotency_key: IdempotencyKey = None) -> Receipt:
     """Only from an admin session whose code was checked in the last few minutes: otherwise an API key
     could make an admin of its own, set up MFA on it and so mint keys. The first admin comes from the
     operator command `create-admin`."""
-    return receipt(await forward.send("identity", "POST", "/admins", caller.actor, body.model_dump(), idempotency_key))
+    return receipt(await forward.call(identity_api.CREATE_ADMIN, caller.actor,
+                                      identity_api.NewPrincipal(**body.model_dump()), idempotency_key=idempotency_key))
 
 
 class AdminAccount(Principal):
@@ -114,8 +84,8 @@ async def delete_admin(admin_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, 
                        idempotency_key: IdempotencyKey = None) -> Receipt:
     """Deletes an admin and everything of theirs: sign-in credentials, admin-portal enrollment, TOTP key
     and recovery codes, reminder timers, sessions. The last admin cannot be deleted."""
-    deleted = receipt(await forward.send("identity", "DELETE", f"/admins/{admin_id}", caller.actor, None,
-                                         idempotency_key))
+    deleted = receipt(await forward.call(identity_api.DELETE_ADMIN, caller.actor, idempotency_key=idempotency_key,
+                                         admin_id=admin_id))
     await end_now(runtime, admin_id)  # the projector ends them too, once the deletion reaches it
     return deleted
 
@@ -126,9 +96,9 @@ async def create_api_key(body: NewApiKey, caller: StepUp, forward: ForwarderDep)
     /v1/admin-portal/step-up): a stolen API key or an unattended console cannot mint lasting access. A
     `system_agent` key is bound to a macOS or Linux system, an `sso_client` key to an `sso_application`
     (409 `wrong_system_kind` otherwise)."""
-    answer = await forward.send("identity", "POST", "/api-keys", caller.actor, body.model_dump(mode="json"))
-    return IssuedApiKey(**receipt(answer).model_dump(), key_id=answer["key_id"], role=answer["role"],
-                        system_id=answer["system_id"], expires_at=answer["expires_at"], key=answer["key"])
+    answer = await forward.call(identity_api.CREATE_API_KEY, caller.actor, body)
+    return IssuedApiKey(**receipt(answer).model_dump(), key_id=answer.key_id, role=answer.role,
+                        system_id=answer.system_id, expires_at=answer.expires_at, key=answer.key)
 
 
 class ApiKeyPage(BaseModel):
@@ -143,9 +113,8 @@ async def list_api_keys(caller: Admin, forward: ForwarderDep, response: Response
                         cursor: Cursor = None) -> ApiKeyPage | list[ListedApiKey]:
     """API keys (or those of one `status`), newest first; never the keys themselves. With `API-Version`, a page;
     without, every one as a bare array (deprecated: ignores `limit` and `cursor`)."""
-    path = "/api-keys" + (f"?status={status}" if status else "")
-    keys = sorted((ListedApiKey(**key) for key in await forward.send("identity", "GET", path, caller.actor)),
-                  key=lambda key: _newest_first(key.created_at, key.key_id))
+    listed = await forward.call(identity_api.LIST_API_KEYS, caller.actor, query={"status": status} if status else None)
+    keys = sorted(listed, key=lambda key: _newest_first(key.created_at, key.key_id))
     if api_version is None:
         deprecated_shape(response)
         return keys
@@ -167,4 +136,4 @@ def _newest_first(created_at: datetime | None, key_id: uuid.UUID) -> tuple[timed
 
 @router.delete("/api-keys/{key_id}", summary="Revoke an API key")
 async def revoke_api_key(key_id: uuid.UUID, caller: Admin, forward: ForwarderDep) -> Receipt:
-    return receipt(await forward.send("identity", "DELETE", f"/api-keys/{key_id}", caller.actor))
+    return receipt(await forward.call(identity_api.REVOKE_API_KEY, caller.actor, key_id=key_id))

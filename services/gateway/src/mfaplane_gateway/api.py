@@ -11,19 +11,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mfaplane_contracts import identity_api
+from mfaplane_contracts.identity_api import UserChanges
 from mfaplane_contracts.identity_events import Email, LoginName
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.text import DisplayName
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import principals_query, read_your_writes
+from mfaplane_gateway.api_versions import deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader
 from mfaplane_gateway.forwarding import ForwarderDep
-from mfaplane_gateway.principals_query import PrincipalFilter, SearchText, SortKey
+from mfaplane_gateway.principals_query import PrincipalFilter, SearchText, SortKey, set_up_asked
 from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.sessions import end_now
@@ -54,19 +57,14 @@ class NewUser(NewPrincipal):
                                                                    "login an SSH agent reports); unique")
 
 
-class UserChanges(Body):
-    email: Email | None = None
-    name: DisplayName | None = None
-    login_name: LoginName | None = Field(default=None, description="null clears it; absent leaves it as it is")
-
-
 class Principal(BaseModel):
     id: uuid.UUID
     email: str
     name: str
     status: MFAStatus
     required: bool
-    mfa_active: bool
+    set_up: bool = Field(description="a TOTP key was confirmed with a first code, so a code is asked for at sign-in")
+    mfa_active: bool = Field(deprecated=True, description="deprecated (use `set_up`): the same")
     deadline: datetime | None
     time_remaining_seconds: int | None
     enrollment_days: int | None
@@ -95,7 +93,7 @@ def _user(row: Any, now: datetime, model: type[P]) -> P:
         remaining = int((row["deadline"] - now).total_seconds())
     return model(
         id=row["principal_id"], email=row["email"], name=row["name"], status=row["status"], required=row["required"],
-        mfa_active=row["configured"], deadline=row["deadline"], time_remaining_seconds=remaining,
+        set_up=row["set_up"], mfa_active=row["set_up"], deadline=row["deadline"], time_remaining_seconds=remaining,
         enrollment_days=row["enrollment_days"], dismissals=row["dismissals"],
         last_verified_at=row["last_verified_at"], login_name=row["login_name"],  # an admin has none: ignored
         throttled_until=row["throttled_until"] if row["throttled_until"] and row["throttled_until"] > now else None,
@@ -107,13 +105,18 @@ def principal_filter(kind: str) -> Callable[..., Any]:
     """The list filters, as a dependency, over the principals of `kind`."""
 
     async def from_query(
+        response: Response,
         status: Annotated[list[MFAStatus] | None, Query(description="any of these statuses")] = None,
         required: bool | None = None,
-        mfa_active: bool | None = None,
+        set_up: bool | None = None,
+        mfa_active: Annotated[bool | None, Query(deprecated=True, description=(
+            "deprecated (use `set_up`): the same filter, answered with Deprecation and Sunset headers"))] = None,
         q: Annotated[SearchText | None, Query(description="text in email or name")] = None,
     ) -> PrincipalFilter:
-        return PrincipalFilter(kind=kind, statuses=tuple(status or ()), required=required, mfa_active=mfa_active,
-                               search=q)
+        if mfa_active is not None:
+            deprecated_shape(response)
+        return PrincipalFilter(kind=kind, statuses=tuple(status or ()), required=required,
+                               set_up=set_up_asked(set_up, mfa_active), search=q)
 
     return from_query
 
@@ -156,14 +159,15 @@ async def one_principal(runtime: Runtime, kind: str, principal_id: uuid.UUID,
     now = runtime.clock.now()
     row = await principals_query.one(runtime.pool, LIVE_TABLES["principals"], now, kind, principal_id)
     if row is None:
-        raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
+        raise Rejected(f"{kind}_not_found", f"No such {kind}.", Refusal.NOT_FOUND)
     return _user(row, now, model)
 
 
 @router.post("/users", status_code=201, tags=["users"])
 async def create_user(body: NewUser, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
-    return receipt(await forward.send("identity", "POST", "/users", caller.actor, body.model_dump(), idempotency_key))
+    return receipt(await forward.call(identity_api.CREATE_USER, caller.actor, identity_api.NewUser(**body.model_dump()),
+                                      idempotency_key=idempotency_key))
 
 
 @router.get("/users", tags=["users"])
@@ -173,19 +177,21 @@ async def list_users(runtime: RuntimeDep, flt: UserFilterDep, paging: PageReques
     return UserPage(items=items, next_cursor=next_cursor)
 
 
+# `set_up` last: a column added after the others moves none of them (`mfa_active` is deprecated, the same).
 CSV_COLUMNS = ("id", "email", "name", "status", "required", "mfa_active", "deadline", "time_remaining_seconds",
-               "enrollment_days", "dismissals", "last_verified_at", "login_name")
+               "enrollment_days", "dismissals", "last_verified_at", "login_name", "set_up")
 CSV_PAGE = 1000
 CSV_EXAMPLE = ",".join(CSV_COLUMNS) + ("\r\n0b6f1c52-8a3e-4d07-9e51-3c2a7d94f6b1,ada.lovelace@example.com,Ada Lovelace,"
-                                       "enrolling,True,False,2027-03-15T09:30:00Z,432000,7,1,,ada\r\n")
+                                       "enrolling,True,False,2027-03-15T09:30:00Z,432000,7,1,,ada,False\r\n")
 
 
 @router.get("/users.csv", tags=["users"], response_class=StreamingResponse, summary="Export users as CSV",
             responses={200: {"content": {"text/csv": {"example": CSV_EXAMPLE}},
                              "description": "every user matching the filter"}})
-async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, sort: SortKey = "email",
-                       consistent_with: ConsistentWith = None):
-    """The same filters as the list, as CSV, streamed page by page (constant memory)."""
+async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, response: Response,
+                       sort: SortKey = "email", consistent_with: ConsistentWith = None):
+    """The same filters as the list, as CSV, streamed page by page (constant memory). The column `mfa_active`
+    is deprecated: the same as `set_up`, served until the sunset (README, "Versions and deprecations")."""
     await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
 
     async def lines() -> AsyncIterator[str]:
@@ -204,8 +210,8 @@ async def export_users(runtime: RuntimeDep, flt: UserFilterDep, caller: Reader, 
             out.seek(0)
             out.truncate()
 
-    return StreamingResponse(lines(), media_type="text/csv",
-                             headers={"Content-Disposition": 'attachment; filename="users.csv"'})
+    return StreamingResponse(lines(), media_type="text/csv",  # with the filter's Deprecation headers, if any
+                             headers={**response.headers, "Content-Disposition": 'attachment; filename="users.csv"'})
 
 
 def csv_cell(value: Any) -> Any:
@@ -246,15 +252,14 @@ async def get_user(user_id: uuid.UUID, runtime: RuntimeDep, caller: Reader,
 @router.patch("/users/{user_id}", tags=["users"])
 async def update_user(user_id: uuid.UUID, body: UserChanges, caller: Admin, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
-    payload = body.model_dump(exclude_unset=True)
-    return receipt(await forward.send("identity", "PATCH", f"/users/{user_id}", caller.actor, payload,
-                                       idempotency_key))
+    return receipt(await forward.call(identity_api.UPDATE_USER, caller.actor, body, idempotency_key=idempotency_key,
+                                      user_id=user_id))
 
 
 @router.delete("/users/{user_id}", tags=["users"])
 async def delete_user(user_id: uuid.UUID, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep,
                       idempotency_key: IdempotencyKey = None) -> Receipt:
-    deleted = receipt(await forward.send("identity", "DELETE", f"/users/{user_id}", caller.actor, None,
-                                         idempotency_key))
+    deleted = receipt(await forward.call(identity_api.DELETE_USER, caller.actor, idempotency_key=idempotency_key,
+                                         user_id=user_id))
     await end_now(runtime, user_id)  # its sessions end, and its sign-in challenges are refused, at once
     return deleted

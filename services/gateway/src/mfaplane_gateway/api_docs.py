@@ -28,7 +28,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.routing import APIRoute
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
+from mfaplane_eventing.problems import REFUSAL_STATUSES
 from mfaplane_gateway.auth import ROLES, Roles, SteppedUp
 from mfaplane_gateway.forwarding import forwarder
 from mfaplane_gateway.settings import GatewaySettings
@@ -43,7 +44,7 @@ ASSET_TYPES = {
     "favicon.png": "image/png",
 }
 TITLE = "mfaplane API"
-DEFAULT_STATUS = inspect.signature(Rejected).parameters["status"].default
+DEFAULT_KIND = inspect.signature(Rejected).parameters["kind"].default
 STEP_UP_MINUTES = GatewaySettings.model_fields["step_up_seconds"].default // 60
 WAIT_SECONDS = GatewaySettings.model_fields["read_your_writes_timeout_seconds"].default
 
@@ -82,7 +83,7 @@ def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
 @router.get(ASSETS_URL + "/{name}")
 async def asset(name: str) -> FileResponse:
     if name not in ASSET_TYPES:
-        raise Rejected("not_found", "No such file.", 404)
+        raise Rejected("not_found", "No such file.", Refusal.NOT_FOUND)
     # no-cache: kept by the browser, but checked again, so an upgraded package is picked up at once
     return FileResponse(str(ASSETS / name), media_type=ASSET_TYPES[name], headers={"Cache-Control": "no-cache"})
 
@@ -233,12 +234,13 @@ def _resolve(node: ast.expr, names: dict[str, Any], types: dict[str, type]) -> A
 
 
 def _refusal(call: ast.Call, names: dict[str, Any]) -> set[tuple[int, str]]:
-    """`Rejected(code, detail, status)` with a code known before it runs (a literal or a module constant)."""
+    """`Rejected(code, detail, kind)` with a code known before it runs (a literal or a module constant), and
+    the status its kind is answered with."""
     code = _constant(call.args[0], names) if call.args else None
     positional = call.args[2] if len(call.args) > 2 else None
-    status_node = next((k.value for k in call.keywords if k.arg == "status"), positional)
-    status = DEFAULT_STATUS if status_node is None else _constant(status_node, names)
-    return {(status, code)} if isinstance(code, str) and isinstance(status, int) else set()
+    kind_node = next((k.value for k in call.keywords if k.arg == "kind"), positional)
+    kind = DEFAULT_KIND if kind_node is None else _resolve(kind_node, names, {})
+    return {(REFUSAL_STATUSES[kind], code)} if isinstance(code, str) and isinstance(kind, Refusal) else set()
 
 
 def _constant(node: ast.expr, names: dict[str, Any]) -> Any:

@@ -28,11 +28,11 @@ from mfaplane_gateway.resources_api import (
     BulkMFASwitch,
     Decision,
     MFASwitch,
-    NewResource,
-    Resource,
-    ResourceChanges,
-    ResourcePage,
+    NewSystem,
     SignIn,
+    System,
+    SystemChanges,
+    SystemPage,
 )
 from mfaplane_gateway.user_import import ImportRequest, ImportResult
 
@@ -85,15 +85,15 @@ def _receipt(about: str = ADA, aggregate_id: str | None = None, version: int = 2
 def _principal(**changes: Any) -> dict[str, Any]:
     """Ada, enrolling: MFA required with seven days to set it up, of which about five are left."""
     return {"id": ADA, "email": "ada.lovelace@example.com", "name": "Ada Lovelace", "status": "enrolling",
-            "required": True, "mfa_active": False, "deadline": DEADLINE, "time_remaining_seconds": 432000,
-            "enrollment_days": 7, "dismissals": 1, "last_verified_at": None, "throttled_until": None,
-            "codes_locked": False, **changes}
+            "required": True, "set_up": False, "mfa_active": False, "deadline": DEADLINE,
+            "time_remaining_seconds": 432000, "enrollment_days": 7, "dismissals": 1, "last_verified_at": None,
+            "throttled_until": None, "codes_locked": False, **changes}
 
 
 ENROLLING_USER = _principal(login_name="ada")
 ACTIVE_ADMIN = _principal(id=GRACE, email="grace.hopper@example.com", name="Grace Hopper", status="active",
-                          mfa_active=True, deadline=None, time_remaining_seconds=None, enrollment_days=None,
-                          dismissals=0, last_verified_at=NOW)
+                          set_up=True, mfa_active=True, deadline=None, time_remaining_seconds=None,
+                          enrollment_days=None, dismissals=0, last_verified_at=NOW)
 NEXT_CURSOR = paging.encode_cursor(principals_query.listing("user", "email"), "ada.lovelace@example.com",
                                    uuid.UUID(ADA))
 SYSTEMS = [{"id": BUILD_HOST, "name": "build-01", "kind": "linux", "mfa_enabled": True},
@@ -165,12 +165,12 @@ EXAMPLES: dict[Any, dict[str, dict[str, Any]]] = {
     ApiKeyPage: {"page": example("With API-Version: a page", {"items": [LISTED_KEY], "next_cursor": None})},
     list[ListedApiKey]: {"bare_array": example("Without API-Version (deprecated): every key", [LISTED_KEY])},
     # systems and applications
-    NewResource: {"host": example("A Linux host", {"name": "build-01", "kind": "linux"})},
-    ResourceChanges: {"rename": example("A new name", {"name": "build-02"})},
+    NewSystem: {"host": example("A Linux host", {"name": "build-01", "kind": "linux"})},
+    SystemChanges: {"rename": example("A new name", {"name": "build-02"})},
     MFASwitch: {"on": example("MFA on", {"enabled": True})},
     BulkMFASwitch: {"on": example("MFA on for two", {"enabled": True, "system_ids": [BUILD_HOST, EXPENSES_APP]})},
-    ResourcePage: {"page": example("With API-Version: a page", {"items": SYSTEMS, "next_cursor": None})},
-    list[Resource]: {"bare_array": example("Without API-Version (deprecated): every one", SYSTEMS)},
+    SystemPage: {"page": example("With API-Version: a page", {"items": SYSTEMS, "next_cursor": None})},
+    list[System]: {"bare_array": example("Without API-Version (deprecated): every one", SYSTEMS)},
     AuthorizeRequest: {
         "login_name": example("After sshd checked the key", {"login_name": "ada", "source": "203.0.113.7"}),
         "with_code": example("Again, with the code the user typed", {
@@ -243,8 +243,8 @@ EXAMPLES: dict[Any, dict[str, dict[str, Any]]] = {
     # audit
     PrincipalStateAt: {"enrolling": example("Enrolling at that moment", {
         "principal_id": ADA, "kind": "user", "email": "ada.lovelace@example.com", "name": "Ada Lovelace",
-        "status": "enrolling", "required": True, "configured": False, "deadline": DEADLINE, "deleted": False,
-        "as_of": NOW})},
+        "status": "enrolling", "required": True, "set_up": False, "configured": False, "deadline": DEADLINE,
+        "deleted": False, "as_of": NOW})},
     AuditRecord: {"required": example("One line: Ada's MFA required", {
         "seq": 1042, "story_at": NOW, "prev_hash": "5f0c2b9e" * 8, "hash": "a3d1e7c4" * 8,
         "cursor": audit_order.Position(start=1000, end=1042, seq=1042).cursor(),

@@ -23,7 +23,7 @@ from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.registry import EVENT_TYPES
 from mfaplane_contracts.text import plain_text
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway import audit_order
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, deprecated_shape
@@ -74,7 +74,8 @@ class PrincipalStateAt(BaseModel):
     name: str | None
     status: MFAStatus
     required: bool
-    configured: bool
+    set_up: bool
+    configured: bool = Field(deprecated=True, description="deprecated (use `set_up`): the same")
     deadline: datetime | None
     deleted: bool
     as_of: datetime
@@ -82,13 +83,13 @@ class PrincipalStateAt(BaseModel):
     @classmethod
     def of(cls, state: PrincipalState, at: datetime) -> PrincipalStateAt:
         return cls(principal_id=state.principal_id, kind=state.kind, email=state.email, name=state.name,
-                   status=state.status(at), required=state.required, configured=state.configured,
+                   status=state.status(at), required=state.required, set_up=state.set_up, configured=state.set_up,
                    deadline=state.deadline, deleted=state.deleted, as_of=at)
 
 
 def _past(at: datetime | None, now: datetime) -> datetime:
     if at is not None and at > now:
-        raise Rejected("moment_in_future", "History is only known up to now: `at` must not be later.", 400)
+        raise Rejected("moment_in_future", "History is only known up to now: `at` must not be later.", Refusal.INVALID)
     return at or now
 
 
@@ -96,9 +97,9 @@ def _event_filter(principal_id: uuid.UUID | None, types: list[str] | None, actor
                   occurred_from: datetime | None, occurred_to: datetime | None) -> tuple[str, list[Any]]:
     unknown = sorted(set(types or ()) - set(EVENT_TYPES))
     if unknown:
-        raise Rejected("unknown_event_type", f"No such event type: {', '.join(unknown)}.", 400)
+        raise Rejected("unknown_event_type", f"No such event type: {', '.join(unknown)}.", Refusal.INVALID)
     if occurred_from and occurred_to and occurred_from > occurred_to:
-        raise Rejected("invalid_time_range", "`from` must not be later than `to`.", 400)
+        raise Rejected("invalid_time_range", "`from` must not be later than `to`.", Refusal.INVALID)
     params: list[Any] = []
 
     def bind(value: Any) -> str:
@@ -128,7 +129,7 @@ def _position(cursor: str | None, after: int) -> audit_order.Position | None:
     if cursor is None:
         return None
     if after:
-        raise Rejected("invalid_cursor", "Give `cursor` or `after`, not both.", status=400)
+        raise Rejected("invalid_cursor", "Give `cursor` or `after`, not both.", Refusal.INVALID)
     return audit_order.Position.of_cursor(cursor)
 
 
@@ -180,7 +181,7 @@ async def state_at(principal_id: uuid.UUID, runtime: RuntimeDep, _: Reader, at: 
     moment = _past(at, runtime.clock.now())
     state = await anext(states_at(runtime.pool, moment, principal_id), None)
     if state is None or state.kind is None:
-        raise Rejected("user_not_found", "No such user at that moment.", 404)
+        raise Rejected("user_not_found", "No such user at that moment.", Refusal.NOT_FOUND)
     return PrincipalStateAt.of(state, moment)
 
 

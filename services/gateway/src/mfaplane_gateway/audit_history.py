@@ -26,11 +26,11 @@ class PrincipalState:
     name: str | None = None
     deleted: bool = False
     required: bool = False
-    configured: bool = False
+    set_up: bool = False
     deadline: datetime | None = None
 
     def status(self, at: datetime) -> MFAStatus:
-        return mfa_status(self.required, self.configured, self.deadline, at)
+        return mfa_status(self.required, self.set_up, self.deadline, at)
 
 
 _FIELDS = {f.name for f in fields(PrincipalState)} - {"principal_id"}

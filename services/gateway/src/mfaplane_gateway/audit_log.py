@@ -5,6 +5,11 @@ Changing, removing or reordering any record changes every hash after it, so `ver
 first broken link. Appends are serialised by a transaction-scoped advisory lock: the chain has
 one head, and gateway replicas consuming different partitions must not both extend it.
 
+The gateway appends in a consumer group of its own, mfaplane-gateway-audit (`handle_batch`), apart
+from the projection of its read models (projector.py): a transaction holds the lock for the append
+alone, and projections never wait for it. Seqs become visible in order, each appended and committed
+under the lock, so a reader of `seq > n` never skips a record that commits late.
+
 The chain runs in seq order, the order the gateway stored the records; topics are not ordered with
 respect to each other, so that is not the order things happened in. Readers get the story order
 instead (audit_order.py): by story_at, which the database sets at append from the event's
@@ -22,30 +27,45 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import Gauge
 
 from mfaplane_contracts.envelope import Envelope, canonical
+from mfaplane_eventing.clock import Clock
 
 GENESIS = "0" * 64
+AUDIT_LAG = Gauge("mfaplane_audit_lag_seconds",
+                  "Seconds from the newest event appended to the audit log's occurred_at to its append")
+# Which of a run's events the log holds already, and its head (none: 0, GENESIS).
+_HELD_AND_HEAD = (
+    "SELECT ARRAY(SELECT event_id FROM audit_log WHERE event_id = ANY($1::uuid[])) AS held, "
+    "coalesce((SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), 0) AS seq, "
+    "coalesce((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), $2) AS hash"
+)
 
 
 def link_hash(seq: int, prev_hash: str, envelope: dict[str, Any]) -> str:
     return hashlib.sha256(f"{seq}|{prev_hash}|{canonical(envelope)}".encode()).hexdigest()
 
 
-async def lock(conn: asyncpg.Connection) -> None:
-    """Holds the chain's head until the transaction ends (also how a replay's switch pauses the projector)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-audit-log'))")
+async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:
+    """The audit consumer's handler: appends a run of events, and tells a replay that the read models
+    need no longer wait for them (`awaiting_audit`, replay.py)."""
+    await append(conn, envelopes, clock.now())
+    await conn.execute("DELETE FROM awaiting_audit WHERE event_id = ANY($1::uuid[])", [e.event_id for e in envelopes])
+    AUDIT_LAG.set(max((clock.now() - envelopes[-1].occurred_at).total_seconds(), 0.0))
 
 
 async def append(conn: asyncpg.Connection, envelopes: Sequence[Envelope], stored_at: datetime) -> None:
-    """Extends the chain with `envelopes`, in order, under the lock: one head read and one insert.
+    """Extends the chain with those of `envelopes` it does not hold yet, in order, under the lock: one
+    read and one insert. It may hold some: its consumer group starts where the read models' group is
+    (consumer.py), in which the gateway appended until it had a group for the log.
 
     `stored_at` is the gateway's clock now: no event goes later in the story than when it was stored."""
-    await lock(conn)
-    head = await conn.fetchrow("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-    seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS)
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-audit-log'))")
+    found = await conn.fetchrow(_HELD_AND_HEAD, [e.event_id for e in envelopes], GENESIS)
+    held, seq, prev_hash = set(found["held"]), found["seq"], found["hash"]
     records = []
-    for envelope in envelopes:
+    for envelope in (e for e in envelopes if e.event_id not in held):
         seq, document, body = seq + 1, envelope.model_dump(mode="json"), envelope.body()
         principal = (getattr(body, "principal_id", None) or getattr(body, "user_id", None)
                      or getattr(body, "admin_id", None))

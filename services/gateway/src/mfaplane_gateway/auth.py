@@ -24,7 +24,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_contracts import identity_api
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.forwarding import Forwarder
 
 CACHE_SECONDS = 5.0
@@ -50,9 +51,8 @@ class KeyCache:
         entry = self._entries.get(digest)
         if entry and entry[0] > time.monotonic():
             return entry[1]
-        answer = await forward.send("identity", "POST", "/api-keys/verify", "gateway:auth", {"key": key})
-        system_id = uuid.UUID(answer["system_id"]) if answer["system_id"] else None
-        caller = Caller(answer["role"], f"api_key:{answer['key_id']}", system_id=system_id)
+        answer = await forward.call(identity_api.VERIFY_API_KEY, "gateway:auth", identity_api.KeyCheck(key=key))
+        caller = Caller(answer.role, f"api_key:{answer.key_id}", system_id=answer.system_id)
         self._entries[digest] = (time.monotonic() + CACHE_SECONDS, caller)
         return caller
 
@@ -67,11 +67,13 @@ class Roles:
     async def __call__(self, request: Request,
                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Rejected("unauthenticated", "An API key is required: Authorization: Bearer <key>.", 401)
+            raise Rejected("unauthenticated", "An API key is required: Authorization: Bearer <key>.",
+                           Refusal.UNAUTHENTICATED)
         token = credentials.credentials
         caller = await (_by_api_key(request, token) if token.startswith(PREFIX) else _by_admin_session(request, token))
         if caller.role not in self.roles:
-            raise Rejected("forbidden", f"This operation needs one of the roles: {', '.join(self.roles)}.", 403)
+            raise Rejected("forbidden", f"This operation needs one of the roles: {', '.join(self.roles)}.",
+                           Refusal.FORBIDDEN)
         return caller
 
 
@@ -79,7 +81,7 @@ async def _by_api_key(request: Request, key: str) -> Caller:
     try:
         return await request.app.state.key_cache.caller(request.app.state.forwarder, key)
     except Rejected:
-        raise Rejected("unauthenticated", "The API key is unknown or revoked.", 401) from None
+        raise Rejected("unauthenticated", "The API key is unknown or revoked.", Refusal.UNAUTHENTICATED) from None
 
 
 async def _by_admin_session(request: Request, token: str) -> Caller:
@@ -89,7 +91,8 @@ async def _by_admin_session(request: Request, token: str) -> Caller:
     except Rejected as refused:
         if refused.code == "admin_mfa_required":
             raise
-        raise Rejected("unauthenticated", "The API key or admin session is invalid or expired.", 401) from None
+        raise Rejected("unauthenticated", "The API key or admin session is invalid or expired.",
+                       Refusal.UNAUTHENTICATED) from None
     return Caller("admin", f"admin:{session['principal_id']}", session["mfa_verified_at"])
 
 
@@ -106,7 +109,8 @@ class SteppedUp(Roles):
         window = timedelta(seconds=runtime.settings.step_up_seconds)
         if caller.mfa_verified_at is None or caller.mfa_verified_at < runtime.clock.now() - window:
             raise Rejected("step_up_required", "This needs an admin session verified with a code in the last "
-                           f"{window.seconds // 60} minutes: POST /v1/admin-portal/step-up, then retry.", 403)
+                           f"{window.seconds // 60} minutes: POST /v1/admin-portal/step-up, then retry.",
+                           Refusal.FORBIDDEN)
         return caller
 
 

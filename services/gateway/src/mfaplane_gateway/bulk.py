@@ -21,20 +21,21 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 
 import asyncpg
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mfaplane_contracts import mfa_api
 from mfaplane_contracts.mfa_events import enrollment_days
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing import loops
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.problems import ServiceUnavailable
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import read_your_writes
+from mfaplane_gateway.api_versions import deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader
-from mfaplane_gateway.enrollment_admin import enrollment_path
-from mfaplane_gateway.forwarding import Forwarder, command_id
-from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter, SearchText
+from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.principals_query import STATUS_SQL, PrincipalFilter, SearchText, set_up_asked
 from mfaplane_gateway.read_models import LIVE_TABLES
 
 router = APIRouter(prefix="/v1", tags=["bulk actions"])
@@ -63,12 +64,15 @@ class Selection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: list[MFAStatus] | None = None
     required: bool | None = None
-    mfa_active: bool | None = None
+    set_up: bool | None = None
+    mfa_active: bool | None = Field(default=None, deprecated=True, description=(
+        "deprecated (use `set_up`): the same filter, answered with Deprecation and Sunset headers"))
     q: SearchText | None = None
 
     def as_filter(self) -> PrincipalFilter:
+        asked = self.model_dump(include={"set_up", "mfa_active"})  # reading the deprecated attribute would warn
         return PrincipalFilter(kind="user", statuses=tuple(self.status or ()), required=self.required,
-                               mfa_active=self.mfa_active, search=self.q)
+                               set_up=set_up_asked(**asked), search=self.q)
 
 
 class BulkRequest(BaseModel):
@@ -125,7 +129,8 @@ async def _targets(pool: asyncpg.Pool, now: datetime, body: BulkRequest) -> list
         where = f"principal_id = ANY(${len(params)}::uuid[]) AND kind = 'user' AND NOT deleted AND email IS NOT NULL"
     else:
         assert body.filter is not None  # BulkRequest takes user_ids or a filter
-        where = body.filter.as_filter().where(params)
+        selection: Selection = body.filter  # typed, so the API docs find the refusals of its filter
+        where = selection.as_filter().where(params)
     return await pool.fetch(
         f"SELECT principal_id, {OUTCOMES[body.action]} AS outcome, {STATUS_SQL} AS status "
         f"FROM {LIVE_TABLES['principals']} WHERE {where} ORDER BY principal_id",
@@ -138,7 +143,10 @@ PATH = f"{router.prefix}/users/mfa/bulk"
 
 @router.post(PATH.removeprefix(router.prefix), status_code=202, response_model=Operation | DryRun,
              summary="Require, extend or reset MFA for many users")
-async def start_bulk_action(body: BulkRequest, caller: Admin, runtime: RuntimeDep) -> Operation | DryRun:
+async def start_bulk_action(body: BulkRequest, caller: Admin, runtime: RuntimeDep,
+                            response: Response) -> Operation | DryRun:
+    if body.filter and "mfa_active" in body.filter.model_fields_set:
+        deprecated_shape(response)
     now = runtime.clock.now()
     targets = await _targets(runtime.pool, now, body)
     found = {row["principal_id"] for row in targets}
@@ -167,7 +175,7 @@ async def start_bulk_action(body: BulkRequest, caller: Admin, runtime: RuntimeDe
 async def operation(pool: asyncpg.Pool | asyncpg.Connection, operation_id: uuid.UUID) -> Operation:
     head = await pool.fetchrow("SELECT * FROM bulk_operations WHERE operation_id = $1", operation_id)
     if head is None:
-        raise Rejected("operation_not_found", "No such bulk operation.", 404)
+        raise Rejected("operation_not_found", "No such bulk operation.", Refusal.NOT_FOUND)
     # An item applied by a release that did not record `changed` (null) counts as changed.
     counts = await pool.fetchrow(
         "SELECT count(*) AS total, count(*) FILTER (WHERE state = 'done') AS done, "
@@ -227,18 +235,17 @@ class BulkWorker:
     async def _apply(self, items: list[asyncpg.Record]) -> None:
         """Sends one operation's claimed items to mfa as one batch and records each one's outcome."""
         head = items[0]
-        commands = [{"command_id": _command_id(head, item["user_id"]), "action": head["action"], "scope": SCOPE,
-                     "principal_id": str(item["user_id"]), "enrollment_days": head["enrollment_days"]}
-                    for item in items]
+        commands = [mfa_api.BatchCommand(command_id=_command_id(head, item["user_id"]), action=head["action"],
+                                         scope=SCOPE, principal_id=item["user_id"],
+                                         enrollment_days=head["enrollment_days"]) for item in items]
         try:
-            answer = await self._forward.send("mfa", "POST", "/enrollments/batch", head["actor"],
-                                              {"commands": commands})
+            answer = await self._forward.call(mfa_api.BATCH, head["actor"], mfa_api.Batch(commands=commands))
         except ServiceUnavailable as outage:
             outcomes = [Outcome("pending", outage.code)] * len(items)
         except Rejected as refused:
             outcomes = [Outcome("failed", refused.code)] * len(items)
         else:
-            outcomes = [_outcome(result) for result in answer["results"]]
+            outcomes = [_outcome(result) for result in answer.results]
         await self._finish(head["operation_id"], {item["user_id"]: outcome for item, outcome in
                                                   zip(items, outcomes, strict=True)})
 
@@ -265,11 +272,12 @@ def _operation(item: asyncpg.Record) -> uuid.UUID:
     return item["operation_id"]
 
 
-def _command_id(item: asyncpg.Record, user_id: uuid.UUID) -> str:
-    """The id the command had when each item was forwarded on its own: an operation started before
-    an upgrade still applies each item once."""
-    path = enrollment_path(SCOPE, user_id, item["action"])
-    return command_id(item["actor"], f"POST {path}", f"bulk:{item['operation_id']}")
+def _command_id(item: asyncpg.Record, user_id: uuid.UUID) -> uuid.UUID:
+    """The id the item's command has whichever way it is sent (on its own, or in a batch): an item sent
+    again after a crash applies once."""
+    endpoint = mfa_api.BATCH_ACTIONS[item["action"]]
+    return endpoint.command_id(item["actor"], {"scope": SCOPE, "principal_id": user_id},
+                               f"bulk:{item['operation_id']}")
 
 
 class Outcome(NamedTuple):
@@ -283,8 +291,8 @@ class Outcome(NamedTuple):
     version: int | None = None
 
 
-def _outcome(result: dict) -> Outcome:
-    problem, receipt = result["problem"], result["receipt"]
-    if problem is None:
-        return Outcome("done", changed=bool(receipt["event_ids"]), version=receipt["version"])
-    return Outcome("pending" if problem["status"] >= 500 else "failed", problem["code"])
+def _outcome(result: mfa_api.BatchResult) -> Outcome:
+    if result.problem is None:
+        assert result.receipt is not None  # a result has a receipt or a problem
+        return Outcome("done", changed=bool(result.receipt.event_ids), version=result.receipt.version)
+    return Outcome("pending" if result.problem.status >= 500 else "failed", result.problem.code)

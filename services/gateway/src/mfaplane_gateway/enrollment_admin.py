@@ -15,9 +15,11 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from mfaplane_contracts.commands import DEFAULT_ENROLLMENT_DAYS
+from mfaplane_contracts import commands as c
+from mfaplane_contracts import identity_api, mfa_api
+from mfaplane_contracts.endpoints import Endpoint
 from mfaplane_contracts.mfa_events import PRINCIPAL_KINDS, Scope, enrollment_days
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.api import IdempotencyKey
@@ -27,34 +29,28 @@ from mfaplane_gateway.receipts import Receipt, receipt
 from mfaplane_gateway.sessions import end_now
 
 
-class EnrollmentPeriod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EnrollmentPeriod(c.Period):
     # strict: a whole number of days, never true, 7.0 or "7" (rule 1: anything else is refused)
-    enrollment_days: int = enrollment_days(default=DEFAULT_ENROLLMENT_DAYS, strict=True,
+    enrollment_days: int = enrollment_days(default=c.DEFAULT_ENROLLMENT_DAYS, strict=True,
                                            description="days, counted from now, to set up MFA (1 to 365)")
 
 
-class RequirePeriod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RequirePeriod(c.RequirePeriod):
     enrollment_days: int | None = enrollment_days(
-        default=DEFAULT_ENROLLMENT_DAYS, strict=True,
+        default=c.DEFAULT_ENROLLMENT_DAYS, strict=True,
         description="days to set up MFA (1 to 365); null requires setup at the next sign-in",
     )
 
 
 async def send_enrollment_command(forward: Forwarder, actor: str, scope: Scope, principal_id: uuid.UUID,
-                                  action: str, body: dict, idempotency_key: str | None = None) -> Receipt:
+                                  endpoint: Endpoint[c.CommandReceipt], body: BaseModel | None = None,
+                                  idempotency_key: str | None = None) -> Receipt:
     """Forwards the command to mfa once identity knows the principal (a 404 problem otherwise): mfa
     knows no principals and would keep an enrollment, and queue its mails, for any id."""
-    await forward.send("identity", "GET", f"/principals/{PRINCIPAL_KINDS[scope]}/{principal_id}", actor)
-    path = enrollment_path(scope, principal_id, action)
-    return receipt(await forward.send("mfa", "POST", path, actor, body, idempotency_key), principal_id)
-
-
-def enrollment_path(scope: str, principal_id: uuid.UUID | str, action: str = "") -> str:
-    """The mfa service's route of an enrollment command (part of each forwarded command's id), or of the
-    enrollment's view without `action`."""
-    return f"/enrollments/{scope}/{principal_id}" + (f"/{action}" if action else "")
+    await forward.call(identity_api.PRINCIPAL_EXISTS, actor, kind=PRINCIPAL_KINDS[scope], principal_id=principal_id)
+    answer = await forward.call(endpoint, actor, body, idempotency_key=idempotency_key, scope=scope,
+                                principal_id=principal_id)
+    return receipt(answer, principal_id)
 
 
 def enrollment_router(collection: str, scope: Scope, tag: str, takeover: Roles) -> APIRouter:
@@ -64,8 +60,8 @@ def enrollment_router(collection: str, scope: Scope, tag: str, takeover: Roles) 
     @router.post("/require", summary="Require MFA")
     async def require_mfa(principal_id: uuid.UUID, body: RequirePeriod, caller: Admin, runtime: RuntimeDep,
                           forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
-        required = await send_enrollment_command(forward, caller.actor, scope, principal_id, "require",
-                                                 body.model_dump(), idempotency_key)
+        required = await send_enrollment_command(forward, caller.actor, scope, principal_id, mfa_api.REQUIRE,
+                                                 body, idempotency_key)
         if required.event_ids:
             await end_now(runtime, principal_id)
         return required
@@ -74,20 +70,20 @@ def enrollment_router(collection: str, scope: Scope, tag: str, takeover: Roles) 
     async def remove_mfa_requirement(principal_id: uuid.UUID, forward: ForwarderDep,
                                      idempotency_key: IdempotencyKey = None,
                                      caller: Caller = Depends(takeover)) -> Receipt:
-        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "remove-requirement", {},
-                                             idempotency_key)
+        return await send_enrollment_command(forward, caller.actor, scope, principal_id,
+                                             mfa_api.REMOVE_REQUIREMENT, idempotency_key=idempotency_key)
 
     @router.post("/extend", summary="Extend the enrollment period")
     async def extend_enrollment(principal_id: uuid.UUID, body: EnrollmentPeriod, caller: Admin,
                                 forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
-        return await send_enrollment_command(forward, caller.actor, scope, principal_id, "extend", body.model_dump(),
-                                             idempotency_key)
+        return await send_enrollment_command(forward, caller.actor, scope, principal_id, mfa_api.EXTEND,
+                                             body, idempotency_key)
 
     @router.post("/reset", summary="Reset MFA")
     async def reset_mfa(principal_id: uuid.UUID, body: EnrollmentPeriod, runtime: RuntimeDep, forward: ForwarderDep,
                         idempotency_key: IdempotencyKey = None, caller: Caller = Depends(takeover)) -> Receipt:
-        reset = await send_enrollment_command(forward, caller.actor, scope, principal_id, "reset", body.model_dump(),
-                                              idempotency_key)
+        reset = await send_enrollment_command(forward, caller.actor, scope, principal_id, mfa_api.RESET,
+                                              body, idempotency_key)
         if reset.event_ids:
             await end_now(runtime, principal_id)
         return reset

@@ -1,4 +1,5 @@
-"""Forwards commands to the owning service, passing who asked, the correlation id and an idempotency key.
+"""Calls identity's and mfa's endpoints (contracts `endpoints.py`), passing who asked, the correlation id
+and the command id.
 
 All three travel inside a token the gateway signs for each request (service_auth.py): identity and
 mfa trust nothing else, so no header a client sets decides who did something.
@@ -16,29 +17,25 @@ import json
 import logging
 import ssl
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
 
+from mfaplane_contracts.endpoints import Endpoint
 from mfaplane_eventing import logs
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.problems import ServiceUnavailable
+from mfaplane_eventing.problems import ServiceUnavailable, refusal_kind
 from mfaplane_eventing.service_auth import CALLER_NOT_AUTHENTICATED, Call, CallSigner
 
 log = logging.getLogger(__name__)
-_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d1c6e-8a0e-4f4e-9d7c-3b1f2a9c5e10")
+AnswerT = TypeVar("AnswerT")
 TIMEOUT = aiohttp.ClientTimeout(total=10.0, sock_connect=2.0)
 CONNECTIONS_PER_SERVICE = 100
 # What a call that got no answer raises: the service down or restarting, a cut connection, a timeout.
 UNANSWERED = (aiohttp.ClientError, TimeoutError)
-
-
-def command_id(actor: str, operation: str, idempotency_key: str | None) -> str:
-    """A client's Idempotency-Key, scoped to who sent it and to what, as the command id."""
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{actor}|{operation}|{idempotency_key}"))
 
 
 class Forwarder:
@@ -55,33 +52,45 @@ class Forwarder:
     async def close(self) -> None:
         await self._session.close()
 
-    async def send(self, service: str, method: str, path: str, actor: str, body: Any = None,
-                   idempotency_key: str | None = None) -> Any:
-        """Returns the service's JSON answer; a refusal is re-raised as the same problem (Rejected), an
-        outage as ServiceUnavailable."""
+    async def call(self, endpoint: Endpoint[AnswerT], actor: str, body: BaseModel | None = None, *,
+                   idempotency_key: str | None = None, query: dict[str, str] | None = None, **params: Any) -> AnswerT:
+        """The service's answer to `endpoint` with `params` in its path; a refusal is re-raised as the same
+        problem (Rejected), an outage as ServiceUnavailable."""
+        path = endpoint.url(params) + (f"?{urlencode(query)}" if query else "")
         call = Call("gateway", actor, uuid.UUID(logs.correlation_id.get() or str(uuid.uuid4())),
-                    uuid.UUID(command_id(actor, f"{method} {path}", idempotency_key)))
-        data = b"" if body is None else json.dumps(body).encode()
-        headers = {"Authorization": self._signer.authorization(service, method, path, data, call)}
+                    endpoint.command_id(actor, params, idempotency_key))
+        # exclude_unset: a field the caller left out stays out ("absent leaves it as it is")
+        data = b"" if body is None else body.model_dump_json(exclude_unset=True).encode()
+        headers = {"Authorization": self._signer.authorization(endpoint.service, endpoint.method, path, data, call)}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            async with self._session.request(method, self._base_urls[service] + path, data=data, headers=headers,
-                                             allow_redirects=False) as response:
+            async with self._session.request(endpoint.method, self._base_urls[endpoint.service] + path, data=data,
+                                             headers=headers, allow_redirects=False) as response:
                 status, content = response.status, await response.read()
         except UNANSWERED as error:
-            raise ServiceUnavailable(f"The {service} service is not reachable; retry.") from error
-        if status >= 500:
-            raise ServiceUnavailable(f"The {service} service failed ({status}); retry.")
+            raise ServiceUnavailable(f"The {endpoint.service} service is not reachable; retry.") from error
         if status >= 400:
-            problem = json.loads(content)
-            if problem.get("code") == CALLER_NOT_AUTHENTICATED:  # the gateway's keys, not the client's doing
-                log.error("a service refused the gateway's signed call", extra={"service": service,
-                                                                               "detail": problem.get("detail")})
-                raise ServiceUnavailable(f"The {service} service is not reachable; retry.")
-            extra = {k: v for k, v in problem.items() if k not in {"type", "title", "status", "detail", "code"}}
-            raise Rejected(problem.get("code", "refused"), problem.get("detail", ""), status, **extra)
-        return json.loads(content)
+            raise _refusal(endpoint.service, status, content)
+        try:
+            return endpoint.read(content)
+        except ValidationError as error:  # a release this gateway does not know (a rolling upgrade)
+            log.error("a service's answer is not what its endpoint declares",
+                      extra={"service": endpoint.service, "path": endpoint.path, "errors": error.error_count()})
+            raise ServiceUnavailable(f"The {endpoint.service} service answered what this gateway cannot read; "
+                                     "retry.") from error
+
+
+def _refusal(service: str, status: int, content: bytes) -> Exception:
+    if status >= 500:
+        return ServiceUnavailable(f"The {service} service failed ({status}); retry.")
+    problem = json.loads(content)
+    if problem.get("code") == CALLER_NOT_AUTHENTICATED:  # the gateway's keys, not the client's doing
+        log.error("a service refused the gateway's signed call", extra={"service": service,
+                                                                       "detail": problem.get("detail")})
+        return ServiceUnavailable(f"The {service} service is not reachable; retry.")
+    extra = {k: v for k, v in problem.items() if k not in {"type", "title", "status", "detail", "code"}}
+    return Rejected(problem.get("code", "refused"), problem.get("detail", ""), refusal_kind(status), **extra)
 
 
 async def forwarder(request: Request) -> Forwarder:

@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mfaplane_contracts import identity_api
+from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.identity_events import LoginName
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.auth import Admin
 from mfaplane_gateway.forwarding import ForwarderDep
@@ -45,9 +47,9 @@ class LoginNames(BaseModel):
 async def set_login_names(body: LoginNames, caller: Admin, runtime: RuntimeDep, forward: ForwarderDep) -> BulkResult:
     """Sets each user's login name on their own: one refused (`login_name_taken`, `user_not_found`) leaves the
     others set. A user named twice is changed once, by the last item."""
-    def change(item: LoginNameOf) -> Callable[[], Awaitable[dict]]:
-        return lambda: forward.send("identity", "PATCH", f"/users/{item.user_id}", caller.actor,
-                                    {"login_name": item.login_name})
+    def change(item: LoginNameOf) -> Callable[[], Awaitable[CommandReceipt]]:
+        return lambda: forward.call(identity_api.UPDATE_USER, caller.actor,
+                                    identity_api.UserChanges(login_name=item.login_name), user_id=item.user_id)
 
     last = {item.user_id: item for item in body.items}
     return await apply_each(runtime, ((user_id, change(item)) for user_id, item in last.items()))
@@ -66,13 +68,14 @@ async def set_login_names_from_csv(request: Request, caller: Admin, runtime: Run
     """The same as a CSV file: /v1/users.csv, exported, filled in and sent back, does (an empty `login_name`:
     none)."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "text/csv":
-        raise Rejected("unsupported_media_type", "Send the file as text/csv.", 415)
+        raise Rejected("unsupported_media_type", "Send the file as text/csv.", Refusal.UNSUPPORTED_MEDIA_TYPE)
     try:
         body = LoginNames.model_validate({"items": _csv_rows(await request.body())})
     except ValidationError as invalid:
         error = invalid.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
-        raise Rejected("invalid_login_names", f"{where}: {error['msg']}; nothing was changed.", 422) from None
+        raise Rejected("invalid_login_names", f"{where}: {error['msg']}; nothing was changed.",
+                       Refusal.UNPROCESSABLE) from None
     return await set_login_names(body, caller, runtime, forward)
 
 
@@ -81,8 +84,9 @@ def _csv_rows(body: bytes) -> list[dict]:
         reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
         rows = list(reader)
     except (UnicodeDecodeError, csv.Error):
-        raise Rejected("invalid_login_names", "The CSV is not readable UTF-8 CSV; nothing was changed.", 422) from None
+        raise Rejected("invalid_login_names", "The CSV is not readable UTF-8 CSV; nothing was changed.",
+                       Refusal.UNPROCESSABLE) from None
     if not {"id", "login_name"} <= set(reader.fieldnames or ()):
         raise Rejected("invalid_login_names", "The CSV needs a header row with `id` and `login_name` columns; "
-                       "nothing was changed.", 422)
+                       "nothing was changed.", Refusal.UNPROCESSABLE)
     return [{"user_id": row["id"], "login_name": row["login_name"] or None} for row in rows]

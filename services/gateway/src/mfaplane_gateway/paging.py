@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 SortType = Literal["text", "timestamptz"]
 T = TypeVar("T")
@@ -36,7 +36,7 @@ def unpack(cursor: str, listing: str) -> list[Any]:
 
 
 def invalid_cursor() -> Rejected:
-    return Rejected("invalid_cursor", "The cursor is not one this list returned.", status=400)
+    return Rejected("invalid_cursor", "The cursor is not one this list returned.", Refusal.INVALID)
 
 
 def encode_cursor(listing: str, sort_value: Any, item_id: uuid.UUID) -> str:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from mfaplane_contracts import reset_tokens
-from mfaplane_contracts.commands import TotpCode
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_contracts import identity_api, mfa_api, reset_tokens
+from mfaplane_contracts.commands import Code, TotpCode
+from mfaplane_contracts.identity_api import NewPassword, PasswordCheck
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin, Caller, Portal
-from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.receipts import Receipt, receipt
@@ -65,24 +65,23 @@ def own_password_router(kind: Kind, scope: str, prefix: str, tag: str) -> APIRou
         session = await tokens.session(runtime.pool, body.session, kind, runtime.clock.now())
         principal_id = session["principal_id"]
         if body.new_password == body.current_password:
-            raise Rejected("password_unchanged", "The new password must differ from the current one.", 400)
+            raise Rejected("password_unchanged", "The new password must differ from the current one.", Refusal.INVALID)
         owner = f"{kind}:{principal_id}"
         await _check_owner(forward, kind, scope, principal_id, owner, body, source)
-        changed = await forward.send("identity", "PUT", f"/principals/{kind}/{principal_id}/password", owner,
-                                     {"password": body.new_password})
-        await end_other_sessions(runtime.pool, principal_id, session["session_id"],
-                                 datetime.fromisoformat(changed["changed_at"]))
+        changed = await forward.call(identity_api.SET_PASSWORD, owner, NewPassword(password=body.new_password),
+                                     kind=kind, principal_id=principal_id)
+        await end_other_sessions(runtime.pool, principal_id, session["session_id"], changed.changed_at)
         return receipt(changed)
 
     @router.post("/password-reset", dependencies=[CHALLENGE_LIMIT], summary="Set a new password from a reset link")
     async def reset_password(body: ResetRedemption, _: Portal, runtime: RuntimeDep, forward: ForwarderDep) -> Receipt:
         """Sets a new password with the token of a mailed reset link, once; every session of the principal ends."""
-        changed = await forward.send("identity", "POST", "/password-resets/redeem", RESET_ACTOR,
-                                     {"kind": kind, "token": body.token, "password": body.new_password})
+        changed = await forward.call(identity_api.REDEEM_PASSWORD_RESET, RESET_ACTOR,
+                                     identity_api.ResetRedemption(kind=kind, token=body.token,
+                                                                  password=body.new_password))
         # The projector ends them too, once the change reaches it; the new password must not wait for that.
         async with runtime.pool.acquire() as conn, conn.transaction():
-            await end_sessions_before(conn, {uuid.UUID(changed["aggregate_id"]):
-                                             datetime.fromisoformat(changed["changed_at"])})
+            await end_sessions_before(conn, {uuid.UUID(changed.aggregate_id): changed.changed_at})
         return receipt(changed)
 
     return router
@@ -91,13 +90,14 @@ def own_password_router(kind: Kind, scope: str, prefix: str, tag: str) -> APIRou
 async def _check_owner(forward: Forwarder, kind: Kind, scope: str, principal_id: uuid.UUID, owner: str,
                        body: PasswordChange, source: str) -> None:
     """The current password, then the code if MFA is set up: a wrong password spends no code."""
-    mfa_set_up = (await forward.send("mfa", "GET", enrollment_path(scope, principal_id), owner))["set_up"]
+    mfa_set_up = (await forward.call(mfa_api.VIEW, owner, scope=scope, principal_id=principal_id)).set_up
     if mfa_set_up and body.code is None:
-        raise Rejected("code_required", "Your MFA is set up: enter a code from your authenticator app too.", 401)
-    await forward.send("identity", "POST", f"/principals/{kind}/{principal_id}/password-check", owner,
-                       {"password": body.current_password, "source": source})
+        raise Rejected("code_required", "Your MFA is set up: enter a code from your authenticator app too.",
+                       Refusal.UNAUTHENTICATED)
+    await forward.call(identity_api.CHECK_PASSWORD, owner, PasswordCheck(password=body.current_password, source=source),
+                       kind=kind, principal_id=principal_id)
     if mfa_set_up:
-        await forward.send("mfa", "POST", enrollment_path(scope, principal_id, "verify"), owner, {"code": body.code})
+        await forward.call(mfa_api.VERIFY, owner, Code(code=body.code), scope=scope, principal_id=principal_id)
 
 
 user_portal = own_password_router("user", "user_portal", "/v1/portal", "user portal sign-in")
@@ -107,9 +107,9 @@ resets = APIRouter(prefix="/v1")
 
 async def _request_reset(kind: Kind, principal_id: uuid.UUID, caller: Caller, forward: Forwarder,
                          idempotency_key: str | None) -> ResetRequested:
-    answer: dict[str, Any] = await forward.send("identity", "POST", f"/principals/{kind}/{principal_id}/password-reset",
-                                                caller.actor, None, idempotency_key)
-    return ResetRequested(**receipt(answer).model_dump(), expires_at=answer["expires_at"])
+    answer = await forward.call(identity_api.REQUEST_PASSWORD_RESET, caller.actor, idempotency_key=idempotency_key,
+                                kind=kind, principal_id=principal_id)
+    return ResetRequested(**receipt(answer).model_dump(), expires_at=answer.expires_at)
 
 
 @resets.post("/users/{user_id}/password-reset", status_code=201, tags=["users"],

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from pydantic import BaseModel, Field
 
+from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.service import Runtime
 from mfaplane_gateway import read_your_writes
@@ -24,7 +25,8 @@ class BulkResult(BaseModel):
                                                "to read them back (for a day; after that it waits for nothing)")
 
 
-async def apply_each(runtime: Runtime, items: Iterable[tuple[uuid.UUID, Callable[[], Awaitable[dict]]]]) -> BulkResult:
+async def apply_each(runtime: Runtime,
+                     items: Iterable[tuple[uuid.UUID, Callable[[], Awaitable[CommandReceipt]]]]) -> BulkResult:
     """Sends each item's command in turn; a service that is down stops the rest, as it would each one."""
     bulk_id = uuid.uuid4()
     result = BulkResult(changed=[], unchanged=[], failed={}, consistency_token=read_your_writes.bulk_token(bulk_id))
@@ -35,7 +37,7 @@ async def apply_each(runtime: Runtime, items: Iterable[tuple[uuid.UUID, Callable
         except Rejected as refused:  # an outage (ServiceUnavailable) stops the rest
             result.failed[item_id] = refused.code
             continue
-        (result.changed if answer["event_ids"] else result.unchanged).append(item_id)
-        versions.append((answer["aggregate_id"], answer["version"]))
+        (result.changed if answer.event_ids else result.unchanged).append(item_id)
+        versions.append((answer.aggregate_id, answer.version))
     await read_your_writes.record_set(runtime.pool, bulk_id, runtime.clock.now(), versions)
     return result

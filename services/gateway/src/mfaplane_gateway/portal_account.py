@@ -13,11 +13,13 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from mfaplane_contracts import mfa_api
+from mfaplane_contracts.commands import AppCode
+from mfaplane_contracts.mfa_api import EnrollmentView
 from mfaplane_contracts.mfa_status import MFAStatus
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.auth import Portal
-from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE
 from mfaplane_gateway.read_models import LIVE_TABLES
@@ -73,8 +75,8 @@ async def _profile(runtime: Runtime, user_id: uuid.UUID) -> Any:
                                        user_id)
 
 
-async def _enrollment(forward: Forwarder, user_id: uuid.UUID) -> dict[str, Any]:
-    return await forward.send("mfa", "GET", enrollment_path(SCOPE, user_id), f"user:{user_id}")
+async def _enrollment(forward: Forwarder, user_id: uuid.UUID) -> EnrollmentView:
+    return await forward.call(mfa_api.VIEW, f"user:{user_id}", scope=SCOPE, principal_id=user_id)
 
 
 @router.post("/account", summary="The signed-in user's account and MFA status")
@@ -90,10 +92,10 @@ async def account(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: Tok
                    mfa=_overview(view))
 
 
-def _overview(view: dict[str, Any]) -> MFAOverview:
-    fields = {field: view[field] for field in MFAOverview.model_fields}
+def _overview(view: EnrollmentView) -> MFAOverview:
+    fields = {field: getattr(view, field) for field in MFAOverview.model_fields}
     # The enrollment keeps the last period's deadline after setup; it means nothing once MFA is set up.
-    if view["status"] not in PERIOD_STATUSES:
+    if view.status not in PERIOD_STATUSES:
         fields["deadline"] = None
     return MFAOverview(**fields)
 
@@ -106,11 +108,11 @@ async def setup_challenge(body: SessionBody, _: Portal, runtime: RuntimeDep, tok
     new session when the first code is confirmed. Refused once MFA is set up or the period has ended."""
     row, user_id = await _signed_in(runtime, tokens, body.session)
     view = await _enrollment(forward, user_id)
-    if view["set_up"]:
-        raise Rejected("already_set_up", "MFA is already set up.", 409)
-    if view["status"] == MFAStatus.EXPIRED:
+    if view.set_up:
+        raise Rejected("already_set_up", "MFA is already set up.")
+    if view.status == MFAStatus.EXPIRED:
         raise Rejected("enrollment_expired", "The enrollment period has ended; an administrator must extend it, "
-                       "reset MFA or remove the requirement.", 403)
+                       "reset MFA or remove the requirement.", Refusal.FORBIDDEN)
     profile = await _profile(runtime, user_id)
     now = runtime.clock.now()
     challenge = tokens.challenge(user_id, "user", profile["email"] if profile else "", "setup", now)
@@ -126,6 +128,6 @@ async def new_recovery_codes(body: CodeBody, _: Portal, runtime: RuntimeDep, tok
     as at sign-in (a wrong one counts towards the pause; the one just used is refused as
     `code_already_used`)."""
     _, user_id = await _signed_in(runtime, tokens, body.session)
-    answer = await forward.send("mfa", "POST", enrollment_path(SCOPE, user_id, "regenerate-recovery-codes"),
-                                f"user:{user_id}", {"code": body.code})
-    return NewRecoveryCodes(recovery_codes=answer["recovery_codes"])
+    answer = await forward.call(mfa_api.REGENERATE_RECOVERY_CODES, f"user:{user_id}", AppCode(code=body.code),
+                                scope=SCOPE, principal_id=user_id)
+    return NewRecoveryCodes(recovery_codes=answer.recovery_codes)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 
+from mfaplane_contracts import identity_api
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.api import IdempotencyKey
 from mfaplane_gateway.auth import Admin, Caller
@@ -25,8 +26,8 @@ router = APIRouter(prefix="/v1")
 
 async def _end_sessions(kind: Literal["user", "admin"], principal_id: uuid.UUID, caller: Caller, runtime: Runtime,
                         forward: Forwarder, idempotency_key: str | None) -> Receipt:
-    ended = receipt(await forward.send("identity", "POST", f"/principals/{kind}/{principal_id}/end-sessions",
-                                       caller.actor, None, idempotency_key))
+    ended = receipt(await forward.call(identity_api.END_SESSIONS, caller.actor, idempotency_key=idempotency_key,
+                                       kind=kind, principal_id=principal_id))
     await end_now(runtime, principal_id)
     return ended
 

@@ -1,7 +1,9 @@
 """Reducers from events to the principals and resources read models, and how runs of events are written.
 
 Topics are not ordered with respect to each other, so an enrollment event can arrive before the
-UserCreated it belongs to: every reducer upserts, touching only its own columns.
+UserCreated it belongs to: every reducer upserts, touching only its own columns. A row's updated_at,
+which every event touches, is the latest occurred_at of its events whatever order they came in: the
+projection and the audit log (which a replay applies in its own order) are consumed apart.
 
 A run of events (the live projector's one event, or a replay's chunk of thousands) is folded in
 memory into one net change per row, in seq order, then written with one upsert per row: the
@@ -20,11 +22,15 @@ import asyncpg
 
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
+from mfaplane_contracts.enrollment_summary import SETS
 from mfaplane_contracts.envelope import EventPayload
 
 Value = Callable[[datetime, EventPayload], Any]  # (occurred_at, body) -> the column's new value
 KEY_FIELDS = ("principal_id", "user_id", "admin_id", "system_id")
 KEYS = {"principals": "principal_id", "resources": "system_id"}
+# The column of a field whose name the read model's tables predate (docs/glossary.md): a gateway of the
+# previous release reads and writes the tables in use beside the new one during a rolling upgrade.
+_COLUMN_OF = {"set_up": "configured"}
 
 
 class _Increment:
@@ -60,26 +66,33 @@ def _resources(**columns: Value | _Increment) -> Reducer:
     return Reducer("resources", columns)
 
 
-_email, _name = event_field("email"), event_field("name")
-_deadline, _days = event_field("deadline"), event_field("enrollment_days")
+def _enrollment(payload: type[EventPayload], **columns: Value | _Increment) -> Reducer:
+    """The enrollment summary's fields the event sets (contracts' one fold of them), and `columns`."""
+    summary = {name: _of_body(value) for name, value in SETS[payload].items()}
+    return _principals(**summary, **columns)
+
+
+def _of_body(value: Callable[[Any], Any]) -> Value:
+    return lambda occurred_at, body: value(body)
+
+
+_email, _name, _days = event_field("email"), event_field("name"), event_field("enrollment_days")
 REDUCERS: dict[type[EventPayload], Reducer] = {
     identity.UserCreated: _principals(kind=constant("user"), email=_email, name=_name),
     identity.AdminCreated: _principals(kind=constant("admin"), email=_email, name=_name),
     identity.UserUpdated: _principals(email=_email, name=_name),
     identity.UserLoginNameChanged: _principals(login_name=event_field("login_name")),
-    identity.UserDeleted: _principals(deleted=constant(True), required=constant(False), configured=constant(False),
+    identity.UserDeleted: _principals(deleted=constant(True), required=constant(False), set_up=constant(False),
                                       login_name=constant(None)),
-    identity.AdminDeleted: _principals(deleted=constant(True), required=constant(False), configured=constant(False)),
-    mfa.MFARequired: _principals(required=constant(True), deadline=_deadline, enrollment_days=_days),
-    mfa.MFARequirementRemoved: _principals(required=constant(False), deadline=constant(None),
-                                           enrollment_days=constant(None)),
-    mfa.EnrollmentExtended: _principals(deadline=_deadline, enrollment_days=_days),
-    mfa.MFAReset: _principals(required=constant(True), configured=constant(False), deadline=_deadline,
-                              enrollment_days=_days, dismissals=constant(0), throttled_until=constant(None),
-                              codes_locked=constant(False)),
+    identity.AdminDeleted: _principals(deleted=constant(True), required=constant(False), set_up=constant(False)),
+    mfa.MFARequired: _enrollment(mfa.MFARequired, enrollment_days=_days),
+    mfa.MFARequirementRemoved: _enrollment(mfa.MFARequirementRemoved, enrollment_days=constant(None)),
+    mfa.EnrollmentExtended: _enrollment(mfa.EnrollmentExtended, enrollment_days=_days),
+    mfa.MFAReset: _enrollment(mfa.MFAReset, enrollment_days=_days, dismissals=constant(0),
+                              throttled_until=constant(None), codes_locked=constant(False)),
     mfa.TOTPThrottled: _principals(throttled_until=event_field("until")),
     mfa.TOTPFactorLocked: _principals(codes_locked=constant(True)),
-    mfa.TOTPEnrolled: _principals(configured=constant(True)),
+    mfa.TOTPEnrolled: _enrollment(mfa.TOTPEnrolled),
     mfa.TOTPVerified: _principals(last_verified_at=occurred),
     mfa.EnrollmentPromptDismissed: _principals(dismissals=INCREMENT),
     identity.SystemRegistered: _resources(name=_name, kind=event_field("kind")),
@@ -112,7 +125,7 @@ class Fold:
             return
         subject = getattr(body, _SUBJECT[type(body)])
         row = self._rows.setdefault((reducer.model, subject), _RowChange())
-        row.updated_at = occurred_at
+        row.updated_at = max(occurred_at, row.updated_at or occurred_at)
         for column, value in reducer.columns.items():
             if not isinstance(value, _Increment):
                 row.values[column] = value(occurred_at, body)
@@ -129,14 +142,21 @@ class Fold:
             sets, adds = tuple(sorted(row.values)), tuple(sorted(row.increments))
             shapes[model, sets, adds].append((subject, row.updated_at, *(row.values[c] for c in sets),
                                               *(row.increments[c] for c in adds)))
-        for (model, sets, adds), rows in shapes.items():
-            await conn.executemany(_upsert(tables[model], KEYS[model], sets, adds), rows)
+        # In key order: projections on other replicas write the same rows, and rows locked in one order
+        # by everyone cannot deadlock within a statement.
+        for (model, sets, adds), rows in sorted(shapes.items()):
+            await conn.executemany(_upsert(tables[model], KEYS[model], sets, adds), sorted(rows, key=_subject))
 
 
-def _upsert(table: str, key: str, sets: tuple[str, ...], adds: tuple[str, ...]) -> str:
+def _subject(row: tuple) -> Any:
+    return row[0]
+
+
+def _upsert(table: str, key: str, fields: tuple[str, ...], adds: tuple[str, ...]) -> str:
+    sets = tuple(_COLUMN_OF.get(name, name) for name in fields)
     columns = (key, "updated_at", *sets, *adds)
-    updates = ["updated_at = EXCLUDED.updated_at", *(f"{c} = EXCLUDED.{c}" for c in sets),
-               *(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in adds)]
+    updates = [f"updated_at = GREATEST({table}.updated_at, EXCLUDED.updated_at)",
+               *(f"{c} = EXCLUDED.{c}" for c in sets), *(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in adds)]
     return (f"INSERT INTO {table} ({', '.join(columns)}) "
             f"VALUES ({', '.join(f'${n}' for n in range(1, len(columns) + 1))}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}")

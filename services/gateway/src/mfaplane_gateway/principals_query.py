@@ -12,9 +12,11 @@ import asyncpg
 
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_contracts.text import plain_text
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.paging import SortType, decode_cursor, page_of
 
-# The SQL twin of mfaplane_contracts.mfa_status.mfa_status; $1 is the clock's now.
+# The SQL twin of mfaplane_contracts.mfa_status.mfa_status; $1 is the clock's now. The column `configured`
+# holds whether the principal has set up MFA (its older name, principals_projection.py).
 STATUS_SQL = (
     "CASE WHEN configured AND required THEN 'active' WHEN configured THEN 'configured_not_required' "
     "WHEN NOT required THEN 'none' WHEN deadline IS NULL THEN 'required_no_period' "
@@ -28,7 +30,7 @@ SORTS: dict[str, tuple[str, SortType]] = {
     "deadline": ("COALESCE(deadline, 'infinity'::timestamptz)", "timestamptz"),
 }
 COLUMNS = (
-    "principal_id, kind, email, name, required, configured, deadline, enrollment_days, dismissals, "
+    "principal_id, kind, email, name, required, configured AS set_up, deadline, enrollment_days, dismissals, "
     f"last_verified_at, login_name, throttled_until, codes_locked, {STATUS_SQL} AS status"
 )
 
@@ -38,7 +40,7 @@ class PrincipalFilter:
     kind: str = "user"
     statuses: tuple[MFAStatus, ...] = ()
     required: bool | None = None
-    mfa_active: bool | None = None
+    set_up: bool | None = None
     search: str | None = None
 
     def where(self, params: list[Any]) -> str:
@@ -53,8 +55,8 @@ class PrincipalFilter:
             conditions.append(f"({STATUS_SQL}) = ANY({bind([s.value for s in self.statuses])}::text[])")
         if self.required is not None:
             conditions.append(f"required = {bind(self.required)}")
-        if self.mfa_active is not None:
-            conditions.append(f"configured = {bind(self.mfa_active)}")
+        if self.set_up is not None:
+            conditions.append(f"configured = {bind(self.set_up)}")
         if self.search:
             text = bind(containing(self.search))
             email_matches = f"email ILIKE {text}"
@@ -68,6 +70,14 @@ class PrincipalFilter:
                 email_matches = f"(email ILIKE {local} AND lower(email) LIKE lower({text}))"
             conditions.append(f"({email_matches} OR name ILIKE {text})")
         return " AND ".join(conditions)
+
+
+def set_up_asked(set_up: bool | None, mfa_active: bool | None) -> bool | None:
+    """The `set_up` filter, given by its name or by `mfa_active`, the deprecated one; given by both, they agree."""
+    if None not in (set_up, mfa_active) and set_up != mfa_active:
+        raise Rejected("conflicting_filters", "`set_up` and `mfa_active`, its deprecated name, disagree: give "
+                                              "`set_up` only.", Refusal.UNPROCESSABLE)
+    return mfa_active if set_up is None else set_up
 
 
 def containing(text: str) -> str:

@@ -1,4 +1,12 @@
-"""The gateway's consumer handler: every event goes to the audit log and through the reducers."""
+"""The gateway's projection: every event through the reducers into the read models, in the gateway's own
+consumer group (mfaplane-gateway).
+
+The audit log is appended by a consumer group of its own (audit_log.handle_batch), so a projection
+never waits for the chain's one head: projections run side by side, on as many replicas as the topics
+have partitions, holding only the read-models lock, shared (read_models.projecting). Either consumer
+may be ahead: a projected event the log does not have yet is noted in `awaiting_audit` for a replay's
+switch, and consistency tokens wait for both (recorded_versions, read_your_writes.py).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ from mfaplane_contracts.identity_events import (
 from mfaplane_contracts.mfa_events import MFARequired, MFAReset
 from mfaplane_contracts.subjects import principal_of
 from mfaplane_eventing.clock import Clock
-from mfaplane_gateway import audit_log, read_models
+from mfaplane_gateway import read_models
 from mfaplane_gateway.principals_projection import Fold
 from mfaplane_gateway.sessions import end_sessions_before
 
@@ -30,6 +38,14 @@ PROJECTION_LAG = Gauge("mfaplane_projection_lag_seconds",
 # Events after which a principal's earlier sessions must end.
 ENDS_SESSIONS = (MFAReset, MFARequired, UserPasswordChanged, AdminPasswordChanged, UserDeleted, AdminDeleted,
                  UserSessionsEnded, AdminSessionsEnded)
+_PROJECTED = (
+    "INSERT INTO projected_versions (aggregate_id, version) "
+    "SELECT aggregate_id, max(version) FROM unnest($1::text[], $2::int[]) AS e(aggregate_id, version) "
+    "GROUP BY aggregate_id ON CONFLICT (aggregate_id) "
+    "DO UPDATE SET version = GREATEST(projected_versions.version, EXCLUDED.version)"
+)
+_AWAITING_AUDIT = ("INSERT INTO awaiting_audit (event_id) SELECT e FROM unnest($1::uuid[]) AS e "
+                   "WHERE NOT EXISTS (SELECT FROM audit_log WHERE event_id = e)")
 
 
 def _cutoffs(envelopes: Sequence[Envelope]) -> dict[uuid.UUID, datetime]:
@@ -45,21 +61,16 @@ def _cutoffs(envelopes: Sequence[Envelope]) -> dict[uuid.UUID, datetime]:
 
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:
     """Projects a run of events, in order, with a few statements for all of them."""
-    # append() takes the audit-log lock, which a replay's switch takes too: the registry read after
-    # it names the tables in force for these events.
-    await audit_log.append(conn, envelopes, clock.now())
+    # The lock a replay's switch takes exclusively: the registry read after it names the tables in
+    # force for these events.
+    await read_models.projecting(conn)
     fold = Fold()
     for envelope in envelopes:
         fold.add(envelope.occurred_at, envelope.body())
     for tables in await read_models.write_targets(conn):
         await fold.write(conn, tables)
-    await conn.execute(
-        "INSERT INTO projected_versions (aggregate_id, version) "
-        "SELECT aggregate_id, max(version) FROM unnest($1::text[], $2::int[]) AS e(aggregate_id, version) "
-        "GROUP BY aggregate_id ON CONFLICT (aggregate_id) "
-        "DO UPDATE SET version = GREATEST(projected_versions.version, EXCLUDED.version)",
-        [e.aggregate_id for e in envelopes], [e.aggregate_version for e in envelopes],
-    )
+    await conn.execute(_PROJECTED, [e.aggregate_id for e in envelopes], [e.aggregate_version for e in envelopes])
+    await conn.execute(_AWAITING_AUDIT, [e.event_id for e in envelopes])
     if cutoffs := _cutoffs(envelopes):
         await end_sessions_before(conn, cutoffs)
     PROJECTION_LAG.set(max((clock.now() - envelopes[-1].occurred_at).total_seconds(), 0.0))

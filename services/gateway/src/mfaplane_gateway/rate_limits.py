@@ -34,7 +34,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -109,7 +109,8 @@ class RouteLimit:
         wait = max(bucket.wait(now) for bucket in buckets)
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
-            raise Rejected(RATE_LIMITED, f"Too many sign-in requests; retry in {retry_after} seconds.", 429,
+            raise Rejected(RATE_LIMITED, f"Too many sign-in requests; retry in {retry_after} seconds.",
+                           Refusal.THROTTLED,
                            retry_after=retry_after)
         for bucket in buckets:
             bucket.take()

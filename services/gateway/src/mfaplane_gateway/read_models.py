@@ -3,8 +3,9 @@
 Read models live in versioned tables (principals_v1, principals_v2...) so that `replay` can build
 the next version while the current one serves, then switch the registry. Two kinds of readers:
 
-- the projector reads the registry in every event's transaction, after the audit-log lock that a
-  switch also takes, so each event is applied to exactly the tables in force at its turn;
+- the projector reads the registry in every transaction, after taking the read-models lock shared
+  (`projecting`: projections run side by side, on any number of replicas), which a switch takes
+  exclusively (`switching`), so each event is applied to exactly the tables in force at its turn;
 - queries use LIVE_TABLES, refreshed every REFRESH_SECONDS off the request path: a lookup per
   request would cost a round trip for a name that changes once in months. A query may still use
   the previous table for that long after a switch, which is why the projector keeps the previous
@@ -20,6 +21,16 @@ from mfaplane_eventing import loops
 REFRESH_SECONDS = 1.0
 # Until the first refresh (the gateway refreshes before it serves); the first versions.
 LIVE_TABLES: dict[str, str] = {"principals": "principals_v1", "resources": "resources_v1"}
+
+
+async def projecting(conn: asyncpg.Connection) -> None:
+    """Until the transaction ends, no switch can start (a projection is never half in the old tables)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext('mfaplane-read-models'))")
+
+
+async def switching(conn: asyncpg.Connection) -> None:
+    """Until the transaction ends, no projection runs: waits for those running, holds back the next."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mfaplane-read-models'))")
 
 
 async def current(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, str]:

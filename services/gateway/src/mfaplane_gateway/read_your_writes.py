@@ -1,5 +1,8 @@
 """Read-your-writes: a command's answer carries a consistency token; a query that passes it back waits
-(bounded) until the projections have applied what the command did.
+(bounded) until the projections have applied what the command did, and the audit log holds it: the two
+are written by consumer groups of their own (projector.py), and a client that reads the audit history
+after the read models finds its change there too. Both are read through the view recorded_versions
+(migration 0015).
 
 Two kinds of token:
 - `<aggregate_id>@<version>`, on a receipt: the one aggregate the command went to, at that version.
@@ -30,7 +33,7 @@ import asyncpg
 
 from mfaplane_contracts.mfa_events import Scope
 from mfaplane_eventing import loops
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime
 from mfaplane_gateway import sessions
 
@@ -48,7 +51,7 @@ USER_BULK_SCOPE: Scope = "user_portal"
 
 _VERSIONS_BEHIND = (
     "SELECT EXISTS (SELECT FROM unnest($1::text[], $2::int[]) AS wanted (aggregate_id, version) "
-    "               LEFT JOIN projected_versions p USING (aggregate_id) "
+    "               LEFT JOIN recorded_versions p USING (aggregate_id) "
     "               WHERE coalesce(p.version, 0) < wanted.version)"
 )
 _BULK = (
@@ -64,12 +67,12 @@ _SETTLE_USERS = (
     "UPDATE bulk_operations SET settled_at = now() WHERE operation_id = $1 AND settled_at IS NULL "
     "AND NOT EXISTS (SELECT FROM bulk_operation_items WHERE operation_id = $1 AND state = 'pending') "
     "AND NOT EXISTS (SELECT FROM bulk_operation_items i "
-    "                LEFT JOIN projected_versions p ON p.aggregate_id = $2::text || ':' || i.user_id "
+    "                LEFT JOIN recorded_versions p ON p.aggregate_id = $2::text || ':' || i.user_id "
     "                WHERE i.operation_id = $1 AND coalesce(p.version, 0) < i.version) RETURNING true"
 )
 _SETTLE_SET = (
     "UPDATE consistency_sets SET settled_at = now() WHERE set_id = $1 AND settled_at IS NULL "
-    "AND NOT EXISTS (SELECT FROM consistency_set_changes c LEFT JOIN projected_versions p USING (aggregate_id) "
+    "AND NOT EXISTS (SELECT FROM consistency_set_changes c LEFT JOIN recorded_versions p USING (aggregate_id) "
     "                WHERE c.set_id = $1 AND coalesce(p.version, 0) < c.version) RETURNING true"
 )
 
@@ -128,7 +131,7 @@ def _wanted(consistency_tokens: Iterable[str]) -> _Wanted:
 
 
 def _invalid() -> Rejected:
-    return Rejected("invalid_consistency_token", "The consistency token is not one this API returned.", 400)
+    return Rejected("invalid_consistency_token", "The consistency token is not one this API returned.", Refusal.INVALID)
 
 
 class _NotYet(NamedTuple):
@@ -178,10 +181,10 @@ async def _bulk_not_yet(pool: asyncpg.Pool, bulk_id: uuid.UUID) -> _NotYet | Non
 
 
 def _projection_behind() -> Rejected:
-    return Rejected("projection_behind", "The change is not visible yet; retry shortly.", 503,
+    return Rejected("projection_behind", "The change is not visible yet; retry shortly.", Refusal.NOT_READY,
                     retry_after=1, retry_after_seconds=1)  # the second name is deprecated (README)
 
 
 def _operation_running(operation_id: uuid.UUID, seconds: int) -> Rejected:
     return Rejected("operation_running", f"The bulk operation is still being applied; retry later, or follow it at "
-                                         f"/v1/bulk-operations/{operation_id}.", 503, retry_after=seconds)
+                                         f"/v1/bulk-operations/{operation_id}.", Refusal.NOT_READY, retry_after=seconds)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_gateway import read_your_writes
 
 
@@ -21,9 +21,9 @@ class Receipt(BaseModel):
     consistency_token: str = Field(description="pass as ?consistent_with= to read this change back")
 
 
-def receipt(answer: dict[str, Any], subject: uuid.UUID | None = None) -> Receipt:
+def receipt(answer: CommandReceipt, subject: uuid.UUID | None = None) -> Receipt:
     """The receipt of a service's answer; `subject`: the id the client named, where the events went to a
     record of its own (an enrollment), else the record's id."""
-    fields = {name: answer[name] for name in ("aggregate_id", "version", "event_ids", "duplicate")}
-    return Receipt(**fields, id=subject or answer["aggregate_id"],
-                   consistency_token=read_your_writes.token(answer["aggregate_id"], answer["version"]))
+    return Receipt(aggregate_id=answer.aggregate_id, version=answer.version, event_ids=answer.event_ids,
+                   duplicate=answer.duplicate, id=subject or answer.aggregate_id,
+                   consistency_token=read_your_writes.token(answer.aggregate_id, answer.version))

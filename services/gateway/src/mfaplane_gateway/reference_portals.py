@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import RuntimeDep
 
 ROOT = Path(__file__).parent / "portals"
@@ -52,7 +52,7 @@ def static_file(app_dir: Path, path: str) -> Path:
     root = root.resolve()
     candidate = (root / (relative or "index.html")).resolve()
     if not candidate.is_relative_to(root) or candidate.suffix not in MEDIA_TYPES or not candidate.is_file():
-        raise Rejected("not_found", "No such page.", 404)
+        raise Rejected("not_found", "No such page.", Refusal.NOT_FOUND)
     return candidate
 
 

@@ -1,8 +1,8 @@
 """Protected resources (rule 10): systems and SSO applications, their MFA switch, and the decision
 endpoint that system agents (a PAM module, a macOS login agent, an SSO application) call.
 
-On an MFA-enabled resource a user who has completed setup must give a code; one who has not is
-not asked. A resource with MFA disabled never asks.
+On an MFA-enabled system a user who has completed setup must give a code; one who has not is
+not asked. A system with MFA disabled never asks.
 """
 
 from __future__ import annotations
@@ -10,22 +10,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mfaplane_contracts.commands import CODE_PATTERN
-from mfaplane_contracts.identity_events import LoginName, ResourceKind, SignInSettings
+from mfaplane_contracts import identity_api, mfa_api
+from mfaplane_contracts.commands import CODE_PATTERN, CommandReceipt, SystemLogin
+from mfaplane_contracts.identity_api import MFASwitch, SignInCheck
+from mfaplane_contracts.identity_events import LoginName, SignInSettings, SystemKind
 from mfaplane_contracts.text import DisplayName, plain_text
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import RuntimeDep
 from mfaplane_gateway import rate_limits, read_your_writes
 from mfaplane_gateway.api import ConsistentWith, Cursor, Limit
 from mfaplane_gateway.api_versions import VERSIONED_RESPONSE, ApiVersion, deprecated_shape
 from mfaplane_gateway.auth import Admin, Reader, SystemAgent
-from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.paging import decode_cursor, page_of
 from mfaplane_gateway.piecewise import MAX_ITEMS, BulkResult, apply_each
@@ -42,16 +43,12 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NewResource(Body):
+class NewSystem(Body):
     name: DisplayName
-    kind: ResourceKind
+    kind: SystemKind
 
 
-class MFASwitch(Body):
-    enabled: bool
-
-
-class ResourceChanges(Body):
+class SystemChanges(Body):
     name: DisplayName
 
 
@@ -59,15 +56,15 @@ class BulkMFASwitch(MFASwitch):
     system_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
-class Resource(BaseModel):
+class System(BaseModel):
     id: uuid.UUID
     name: str
-    kind: ResourceKind
+    kind: SystemKind
     mfa_enabled: bool
 
 
-class ResourcePage(BaseModel):
-    items: list[Resource]
+class SystemPage(BaseModel):
+    items: list[System]
     next_cursor: str | None
 
 
@@ -98,34 +95,35 @@ class Decision(BaseModel):
 
 
 @router.post("", status_code=201, summary="Register a system or application")
-async def register(body: NewResource, caller: Admin, forward: ForwarderDep) -> Receipt:
-    return receipt(await forward.send("identity", "POST", "/systems", caller.actor, body.model_dump()))
+async def register(body: NewSystem, caller: Admin, forward: ForwarderDep) -> Receipt:
+    return receipt(await forward.call(identity_api.REGISTER_SYSTEM, caller.actor,
+                                      identity_api.NewSystem(**body.model_dump())))
 
 
-@router.get("", response_model=ResourcePage | list[Resource], responses=VERSIONED_RESPONSE,
+@router.get("", response_model=SystemPage | list[System], responses=VERSIONED_RESPONSE,
              summary="List systems and applications")
 async def list_resources(runtime: RuntimeDep, _: Reader, response: Response, api_version: ApiVersion = None,
-                         kind: ResourceKind | None = None, mfa_enabled: bool | None = None,
+                         kind: SystemKind | None = None, mfa_enabled: bool | None = None,
                          q: Annotated[SearchText | None, Query(description="text in the name")] = None,
                          limit: Limit = 50, cursor: Cursor = None,
-                         consistent_with: ConsistentWith = None) -> ResourcePage | list[Resource]:
+                         consistent_with: ConsistentWith = None) -> SystemPage | list[System]:
     """By name. With `API-Version`, a page; without, every one as a bare array (deprecated: ignores `limit` and
     `cursor`)."""
     await read_your_writes.wait_for(runtime.pool, consistent_with, runtime.settings.read_your_writes_timeout_seconds)
     wanted = (kind, mfa_enabled, containing(q) if q else None)
     if api_version is None:
         deprecated_shape(response)
-        return [_resource(row) for row in await _resources(runtime.pool, *wanted)]
-    rows, next_cursor = page_of(await _resources(runtime.pool, *wanted, limit + 1, cursor), limit, LISTING,
+        return [_system(row) for row in await _systems(runtime.pool, *wanted)]
+    rows, next_cursor = page_of(await _systems(runtime.pool, *wanted, limit + 1, cursor), limit, LISTING,
                                 lambda row: (row["sort_value"], row["system_id"]))
-    return ResourcePage(items=[_resource(row) for row in rows], next_cursor=next_cursor)
+    return SystemPage(items=[_system(row) for row in rows], next_cursor=next_cursor)
 
 
 LISTING = "systems"  # what a cursor of the systems list is good for
 
 
-async def _resources(pool: asyncpg.Pool, kind: str | None, mfa_enabled: bool | None, name_like: str | None,
-                     limit: int | None = None, cursor: str | None = None) -> list[asyncpg.Record]:
+async def _systems(pool: asyncpg.Pool, kind: str | None, mfa_enabled: bool | None, name_like: str | None,
+                   limit: int | None = None, cursor: str | None = None) -> list[asyncpg.Record]:
     params: list = [kind, mfa_enabled, name_like, limit]
     after = ""
     if cursor:
@@ -139,24 +137,25 @@ async def _resources(pool: asyncpg.Pool, kind: str | None, mfa_enabled: bool | N
     )
 
 
-def _resource(row: asyncpg.Record) -> Resource:
-    return Resource(id=row["system_id"], name=row["name"], kind=row["kind"], mfa_enabled=row["mfa_enabled"])
+def _system(row: asyncpg.Record) -> System:
+    return System(id=row["system_id"], name=row["name"], kind=row["kind"], mfa_enabled=row["mfa_enabled"])
 
 
 @router.patch("/{system_id}", summary="Rename a system or application")
-async def rename(system_id: uuid.UUID, body: ResourceChanges, caller: Admin, forward: ForwarderDep) -> Receipt:
-    return receipt(await forward.send("identity", "PATCH", f"/systems/{system_id}", caller.actor, body.model_dump()))
+async def rename(system_id: uuid.UUID, body: SystemChanges, caller: Admin, forward: ForwarderDep) -> Receipt:
+    return receipt(await forward.call(identity_api.RENAME_SYSTEM, caller.actor,
+                                      identity_api.SystemChanges(**body.model_dump()), system_id=system_id))
 
 
 @router.delete("/{system_id}", summary="Delete a system or application")
 async def delete(system_id: uuid.UUID, caller: Admin, forward: ForwarderDep) -> Receipt:
     """Gone from the lists; the keys of its agents decide nothing any more (404 system_not_found)."""
-    return receipt(await forward.send("identity", "DELETE", f"/systems/{system_id}", caller.actor))
+    return receipt(await forward.call(identity_api.DELETE_SYSTEM, caller.actor, system_id=system_id))
 
 
 @router.put("/{system_id}/mfa", summary="Switch MFA on or off for one")
 async def switch_mfa(system_id: uuid.UUID, body: MFASwitch, caller: Admin, forward: ForwarderDep) -> Receipt:
-    return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/mfa", caller.actor, body.model_dump()))
+    return receipt(await forward.call(identity_api.SET_SYSTEM_MFA, caller.actor, body, system_id=system_id))
 
 
 @router.put("/{system_id}/sign-in", summary="Set how an SSO application signs users in")
@@ -166,8 +165,7 @@ async def configure_sign_in(system_id: uuid.UUID, body: SignInSettings, caller: 
     application's client id is its id; its client secret is a key minted for it (`POST /v1/api-keys`, role
     `sso_client`, its `system_id`). Only an `sso_application` signs users in (409 `not_an_application`); an
     address with a space, a control character or an invalid port is refused (422 `invalid_application_url`)."""
-    return receipt(await forward.send("identity", "PUT", f"/systems/{system_id}/sign-in", caller.actor,
-                                      body.model_dump()))
+    return receipt(await forward.call(identity_api.CONFIGURE_SIGN_IN, caller.actor, body, system_id=system_id))
 
 
 class SignIn(BaseModel):
@@ -182,10 +180,10 @@ class SignIn(BaseModel):
 @router.get("/{system_id}/sign-in", summary="How an SSO application signs users in")
 async def sign_in_settings(system_id: uuid.UUID, _: Reader, request: Request, forward: ForwarderDep) -> SignIn:
     """The settings, and the addresses an application team needs, as identity has them now."""
-    state = await forward.send("identity", "GET", f"/systems/{system_id}", AGENT_ACTOR)
+    state = await forward.call(identity_api.SYSTEM_STATE, AGENT_ACTOR, system_id=system_id)
     sso = request.app.state.sso
     issuer = sso.issuer if sso else None
-    return SignIn(settings=state.get("sign_in"), client_id=system_id, issuer=issuer,
+    return SignIn(settings=state.sign_in, client_id=system_id, issuer=issuer,
                   oidc_discovery_url=issuer and f"{issuer}/.well-known/openid-configuration",
                   saml_metadata_url=issuer and f"{issuer}/saml/{system_id}/metadata")
 
@@ -194,9 +192,9 @@ async def sign_in_settings(system_id: uuid.UUID, _: Reader, request: Request, fo
 async def switch_mfa_in_bulk(body: BulkMFASwitch, caller: Admin, runtime: RuntimeDep,
                              forward: ForwarderDep) -> BulkResult:
     """Switches each system on its own: one refused leaves the others switched."""
-    def switch(system_id: uuid.UUID) -> Callable[[], Awaitable[dict]]:
-        return lambda: forward.send("identity", "PUT", f"/systems/{system_id}/mfa", caller.actor,
-                                    {"enabled": body.enabled})
+    def switch(system_id: uuid.UUID) -> Callable[[], Awaitable[CommandReceipt]]:
+        return lambda: forward.call(identity_api.SET_SYSTEM_MFA, caller.actor, MFASwitch(enabled=body.enabled),
+                                    system_id=system_id)
 
     return await apply_each(runtime, ((system_id, switch(system_id)) for system_id in dict.fromkeys(body.system_ids)))
 
@@ -210,31 +208,31 @@ async def authorize(system_id: uuid.UUID, body: AuthorizeRequest, caller: System
     code is sent once, with the call that decides."""
     if caller.system_id != system_id:
         raise Rejected("agent_key_of_another_system", "This agent key decides for another system, or for none "
-                       "(a key made before keys were bound): mint one for this system.", 403)
+                       "(a key made before keys were bound): mint one for this system.", Refusal.FORBIDDEN)
     if body.password is not None:  # a password guess costs an argon2 hash: the sign-in's buckets apply
         rate_limits.admit(request, "sign_in", source)
     login = await _login(forward, system_id, body)
     if login.user_id is None:
         return Decision(decision="deny", reason=login.refusal)
-    access = {"system_id": str(system_id), "mfa_enabled": login.mfa_enabled, "code": body.code,
-              "login_name": body.login_name, "source": body.source}
-    answer = await forward.send("mfa", "POST", enrollment_path("user_portal", login.user_id, "access"), caller.actor,
-                                access)
-    return Decision(decision=answer["decision"], reason=answer["reason"])
+    access = SystemLogin(system_id=system_id, mfa_enabled=login.mfa_enabled, code=body.code,
+                         login_name=body.login_name, source=body.source)
+    answer = await forward.call(mfa_api.DECIDE_ACCESS, caller.actor, access, scope="user_portal",
+                                principal_id=login.user_id)
+    return Decision(decision=answer.decision, reason=answer.reason)
 
 
-def _a_host(state: dict[str, Any]) -> dict[str, Any]:
+def _a_host(state: identity_api.SystemState) -> identity_api.SystemState:
     """An agent decides logins to a host; a key bound to an application (possible before keys were bound
     by kind) decides nothing."""
-    if state["kind"] not in ("macos", "linux"):
+    if state.kind not in ("macos", "linux"):
         raise Rejected("wrong_system_kind", "An agent key decides logins to a macOS or Linux system only: "
-                       "mint one for the host.", 409)
+                       "mint one for the host.")
     return state
 
 
 @dataclass(frozen=True)
 class _Login:
-    user_id: str | None  # None: nobody known, for `refusal`
+    user_id: uuid.UUID | None  # None: nobody known, for `refusal`
     mfa_enabled: bool = False
     refusal: str = ""
 
@@ -242,13 +240,13 @@ class _Login:
 async def _login(forward: Forwarder, system_id: uuid.UUID, body: AuthorizeRequest) -> _Login:
     """Who logs in, and whether the system asks for MFA (identity answers both for a login name)."""
     if body.login_name is not None:
-        state = _a_host(await forward.send("identity", "GET", f"/systems/{system_id}?login_name={body.login_name}",
-                                           AGENT_ACTOR))
-        return _Login(state["user_id"], state["mfa_enabled"], "" if state["user_id"] else "unknown_login_name")
-    enabled = _a_host(await forward.send("identity", "GET", f"/systems/{system_id}", AGENT_ACTOR))["mfa_enabled"]
+        state = _a_host(await forward.call(identity_api.SYSTEM_STATE, AGENT_ACTOR, system_id=system_id,
+                                           query={"login_name": body.login_name}))
+        return _Login(state.user_id, state.mfa_enabled, "" if state.user_id else "unknown_login_name")
+    enabled = _a_host(await forward.call(identity_api.SYSTEM_STATE, AGENT_ACTOR, system_id=system_id)).mfa_enabled
     try:
-        principal = await forward.send("identity", "POST", "/authenticate", AGENT_ACTOR,
-                                       {"kind": "user", "email": body.email, "password": body.password})
+        principal = await forward.call(identity_api.AUTHENTICATE, AGENT_ACTOR,
+                                       SignInCheck(kind="user", email=body.email, password=body.password))
     except Rejected as refused:
         return _Login(None, refusal=refused.code)
-    return _Login(principal["principal_id"], enabled)
+    return _Login(principal.principal_id, enabled)

@@ -21,7 +21,7 @@ import asyncpg
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from mfaplane_eventing import loops
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime
 
 PURPOSES = ("code", "prompt", "setup")
@@ -62,9 +62,10 @@ class Tokens:
             data = self._challenges.loads(token, max_age=self._challenge_ttl)
         except BadSignature:
             raise Rejected("invalid_challenge", "The sign-in challenge is invalid or expired; sign in again.",
-                           401) from None
+                           Refusal.UNAUTHENTICATED) from None
         if data["k"] != kind or data["u"] not in purposes:
-            raise Rejected("invalid_challenge", "This challenge is not for this step; sign in again.", 401)
+            raise Rejected("invalid_challenge", "This challenge is not for this step; sign in again.",
+                           Refusal.UNAUTHENTICATED)
         return Challenge(uuid.UUID(data["c"]), uuid.UUID(data["p"]), data["k"], data["e"], data["u"],
                          datetime.fromisoformat(data["t"]), data.get("a"))
 
@@ -120,10 +121,11 @@ class Tokens:
             session_id, kind, now,
         )
         if not row:
-            raise Rejected("invalid_session", "The session is invalid, expired or ended; sign in again.", 401)
+            raise Rejected("invalid_session", "The session is invalid, expired or ended; sign in again.",
+                           Refusal.UNAUTHENTICATED)
         if kind == "admin" and self._admin_code_required and row["mfa_verified_at"] is None:
             raise Rejected("admin_mfa_required", "This admin session was opened without a code, and every admin "
-                           "must use MFA: sign in again.", 401)
+                           "must use MFA: sign in again.", Refusal.UNAUTHENTICATED)
         return row
 
     @staticmethod
@@ -138,10 +140,10 @@ class Tokens:
 
 def _refuse_unless_redeemable(redeemed: bool, cut_off: bool) -> None:
     if redeemed:
-        raise Rejected("invalid_challenge", "This challenge was already used; sign in again.", 401)
+        raise Rejected("invalid_challenge", "This challenge was already used; sign in again.", Refusal.UNAUTHENTICATED)
     if cut_off:
         raise Rejected("invalid_challenge", "The account changed since this challenge was issued; sign in again.",
-                       401)
+                       Refusal.UNAUTHENTICATED)
 
 
 async def _lock_principal(conn: asyncpg.Connection, principal_id: uuid.UUID) -> None:

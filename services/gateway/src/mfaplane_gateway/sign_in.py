@@ -18,12 +18,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from mfaplane_contracts.commands import TotpCode
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_contracts import identity_api, mfa_api
+from mfaplane_contracts.commands import Code, TotpCode
+from mfaplane_contracts.identity_api import SignInCheck
+from mfaplane_contracts.mfa_api import EnrollmentView
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway import rate_limits
 from mfaplane_gateway.auth import Portal
-from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder, ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT, RATE_LIMITED_RESPONSE, SIGN_IN_LIMIT, ClientSource
 from mfaplane_gateway.sessions import Challenge, Tokens
@@ -126,11 +128,11 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                                          await rate_limits.client_source(request))
         return {"outcome": "signed_in", "redirect_to": redirect, **extra}
 
-    def status(view: dict[str, Any], runtime: Runtime) -> tuple[str, str | None]:
+    def status(view: EnrollmentView, runtime: Runtime) -> tuple[str, str | None]:
         """The status sign-in acts on, and why it differs from the enrollment's, if it does."""
-        if kind == "admin" and runtime.settings.admin_mfa_required and view["status"] in ADMIN_MFA_STATUS:
-            return ADMIN_MFA_STATUS[view["status"]], ADMIN_MFA_REASON
-        return view["status"], None
+        if kind == "admin" and runtime.settings.admin_mfa_required and view.status in ADMIN_MFA_STATUS:
+            return ADMIN_MFA_STATUS[view.status], ADMIN_MFA_REASON
+        return view.status, None
 
     async def step_two(token: str, purposes: tuple[str, ...], runtime: Runtime, tokens: Tokens) -> Challenge:
         """The challenge, if it may still be used: unredeemed, and not cut off (which a deletion does too)."""
@@ -138,22 +140,18 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         await tokens.check_redeemable(runtime.pool, challenge)
         return challenge
 
-    def challenge_path(challenge: Challenge, action: str = "") -> str:
-        return enrollment_path(scope, challenge.principal_id, action)
-
     @router.post("/sign-in", dependencies=[SIGN_IN_LIMIT], summary="Sign in: email and password")
     async def sign_in(body: Credentials, source: ClientSource, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                       forward: ForwarderDep, request: Request) -> SignInAnswer:
         to = await _application_sign_in(body, runtime, request, forward)
         checked_at = runtime.clock.now()
-        principal = await forward.send("identity", "POST", "/authenticate", SIGN_IN_ACTOR,
-                                       {"kind": kind, "email": body.email, "password": body.password,
-                                        "source": source})
-        principal_id = uuid.UUID(principal["principal_id"])
-        view = await forward.send("mfa", "GET", enrollment_path(scope, principal_id), SIGN_IN_ACTOR)
+        principal = await forward.call(identity_api.AUTHENTICATE, SIGN_IN_ACTOR,
+                                       SignInCheck(kind=kind, email=body.email, password=body.password, source=source))
+        principal_id = principal.principal_id
+        view = await forward.call(mfa_api.VIEW, SIGN_IN_ACTOR, scope=scope, principal_id=principal_id)
 
         def challenge(purpose: str) -> str:
-            return tokens.challenge(principal_id, kind, principal["email"], purpose, checked_at,
+            return tokens.challenge(principal_id, kind, principal.email, purpose, checked_at,
                                     to.token if to is not None else None)
 
         match sign_ins.status_for(to, *status(view, runtime)):
@@ -161,15 +159,15 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                 return SignInAnswer(outcome="mfa_required", challenge=challenge("code"), reason=reason)
             case "enrolling", _:
                 return SignInAnswer(outcome="enrollment_prompt", challenge=challenge("prompt"),
-                                    days_remaining=view["days_remaining"], deadline=view["deadline"])
+                                    days_remaining=view.days_remaining, deadline=view.deadline)
             case "required_no_period", reason:
                 return SignInAnswer(outcome="setup_required", challenge=challenge("setup"), reason=reason)
             case "expired", _:
                 if to:
                     await sign_ins.record(forward, principal_id, to, "refused", "locked_out", False, source)
-                return SignInAnswer(outcome="locked_out", deadline=view["deadline"], reason=LOCKED_OUT_REASON)
+                return SignInAnswer(outcome="locked_out", deadline=view.deadline, reason=LOCKED_OUT_REASON)
         if to:
-            redirect = await sign_ins.finish(runtime, to, forward, principal_id, principal["email"], False, source)
+            redirect = await sign_ins.finish(runtime, to, forward, principal_id, principal.email, False, source)
             return SignInAnswer(outcome="signed_in", redirect_to=redirect)
         session = await tokens.open_session(runtime.pool, principal_id, kind, runtime.clock.now(), checked_at)
         return SignInAnswer(outcome="signed_in", session=session)
@@ -179,7 +177,8 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
         if body.application_sign_in is None:
             return None
         if kind != "user":
-            raise Rejected("not_for_applications", "Applications sign users in through the user portal.", 400)
+            raise Rejected("not_for_applications", "Applications sign users in through the user portal.",
+                           Refusal.INVALID)
         return await sign_ins.resume(runtime, request.app.state.sso, forward, body.application_sign_in)
 
     @router.post("/verify", dependencies=[CHALLENGE_LIMIT], summary="Sign in: check a code")
@@ -187,39 +186,37 @@ def sign_in_router(kind: str, scope: str, prefix: str, tag: str) -> APIRouter:
                      forward: ForwarderDep, request: Request) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("code",), runtime, tokens)
         # A fresh command id every time: a verification is never "the same request again".
-        checked = await forward.send("mfa", "POST", challenge_path(challenge, "verify"),
-                                     f"{kind}:{challenge.principal_id}", {"code": body.code})
-        # .get: an mfa not upgraded yet (a rolling upgrade) answers without them
+        checked = await forward.call(mfa_api.VERIFY, f"{kind}:{challenge.principal_id}", Code(code=body.code),
+                                     scope=scope, principal_id=challenge.principal_id)
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, True, request, forward,
-                                             method=checked.get("method"),
-                                             recovery_codes_left=checked.get("recovery_codes_left")))
+                                             method=checked.method, recovery_codes_left=checked.recovery_codes_left))
 
     @router.post("/dismiss-prompt", dependencies=[CHALLENGE_LIMIT], summary="Sign in: set up MFA later")
     async def dismiss_prompt(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                              forward: ForwarderDep, request: Request) -> SignInAnswer:
         challenge = await step_two(body.challenge, ("prompt",), runtime, tokens)
-        answer = await forward.send("mfa", "POST", challenge_path(challenge, "dismiss-prompt"),
-                                    f"{kind}:{challenge.principal_id}")
-        # .get: an mfa not upgraded yet (a rolling upgrade) answers without the deadline
+        answer = await forward.call(mfa_api.DISMISS_PROMPT, f"{kind}:{challenge.principal_id}", scope=scope,
+                                    principal_id=challenge.principal_id)
         return SignInAnswer(**await redeemed(runtime, tokens, challenge, False, request, forward,
-                                             days_remaining=answer["days_remaining"], deadline=answer.get("deadline")))
+                                             days_remaining=answer.days_remaining, deadline=answer.deadline))
 
     @router.post("/setup/begin", dependencies=[CHALLENGE_LIMIT], summary="Begin MFA setup: QR code and key")
     async def begin_setup(body: ChallengeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                           forward: ForwarderDep) -> SetupAnswer:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
-        answer = await forward.send("mfa", "POST", challenge_path(challenge, "begin-setup"),
-                                    f"{kind}:{challenge.principal_id}", {"account": challenge.email})
-        return SetupAnswer(**{field: answer[field] for field in SetupAnswer.model_fields})
+        answer = await forward.call(mfa_api.BEGIN_SETUP, f"{kind}:{challenge.principal_id}",
+                                    mfa_api.Setup(account=challenge.email), scope=scope,
+                                    principal_id=challenge.principal_id)
+        return SetupAnswer(**{field: getattr(answer, field) for field in SetupAnswer.model_fields})
 
     @router.post("/setup/confirm", dependencies=[CHALLENGE_LIMIT], summary="Confirm MFA setup with a first code")
     async def confirm_setup(body: CodeBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep,
                             forward: ForwarderDep, request: Request) -> SetupComplete:
         challenge = await step_two(body.challenge, ("prompt", "setup"), runtime, tokens)
-        answer = await forward.send("mfa", "POST", challenge_path(challenge, "confirm-setup"),
-                                    f"{kind}:{challenge.principal_id}", {"code": body.code})
+        answer = await forward.call(mfa_api.CONFIRM_SETUP, f"{kind}:{challenge.principal_id}", Code(code=body.code),
+                                    scope=scope, principal_id=challenge.principal_id)
         return SetupComplete(**await redeemed(runtime, tokens, challenge, True, request, forward),
-                             recovery_codes=answer["recovery_codes"])
+                             recovery_codes=answer.recovery_codes)
 
     @router.post("/session", summary="Read a session")
     async def session(body: SessionBody, _: Portal, runtime: RuntimeDep, tokens: TokensDep) -> SessionInfo:
@@ -269,7 +266,7 @@ async def step_up(body: StepUpBody, _: Portal, runtime: RuntimeDep, tokens: Toke
     now = runtime.clock.now()
     row = await tokens.session(runtime.pool, body.session, "admin", now)
     admin = f"admin:{row['principal_id']}"
-    await forward.send("mfa", "POST", enrollment_path("admin_portal", row["principal_id"], "verify"), admin,
-                       {"code": body.code})
+    await forward.call(mfa_api.VERIFY, admin, Code(code=body.code), scope="admin_portal",
+                       principal_id=row["principal_id"])
     await tokens.stepped_up(runtime.pool, row["session_id"], now)
     return session_info(row, mfa_verified_at=now)

@@ -18,6 +18,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mfaplane_contracts import identity_api
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.problems import ServiceUnavailable
 from mfaplane_eventing.service import Runtime, RuntimeDep
@@ -145,14 +146,14 @@ async def _create(forward: Forwarder, actor: str, planned: RowResult,
     """Creates one row's user (and mails the link when the row had no password); a refusal, or a service
     not answering, fails this row only."""
     try:
-        answer = await forward.send("identity", "POST", "/users", actor, user.model_dump())
+        answer = await forward.call(identity_api.CREATE_USER, actor, identity_api.NewUser(**user.model_dump()))
     except (Rejected, ServiceUnavailable) as refused:
         return RowResult(row=planned.row, outcome="refused", code=refused.code, detail=refused.detail), None
-    result = RowResult(row=planned.row, outcome="created", user_id=answer["aggregate_id"])
+    result = RowResult(row=planned.row, outcome="created", user_id=answer.aggregate_id)
     if planned.reset_link_mailed:
         try:
-            await forward.send("identity", "POST", f"/principals/user/{result.user_id}/password-reset", actor)
+            await forward.call(identity_api.REQUEST_PASSWORD_RESET, actor, kind="user", principal_id=result.user_id)
             result.reset_link_mailed = True
         except (Rejected, ServiceUnavailable) as refused:
             result.detail = f"Created, but the link to set a password was not mailed: {refused.detail}"
-    return result, (answer["aggregate_id"], answer["version"])
+    return result, (answer.aggregate_id, answer.version)

@@ -25,7 +25,7 @@ from mfaplane_contracts.identity_events import (
     UserSessionsEnded,
     UserUpdated,
 )
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _live(state: Account, kind: str | None = None) -> None:
     """Refuses an account that does not exist or is deleted, or is not of `kind` when given: the
     operations on users must not reach an admin by its id."""
     if not state.exists or state.deleted or kind not in (None, state.kind):
-        raise Rejected(f"{kind or 'user'}_not_found", f"No such {kind or 'user'}.", status=404)
+        raise Rejected(f"{kind or 'user'}_not_found", f"No such {kind or 'user'}.", Refusal.NOT_FOUND)
 
 
 def create_user(state: Account, user_id: uuid.UUID, email: str, name: str,
@@ -128,7 +128,7 @@ def redeem_password_reset(state: Account, kind: str, principal_id: uuid.UUID, re
 def invalid_reset() -> Rejected:
     """The one refusal of a reset link, whatever is wrong with it."""
     return Rejected("invalid_reset_token", "The reset link is invalid, expired, already used or replaced by a "
-                    "newer one; ask an administrator for a new one.", status=400)
+                    "newer one; ask an administrator for a new one.", Refusal.INVALID)
 
 
 def _password_changed(kind: str, principal_id: uuid.UUID, reset_id: uuid.UUID | None) -> EventPayload:

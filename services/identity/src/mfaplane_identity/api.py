@@ -7,81 +7,51 @@ import functools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mfaplane_contracts import identity_api as contract
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.identity_api import (
+    ExistingPrincipal,
+    IssuedApiKey,
+    KeyCheck,
+    KeyIdentity,
+    KeyStatus,
+    Kind,
+    ListedApiKey,
+    MFASwitch,
+    NewApiKey,
+    NewPrincipal,
+    NewSystem,
+    NewUser,
+    Principal,
+    SignInCheck,
+    SystemChanges,
+    SystemState,
+    UserChanges,
+)
 from mfaplane_contracts.identity_events import (
-    BOUND_ROLES,
     LOGIN_NAME_PATTERN,
-    ApiRole,
-    Email,
-    LoginName,
-    ResourceKind,
     SignInSettings,
     UserLoginNameChanged,
     UserUpdated,
 )
-from mfaplane_contracts.text import DisplayName
-from mfaplane_eventing.aggregate import Rejected, Replayer
+from mfaplane_eventing import endpoints
+from mfaplane_eventing.aggregate import Refusal, Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import RuntimeDep
-from mfaplane_identity import account, api_keys, password_guard, password_policy, resource, source_guard
+from mfaplane_identity import account, api_keys, password_guard, password_policy, source_guard, system
 from mfaplane_identity.account import Account
 from mfaplane_identity.passwords import Passwords
-from mfaplane_identity.resource import Resource
+from mfaplane_identity.system import System
 
 router = APIRouter()
-Password = Field(min_length=8, max_length=256)
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NewPrincipal(Body):
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    email: Email
-    name: DisplayName
-    password: str = Password
-
-
-class NewUser(NewPrincipal):
-    login_name: LoginName | None = None
-
-
-class UserChanges(Body):
-    email: Email | None = None
-    name: DisplayName | None = None
-    login_name: LoginName | None = Field(default=None, description="null clears it; absent leaves it as it is")
-
-
-class NewResource(Body):
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    name: DisplayName
-    kind: ResourceKind
-
-
-class MFASwitch(Body):
-    enabled: bool
-
-
-class SignInCheck(Body):
-    kind: str = Field(pattern="^(user|admin)$")
-    email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=256)
-    # The client address the gateway saw, for the spraying limit (source_guard.py); None: not counted.
-    source: str | None = Field(default=None, min_length=1, max_length=64)
-
-
-class Principal(BaseModel):
-    principal_id: uuid.UUID
-    email: str
+serve = functools.partial(endpoints.serve, router)
 
 
 @functools.cache
@@ -118,7 +88,7 @@ SourceAttempt = Annotated[None, Depends(source_attempt, scope="function")]
 
 
 _accounts = Replayer(account.apply, Account())
-_resources = Replayer(resource.apply, Resource())
+_systems = Replayer(system.apply, System())
 _api_keys = Replayer(api_keys.apply, api_keys.ApiKey())
 
 
@@ -158,20 +128,20 @@ async def create_principal(store, cause, body: NewPrincipal, kind: str, decide, 
     return receipt(str(body.id), result)
 
 
-@router.post("/users", status_code=201)
+@serve(contract.CREATE_USER, status_code=201)
 async def create_user(body: NewUser, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
     decide = functools.partial(account.create_user, login_name=body.login_name)
     return await create_principal(runtime.store, cause, body, "user", decide, await new_password_hash(pw, body),
                                   body.login_name)
 
 
-@router.post("/admins", status_code=201)
+@serve(contract.CREATE_ADMIN, status_code=201)
 async def create_admin(body: NewPrincipal, runtime: RuntimeDep, cause: CauseDep, pw: PasswordsDep) -> CommandReceipt:
     return await create_principal(runtime.store, cause, body, "admin", account.create_admin,
                                   await new_password_hash(pw, body))
 
 
-@router.patch("/users/{user_id}")
+@serve(contract.UPDATE_USER)
 async def update_user(user_id: uuid.UUID, body: UserChanges, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
         for event in events:
@@ -193,7 +163,7 @@ async def update_user(user_id: uuid.UUID, body: UserChanges, runtime: RuntimeDep
     return receipt(str(user_id), result)
 
 
-@router.delete("/users/{user_id}")
+@serve(contract.DELETE_USER)
 async def delete_user(user_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await conn.execute("UPDATE credentials SET deleted = true, password_hash = '' WHERE principal_id = $1", user_id)
@@ -203,7 +173,7 @@ async def delete_user(user_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) 
     return receipt(str(user_id), result)
 
 
-@router.delete("/admins/{admin_id}")
+@serve(contract.DELETE_ADMIN)
 async def delete_admin(admin_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await _refuse_last_admin(conn)
@@ -221,28 +191,28 @@ async def _refuse_last_admin(conn: asyncpg.Connection) -> None:
     admins = await conn.fetch("SELECT principal_id FROM credentials WHERE kind = 'admin' AND NOT deleted "
                               "ORDER BY principal_id FOR UPDATE")
     if len(admins) <= 1:
-        raise Rejected("last_admin", "The last admin cannot be deleted: create another admin first.", status=409)
+        raise Rejected("last_admin", "The last admin cannot be deleted: create another admin first.")
 
 
-@router.get("/principals/{kind}/{principal_id}")
-async def existing_principal(kind: Literal["user", "admin"], principal_id: uuid.UUID, runtime: RuntimeDep) -> dict:
+@serve(contract.PRINCIPAL_EXISTS)
+async def existing_principal(kind: Kind, principal_id: uuid.UUID, runtime: RuntimeDep) -> ExistingPrincipal:
     """Whether a user or admin exists (and is not deleted): the gateway asks before an enrollment
     command, which mfa, knowing no principals, would otherwise accept for any id."""
     if not await runtime.pool.fetchval("SELECT true FROM credentials WHERE principal_id = $1 AND kind = $2 "
                                        "AND NOT deleted", principal_id, kind):
-        raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
-    return {"principal_id": str(principal_id), "kind": kind}
+        raise Rejected(f"{kind}_not_found", f"No such {kind}.", Refusal.NOT_FOUND)
+    return ExistingPrincipal(principal_id=principal_id, kind=kind)
 
 
-@router.post("/principals/{kind}/{principal_id}/end-sessions")
-async def end_sessions(kind: Literal["user", "admin"], principal_id: uuid.UUID, runtime: RuntimeDep,
+@serve(contract.END_SESSIONS)
+async def end_sessions(kind: Kind, principal_id: uuid.UUID, runtime: RuntimeDep,
                        cause: CauseDep) -> CommandReceipt:
     result = await execute(runtime.store, str(principal_id), _accounts,
                            lambda state: account.end_sessions(state, kind, principal_id), cause)
     return receipt(str(principal_id), result)
 
 
-@router.post("/authenticate")
+@serve(contract.AUTHENTICATE)
 async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: QueuedPasswords, _: SourceAttempt) -> Principal:
     """Checks a password. Unknown email and wrong password take the same time and give the same answer."""
     row = await runtime.pool.fetchrow(
@@ -253,43 +223,33 @@ async def authenticate(body: SignInCheck, runtime: RuntimeDep, pw: QueuedPasswor
     right = await password_guard.PasswordGuard(runtime).checked(
         body.kind, body.email, lambda: pw.verify(row["password_hash"] if row else None, body.password))
     if not right:
-        raise Rejected(source_guard.WRONG_PASSWORD, "The email or password is wrong.", status=401)
+        raise Rejected(source_guard.WRONG_PASSWORD, "The email or password is wrong.", Refusal.UNAUTHENTICATED)
     return Principal(principal_id=row["principal_id"], email=row["email"])
 
 
-@router.post("/systems", status_code=201)
-async def register_system(body: NewResource, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
-    result = await execute(runtime.store, str(body.id), _resources,
-                           lambda state: resource.register(state, body.id, body.name, body.kind), cause)
+@serve(contract.REGISTER_SYSTEM, status_code=201)
+async def register_system(body: NewSystem, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
+    result = await execute(runtime.store, str(body.id), _systems,
+                           lambda state: system.register(state, body.id, body.name, body.kind), cause)
     return receipt(str(body.id), result)
 
 
-@router.put("/systems/{system_id}/mfa")
+@serve(contract.SET_SYSTEM_MFA)
 async def set_system_mfa(system_id: uuid.UUID, body: MFASwitch, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
-    result = await execute(runtime.store, str(system_id), _resources,
-                           lambda state: resource.set_mfa(state, system_id, body.enabled), cause)
+    result = await execute(runtime.store, str(system_id), _systems,
+                           lambda state: system.set_mfa(state, system_id, body.enabled), cause)
     return receipt(str(system_id), result)
 
 
-@router.put("/systems/{system_id}/sign-in")
+@serve(contract.CONFIGURE_SIGN_IN)
 async def configure_sign_in(system_id: uuid.UUID, body: SignInSettings, runtime: RuntimeDep,
                             cause: CauseDep) -> CommandReceipt:
-    result = await execute(runtime.store, str(system_id), _resources,
-                           lambda state: resource.configure_sign_in(state, system_id, body), cause)
+    result = await execute(runtime.store, str(system_id), _systems,
+                           lambda state: system.configure_sign_in(state, system_id, body), cause)
     return receipt(str(system_id), result)
 
 
-class SystemState(BaseModel):
-    system_id: uuid.UUID
-    name: str
-    kind: ResourceKind
-    mfa_enabled: bool
-    sign_in: SignInSettings | None = Field(default=None, description="an SSO application's sign-in settings")
-    user_id: uuid.UUID | None = Field(default=None, description="the user with the login name asked for; "
-                                                                 "null: none has it")
-
-
-@router.get("/systems/{system_id}")
+@serve(contract.SYSTEM_STATE)
 async def system_state(system_id: uuid.UUID, runtime: RuntimeDep, login_name: Annotated[
         str | None, Query(max_length=32, pattern=LOGIN_NAME_PATTERN)] = None) -> SystemState:
     """The system as its events have it now (its MFA switch, an application's sign-in settings), and who
@@ -302,76 +262,26 @@ async def system_state(system_id: uuid.UUID, runtime: RuntimeDep, login_name: An
                        sign_in=state.sign_in, user_id=user_id)
 
 
-async def _existing_system(store, system_id: uuid.UUID) -> Resource:
-    state = _resources(await store.history(str(system_id)))
+async def _existing_system(store, system_id: uuid.UUID) -> System:
+    state = _systems(await store.history(str(system_id)))
     if not state.live:
-        raise resource.not_found()
+        raise system.not_found()
     return state
 
 
-class SystemChanges(Body):
-    name: DisplayName
-
-
-@router.patch("/systems/{system_id}")
+@serve(contract.RENAME_SYSTEM)
 async def rename_system(system_id: uuid.UUID, body: SystemChanges, runtime: RuntimeDep,
                         cause: CauseDep) -> CommandReceipt:
-    result = await execute(runtime.store, str(system_id), _resources,
-                           lambda state: resource.rename(state, system_id, body.name), cause)
+    result = await execute(runtime.store, str(system_id), _systems,
+                           lambda state: system.rename(state, system_id, body.name), cause)
     return receipt(str(system_id), result)
 
 
-@router.delete("/systems/{system_id}")
+@serve(contract.DELETE_SYSTEM)
 async def delete_system(system_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
-    result = await execute(runtime.store, str(system_id), _resources,
-                           lambda state: resource.delete(state, system_id), cause)
+    result = await execute(runtime.store, str(system_id), _systems,
+                           lambda state: system.delete(state, system_id), cause)
     return receipt(str(system_id), result)
-
-
-class NewApiKey(Body):
-    role: ApiRole
-    name: DisplayName
-    expires_in_days: int = Field(default=api_keys.DEFAULT_LIFETIME.days, ge=1, le=api_keys.MAX_LIFETIME.days)
-    system_id: uuid.UUID | None = Field(default=None, description="a system agent's key: the one system it decides "
-                                                                  "for (required for that role, refused for others)")
-
-    @model_validator(mode="after")
-    def _agent_keys_name_their_system(self) -> NewApiKey:
-        if (self.role in BOUND_ROLES) != (self.system_id is not None):
-            raise ValueError("system_id is required for a system_agent or sso_client key, and only for those")
-        return self
-
-
-class IssuedApiKey(CommandReceipt):
-    key_id: uuid.UUID
-    role: ApiRole
-    system_id: uuid.UUID | None
-    expires_at: datetime
-    key: str = Field(description="shown once; only its hash is kept")
-
-
-KeyStatus = Literal["active", "expired", "revoked", "creator_deleted"]
-
-
-class ListedApiKey(BaseModel):
-    key_id: uuid.UUID
-    role: ApiRole
-    system_id: uuid.UUID | None
-    name: str
-    created_at: datetime | None  # null for keys made before it was recorded
-    created_by: str | None
-    expires_at: datetime
-    status: KeyStatus
-
-
-class KeyCheck(Body):
-    key: str = Field(min_length=1, max_length=200)
-
-
-class KeyIdentity(BaseModel):
-    key_id: uuid.UUID
-    role: ApiRole
-    system_id: uuid.UUID | None
 
 
 async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedApiKey:
@@ -380,7 +290,7 @@ async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedA
     expires_at = now + timedelta(days=body.expires_in_days)
 
     if body.system_id is not None:
-        resource.bind_key(_resources(await store.history(str(body.system_id))), body.role)
+        system.bind_key(_systems(await store.history(str(body.system_id))), body.role)
 
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await conn.execute("INSERT INTO api_keys (key_id, role, name, key_hash, created_at, created_by, expires_at, "
@@ -394,12 +304,12 @@ async def issue_api_key(store, cause, body: NewApiKey, now: datetime) -> IssuedA
                         system_id=body.system_id, expires_at=expires_at, key=key)
 
 
-@router.post("/api-keys", status_code=201)
+@serve(contract.CREATE_API_KEY, status_code=201)
 async def create_api_key(body: NewApiKey, runtime: RuntimeDep, cause: CauseDep) -> IssuedApiKey:
     return await issue_api_key(runtime.store, cause, body, runtime.clock.now())
 
 
-@router.get("/api-keys")
+@serve(contract.LIST_API_KEYS)
 async def list_api_keys(runtime: RuntimeDep, status: KeyStatus | None = None) -> list[ListedApiKey]:
     """Every key ever made (or those of one status), newest first, refused ones included with the reason."""
     rows = await runtime.pool.fetch("SELECT * FROM (SELECT key_id, role, system_id, name, created_at, created_by, "
@@ -410,7 +320,7 @@ async def list_api_keys(runtime: RuntimeDep, status: KeyStatus | None = None) ->
     return [ListedApiKey(**row) for row in rows]
 
 
-@router.delete("/api-keys/{key_id}")
+@serve(contract.REVOKE_API_KEY)
 async def revoke_api_key(key_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> CommandReceipt:
     async def write(conn: asyncpg.Connection, _: Sequence[EventPayload]) -> None:
         await conn.execute("UPDATE api_keys SET revoked = true WHERE key_id = $1", key_id)
@@ -420,9 +330,9 @@ async def revoke_api_key(key_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep
     return receipt(str(key_id), result)
 
 
-@router.post("/api-keys/verify")
+@serve(contract.VERIFY_API_KEY)
 async def verify_api_key(body: KeyCheck, runtime: RuntimeDep) -> KeyIdentity:
     found = await api_keys.role_of(runtime.pool, body.key, runtime.clock.now())
     if found is None:
-        raise Rejected("invalid_api_key", "The API key is unknown, revoked or expired.", status=401)
+        raise Rejected("invalid_api_key", "The API key is unknown, revoked or expired.", Refusal.UNAUTHENTICATED)
     return KeyIdentity(key_id=found[0], role=found[1], system_id=found[2])

@@ -28,12 +28,13 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.identity_api import API_KEY_DEFAULT_DAYS, API_KEY_MAX_DAYS
 from mfaplane_contracts.identity_events import ApiKeyCreated, ApiKeyRevoked, ApiRole
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 PREFIX = "mfp_"
-DEFAULT_LIFETIME = timedelta(days=90)
-MAX_LIFETIME = timedelta(days=365)
+DEFAULT_LIFETIME = timedelta(days=API_KEY_DEFAULT_DAYS)
+MAX_LIFETIME = timedelta(days=API_KEY_MAX_DAYS)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def create(state: ApiKey, key_id: uuid.UUID, role: ApiRole, name: str, expires_a
 
 def revoke(state: ApiKey, key_id: uuid.UUID) -> list[EventPayload]:
     if not state.exists:
-        raise Rejected("api_key_not_found", "No such API key.", status=404)
+        raise Rejected("api_key_not_found", "No such API key.", Refusal.NOT_FOUND)
     return [] if state.revoked else [ApiKeyRevoked(key_id=key_id)]
 
 

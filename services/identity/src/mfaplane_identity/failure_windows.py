@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.clock import Clock
 
 
@@ -51,7 +51,8 @@ class FailureWindow:
         window_from = await self._pool.fetchval(self._window_from, *key)
         retry_after = max(int((window_from + self._length - now).total_seconds()) + 1, 1)
         code, message = self._refusal
-        raise Rejected(code, f"{message}; try again in {retry_after} seconds.", 429, retry_after=retry_after)
+        raise Rejected(code, f"{message}; try again in {retry_after} seconds.",
+                       Refusal.THROTTLED, retry_after=retry_after)
 
     async def give_back(self, window_from: datetime, *key: str) -> None:
         """One slot back, if its window is still the current one (a new window started without it)."""

@@ -10,54 +10,41 @@ sessions (the gateway), and whose moment is answered so the gateway can keep the
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from datetime import timedelta
+from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends
-from pydantic import Field
 
+from mfaplane_contracts import identity_api as contract
 from mfaplane_contracts import reset_tokens
-from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
+from mfaplane_contracts.identity_api import (
+    ExistingPrincipal,
+    Kind,
+    NewPassword,
+    PasswordCheck,
+    PasswordSet,
+    ResetRedemption,
+    ResetRequested,
+)
 from mfaplane_contracts.identity_events import AdminPasswordResetRequested, UserPasswordResetRequested
-from mfaplane_eventing.aggregate import Rejected, Replayer
+from mfaplane_eventing import endpoints
+from mfaplane_eventing.aggregate import Refusal, Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.event_store import Cause
 from mfaplane_eventing.request_context import CauseDep
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_identity import account, password_guard, password_policy, source_guard
 from mfaplane_identity.account import Account
-from mfaplane_identity.api import Body, Password, QueuedPasswords
+from mfaplane_identity.api import QueuedPasswords
 
 router = APIRouter()
-Kind = Literal["user", "admin"]
+serve = functools.partial(endpoints.serve, router)
 _accounts = Replayer(account.apply, Account())
-
-
-class PasswordCheck(Body):
-    password: str = Field(min_length=1, max_length=256)
-    source: str = Field(min_length=1, max_length=64, description="the client address, for the spraying limit")
-
-
-class NewPassword(Body):
-    password: str = Password
-
-
-class ResetRedemption(Body):
-    kind: Kind
-    token: str = Field(min_length=1, max_length=reset_tokens.MAX_LENGTH)
-    password: str = Password
-
-
-class PasswordSet(CommandReceipt):
-    changed_at: datetime = Field(description="when the password changed: sessions authenticated before it end")
-
-
-class ResetRequested(CommandReceipt):
-    expires_at: datetime
 
 
 async def _source_attempt(body: PasswordCheck, runtime: RuntimeDep) -> AsyncIterator[None]:
@@ -69,23 +56,23 @@ async def _source_attempt(body: PasswordCheck, runtime: RuntimeDep) -> AsyncIter
 SourceAttempt = Annotated[None, Depends(_source_attempt, scope="function")]
 
 
-@router.post("/principals/{kind}/{principal_id}/password-check")
+@serve(contract.CHECK_PASSWORD)
 async def check_password(kind: Kind, principal_id: uuid.UUID, body: PasswordCheck, runtime: RuntimeDep,
-                         pw: QueuedPasswords, _: SourceAttempt) -> dict:
+                         pw: QueuedPasswords, _: SourceAttempt) -> ExistingPrincipal:
     """The principal's own password, checked as a sign-in checks it: a wrong one counts toward the lockout
     of its email and toward its source's limit."""
     row = await runtime.pool.fetchrow("SELECT email, password_hash FROM credentials WHERE principal_id = $1 "
                                       "AND kind = $2 AND NOT deleted", principal_id, kind)
     if row is None:
-        raise Rejected(f"{kind}_not_found", f"No such {kind}.", status=404)
+        raise Rejected(f"{kind}_not_found", f"No such {kind}.", Refusal.NOT_FOUND)
     right = await password_guard.PasswordGuard(runtime).checked(
         kind, row["email"], lambda: pw.verify(row["password_hash"], body.password))
     if not right:
-        raise Rejected(source_guard.WRONG_PASSWORD, "The current password is wrong.", status=401)
-    return {"principal_id": str(principal_id), "kind": kind}
+        raise Rejected(source_guard.WRONG_PASSWORD, "The current password is wrong.", Refusal.UNAUTHENTICATED)
+    return ExistingPrincipal(principal_id=principal_id, kind=kind)
 
 
-@router.put("/principals/{kind}/{principal_id}/password")
+@serve(contract.SET_PASSWORD)
 async def set_password(kind: Kind, principal_id: uuid.UUID, body: NewPassword, runtime: RuntimeDep, cause: CauseDep,
                        pw: QueuedPasswords) -> PasswordSet:
     await _refuse_guessable(runtime, principal_id, body.password)
@@ -94,7 +81,7 @@ async def set_password(kind: Kind, principal_id: uuid.UUID, body: NewPassword, r
                       lambda state: account.change_password(state, kind, principal_id))
 
 
-@router.post("/principals/{kind}/{principal_id}/password-reset", status_code=201)
+@serve(contract.REQUEST_PASSWORD_RESET, status_code=201)
 async def request_reset(kind: Kind, principal_id: uuid.UUID, runtime: RuntimeDep, cause: CauseDep) -> ResetRequested:
     reset_id = uuid.uuid4()
     expires_at = runtime.clock.now() + timedelta(seconds=runtime.settings.password_reset_ttl_seconds)
@@ -112,7 +99,7 @@ async def request_reset(kind: Kind, principal_id: uuid.UUID, runtime: RuntimeDep
     return ResetRequested(**receipt(str(principal_id), result).model_dump(), expires_at=requested.expires_at)
 
 
-@router.post("/password-resets/redeem")
+@serve(contract.REDEEM_PASSWORD_RESET)
 async def redeem_reset(body: ResetRedemption, runtime: RuntimeDep, cause: CauseDep, pw: QueuedPasswords) -> PasswordSet:
     """Sets the password of the reset the token names, if that reset is open. A forged token is refused
     before anything is read, and a used, expired or superseded one before the new password is hashed."""

@@ -18,7 +18,7 @@ import asyncio
 
 from zxcvbn import zxcvbn
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 MIN_SCORE = 2
 ESTIMATED_LENGTH = 64
@@ -32,4 +32,4 @@ async def refuse_guessable(password: str, *context: str) -> None:
     if estimate["score"] < MIN_SCORE:
         why = estimate["feedback"]["warning"] or "It is too easy to guess."
         raise Rejected("password_too_guessable", f"Choose another password: {why} A few unrelated words make a "
-                       "good one.", 400)
+                       "good one.", Refusal.INVALID)

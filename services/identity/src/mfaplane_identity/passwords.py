@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 # Compared against when the email is unknown, so both answers take the same time.
 _DUMMY_PASSWORD = "not-a-real-password-only-for-constant-time"
@@ -43,7 +43,7 @@ class Passwords:
     def place(self) -> Iterator[None]:
         """A place among the hashes running or waiting, held for the block; none left: refused at once."""
         if self._taken >= self._places:
-            raise Rejected("server_busy", "Too many sign-ins at once; retry in a moment.", 429,
+            raise Rejected("server_busy", "Too many sign-ins at once; retry in a moment.", Refusal.THROTTLED,
                            retry_after=BUSY_RETRY_AFTER_SECONDS)
         self._taken += 1
         try:

@@ -3,10 +3,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from mfaplane_contracts import mfa_api
 from mfaplane_contracts.topics import IDENTITY_EVENTS
 from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_mfa import identity_reactions
-from mfaplane_mfa.commands_api import BATCH_PATH, MAX_BATCH_BYTES, batch_router, router
+from mfaplane_mfa.commands_api import MAX_BATCH_BYTES, router
 from mfaplane_mfa.enrollment_commands import EnrollmentCommands
 from mfaplane_mfa.key_material import KeyMaterial
 from mfaplane_mfa.settings import MFASettings
@@ -30,9 +31,9 @@ SPEC = ServiceSpec(
     consumes=(IDENTITY_EVENTS,),
     handler=lambda runtime: identity_reactions.handler(enrollment_commands(runtime)),
     handles=identity_reactions.HANDLES,
-    routers=[router, batch_router],
+    routers=[router],
     callers=frozenset({"gateway"}),  # only the gateway may command an enrollment
-    body_limits={BATCH_PATH: MAX_BATCH_BYTES},
+    body_limits={mfa_api.BATCH.path: MAX_BATCH_BYTES},
     state=mfa_state,
 )
 

@@ -74,7 +74,7 @@ from mfaplane_contracts.mfa_events import (
     TOTPVerified,
 )
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_mfa import recovery_codes, totp
 from mfaplane_mfa.recovery_codes import IssuedRecoveryCodes
 from mfaplane_mfa.throttle import DEFAULT_POLICY, ThrottlePolicy, refusal
@@ -260,7 +260,7 @@ def _setup_allowed(state: Enrollment, now: datetime) -> None:
         raise Rejected(
             "enrollment_expired",
             "The enrollment period has ended; an administrator must extend it, reset MFA or remove the requirement.",
-            403,
+            Refusal.FORBIDDEN,
         )
 
 
@@ -404,7 +404,8 @@ def _wrong_totp_code(
     """A code-shaped code that matched no step it could: the one just accepted, sent again, is refused
     and not counted (see throttle.py); any other is a failure."""
     if totp.is_replay(secret, code, now, last_step=state.last_step):
-        raise Rejected("code_already_used", "This code was already used; wait for the next code.", 401)
+        raise Rejected("code_already_used", "This code was already used; wait for the next code.",
+                       Refusal.UNAUTHENTICATED)
     return _failed(state, command, now, policy)
 
 
@@ -413,7 +414,7 @@ def _failed(state: Enrollment, command: CodeCommand, now: datetime, policy: Thro
 
 
 def _invalid_code() -> Rejected:
-    return Rejected("invalid_code", "The code is wrong, expired or already used.", 401)
+    return Rejected("invalid_code", "The code is wrong, expired or already used.", Refusal.UNAUTHENTICATED)
 
 
 def _failure_events(
@@ -441,7 +442,8 @@ def _dismiss_prompt(state: Enrollment, command: DismissEnrollmentPrompt, now: da
             return Decision((_event(EnrollmentPromptDismissed, command, days_remaining=days),))
         case MFAStatus.EXPIRED:
             raise Rejected(
-                "enrollment_expired", "The enrollment period has ended; the prompt cannot be dismissed.", 403
+                "enrollment_expired", "The enrollment period has ended; the prompt cannot be dismissed.",
+                Refusal.FORBIDDEN
             )
         case MFAStatus.REQUIRED_NO_PERIOD:
             raise Rejected("no_enrollment_period", "MFA must be set up now: there is no enrollment period.")

@@ -23,7 +23,7 @@ from mfaplane_contracts.commands import (
 )
 from mfaplane_contracts.envelope import EventPayload
 from mfaplane_contracts.mfa_events import TOTPSecretIssued, enrollment_id
-from mfaplane_eventing.aggregate import Rejected, Replayer
+from mfaplane_eventing.aggregate import Refusal, Rejected, Replayer
 from mfaplane_eventing.clock import Clock
 from mfaplane_eventing.command_handler import BatchItem, execute, execute_batch
 from mfaplane_eventing.event_store import AppendResult, Cause, EventStore
@@ -105,7 +105,7 @@ class _Run:
     def outcome(self, result: AppendResult) -> tuple[AppendResult, Decision | None]:
         if result.duplicate:
             if isinstance(self._command, CODE_COMMANDS):
-                raise Rejected("replayed_request", "This code request was already used.", 401)
+                raise Rejected("replayed_request", "This code request was already used.", Refusal.UNAUTHENTICATED)
             return result, None
         if self._decisions[-1].rejection is not None:
             raise self._decisions[-1].rejection

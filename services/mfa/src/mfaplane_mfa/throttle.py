@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 ONE_SECOND = timedelta(seconds=1)
 
@@ -68,14 +68,14 @@ def refusal(*, locked: bool, paused_until: datetime | None, now: datetime) -> Re
         return Rejected(
             "factor_locked",
             "Too many failed codes: this factor is locked until an administrator resets MFA.",
-            423,
+            Refusal.LOCKED,
         )
     if paused_until is not None and now < paused_until:
         retry_after = -(-(paused_until - now) // ONE_SECOND)  # whole seconds, rounded up
         return Rejected(
             "throttled",
             f"Too many failed codes: try again in {retry_after} seconds.",
-            429,
+            Refusal.THROTTLED,
             retry_after=retry_after,
         )
     return None

@@ -14,13 +14,13 @@ import asyncpg
 
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
+from mfaplane_contracts.enrollment_summary import SETS, EnrollmentSummary
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_contracts.subjects import principal_of
-from mfaplane_notifier.notifications import KIND_OF_EVENT, Enrollment, enrollment_after, kind_of
+from mfaplane_notifier.notifications import KIND_OF_EVENT, kind_of
 
 RECIPIENT_EVENTS = (identity.UserCreated, identity.UserUpdated, identity.AdminCreated)
-ENROLLMENT_EVENTS = (mfa.MFARequired, mfa.MFARequirementRemoved, mfa.EnrollmentExtended, mfa.MFAReset,
-                     mfa.TOTPEnrolled)
+ENROLLMENT_EVENTS = tuple(SETS)
 DELETIONS = (identity.UserDeleted, identity.AdminDeleted)
 # the consumer skips others
 HANDLES: tuple[type[EventPayload], ...] = (*RECIPIENT_EVENTS, *DELETIONS, *ENROLLMENT_EVENTS, *KIND_OF_EVENT)
@@ -74,12 +74,11 @@ async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, i
     ids = list(dict.fromkeys(enrollment_id for enrollment_id, _, _ in changes))
     rows = await conn.fetch("SELECT enrollment_id, required, configured, deadline FROM enrollments "
                             "WHERE enrollment_id = ANY($1::text[])", ids)
-    state = {r["enrollment_id"]: Enrollment(r["required"], r["configured"], r["deadline"]) for r in rows}
+    state = {r["enrollment_id"]: EnrollmentSummary(r["required"], r["configured"], r["deadline"]) for r in rows}
     version: dict[str, int] = {}
     seen: list[tuple[str, datetime]] = []
     for enrollment_id, at, body in changes:
-        after = enrollment_after(body, state.get(enrollment_id))
-        assert after is not None  # each of ENROLLMENT_EVENTS gives a state
+        after = state.get(enrollment_id, EnrollmentSummary()).after(body)
         state[enrollment_id], version[enrollment_id] = after, max(at, version.get(enrollment_id, at))
         if after.deadline is not None:
             seen.append((enrollment_id, after.deadline))
@@ -94,7 +93,7 @@ async def _save_enrollments(conn: asyncpg.Connection, changes: list[tuple[str, i
         "deadline = EXCLUDED.deadline, version = greatest(enrollments.version, EXCLUDED.version), "
         "seen_deadlines = enrollments.seen_deadlines || ARRAY("
         "  SELECT unnest(EXCLUDED.seen_deadlines) EXCEPT SELECT unnest(enrollments.seen_deadlines))",
-        ids, [state[e].required for e in ids], [state[e].configured for e in ids], [state[e].deadline for e in ids],
+        ids, [state[e].required for e in ids], [state[e].set_up for e in ids], [state[e].deadline for e in ids],
         [e for e, _ in seen], [deadline for _, deadline in seen], [version[e] for e in ids],
     )
 
@@ -128,7 +127,7 @@ class MailFacts:
     name: str
     kind: str
     deleted: bool
-    enrollment: Enrollment | None
+    enrollment: EnrollmentSummary | None
     deadline_seen: bool  # whether the mfa event that set the notification's deadline has been seen
 
 
@@ -150,5 +149,6 @@ def facts_of(row: asyncpg.Record) -> MailFacts | None:
     """The facts (see FACTS) of a claimed notification; None while its recipient is not known yet."""
     if not row["recipient_known"]:
         return None
-    enrollment = Enrollment(row["required"], row["configured"], row["enrollment_deadline"]) if row["enrolled"] else None
+    enrollment = (EnrollmentSummary(row["required"], row["configured"], row["enrollment_deadline"])
+                  if row["enrolled"] else None)
     return MailFacts(row["email"], row["name"], row["recipient_kind"], row["deleted"], enrollment, row["deadline_seen"])

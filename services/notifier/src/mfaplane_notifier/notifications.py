@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
+from mfaplane_contracts.enrollment_summary import EnrollmentSummary
 from mfaplane_contracts.envelope import EventPayload
 
 KIND_OF_EVENT: dict[type[EventPayload], str] = {
@@ -33,14 +33,7 @@ def kind_of(event: EventPayload) -> str | None:
     return KIND_OF_EVENT.get(type(event))
 
 
-@dataclass(frozen=True)
-class Enrollment:
-    required: bool
-    configured: bool
-    deadline: datetime | None
-
-
-def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | None, now: datetime) -> bool:
+def still_holds(kind: str, deadline: datetime | None, enrollment: EnrollmentSummary | None, now: datetime) -> bool:
     """A reminder after the user has set up, for a deadline since moved, or once the deadline has
     passed (a scheduler or notifier that was down sends it late; the expiry mail says what holds) is
     not sent. A notice about the principal's codes is always sent; a password reset link while it works
@@ -52,28 +45,12 @@ def still_holds(kind: str, deadline: datetime | None, enrollment: Enrollment | N
     if enrollment is None:
         return False
     if kind == "setup_complete":
-        return enrollment.configured
+        return enrollment.set_up
     if kind == "required":
         return enrollment.required
     current_period = enrollment.required and enrollment.deadline == deadline
     if kind == "reminder":
-        return current_period and not enrollment.configured and deadline is not None and now < deadline
+        return current_period and not enrollment.set_up and deadline is not None and now < deadline
     if kind == "expired":
-        return current_period and not enrollment.configured
+        return current_period and not enrollment.set_up
     return current_period  # extended, reset
-
-
-def enrollment_after(event: EventPayload, before: Enrollment | None) -> Enrollment | None:
-    state = before or Enrollment(required=False, configured=False, deadline=None)
-    match event:
-        case mfa.MFARequired(deadline=deadline):
-            return Enrollment(True, state.configured, deadline)
-        case mfa.MFARequirementRemoved():
-            return Enrollment(False, state.configured, None)
-        case mfa.EnrollmentExtended(deadline=deadline):
-            return Enrollment(state.required, state.configured, deadline)
-        case mfa.MFAReset(deadline=deadline):
-            return Enrollment(True, False, deadline)
-        case mfa.TOTPEnrolled():
-            return Enrollment(state.required, True, state.deadline)
-    return before

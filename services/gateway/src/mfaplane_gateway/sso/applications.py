@@ -13,7 +13,8 @@ import hmac
 import uuid
 from dataclasses import dataclass, field
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_contracts import identity_api
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.forwarding import Forwarder
 
 ACTOR = "gateway:sso"
@@ -65,25 +66,25 @@ class Application:
 async def application(forward: Forwarder, application_id: str | uuid.UUID, protocol: str) -> Application | None:
     """The live SSO application with this id signing in with `protocol`; None for any other id."""
     try:
-        state = await forward.send("identity", "GET", f"/systems/{uuid.UUID(str(application_id))}", ACTOR)
+        state = await forward.call(identity_api.SYSTEM_STATE, ACTOR, system_id=uuid.UUID(str(application_id)))
     except ValueError:
         return None
     except Rejected as refused:
-        if refused.status == 404:
+        if refused.kind == Refusal.NOT_FOUND:
             return None
         raise
-    settings = state.get("sign_in")
-    if state["kind"] != "sso_application" or not settings or settings["protocol"] != protocol:
+    settings = state.sign_in
+    if state.kind != "sso_application" or not settings or settings.protocol != protocol:
         return None
-    return Application(uuid.UUID(state["system_id"]), state["name"], state["mfa_enabled"], protocol,
-                       tuple(settings["redirect_uris"]), settings["entity_id"], tuple(settings["acs_urls"]))
+    return Application(state.system_id, state.name, state.mfa_enabled, protocol, tuple(settings.redirect_uris),
+                       settings.entity_id, tuple(settings.acs_urls))
 
 
 async def verify_secret(forward: Forwarder, client: Application, secret: str) -> None:
     """Remembers `secret` on `client` if it is a live key bound to this application."""
     try:
-        key = await forward.send("identity", "POST", "/api-keys/verify", ACTOR, {"key": secret})
+        key = await forward.call(identity_api.VERIFY_API_KEY, ACTOR, identity_api.KeyCheck(key=secret))
     except Rejected:
         return
-    if key["role"] == "sso_client" and key["system_id"] == str(client.id):
+    if key.role == "sso_client" and key.system_id == client.id:
         client.verified_secret = secret

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Request
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.sso.signing_keys import SigningKeys
 
 MFA = "https://refeds.org/profile/mfa"
@@ -51,7 +51,7 @@ async def _config(request: Request) -> SSOConfig:
 
 def not_configured() -> Rejected:
     return Rejected("sso_not_configured", "Single sign-on is off here: PUBLIC_URL and SSO_SIGNING_KEYS_FILE are not "
-                    "both set.", 503)
+                    "both set.", Refusal.NOT_READY)
 
 
 SSODep = Annotated[SSOConfig, Depends(_config)]

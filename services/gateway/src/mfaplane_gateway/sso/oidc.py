@@ -41,7 +41,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
@@ -263,7 +263,7 @@ async def authorize(request: Request, sso: SSODep, runtime: RuntimeDep, forward:
     except OAuth2Error as error:
         if error.redirect_uri:
             return provider.handle_error_response(oauth_request, error)
-        raise Rejected("invalid_authorization_request", error.description or error.error, 400) from None
+        raise Rejected("invalid_authorization_request", error.description or error.error, Refusal.INVALID) from None
     assert client is not None  # the grant refuses an unknown client, with no redirect_uri
     mfa_requested = dict(items).get("acr_values", "").split() == [MFA]  # a voluntary claim, taken as a demand
     kept = PendingSignIn(client.id, "oidc", {"params": items, "return_to": oauth_request.payload.redirect_uri,
@@ -277,7 +277,7 @@ def _authorization_parameters(request: Request) -> list[tuple[str, str]]:
     items = [(key, value) for key, value in request.query_params.multi_items() if key in AUTHORIZATION_PARAMETERS]
     if any(len(value) > MAX_PARAMETER_LENGTH for _, value in items):
         raise Rejected("invalid_authorization_request", "A parameter of the authorization request is longer "
-                       f"than {MAX_PARAMETER_LENGTH} characters.", 400)
+                       f"than {MAX_PARAMETER_LENGTH} characters.", Refusal.INVALID)
     return items
 
 
@@ -328,11 +328,12 @@ async def token(request: Request, sso: SSODep, runtime: RuntimeDep, forward: For
 async def _form(request: Request) -> list[tuple[str, str]]:
     """The token request's parameters: a form, URL-encoded (RFC 6749 section 4.1.3), and nothing else."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        raise Rejected("unsupported_media_type", "Send the token request as application/x-www-form-urlencoded.", 415)
+        raise Rejected("unsupported_media_type", "Send the token request as application/x-www-form-urlencoded.",
+                       Refusal.UNSUPPORTED_MEDIA_TYPE)
     try:
         return parse_qsl((await request.body()).decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
-        raise Rejected("invalid_form", "The form is not UTF-8.", 400) from None
+        raise Rejected("invalid_form", "The form is not UTF-8.", Refusal.INVALID) from None
 
 
 async def _authenticated_client(request: Request, items: list[tuple[str, str]],

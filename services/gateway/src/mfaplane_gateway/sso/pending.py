@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.sso.applications import Application
 from mfaplane_gateway.sso.config import SSOConfig
 
@@ -112,4 +112,4 @@ async def take_response(pool: asyncpg.Pool, respond_token: str, application_id: 
 
 def expired() -> Rejected:
     return Rejected("application_sign_in_expired", "This sign-in to an application has expired or was finished "
-                    "already: go back to the application and sign in again.", 400)
+                    "already: go back to the application and sign in again.", Refusal.INVALID)

@@ -40,7 +40,7 @@ from saml2.server import Server
 from saml2.sigver import get_xmlsec_binary
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_gateway.forwarding import ForwarderDep
 from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
@@ -172,13 +172,14 @@ def _service_provider_metadata(app: Application) -> str:
 
 
 def _refused(detail: str) -> Rejected:
-    return Rejected("invalid_saml_request", detail, 400)
+    return Rejected("invalid_saml_request", detail, Refusal.INVALID)
 
 
 async def _identity_provider(sso: SSOConfig, forward: Any, application_id: str) -> IdentityProvider:
     app = await application(forward, application_id, "saml")
     if app is None:
-        raise Rejected("application_not_found", "No SSO application signs in with SAML here under this id.", 404)
+        raise Rejected("application_not_found", "No SSO application signs in with SAML here under this id.",
+                       Refusal.NOT_FOUND)
     return IdentityProvider(sso, app)
 
 
@@ -209,7 +210,8 @@ async def _message(request: Request) -> tuple[dict[str, str], str]:
     if request.method == "GET":
         return dict(request.query_params), BINDING_HTTP_REDIRECT
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        raise Rejected("unsupported_media_type", "Post the SAML request as application/x-www-form-urlencoded.", 415)
+        raise Rejected("unsupported_media_type", "Post the SAML request as application/x-www-form-urlencoded.",
+                       Refusal.UNSUPPORTED_MEDIA_TYPE)
     return dict(parse_qsl((await request.body()).decode("utf-8", "replace"))), BINDING_HTTP_POST
 
 

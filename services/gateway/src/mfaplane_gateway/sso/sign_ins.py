@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_contracts import mfa_api, mfa_events
+from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.service import Runtime
-from mfaplane_gateway.enrollment_admin import enrollment_path
 from mfaplane_gateway.forwarding import Forwarder
 from mfaplane_gateway.read_models import LIVE_TABLES
 from mfaplane_gateway.sso import oidc, pending, saml
@@ -34,10 +34,10 @@ async def resume(runtime: Runtime, sso: SSOConfig | None, forward: Forwarder, to
     found = await application(forward, waiting.application_id, waiting.protocol)
     if found is None:
         raise Rejected("application_not_found", "The application this sign-in is for no longer signs users in "
-                       "here: ask its administrator.", 404)
+                       "here: ask its administrator.", Refusal.NOT_FOUND)
     if not found.returns_to(waiting.request["return_to"]):
         raise Rejected("application_sign_in_changed", "The application's sign-in settings changed since this "
-                       "sign-in began: go back to the application and sign in again.", 409)
+                       "sign-in began: go back to the application and sign in again.")
     return ApplicationSignIn(token, waiting, found, sso)
 
 
@@ -57,7 +57,8 @@ async def finish(runtime: Runtime, sign_in: ApplicationSignIn, forward: Forwarde
     if sign_in.mfa_requested and not mfa_used:
         await record(forward, principal_id, sign_in, "refused", "mfa_requested_by_application", False, source)
         raise Rejected("mfa_requested_by_application", "This application asks for multi-factor authentication, "
-                       "which you have not set up yet: set it up in the user portal, then sign in again.", 403)
+                       "which you have not set up yet: set it up in the user portal, then sign in again.",
+                       Refusal.FORBIDDEN)
     await pending.finish(runtime.pool, sign_in.token, runtime.clock.now())
     name = await runtime.pool.fetchval(f"SELECT name FROM {LIVE_TABLES['principals']} WHERE principal_id = $1",
                                        principal_id)
@@ -76,6 +77,6 @@ def _reason(sign_in: ApplicationSignIn, mfa_used: bool) -> str:
 
 async def record(forward: Forwarder, principal_id: uuid.UUID, sign_in: ApplicationSignIn, outcome: str,
                  reason: str, mfa_used: bool, source: str | None) -> None:
-    await forward.send("mfa", "POST", enrollment_path("user_portal", principal_id, "application-sign-in"), ACTOR,
-                       {"system_id": str(sign_in.application.id), "protocol": sign_in.pending.protocol,
-                        "outcome": outcome, "reason": reason, "mfa_used": mfa_used, "source": source})
+    ended = mfa_events.ApplicationSignIn(system_id=sign_in.application.id, protocol=sign_in.pending.protocol,
+                                         outcome=outcome, reason=reason, mfa_used=mfa_used, source=source)
+    await forward.call(mfa_api.RECORD_APPLICATION_SIGN_IN, ACTOR, ended, scope="user_portal", principal_id=principal_id)

@@ -47,7 +47,7 @@ const state = { q: "", status: "", cursors: [null], page: 0, note: "", lastChang
 /** What an MFA action did, as the admin reads it back. */
 function changeNote(action, days, fresh) {
   const { past } = ACTIONS[action];
-  if (action === "require" && fresh.mfa_active) return `${past}: MFA is already set up, so it is active at once.`;
+  if (action === "require" && fresh.set_up) return `${past}: MFA is already set up, so it is active at once.`;
   return days === null ? `${past}.` : `${past}: ${days}-day enrollment period, until ${formatDate(fresh.deadline)}.`;
 }
 
@@ -295,7 +295,7 @@ export async function adminView(api, main, id, tools, { note, loaded } = {}) {
         h("dt", {}, "MFA status"), h("dd", {}, h("div", { class: "status-line" }, statusBadge(admin), options),
           h("p", { class: "hint", id: "status-explained" }, ADMIN_MEANING[admin.status] || statusDetails(admin)[1])),
         h("dt", {}, "Required"), h("dd", {}, yesNo(admin.required)),
-        h("dt", {}, "MFA set up"), h("dd", {}, yesNo(admin.mfa_active)),
+        h("dt", {}, "MFA set up"), h("dd", {}, yesNo(admin.set_up)),
         h("dt", {}, "Enrollment deadline"), h("dd", {}, hasPeriod(admin) ? formatDate(admin.deadline) : "—"),
         h("dt", {}, "Time remaining"), h("dd", {}, admin.time_remaining_seconds === null ? "—" : formatDuration(admin.time_remaining_seconds)),
         h("dt", {}, "Last code accepted"), h("dd", {}, formatDate(admin.last_verified_at))),

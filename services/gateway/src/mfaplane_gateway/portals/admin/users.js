@@ -42,18 +42,18 @@ const REASONS = {
 };
 
 // The list's filters, page and selection survive a visit to a user's details.
-const state = { q: "", status: "", required: "", mfa_active: "", cursors: [null], page: 0, selected: new Map(), note: "", lastChange: undefined };
+const state = { q: "", status: "", required: "", set_up: "", cursors: [null], page: 0, selected: new Map(), note: "", lastChange: undefined };
 const known = new Map(); // user id -> "Name <email>", for naming bulk failures
 
 const filterQuery = ({ withStatus = true } = {}) => ({
-  q: state.q, status: withStatus ? state.status : "", required: state.required, mfa_active: state.mfa_active,
+  q: state.q, status: withStatus ? state.status : "", required: state.required, set_up: state.set_up,
 });
 
 /** The list's filter as the bulk API's selection. */
 function selection() {
   const flag = (value) => (value === "" ? undefined : value === "true");
   const chosen = { q: state.q || undefined, status: state.status ? [state.status] : undefined,
-    required: flag(state.required), mfa_active: flag(state.mfa_active) };
+    required: flag(state.required), set_up: flag(state.set_up) };
   return Object.fromEntries(Object.entries(chosen).filter(([, value]) => value !== undefined));
 }
 
@@ -61,14 +61,14 @@ function selection() {
 function filterWords() {
   const parts = [state.q && `\u201c${state.q}\u201d in name or email`, state.status && `status ${STATUSES[state.status].label}`,
     state.required && (state.required === "true" ? "required" : "not required"),
-    state.mfa_active && (state.mfa_active === "true" ? "MFA set up" : "MFA not set up")].filter(Boolean);
+    state.set_up && (state.set_up === "true" ? "MFA set up" : "MFA not set up")].filter(Boolean);
   return parts.length ? parts.join(", ") : "no filter: every user";
 }
 
 /** The dialog for one MFA action on one user; `done(receipt, note)` once applied. */
 function mfaDialog(api, user, action, done) {
   const spec = ACTIONS[action];
-  const atOnce = action === "require" && user.mfa_active;
+  const atOnce = action === "require" && user.set_up;
   const needsDays = action !== "remove-requirement" && !atOnce;
   actionDialog({
     title: `${spec.title} for ${user.name}`,
@@ -136,14 +136,14 @@ export function usersView(api, main) {
     field("Search name or email", search),
     select("MFA status", "status", [["", "Any status"], ...STATUS_ORDER.map((st) => [st, STATUSES[st].label])]),
     select("Required", "required", [["", "Any"], ["true", "Required"], ["false", "Not required"]]),
-    select("MFA active", "mfa_active", [["", "Any"], ["true", "Active (set up)"], ["false", "Inactive (not set up)"]]),
+    select("MFA set up", "set_up", [["", "Any"], ["true", "Set up"], ["false", "Not set up"]]),
     h("div", { class: "filter-actions" }, h("button", { type: "submit" }, "Apply filters"),
       h("button", { type: "button", class: "secondary", onclick: () => { filters.reset(); search.value = ""; filters.querySelectorAll("select").forEach((el) => { el.value = ""; }); apply(); } }, "Clear filters")));
   filters.addEventListener("submit", (event) => { event.preventDefault(); apply(); });
 
   function apply() {
     const data = new FormData(filters);
-    for (const name of ["q", "status", "required", "mfa_active"]) state[name] = String(data.get(name) || "").trim();
+    for (const name of ["q", "status", "required", "set_up"]) state[name] = String(data.get(name) || "").trim();
     state.cursors = [null];
     state.page = 0;
     load();
@@ -537,7 +537,7 @@ export async function userView(api, main, id, { note, loaded } = {}) {
         h("dt", {}, "MFA status"), h("dd", {}, h("div", { class: "status-line" }, options),
           h("p", { class: "hint", id: "status-explained" }, details[1])),
         h("dt", {}, "Required"), h("dd", {}, yesNo(user.required)),
-        h("dt", {}, "MFA set up"), h("dd", {}, yesNo(user.mfa_active)),
+        h("dt", {}, "MFA set up"), h("dd", {}, yesNo(user.set_up)),
         h("dt", {}, "Enrollment deadline"), h("dd", {}, hasPeriod(user) ? formatDate(user.deadline) : "—"),
         h("dt", {}, "Time remaining"), h("dd", { id: "time-remaining" }, user.time_remaining_seconds === null ? (user.status === "expired" ? "None: the deadline has passed" : "—") : formatDuration(user.time_remaining_seconds)),
         h("dt", {}, "Enrollment period"), h("dd", {}, user.enrollment_days ? `${user.enrollment_days} days` : "—"),

@@ -1,5 +1,5 @@
-"""Every command and every refusal of the protected-resource aggregate (a macOS or Linux system, or an SSO
-application), given events / when command / then events: an id is registered once, a deleted resource
+"""Every command and every refusal of the system aggregate (a protected macOS or Linux system, or an SSO
+application), given events / when command / then events: an id is registered once, a deleted system
 is found by nothing after, and only an application is configured for sign-in, with settings of its
 protocol that send users back over https only (http to this machine alone)."""
 
@@ -20,8 +20,8 @@ from mfaplane_contracts.identity_events import (
     SystemRegistered,
     SystemRenamed,
 )
-from mfaplane_eventing.aggregate import Rejected
-from mfaplane_identity import resource
+from mfaplane_eventing.aggregate import Refusal, Rejected
+from mfaplane_identity import system
 
 ID = uuid.uuid4()
 REGISTERED = SystemRegistered(system_id=ID, name="build-01", kind="linux")
@@ -36,63 +36,64 @@ SAML = SignInSettings(protocol="saml", entity_id="https://wiki.example.com/saml"
 
 
 @pytest.mark.parametrize("kind", ["macos", "linux", "sso_application"])
-def test_a_system_or_an_application_is_registered_with_mfa_off(resources, kind) -> None:
+def test_a_system_or_an_application_is_registered_with_mfa_off(systems, kind) -> None:
     registered = SystemRegistered(system_id=ID, name="build-01", kind=kind)
-    then = resources.given().when(resource.register, ID, "build-01", kind).then(registered)
+    then = systems.given().when(system.register, ID, "build-01", kind).then(registered)
     assert then.state.live and not then.state.mfa_enabled and then.state.sign_in is None
 
 
 @pytest.mark.parametrize("history", [[REGISTERED], [REGISTERED, GONE]], ids=["registered", "deleted"])
-def test_an_id_once_taken_is_never_registered_again(resources, history) -> None:
-    then = resources.given(*history).when(resource.register, ID, "build-01", "linux")
-    assert then.rejected("system_exists", 409).detail == "A system or application with this id already exists."
+def test_an_id_once_taken_is_never_registered_again(systems, history) -> None:
+    then = systems.given(*history).when(system.register, ID, "build-01", "linux")
+    assert then.rejected("system_exists", Refusal.CONFLICT).detail == ("A system or application with this id already "
+                                                                      "exists.")
 
 
 # SetSystemMFA
 
 
-def test_mfa_is_switched_on_and_off_and_the_switch_it_already_has_changes_nothing(resources) -> None:
-    resources.given(REGISTERED).when(resource.set_mfa, ID, False).then()
-    on = resources.given(REGISTERED).when(resource.set_mfa, ID, True).then(SystemMFAEnabled(system_id=ID))
+def test_mfa_is_switched_on_and_off_and_the_switch_it_already_has_changes_nothing(systems) -> None:
+    systems.given(REGISTERED).when(system.set_mfa, ID, False).then()
+    on = systems.given(REGISTERED).when(system.set_mfa, ID, True).then(SystemMFAEnabled(system_id=ID))
     assert on.state.mfa_enabled
-    resources.given(REGISTERED, *on.events).when(resource.set_mfa, ID, True).then()
-    off = resources.given(REGISTERED, *on.events).when(resource.set_mfa, ID, False)
+    systems.given(REGISTERED, *on.events).when(system.set_mfa, ID, True).then()
+    off = systems.given(REGISTERED, *on.events).when(system.set_mfa, ID, False)
     assert not off.then(SystemMFADisabled(system_id=ID)).state.mfa_enabled
 
 
 # RenameSystem
 
 
-def test_a_system_is_renamed_and_the_same_name_again_changes_nothing(resources) -> None:
-    then = resources.given(REGISTERED).when(resource.rename, ID, "build-02").then(SystemRenamed(system_id=ID,
+def test_a_system_is_renamed_and_the_same_name_again_changes_nothing(systems) -> None:
+    then = systems.given(REGISTERED).when(system.rename, ID, "build-02").then(SystemRenamed(system_id=ID,
                                                                                                name="build-02"))
     assert then.state.name == "build-02"
-    resources.given(REGISTERED, *then.events).when(resource.rename, ID, "build-02").then()
+    systems.given(REGISTERED, *then.events).when(system.rename, ID, "build-02").then()
 
 
 # ConfigureSignIn
 
 
-def test_an_application_is_configured_for_sign_in_and_the_same_settings_again_change_nothing(resources) -> None:
+def test_an_application_is_configured_for_sign_in_and_the_same_settings_again_change_nothing(systems) -> None:
     configured = ApplicationSignInConfigured(system_id=ID, **OIDC.model_dump())
-    then = resources.given(APPLICATION).when(resource.configure_sign_in, ID, OIDC).then(configured)
+    then = systems.given(APPLICATION).when(system.configure_sign_in, ID, OIDC).then(configured)
     assert then.state.sign_in == OIDC
-    resources.given(APPLICATION, configured).when(resource.configure_sign_in, ID, OIDC).then()
+    systems.given(APPLICATION, configured).when(system.configure_sign_in, ID, OIDC).then()
 
 
-def test_new_settings_replace_the_old_ones_whatever_their_protocol(resources) -> None:
+def test_new_settings_replace_the_old_ones_whatever_their_protocol(systems) -> None:
     configured = ApplicationSignInConfigured(system_id=ID, **OIDC.model_dump())
-    then = resources.given(APPLICATION, configured).when(resource.configure_sign_in, ID, SAML).then(
+    then = systems.given(APPLICATION, configured).when(system.configure_sign_in, ID, SAML).then(
         ApplicationSignInConfigured(system_id=ID, **SAML.model_dump()))
     assert then.state.sign_in == SAML
 
 
 @pytest.mark.parametrize("kind", ["macos", "linux"])
-def test_a_system_that_is_no_application_is_not_configured_for_sign_in(resources, kind) -> None:
-    then = resources.given(SystemRegistered(system_id=ID, name="build-01", kind=kind)).when(
-        resource.configure_sign_in, ID, OIDC)
-    assert then.rejected("not_an_application", 409).detail == ("Only an SSO application signs users in through "
-                                                                "the gateway.")
+def test_a_system_that_is_no_application_is_not_configured_for_sign_in(systems, kind) -> None:
+    then = systems.given(SystemRegistered(system_id=ID, name="build-01", kind=kind)).when(
+        system.configure_sign_in, ID, OIDC)
+    assert then.rejected("not_an_application", Refusal.CONFLICT).detail == ("Only an SSO application signs users in "
+                                                                           "through the gateway.")
 
 
 @pytest.mark.parametrize("url", ["https://wiki.example.com/cb\r\nSet-Cookie: a=b", "https://wiki.example.com/c b",
@@ -100,11 +101,11 @@ def test_a_system_that_is_no_application_is_not_configured_for_sign_in(resources
                                  "https://wiki.example.com:http/cb", "https://wiki.example.com:0/cb",
                                  "https://wiki.example.com:/cb", "https://wiki.example.com/cb\u2028"])
 @pytest.mark.parametrize("protocol", ["oidc", "saml"])
-def test_an_address_no_application_could_send_is_refused_when_set(resources, url, protocol) -> None:
+def test_an_address_no_application_could_send_is_refused_when_set(systems, url, protocol) -> None:
     settings = (SignInSettings(protocol="oidc", redirect_uris=[url]) if protocol == "oidc" else
                 SignInSettings(protocol="saml", entity_id="https://wiki.example.com/saml", acs_urls=[url]))
-    then = resources.given(APPLICATION).when(resource.configure_sign_in, ID, settings)
-    assert then.rejected("invalid_application_url", 422).detail == (
+    then = systems.given(APPLICATION).when(system.configure_sign_in, ID, settings)
+    assert then.rejected("invalid_application_url", Refusal.UNPROCESSABLE).detail == (
         "A redirect or ACS URL has a space, a control character or an invalid port.")
 
 
@@ -166,28 +167,28 @@ def test_an_entity_id_has_no_blank_and_at_most_20_urls_are_kept() -> None:
         SignInSettings(protocol="oidc", redirect_uris=[f"https://wiki.example.com/cb{i}" for i in range(21)])
 
 
-# DeleteSystem, and every operation on a resource that is not there
+# DeleteSystem, and every operation on a system that is not there
 
 OPERATIONS = [
-    pytest.param(resource.rename, ("again",), id="rename"),
-    pytest.param(resource.set_mfa, (True,), id="switch mfa on"),
-    pytest.param(resource.set_mfa, (False,), id="switch mfa off"),
-    pytest.param(resource.configure_sign_in, (OIDC,), id="configure sign-in"),
-    pytest.param(resource.delete, (), id="delete"),
+    pytest.param(system.rename, ("again",), id="rename"),
+    pytest.param(system.set_mfa, (True,), id="switch mfa on"),
+    pytest.param(system.set_mfa, (False,), id="switch mfa off"),
+    pytest.param(system.configure_sign_in, (OIDC,), id="configure sign-in"),
+    pytest.param(system.delete, (), id="delete"),
 ]
 
 
-def test_a_resource_is_deleted(resources) -> None:
-    then = resources.given(APPLICATION, SystemMFAEnabled(system_id=ID)).when(resource.delete, ID).then(GONE)
+def test_a_system_is_deleted(systems) -> None:
+    then = systems.given(APPLICATION, SystemMFAEnabled(system_id=ID)).when(system.delete, ID).then(GONE)
     assert not then.state.live
 
 
 @pytest.mark.parametrize("decide, args", OPERATIONS)
 @pytest.mark.parametrize("history", [[], [APPLICATION, SystemMFAEnabled(system_id=ID), GONE]],
                          ids=["never registered", "deleted"])
-def test_nothing_is_done_to_a_resource_never_registered_or_deleted(resources, history, decide, args) -> None:
-    then = resources.given(*history).when(decide, ID, *args)
-    assert then.rejected("system_not_found", 404).detail == "No such system or application."
+def test_nothing_is_done_to_a_system_never_registered_or_deleted(systems, history, decide, args) -> None:
+    then = systems.given(*history).when(decide, ID, *args)
+    assert then.rejected("system_not_found", Refusal.NOT_FOUND).detail == "No such system or application."
 
 
 # Binding a key to a system (api_keys' system_agent and sso_client roles)
@@ -196,7 +197,7 @@ def test_nothing_is_done_to_a_resource_never_registered_or_deleted(resources, hi
 @pytest.mark.parametrize(("role", "kind"), [("system_agent", "macos"), ("system_agent", "linux"),
                                             ("sso_client", "sso_application")])
 def test_a_key_is_bound_to_a_system_of_its_kind(role, kind) -> None:
-    resource.bind_key(resource.apply(resource.Resource(), SystemRegistered(system_id=ID, name="x", kind=kind)), role)
+    system.bind_key(system.apply(system.System(), SystemRegistered(system_id=ID, name="x", kind=kind)), role)
 
 
 @pytest.mark.parametrize(("role", "kind", "detail"), [
@@ -205,14 +206,15 @@ def test_a_key_is_bound_to_a_system_of_its_kind(role, kind) -> None:
     ("sso_client", "macos", "A key of role sso_client is bound to a system of kind sso_application."),
 ])
 def test_a_key_is_not_bound_to_a_system_of_another_kind(role, kind, detail) -> None:
-    state = resource.apply(resource.Resource(), SystemRegistered(system_id=ID, name="x", kind=kind))
+    state = system.apply(system.System(), SystemRegistered(system_id=ID, name="x", kind=kind))
     with pytest.raises(Rejected) as refused:
-        resource.bind_key(state, role)
-    assert (refused.value.code, refused.value.status, refused.value.detail) == ("wrong_system_kind", 409, detail)
+        system.bind_key(state, role)
+    assert (refused.value.code, refused.value.kind, refused.value.detail) == ("wrong_system_kind", Refusal.CONFLICT,
+                                                                              detail)
 
 
 def test_no_key_is_bound_to_a_system_deleted_or_never_registered() -> None:
-    for state in (resource.Resource(), resource.apply(resource.apply(resource.Resource(), REGISTERED), GONE)):
+    for state in (system.System(), system.apply(system.apply(system.System(), REGISTERED), GONE)):
         with pytest.raises(Rejected) as refused:
-            resource.bind_key(state, "system_agent")
+            system.bind_key(state, "system_agent")
         assert refused.value.code == "system_not_found"

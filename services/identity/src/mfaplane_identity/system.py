@@ -1,4 +1,4 @@
-"""The protected-resource aggregate: a macOS or Linux system, or an SSO/SAML application."""
+"""The system aggregate: a protected macOS or Linux system, or an SSO/SAML application."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from mfaplane_contracts.identity_events import (
     SystemRegistered,
     SystemRenamed,
 )
-from mfaplane_eventing.aggregate import Rejected
+from mfaplane_eventing.aggregate import Refusal, Rejected
 
 
 @dataclass(frozen=True)
-class Resource:
+class System:
     exists: bool = False
     deleted: bool = False
     name: str = ""
@@ -33,7 +33,7 @@ class Resource:
         return self.exists and not self.deleted
 
 
-def apply(state: Resource, event: EventPayload) -> Resource:
+def apply(state: System, event: EventPayload) -> System:
     match event:
         case SystemRegistered(name=name, kind=kind):
             return replace(state, exists=True, name=name, kind=kind)
@@ -50,28 +50,28 @@ def apply(state: Resource, event: EventPayload) -> Resource:
     return state
 
 
-def register(state: Resource, system_id: uuid.UUID, name: str, kind: str) -> list[EventPayload]:
+def register(state: System, system_id: uuid.UUID, name: str, kind: str) -> list[EventPayload]:
     if state.exists:
         raise Rejected("system_exists", "A system or application with this id already exists.")
     return [SystemRegistered(system_id=system_id, name=name, kind=kind)]
 
 
-def set_mfa(state: Resource, system_id: uuid.UUID, enabled: bool) -> list[EventPayload]:
+def set_mfa(state: System, system_id: uuid.UUID, enabled: bool) -> list[EventPayload]:
     _live(state)
     if state.mfa_enabled == enabled:
         return []
     return [SystemMFAEnabled(system_id=system_id) if enabled else SystemMFADisabled(system_id=system_id)]
 
 
-def rename(state: Resource, system_id: uuid.UUID, name: str) -> list[EventPayload]:
+def rename(state: System, system_id: uuid.UUID, name: str) -> list[EventPayload]:
     _live(state)
     return [] if name == state.name else [SystemRenamed(system_id=system_id, name=name)]
 
 
-def configure_sign_in(state: Resource, system_id: uuid.UUID, settings: SignInSettings) -> list[EventPayload]:
+def configure_sign_in(state: System, system_id: uuid.UUID, settings: SignInSettings) -> list[EventPayload]:
     _live(state)
     if state.kind != "sso_application":
-        raise Rejected("not_an_application", "Only an SSO application signs users in through the gateway.", 409)
+        raise Rejected("not_an_application", "Only an SSO application signs users in through the gateway.")
     _addresses_usable(settings)
     if settings == state.sign_in:
         return []
@@ -94,31 +94,31 @@ def _addresses_usable(settings: SignInSettings) -> None:
 
 def _unusable() -> Rejected:
     return Rejected("invalid_application_url",
-                    "A redirect or ACS URL has a space, a control character or an invalid port.", 422)
+                    "A redirect or ACS URL has a space, a control character or an invalid port.", Refusal.UNPROCESSABLE)
 
 
 # The kinds of system each bound API role may be bound to.
 BOUND_KINDS = {"system_agent": ("macos", "linux"), "sso_client": ("sso_application",)}
 
 
-def bind_key(state: Resource, role: str) -> None:
+def bind_key(state: System, role: str) -> None:
     """A key bound to a system does only its kind's work: an agent's decides logins to a host, a client
     secret signs in to an application."""
     _live(state)
     if state.kind not in BOUND_KINDS[role]:
         raise Rejected("wrong_system_kind", f"A key of role {role} is bound to a system of kind "
-                                            f"{' or '.join(BOUND_KINDS[role])}.", 409)
+                                            f"{' or '.join(BOUND_KINDS[role])}.")
 
 
-def delete(state: Resource, system_id: uuid.UUID) -> list[EventPayload]:
+def delete(state: System, system_id: uuid.UUID) -> list[EventPayload]:
     _live(state)
     return [SystemDeleted(system_id=system_id)]
 
 
-def _live(state: Resource) -> None:
+def _live(state: System) -> None:
     if not state.live:
         raise not_found()
 
 
 def not_found() -> Rejected:
-    return Rejected("system_not_found", "No such system or application.", status=404)
+    return Rejected("system_not_found", "No such system or application.", Refusal.NOT_FOUND)
