@@ -147,3 +147,14 @@ async def test_set_up_is_served_and_filters_beside_its_deprecated_names_until_th
     for path in ("/v1/users", "/v1/users.csv", "/v1/users/status-counts", "/v1/admins"):
         parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
         assert parameters["mfa_active"]["deprecated"] is True and "deprecated" not in parameters["set_up"], path
+
+
+async def test_an_enrollment_command_without_a_body_takes_the_documented_seven_days(admin) -> None:
+    """An admin command's body may leave `enrollment_days` out: the default the API documents applies,
+    whichever service the gateway passes the command to."""
+    user = ok(await admin.post("/v1/users", json={"email": f"d-{uuid.uuid4().hex[:8]}@example.com",
+                                                  "name": "Dee Fault", "password": PASSWORD}))["id"]
+    for action in ("require", "extend", "reset"):
+        done = ok(await admin.post(f"/v1/users/{user}/mfa/{action}", json={}))
+        shown = ok(await admin.get(f"/v1/users/{user}", params={"consistent_with": done["consistency_token"]}))
+        assert shown["enrollment_days"] == 7, (action, shown)

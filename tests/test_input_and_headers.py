@@ -273,3 +273,15 @@ async def test_answers_with_keys_codes_or_sessions_are_not_stored_and_no_answer_
     assert len(seen) >= len(with_secrets) + 8
     for response in seen:
         assert response.headers["x-content-type-options"] == "nosniff", response.request.url
+
+
+async def test_a_key_no_key_can_be_is_a_401_and_nowhere_in_the_logs(stack, gateway_as) -> None:
+    """A bearer token shaped like an API key but longer than any key is unknown, like a wrong key: not a
+    crash whose log would hold the token."""
+    secret = uuid.uuid4().hex
+    anyone = gateway_as(None)
+    for path in ("/v1/users", "/v1/audit/compliance"):
+        refused = await anyone.get(path, headers={"Authorization": f"Bearer mfp_{secret * 8}"})
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated", refused.text
+    logs = b"".join(path.read_bytes() for path in stack.supervisor.log_dir.glob("*.log"))
+    assert secret.encode() not in logs

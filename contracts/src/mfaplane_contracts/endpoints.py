@@ -26,7 +26,7 @@ class Answer(BaseModel):
     """A service's answer. Read tolerantly: a field a newer service adds is ignored by an older caller
     (a rolling upgrade updates the services one at a time)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Problem(Answer):

@@ -508,8 +508,14 @@ async def test_a_group_beside_the_services_own_starts_where_that_group_is_the_fi
     upgraded = f"takeover-{uuid.uuid4().hex[:8]}"  # the own group did the work until now
     await pool.execute("DELETE FROM consumer_groups")  # the schema of a service that never ran the group
     await _commit(kafka, consumer_group_id(upgraded), 2)
+    held = uuid.uuid4()  # a message the own group holds, behind the offsets it committed
+    await pool.execute('INSERT INTO held_events (topic, partition, "offset", event_id, value, reason) '
+                       "VALUES ($1, 0, 1, $2, 'x', 'newer_schema_version')", IDENTITY_EVENTS.name, held)
     await asyncio.gather(replica(upgraded).take_over(), replica(upgraded).take_over())  # replicas starting at once
     assert await _committed(kafka, consumer_group_id(upgraded, "audit")) == {0: 2}
+    assert await pool.fetchval("SELECT consumer_group FROM held_events WHERE event_id = $1 AND consumer_group <> ''",
+                               held) == "audit", "what the own group holds, the group beside holds too"
+    await pool.execute("DELETE FROM held_events WHERE event_id = $1", held)
 
     installed = f"takeover-{uuid.uuid4().hex[:8]}"  # new: the group beside starts before the own commits
     await pool.execute("DELETE FROM consumer_groups")

@@ -14,6 +14,7 @@ import pytest
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_eventing.aggregate import Refusal, Rejected
+from mfaplane_eventing.clock import SystemClock
 from mfaplane_gateway import audit_log
 from mfaplane_gateway.read_your_writes import (
     KEPT_FOR,
@@ -42,7 +43,7 @@ async def audit(pool: asyncpg.Pool, aggregate_id: str, version: int) -> None:
                         correlation_id=uuid.uuid4(), actor="api_key:tests",
                         payload=identity.SystemMFAEnabled(system_id=uuid.uuid4()).model_dump(mode="json"))
     async with pool.acquire() as conn, conn.transaction():
-        await audit_log.append(conn, [envelope], T0)
+        await audit_log.handle_batch(conn, [envelope], SystemClock())
 
 
 async def record(pool: asyncpg.Pool, aggregate_id: str, version: int) -> None:
@@ -110,6 +111,14 @@ async def test_a_token_waits_for_both_the_read_models_and_the_audit_log(gateway_
 
     await second(gateway_pool, "system-e", 1)
     await wait_for(gateway_pool, [token("system-e", 1)], WAIT)
+
+
+async def test_an_event_audited_again_out_of_order_keeps_the_token_satisfied(gateway_pool) -> None:
+    """A dead-lettered event republished (docs/operations.md) reaches the log after later versions."""
+    await project(gateway_pool, "system-f", 3)
+    await audit(gateway_pool, "system-f", 3)
+    await audit(gateway_pool, "system-f", 2)
+    await wait_for(gateway_pool, [token("system-f", 3)], WAIT)
 
 
 @pytest.mark.parametrize("token", ["abc@99999999999", "abc@2147483648", "abc@²", "abc@" + "9" * 5000, "abc@",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +13,7 @@ import pytest
 
 import mfaplane_gateway
 from mfaplane_contracts import identity_events as identity
+from mfaplane_contracts import mfa_events as mfa
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.service_keys import TrustedKeys
@@ -266,3 +268,25 @@ async def test_the_page_index_migration_also_replaces_the_index_of_a_table_a_rep
         conn = await asyncpg.connect(infra.database_url)
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await conn.close()
+
+
+@pytest.mark.parametrize("deletion_first", [True, False])
+async def test_a_deletion_and_an_enrollment_event_give_the_same_row_in_either_order(gateway_pool, history,
+                                                                                    deletion_first) -> None:
+    """identity's topic and mfa's are not ordered with respect to each other: the projection may meet a
+    user's deletion before an enrollment event that the audit log holds before it, or after it."""
+    user = uuid.uuid4()
+    created = history.envelope(identity.UserCreated(user_id=user, email="gone@example.com", name="Gone"))
+    required = history.envelope(mfa.MFARequired(principal_id=user, scope="user_portal", principal_kind="user",
+                                                enrollment_days=7, deadline=history.now + timedelta(days=7)))
+    deleted = history.envelope(identity.UserDeleted(user_id=user))
+    async with gateway_pool.acquire() as conn, conn.transaction():
+        await audit_log.handle_batch(conn, [created, required, deleted], SystemClock())
+    for envelope in (created, deleted, required) if deletion_first else (created, required, deleted):
+        async with gateway_pool.acquire() as conn, conn.transaction():
+            await projector.handle_batch(conn, [envelope], SystemClock())
+
+    rebuilt = await replay.rebuild(gateway_pool)
+    live = await rows(gateway_pool, rebuilt.previous["principals"], "principal_id")
+    assert await rows(gateway_pool, rebuilt.current["principals"], "principal_id") == live
+    assert [(r["deleted"], r["required"]) for r in live] == [(True, False)]

@@ -89,6 +89,9 @@ HOLD = ('INSERT INTO held_events (consumer_group, topic, partition, "offset", va
         "SELECT $1, $2, $3, $4, $5, $6, $7 "
         "WHERE NOT EXISTS (SELECT FROM processed_events WHERE consumer_group = $1 AND event_id = $7) "
         "ON CONFLICT DO NOTHING")
+_TAKE_OVER_HELD = ('INSERT INTO held_events (consumer_group, topic, partition, "offset", value, reason, event_id) '
+                   "SELECT $1, topic, partition, \"offset\", value, reason, event_id FROM held_events "
+                   "WHERE consumer_group = '' ON CONFLICT DO NOTHING")
 UNHOLD = 'DELETE FROM held_events WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4'
 PARK = ('INSERT INTO dead_letters (consumer_group, topic, partition, "offset", event_id, error, value) '
         "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
@@ -241,6 +244,8 @@ class Consumer:
             first = await conn.fetchval("INSERT INTO consumer_groups (consumer_group) VALUES ($1) "
                                         "ON CONFLICT DO NOTHING RETURNING true", self._group)
             if first and await group_lag.take_over(self._kafka, self._group_id, self._own_group_id, self._topics):
+                # What the own group holds is behind the offsets just copied: this group holds it too.
+                await conn.execute(_TAKE_OVER_HELD, self._group)
                 log.info("consumer group starts where the service's own group is",
                          extra={"group": self._group_id, "from": self._own_group_id})
 

@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from mfaplane_contracts.endpoints import Problem
@@ -34,6 +35,17 @@ class ServiceUnavailable(Exception):
     credentials): no refusal of the request, which may be sent again. Answered 503 at the edge."""
 
     code = "service_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UnreadableAnswer(Exception):
+    """A service answered a call with what this one cannot read (a release it does not know, during a
+    rolling upgrade). Unlike an outage, the call may have been applied: answered 502, not "retry"."""
+
+    code = "unreadable_answer"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -97,13 +109,27 @@ async def _rejected(_: Request, error: Rejected) -> JSONResponse:
 
 
 async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-    # Echo where and why, never the submitted values: they may be passwords or codes.
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    errors = _located(list(error.errors()))
     if all(e["type"] == CONTROL_CHARACTERS for e in errors):
         return problem(400, "invalid_text", "Invalid text",
                        "Names and search terms must not contain control characters or line breaks.", errors=errors)
     return problem(422, "validation_error", "Invalid request", "The request does not match the schema.",
                    errors=errors)
+
+
+def _located(errors: list[Any]) -> list[dict[str, Any]]:
+    """Where and why a value was refused, never the value: it may be a password, a code or a key."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+
+
+async def _model_invalid(_: Request, error: ValidationError) -> JSONResponse:
+    """A model a route built from what the client sent (a call on to another service) refused it."""
+    return problem(422, "validation_error", "Invalid request", "The request does not match the schema.",
+                   errors=_located(error.errors()))
+
+
+async def _unreadable(_: Request, error: UnreadableAnswer) -> JSONResponse:
+    return problem(502, error.code, "Bad gateway", error.detail)
 
 
 async def _http(_: Request, error: HTTPException) -> JSONResponse:
@@ -134,6 +160,8 @@ def install(app: FastAPI) -> None:
     app.exception_handler(Rejected)(_rejected)
     app.exception_handler(ServiceUnavailable)(_unavailable)
     app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(ValidationError)(_model_invalid)
+    app.exception_handler(UnreadableAnswer)(_unreadable)
     app.exception_handler(HTTPException)(_http)
     app.exception_handler(ConcurrencyConflict)(_conflict)
     for error in (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError):

@@ -79,7 +79,7 @@ SPEC = ServiceSpec(
     description=api_docs.guide(ROUTERS),
     finish_openapi=functools.partial(api_docs.finish_document, ROUTERS, api_examples.EXAMPLES),
     background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime),
-                                read_your_writes.sweep_expired_sets(runtime)],
+                                read_your_writes.sweep_expired_sets(runtime), audit_log.watch_awaiting(runtime.pool)],
     state=gateway_state,
     commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},
     body_limits={bulk.PATH: bulk.MAX_REQUEST_BYTES, login_names.PATH: login_names.MAX_REQUEST_BYTES,

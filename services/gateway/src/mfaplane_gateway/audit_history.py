@@ -7,13 +7,14 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
 from mfaplane_gateway.audit_order import BEFORE_ALL
-from mfaplane_gateway.principals_projection import REDUCERS
+from mfaplane_gateway.principals_projection import CLEARED_BY_DELETION, REDUCERS
 
 BATCH = 1000
 
@@ -47,8 +48,10 @@ def apply(state: PrincipalState, envelope: Envelope) -> PrincipalState:
     if reducer is None:
         return state
     # callable: a value, not an increment (the history keeps no counts)
-    return replace(state, **{column: value(envelope.occurred_at, body)
-                             for column, value in reducer.columns.items() if column in _FIELDS and callable(value)})
+    after = replace(state, **{column: value(envelope.occurred_at, body)
+                              for column, value in reducer.columns.items() if column in _FIELDS and callable(value)})
+    cleared: dict[str, Any] = dict.fromkeys(CLEARED_BY_DELETION, False)
+    return replace(after, **cleared) if after.deleted else after
 
 
 async def states_at(pool: asyncpg.Pool, at: datetime, principal_id: uuid.UUID | None = None,

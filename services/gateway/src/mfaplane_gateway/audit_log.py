@@ -30,6 +30,7 @@ import asyncpg
 from prometheus_client import Gauge
 
 from mfaplane_contracts.envelope import Envelope, canonical
+from mfaplane_eventing import loops
 from mfaplane_eventing.clock import Clock
 
 GENESIS = "0" * 64
@@ -47,11 +48,37 @@ def link_hash(seq: int, prev_hash: str, envelope: dict[str, Any]) -> str:
     return hashlib.sha256(f"{seq}|{prev_hash}|{canonical(envelope)}".encode()).hexdigest()
 
 
+# The newest version of each aggregate the log holds (whatever order a republished event arrives in).
+_AUDITED = (
+    "INSERT INTO audited_versions (aggregate_id, version) "
+    "SELECT aggregate_id, max(version) FROM unnest($1::text[], $2::int[]) AS e(aggregate_id, version) "
+    "GROUP BY aggregate_id ON CONFLICT (aggregate_id) "
+    "DO UPDATE SET version = GREATEST(audited_versions.version, EXCLUDED.version)"
+)
+
+
+AWAITING_AUDIT = Gauge("mfaplane_audit_awaiting_oldest_seconds",
+                       "Seconds since the read models applied the oldest event the audit log does not hold yet")
+WATCH_SECONDS = 60.0
+
+
+async def watch_awaiting(pool: asyncpg.Pool) -> None:
+    """Keeps AWAITING_AUDIT current: normally the audit consumer catches up in seconds; an event left out of
+    the log for long (its group skipped it, or parked it) shows here, and alerts."""
+    async def measure() -> bool:
+        oldest = await pool.fetchval("SELECT extract(epoch FROM now() - min(projected_at)) FROM awaiting_audit")
+        AWAITING_AUDIT.set(float(oldest or 0.0))
+        return False
+
+    await loops.repeat("measuring what the audit log awaits", measure, WATCH_SECONDS)
+
+
 async def handle_batch(conn: asyncpg.Connection, envelopes: Sequence[Envelope], clock: Clock) -> None:
     """The audit consumer's handler: appends a run of events, and tells a replay that the read models
     need no longer wait for them (`awaiting_audit`, replay.py)."""
     await append(conn, envelopes, clock.now())
     await conn.execute("DELETE FROM awaiting_audit WHERE event_id = ANY($1::uuid[])", [e.event_id for e in envelopes])
+    await conn.execute(_AUDITED, [e.aggregate_id for e in envelopes], [e.aggregate_version for e in envelopes])
     AUDIT_LAG.set(max((clock.now() - envelopes[-1].occurred_at).total_seconds(), 0.0))
 
 

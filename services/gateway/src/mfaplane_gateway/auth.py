@@ -23,6 +23,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
 
 from mfaplane_contracts import identity_api
 from mfaplane_eventing.aggregate import Refusal, Rejected
@@ -80,7 +81,7 @@ class Roles:
 async def _by_api_key(request: Request, key: str) -> Caller:
     try:
         return await request.app.state.key_cache.caller(request.app.state.forwarder, key)
-    except Rejected:
+    except (Rejected, ValidationError):  # a key no key can be (too long) is as unknown as a wrong one
         raise Rejected("unauthenticated", "The API key is unknown or revoked.", Refusal.UNAUTHENTICATED) from None
 
 

@@ -61,7 +61,8 @@ def enrollment_router(collection: str, scope: Scope, tag: str, takeover: Roles) 
     async def require_mfa(principal_id: uuid.UUID, body: RequirePeriod, caller: Admin, runtime: RuntimeDep,
                           forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
         required = await send_enrollment_command(forward, caller.actor, scope, principal_id, mfa_api.REQUIRE,
-                                                 body, idempotency_key)
+                                                 c.RequirePeriod(enrollment_days=body.enrollment_days),
+                                                 idempotency_key)
         if required.event_ids:
             await end_now(runtime, principal_id)
         return required
@@ -77,13 +78,13 @@ def enrollment_router(collection: str, scope: Scope, tag: str, takeover: Roles) 
     async def extend_enrollment(principal_id: uuid.UUID, body: EnrollmentPeriod, caller: Admin,
                                 forward: ForwarderDep, idempotency_key: IdempotencyKey = None) -> Receipt:
         return await send_enrollment_command(forward, caller.actor, scope, principal_id, mfa_api.EXTEND,
-                                             body, idempotency_key)
+                                             c.Period(enrollment_days=body.enrollment_days), idempotency_key)
 
     @router.post("/reset", summary="Reset MFA")
     async def reset_mfa(principal_id: uuid.UUID, body: EnrollmentPeriod, runtime: RuntimeDep, forward: ForwarderDep,
                         idempotency_key: IdempotencyKey = None, caller: Caller = Depends(takeover)) -> Receipt:
         reset = await send_enrollment_command(forward, caller.actor, scope, principal_id, mfa_api.RESET,
-                                              body, idempotency_key)
+                                              c.Period(enrollment_days=body.enrollment_days), idempotency_key)
         if reset.event_ids:
             await end_now(runtime, principal_id)
         return reset

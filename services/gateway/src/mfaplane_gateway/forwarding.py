@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from mfaplane_contracts.endpoints import Endpoint
 from mfaplane_eventing import logs
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.problems import ServiceUnavailable, refusal_kind
+from mfaplane_eventing.problems import ServiceUnavailable, UnreadableAnswer, refusal_kind
 from mfaplane_eventing.service_auth import CALLER_NOT_AUTHENTICATED, Call, CallSigner
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,10 @@ class Forwarder:
             return endpoint.read(content)
         except ValidationError as error:  # a release this gateway does not know (a rolling upgrade)
             log.error("a service's answer is not what its endpoint declares",
-                      extra={"service": endpoint.service, "path": endpoint.path, "errors": error.error_count()})
-            raise ServiceUnavailable(f"The {endpoint.service} service answered what this gateway cannot read; "
-                                     "retry.") from error
+                      extra={"service": endpoint.service, "path": endpoint.path,
+                             "fields": [e["loc"] for e in error.errors()]})
+            raise UnreadableAnswer(f"The {endpoint.service} service answered what this gateway cannot read: "
+                                   "the request may have been applied; check before sending it again.") from None
 
 
 def _refusal(service: str, status: int, content: bytes) -> Exception:

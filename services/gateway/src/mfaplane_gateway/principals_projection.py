@@ -31,6 +31,11 @@ KEYS = {"principals": "principal_id", "resources": "system_id"}
 # The column of a field whose name the read model's tables predate (docs/glossary.md): a gateway of the
 # previous release reads and writes the tables in use beside the new one during a rolling upgrade.
 _COLUMN_OF = {"set_up": "configured"}
+# A principal's deletion (identity's topic) and its enrollment's events (mfa's) are not ordered with
+# respect to each other, and the projection and the audit log's replay may meet them in either order:
+# so a deletion clears these columns for good, and an enrollment event after it leaves them cleared.
+CLEARED_BY_DELETION = ("required", "set_up")
+_CLEARED_COLUMNS = {_COLUMN_OF.get(name, name) for name in CLEARED_BY_DELETION}
 
 
 class _Increment:
@@ -134,6 +139,8 @@ class Fold:
                 row.values[column] += 1
             else:
                 row.increments[column] = row.increments.get(column, 0) + 1
+        if row.values.get("deleted"):
+            row.values.update(dict.fromkeys(CLEARED_BY_DELETION, False))
 
     async def write(self, conn: asyncpg.Connection, tables: dict[str, str]) -> None:
         """Upserts every changed row into `tables` (read model -> table); a fold may be written to several."""
@@ -152,11 +159,18 @@ def _subject(row: tuple) -> Any:
     return row[0]
 
 
+def _guarded(table: str, column: str) -> str:
+    """A deleted principal's MFA columns stay cleared, whichever arrives first (see CLEARED_BY_DELETION)."""
+    if column in _CLEARED_COLUMNS:
+        return f"EXCLUDED.{column} AND NOT ({table}.deleted OR EXCLUDED.deleted)"
+    return f"EXCLUDED.{column}"
+
+
 def _upsert(table: str, key: str, fields: tuple[str, ...], adds: tuple[str, ...]) -> str:
     sets = tuple(_COLUMN_OF.get(name, name) for name in fields)
     columns = (key, "updated_at", *sets, *adds)
     updates = [f"updated_at = GREATEST({table}.updated_at, EXCLUDED.updated_at)",
-               *(f"{c} = EXCLUDED.{c}" for c in sets), *(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in adds)]
+               *(f"{c} = {_guarded(table, c)}" for c in sets), *(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in adds)]
     return (f"INSERT INTO {table} ({', '.join(columns)}) "
             f"VALUES ({', '.join(f'${n}' for n in range(1, len(columns) + 1))}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(updates)}")

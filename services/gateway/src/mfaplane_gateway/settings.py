@@ -19,7 +19,7 @@ class GatewaySettings(ServiceSettings):
     read_your_writes_timeout_seconds: float = 5.0
     # The audit export serves a record once its place in the story (story_at) is this long past, so that
     # events still in flight take their place before a reader passes it (audit_order.py). Above the
-    # usual delay from an event to its projection (mfaplane_projection_lag_seconds).
+    # usual delay from an event to its place in the log (mfaplane_audit_lag_seconds).
     audit_settle_seconds: float = Field(default=60, ge=0, le=3600)
     # Signs sign-in challenges and session tokens; at least 32 random bytes, from a Secret.
     gateway_signing_key: str = Field(min_length=32, repr=False)

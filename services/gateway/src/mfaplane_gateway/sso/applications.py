@@ -13,6 +13,8 @@ import hmac
 import uuid
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from mfaplane_contracts import identity_api
 from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_gateway.forwarding import Forwarder
@@ -84,7 +86,7 @@ async def verify_secret(forward: Forwarder, client: Application, secret: str) ->
     """Remembers `secret` on `client` if it is a live key bound to this application."""
     try:
         key = await forward.call(identity_api.VERIFY_API_KEY, ACTOR, identity_api.KeyCheck(key=secret))
-    except Rejected:
+    except (Rejected, ValidationError):  # unknown, or no key at all (too long)
         return
     if key.role == "sso_client" and key.system_id == client.id:
         client.verified_secret = secret
