@@ -21,8 +21,8 @@ import pytest
 from mfaplane_contracts.identity_events import BOUND_ROLES
 from mfaplane_devstack import Infra, Stack
 from mfaplane_eventing.clock import FileOffsetClock, set_offset
-from mfaplane_gateway import api_versions
-from mfaplane_gateway.auth import ROLES
+from mfaplane_gateway.api import api_versions
+from mfaplane_gateway.edge.auth import ROLES
 from portal_flows import RootAdmin, bearer
 
 

@@ -2,7 +2,7 @@
 
 `python -m bench.bare_app --port N` serves POST /v1/portal/verify taking and answering the same
 shapes as the gateway's (a pydantic body in, a pydantic answer out) with no work in between,
-under uvicorn exactly as `mfaplane_eventing.service.main` runs a service (one process,
+under uvicorn exactly as `mfaplane_chassis.service.main` runs a service (one process,
 log_config=None, access_log=False, 127.0.0.1).
 """
 

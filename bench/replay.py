@@ -5,7 +5,7 @@ audit records (real envelopes of M/10 users, ten events each: UserCreated, MFARe
 EnrollmentExpiring, EnrollmentPromptDismissed, TOTPSecretIssued, TOTPEnrolled and four
 TOTPVerified, interleaved across users), hash-chained with `audit_log.link_hash`, loaded by COPY,
 and the read models' versions as if they had applied them all (`projected_versions`).
-Timed: `mfaplane_gateway.replay.rebuild`, the function `python -m mfaplane_gateway replay` runs,
+Timed: `mfaplane_gateway.read_models.replay.rebuild`, the function `python -m mfaplane_gateway replay` runs,
 from start to switch.
 
 Raw limit: reading the same rows (seq, envelope) with an asyncpg cursor, JSON decoded by the same
@@ -25,7 +25,8 @@ import asyncpg
 from bench.harness import GATEWAY_MIGRATIONS, BenchStack
 from bench.runner import Measure, Row, log
 from mfaplane_contracts.envelope import Envelope
-from mfaplane_gateway import audit_log, replay
+from mfaplane_gateway.audit import audit_log
+from mfaplane_gateway.read_models import replay
 
 SCHEMA = "bench_replay"
 EVENTS_PER_USER = 10

@@ -4,7 +4,7 @@ Before (not timed): users are loaded by COPY straight into `principals_v1` of a 
 migrated like the gateway's (so it has exactly the gateway's indexes), with a realistic mix of
 statuses (35% active, 35% none, 20% enrolling, 5% expired, 3% configured_not_required,
 2% required_no_period), 1% admins and 0.5% deleted rows, then ANALYZEd.
-Timed: `mfaplane_gateway.principals_query.page()`, what GET /v1/users runs (sort by email, 50 per
+Timed: `mfaplane_gateway.read_models.principals_query.page()`, what GET /v1/users runs (sort by email, 50 per
 page), through a pool like the gateway's (its statement cache, so generic plans too): the first
 page and a deep page (a cursor 90% of the way through the matches) for each status filter, for
 a text search matching 1% of users (a surname), and for two matching one user (part of an email,
@@ -27,9 +27,9 @@ import asyncpg
 from bench.harness import GATEWAY_MIGRATIONS, BenchStack
 from bench.runner import Measure, Row, log, percentile
 from mfaplane_contracts.mfa_status import MFAStatus
-from mfaplane_gateway import principals_query
-from mfaplane_gateway.paging import encode_cursor
-from mfaplane_gateway.principals_query import PrincipalFilter, listing
+from mfaplane_gateway.api.paging import encode_cursor
+from mfaplane_gateway.read_models import principals_query
+from mfaplane_gateway.read_models.principals_query import PrincipalFilter, listing
 
 SCHEMA = "bench_lists"
 TABLE = "principals_v1"

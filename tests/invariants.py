@@ -31,8 +31,8 @@ from fault_tools import MailWatch, eventually, schema
 from mfaplane_contracts.topics import EVENT_TOPICS, consumer_group_ids
 from mfaplane_devstack import SERVICES
 from mfaplane_eventing import db, group_lag
-from mfaplane_gateway import replay
 from mfaplane_gateway.__main__ import SPEC as GATEWAY
+from mfaplane_gateway.read_models import replay
 from mfaplane_mfa.__main__ import SPEC as MFA
 from mfaplane_notifier.__main__ import SPEC as NOTIFIER
 from mfaplane_notifier.emails import SUBJECTS

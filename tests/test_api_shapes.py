@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from fault_tools import eventually
-from mfaplane_gateway import api_versions
+from mfaplane_gateway.api import api_versions
 from portal_flows import PASSWORD, new_admin, ok, problem, set_up, sign_in
 
 

@@ -1,4 +1,5 @@
-"""The tree keeps the architecture: a service depends on contracts and eventing, never on another service."""
+"""The tree keeps the architecture: a service depends on contracts, eventing and the chassis, never on another
+service; the event-sourcing core (eventing) knows nothing of the HTTP chassis."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "pyproject.toml").exists())
-SHARED = {"mfaplane-contracts", "mfaplane-eventing"}
+SHARED = {"mfaplane-contracts", "mfaplane-eventing", "mfaplane-chassis"}
 
 
 def test_the_five_services_exist() -> None:
@@ -41,3 +42,12 @@ def test_the_ssh_agent_runs_on_the_standard_library_alone() -> None:
         imported = re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", source.read_text(), re.M)
         outside = {name for name in imported if name not in sys.stdlib_module_names | {"mfaplane_agent", "__future__"}}
         assert not outside, f"{source} imports {outside}"
+
+
+def test_the_event_sourcing_core_knows_nothing_of_the_http_chassis() -> None:
+    core = ROOT / "libs" / "eventing"
+    assert "mfaplane-chassis" not in (core / "pyproject.toml").read_text()
+    for source in (core / "src").rglob("*.py"):
+        text = source.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(mfaplane_chassis|fastapi|starlette|uvicorn)", text, re.M), \
+            f"{source} reaches into the HTTP side"

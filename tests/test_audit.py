@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from mfaplane_eventing import db
-from mfaplane_gateway import audit_log, audit_verify
+from mfaplane_gateway.audit import audit_log, audit_verify
 from portal_flows import new_user, ok, problem, set_up, sign_in
 from trust_tools import public_keys, service_key
 

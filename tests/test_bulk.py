@@ -9,7 +9,7 @@ import io
 import uuid
 
 from fault_tools import schema
-from mfaplane_gateway.bulk import MAX_REQUEST_BYTES
+from mfaplane_gateway.bulk.bulk import MAX_REQUEST_BYTES
 from portal_flows import PASSWORD, new_user, ok, problem, set_up, sign_in
 
 USERS = 1000

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
+from mfaplane_chassis.service import database_settings
 from mfaplane_contracts.topics import (
     ALL_TOPICS,
     CONSUMER_GROUPS,
@@ -60,10 +61,9 @@ from mfaplane_contracts.topics import (
 )
 from mfaplane_devstack.kafka import ADMIN_CLIENT
 from mfaplane_devstack.signing_keys import ensure_sso_signing_key
-from mfaplane_eventing.service import database_settings
 from mfaplane_eventing.service_keys import ServiceKey
 from mfaplane_eventing.settings import ServiceSettings, from_files
-from mfaplane_gateway import bulk
+from mfaplane_gateway.bulk import bulk
 from mfaplane_gateway.settings import GatewaySettings
 from mfaplane_gateway.sso import oidc, saml
 from mfaplane_gateway.sso.config import SSOConfig

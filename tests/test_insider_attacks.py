@@ -21,16 +21,16 @@ import pytest
 
 from fault_tools import MailWatch, counter_total, eventually, schema
 from invariants import CONSUMERS, HANDLED
+from mfaplane_chassis.problems import ServiceUnavailable
+from mfaplane_chassis.service_auth import CallSigner
 from mfaplane_contracts import identity_api
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
 from mfaplane_devstack.certificates import ensure_pki
 from mfaplane_eventing import event_signing
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_eventing.problems import ServiceUnavailable
-from mfaplane_eventing.service_auth import CallSigner
 from mfaplane_eventing.service_keys import ServiceKey
-from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.edge.forwarding import Forwarder
 from portal_flows import PASSWORD, new_user, ok, problem, set_up, sign_in
 from trust_tools import SignedAs, direct, publish, service_key
 

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from mfaplane_eventing.problems import MEDIA_TYPE
+from mfaplane_chassis.problems import MEDIA_TYPE
 from test_roles import ENDPOINTS
 
 pytestmark = pytest.mark.slow

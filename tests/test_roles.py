@@ -10,7 +10,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from mfaplane_gateway.__main__ import ROUTERS
-from mfaplane_gateway.auth import ROLES, Roles, SteppedUp
+from mfaplane_gateway.edge.auth import ROLES, Roles, SteppedUp
 
 
 def _endpoints() -> tuple[list[tuple[str, str, tuple[str, ...]]], set[tuple[str, str]]]:

@@ -29,7 +29,7 @@ import pytest
 
 from fault_tools import schema
 from mfaplane_devstack.supervisor import free_port
-from mfaplane_gateway import api_versions
+from mfaplane_gateway.api import api_versions
 from mfaplane_gateway.sso.pending import token_hash
 from portal_flows import PASSWORD, new_user, ok, problem
 from test_sso_oidc import App, authorization_params, code_for, pkce, redeem, register_app

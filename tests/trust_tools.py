@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from mfaplane_eventing.service_auth import Call, CallSigner
+from mfaplane_chassis.service_auth import Call, CallSigner
 from mfaplane_eventing.service_keys import ServiceKey, TrustedKeys
 
 

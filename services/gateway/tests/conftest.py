@@ -18,7 +18,8 @@ from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import Envelope, EventPayload
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
-from mfaplane_gateway import audit_log, projector
+from mfaplane_gateway.audit import audit_log
+from mfaplane_gateway.read_models import projector
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"

@@ -21,12 +21,12 @@ from jsonschema import Draft202012Validator
 from playwright.async_api import async_playwright, expect
 from pydantic import TypeAdapter
 
+from mfaplane_chassis.service import http_app, openapi_document
 from mfaplane_devstack.supervisor import free_port
-from mfaplane_eventing.service import http_app, openapi_document
-from mfaplane_gateway import sign_in
 from mfaplane_gateway.__main__ import ROUTERS, SPEC
-from mfaplane_gateway.api_docs import ASSET_TYPES, answer_type, dependency_calls, request_type, success_status
-from mfaplane_gateway.auth import Roles, SteppedUp
+from mfaplane_gateway.api.api_docs import ASSET_TYPES, answer_type, dependency_calls, request_type, success_status
+from mfaplane_gateway.edge import sign_in
+from mfaplane_gateway.edge.auth import Roles, SteppedUp
 
 DOCUMENT = json.loads(openapi_document(SPEC))
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import httpx
 from fastapi import FastAPI, Response
 
-from mfaplane_eventing.service import current_runtime
-from mfaplane_gateway.api_versions import LATEST, SUNSET, ApiVersion, deprecated_shape
+from mfaplane_chassis.service import current_runtime
+from mfaplane_gateway.api.api_versions import LATEST, SUNSET, ApiVersion, deprecated_shape
 
 
 async def get(moment: datetime, headers: dict[str, str] | None = None) -> httpx.Response:

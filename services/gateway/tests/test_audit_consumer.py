@@ -16,7 +16,8 @@ from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.service_keys import TrustedKeys
-from mfaplane_gateway import audit_log, audit_verify, projector, replay
+from mfaplane_gateway.audit import audit_log, audit_verify
+from mfaplane_gateway.read_models import projector, replay
 
 
 def _user_history(history) -> list[Envelope]:

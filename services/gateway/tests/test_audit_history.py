@@ -10,8 +10,8 @@ from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing.service_keys import TrustedKeys
-from mfaplane_gateway import audit_log, audit_verify
-from mfaplane_gateway.audit_history import PrincipalState, apply, states_at
+from mfaplane_gateway.audit import audit_log, audit_verify
+from mfaplane_gateway.audit.audit_history import PrincipalState, apply, states_at
 
 DAY = timedelta(days=1)
 

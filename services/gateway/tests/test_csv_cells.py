@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfaplane_gateway.api import csv_cell
+from mfaplane_gateway.api.users import csv_cell
 
 FORMULAS = ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", "\n=1", " =HYPERLINK(\"http://x\")", "\u00a0=1",
             "\u3000@x", "\x00=1", "\x1b=1", "\x85=1", "\u200b=1", "\ufeff+1", " \t \u200b-1", "\t", "\rtext"]

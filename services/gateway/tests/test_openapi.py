@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mfaplane_eventing.service import openapi_document
+from mfaplane_chassis.service import openapi_document
 from mfaplane_gateway.__main__ import SPEC
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_gateway.reference_portals import APPS, MEDIA_TYPES, ROOT, static_file
+from mfaplane_gateway.edge.reference_portals import APPS, MEDIA_TYPES, ROOT, static_file
 
 FILES = sorted(p for p in ROOT.rglob("*") if p.is_file())
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"

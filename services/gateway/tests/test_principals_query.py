@@ -17,8 +17,8 @@ import mfaplane_gateway
 from mfaplane_contracts.mfa_status import MFAStatus, mfa_status
 from mfaplane_eventing import db
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_gateway.paging import decode_cursor, encode_cursor
-from mfaplane_gateway.principals_query import PrincipalFilter, listing, page, set_up_asked, status_counts
+from mfaplane_gateway.api.paging import decode_cursor, encode_cursor
+from mfaplane_gateway.read_models.principals_query import PrincipalFilter, listing, page, set_up_asked, status_counts
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_gateway.rate_limits import Buckets, RouteLimit, TokenBucket, client_address
+from mfaplane_gateway.edge.rate_limits import Buckets, RouteLimit, TokenBucket, client_address
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
 

@@ -15,8 +15,8 @@ from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_eventing.aggregate import Refusal, Rejected
 from mfaplane_eventing.clock import SystemClock
-from mfaplane_gateway import audit_log
-from mfaplane_gateway.read_your_writes import (
+from mfaplane_gateway.audit import audit_log
+from mfaplane_gateway.read_models.read_your_writes import (
     KEPT_FOR,
     USER_BULK_SCOPE,
     bulk_token,

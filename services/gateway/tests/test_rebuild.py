@@ -17,7 +17,8 @@ from mfaplane_contracts import mfa_events as mfa
 from mfaplane_eventing import db
 from mfaplane_eventing.clock import SystemClock
 from mfaplane_eventing.service_keys import TrustedKeys
-from mfaplane_gateway import audit_log, audit_verify, projector, read_models, replay
+from mfaplane_gateway.audit import audit_log, audit_verify
+from mfaplane_gateway.read_models import projector, registry, replay
 
 KEYS = {"principals": "principal_id", "resources": "system_id"}
 MIGRATIONS = Path(mfaplane_gateway.__file__).parent / "migrations"
@@ -27,8 +28,8 @@ async def rows(pool: asyncpg.Pool, table: str, key: str) -> list[dict]:
     return [dict(r) for r in await pool.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
 
 
-async def registry(pool: asyncpg.Pool) -> dict[str, str]:
-    return await read_models.current(pool)
+async def tables_in_force(pool: asyncpg.Pool) -> dict[str, str]:
+    return await registry.current(pool)
 
 
 async def test_rebuild_under_live_traffic_matches_the_live_projection(gateway_pool, history, handle) -> None:
@@ -45,7 +46,7 @@ async def test_rebuild_under_live_traffic_matches_the_live_projection(gateway_po
 
     assert rebuilt.previous == {"principals": "principals_v1", "resources": "resources_v1"}
     assert rebuilt.current == {"principals": "principals_v2", "resources": "resources_v2"}
-    assert await registry(gateway_pool) == rebuilt.current
+    assert await tables_in_force(gateway_pool) == rebuilt.current
     assert 150 <= rebuilt.position <= 200
     # Events after the switch reach both versions during the grace period, so the old table is the
     # reference: every event applied once, in order (dismissal counts would show a double).
@@ -174,7 +175,7 @@ async def test_a_replay_refuses_to_switch_while_the_audit_log_lacks_projected_ev
     await each(gateway_pool, projector.handle_batch, events[-1:])
     with pytest.raises(replay.AuditBehind, match="1 event"):
         await replay.rebuild(gateway_pool)
-    assert await registry(gateway_pool) == {"principals": "principals_v1", "resources": "resources_v1"}
+    assert await tables_in_force(gateway_pool) == {"principals": "principals_v1", "resources": "resources_v1"}
 
     await each(gateway_pool, audit_log.handle_batch, events[-1:])
     assert (await replay.rebuild(gateway_pool)).current == {"principals": "principals_v2", "resources": "resources_v2"}
@@ -203,10 +204,10 @@ async def test_a_second_rebuild_drops_the_version_before_the_previous(gateway_po
     tables = {r["tablename"] for r in await gateway_pool.fetch(
         "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename ~ '_v[0-9]+$'")}
     assert tables == {"principals_v2", "principals_v3", "resources_v2", "resources_v3"}
-    for name, table in read_models.LIVE_TABLES.items():
-        monkeypatch.setitem(read_models.LIVE_TABLES, name, table)
-    await read_models.refresh(gateway_pool)
-    assert read_models.LIVE_TABLES == second.current
+    for name, table in registry.LIVE_TABLES.items():
+        monkeypatch.setitem(registry.LIVE_TABLES, name, table)
+    await registry.refresh(gateway_pool)
+    assert registry.LIVE_TABLES == second.current
 
 
 async def test_only_one_replay_runs_at_a_time(gateway_pool) -> None:

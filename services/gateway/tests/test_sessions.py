@@ -11,7 +11,7 @@ import pytest
 from mfaplane_contracts.identity_events import UserPasswordChanged
 from mfaplane_contracts.mfa_events import MFAReset
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_gateway.sessions import Tokens, delete_expired, end_other_sessions
+from mfaplane_gateway.edge.sessions import Tokens, delete_expired, end_other_sessions
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TTL = timedelta(hours=8)

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import asyncpg
 
+import mfaplane_gateway
 from mfaplane_contracts import identity_events as identity
 from mfaplane_contracts import mfa_events as mfa
 from mfaplane_contracts.envelope import Envelope
 from mfaplane_contracts.mfa_status import MFAStatus
 from mfaplane_eventing import db
 from mfaplane_eventing.service_keys import TrustedKeys
-from mfaplane_gateway import audit_log, audit_order, audit_verify
-from mfaplane_gateway.audit_history import states_at
+from mfaplane_gateway.audit import audit_log, audit_order, audit_verify
+from mfaplane_gateway.audit.audit_history import states_at
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -97,7 +98,7 @@ async def test_a_record_inserted_as_the_previous_release_does_gets_its_place(gat
 
 
 async def test_the_migration_places_the_records_stored_before_it(infra, history, tmp_path: Path) -> None:
-    migrations = Path(audit_log.__file__).parent / "migrations"
+    migrations = Path(mfaplane_gateway.__file__).parent / "migrations"
     before = tmp_path / "mfaplane_gateway" / "migrations"  # the same migration names, without story order
     before.mkdir(parents=True)
     for path in migrations.glob("*.sql"):

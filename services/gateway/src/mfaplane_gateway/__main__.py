@@ -5,38 +5,33 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from mfaplane_chassis.service import ConsumerGroup, Runtime, ServiceSpec, main
 from mfaplane_contracts.topics import EVENT_TOPICS
-from mfaplane_eventing.service import ConsumerGroup, Runtime, ServiceSpec, main
-from mfaplane_gateway import (
+from mfaplane_gateway.api import (
     admin_api,
-    api,
     api_docs,
     api_examples,
-    audit_api,
-    audit_log,
-    audit_verify,
-    bulk,
     enrollment_admin,
+    principal_sessions,
+    resources_api,
+    users,
+)
+from mfaplane_gateway.audit import audit_api, audit_log, audit_verify
+from mfaplane_gateway.bulk import bulk, login_names, user_import
+from mfaplane_gateway.bulk.bulk import BulkWorker
+from mfaplane_gateway.edge import (
     front_page,
-    login_names,
     passwords_api,
     portal_account,
-    principal_sessions,
-    projector,
-    read_models,
-    read_your_writes,
     reference_portals,
-    replay,
-    resources_api,
     sessions,
     sign_in,
-    user_import,
 )
-from mfaplane_gateway.auth import KeyCache
-from mfaplane_gateway.bulk import BulkWorker
-from mfaplane_gateway.forwarding import Forwarder
-from mfaplane_gateway.rate_limits import RateLimits
-from mfaplane_gateway.sessions import Tokens
+from mfaplane_gateway.edge.auth import KeyCache
+from mfaplane_gateway.edge.forwarding import Forwarder
+from mfaplane_gateway.edge.rate_limits import RateLimits
+from mfaplane_gateway.edge.sessions import Tokens
+from mfaplane_gateway.read_models import projector, read_your_writes, registry, replay
 from mfaplane_gateway.settings import GatewaySettings
 from mfaplane_gateway.sso import oidc, saml
 from mfaplane_gateway.sso.config import SSOConfig
@@ -45,7 +40,7 @@ from mfaplane_gateway.sso.config import SSOConfig
 @contextlib.asynccontextmanager
 async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
     s = runtime.settings
-    await read_models.refresh(runtime.pool)
+    await registry.refresh(runtime.pool)
     forwarder = Forwarder({"identity": s.identity_url, "mfa": s.mfa_url}, runtime.trust.call_signer("gateway"),
                           s.services_ca_file)
     tokens = Tokens(s.gateway_signing_key, s.challenge_ttl_seconds, s.session_ttl_seconds, s.admin_mfa_required)
@@ -60,7 +55,7 @@ async def gateway_state(runtime: Runtime) -> AsyncIterator[dict[str, Any]]:
         await forwarder.close()
 
 
-ROUTERS = [api.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
+ROUTERS = [users.router, bulk.router, enrollment_admin.users, enrollment_admin.admins, admin_api.router,
            principal_sessions.router, resources_api.router, login_names.router, user_import.router,
            sign_in.user_portal, sign_in.admin_portal, portal_account.router, audit_api.router,
            passwords_api.resets, passwords_api.user_portal, passwords_api.admin_portal, reference_portals.router,
@@ -78,7 +73,7 @@ SPEC = ServiceSpec(
     routers=ROUTERS,
     description=api_docs.guide(ROUTERS),
     finish_openapi=functools.partial(api_docs.finish_document, ROUTERS, api_examples.EXAMPLES),
-    background=lambda runtime: [read_models.keep_current(runtime.pool), sessions.sweep_expired(runtime),
+    background=lambda runtime: [registry.keep_current(runtime.pool), sessions.sweep_expired(runtime),
                                 read_your_writes.sweep_expired_sets(runtime), audit_log.watch_awaiting(runtime.pool)],
     state=gateway_state,
     commands={"replay": replay.COMMAND, "verify-audit": audit_verify.COMMAND},

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from mfaplane_eventing.service import ServiceSpec, main
+from mfaplane_chassis.service import ServiceSpec, main
 from mfaplane_identity import password_api
 from mfaplane_identity.api import router
 from mfaplane_identity.cli import CREATE_ADMIN, CREATE_API_KEY

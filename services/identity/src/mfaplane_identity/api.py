@@ -12,6 +12,9 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Depends, Query
 
+from mfaplane_chassis import endpoints
+from mfaplane_chassis.request_context import CauseDep
+from mfaplane_chassis.service import RuntimeDep
 from mfaplane_contracts import identity_api as contract
 from mfaplane_contracts.commands import CommandReceipt
 from mfaplane_contracts.envelope import EventPayload
@@ -40,11 +43,8 @@ from mfaplane_contracts.identity_events import (
     UserLoginNameChanged,
     UserUpdated,
 )
-from mfaplane_eventing import endpoints
 from mfaplane_eventing.aggregate import Refusal, Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
-from mfaplane_eventing.request_context import CauseDep
-from mfaplane_eventing.service import RuntimeDep
 from mfaplane_identity import account, api_keys, password_guard, password_policy, source_guard, system
 from mfaplane_identity.account import Account
 from mfaplane_identity.passwords import Passwords

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import get_args
 
+from mfaplane_chassis.service import CliCommand
 from mfaplane_contracts.identity_api import NewApiKey, NewPrincipal
 from mfaplane_contracts.identity_events import ApiRole
 from mfaplane_eventing import clock, db
 from mfaplane_eventing.event_store import Cause, EventStore
-from mfaplane_eventing.service import CliCommand
 from mfaplane_identity import account, api_keys
 from mfaplane_identity.api import create_principal, issue_api_key, new_password_hash, passwords_for
 

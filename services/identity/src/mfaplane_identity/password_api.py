@@ -19,6 +19,9 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Depends
 
+from mfaplane_chassis import endpoints
+from mfaplane_chassis.request_context import CauseDep
+from mfaplane_chassis.service import Runtime, RuntimeDep
 from mfaplane_contracts import identity_api as contract
 from mfaplane_contracts import reset_tokens
 from mfaplane_contracts.envelope import EventPayload
@@ -32,12 +35,9 @@ from mfaplane_contracts.identity_api import (
     ResetRequested,
 )
 from mfaplane_contracts.identity_events import AdminPasswordResetRequested, UserPasswordResetRequested
-from mfaplane_eventing import endpoints
 from mfaplane_eventing.aggregate import Refusal, Rejected, Replayer
 from mfaplane_eventing.command_handler import execute, receipt
 from mfaplane_eventing.event_store import Cause
-from mfaplane_eventing.request_context import CauseDep
-from mfaplane_eventing.service import Runtime, RuntimeDep
 from mfaplane_identity import account, password_guard, password_policy, source_guard
 from mfaplane_identity.account import Account
 from mfaplane_identity.api import QueuedPasswords

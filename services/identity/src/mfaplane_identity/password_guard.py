@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from mfaplane_eventing.service import Runtime
+from mfaplane_chassis.service import Runtime
 from mfaplane_identity.failure_windows import FailureWindow
 
 

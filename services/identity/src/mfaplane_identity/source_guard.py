@@ -18,8 +18,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+from mfaplane_chassis.service import Runtime
 from mfaplane_eventing.aggregate import Rejected
-from mfaplane_eventing.service import Runtime
 from mfaplane_identity.failure_windows import FailureWindow
 
 WRONG_PASSWORD = "invalid_credentials"  # the code a wrong password (or email) is answered with

@@ -3,9 +3,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from mfaplane_chassis.service import Runtime, ServiceSpec, main
 from mfaplane_contracts import mfa_api
 from mfaplane_contracts.topics import IDENTITY_EVENTS
-from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_mfa import identity_reactions
 from mfaplane_mfa.commands_api import MAX_BATCH_BYTES, router
 from mfaplane_mfa.enrollment_commands import EnrollmentCommands

@@ -10,6 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from mfaplane_chassis import endpoints
+from mfaplane_chassis.problems import conflict_body, rejected_body
+from mfaplane_chassis.request_context import CauseDep
+from mfaplane_chassis.service import RuntimeDep
 from mfaplane_contracts import commands as c
 from mfaplane_contracts import mfa_api as api
 from mfaplane_contracts.commands import CommandReceipt
@@ -22,12 +26,8 @@ from mfaplane_contracts.mfa_events import (
     TOTPVerified,
     enrollment_id,
 )
-from mfaplane_eventing import endpoints
 from mfaplane_eventing.aggregate import Rejected
 from mfaplane_eventing.event_store import AppendResult, Cause, ConcurrencyConflict
-from mfaplane_eventing.problems import conflict_body, rejected_body
-from mfaplane_eventing.request_context import CauseDep
-from mfaplane_eventing.service import RuntimeDep
 from mfaplane_mfa import enrollment
 from mfaplane_mfa.enrollment_commands import EnrollmentCommands
 from mfaplane_mfa.setup_material import setup_material

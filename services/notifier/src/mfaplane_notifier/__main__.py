@@ -1,7 +1,7 @@
 from pathlib import Path
 
+from mfaplane_chassis.service import Runtime, ServiceSpec, main
 from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS, SCHEDULER_EVENTS
-from mfaplane_eventing.service import Runtime, ServiceSpec, main
 from mfaplane_notifier import mail_queue
 from mfaplane_notifier.mail_loop import MailLoop
 from mfaplane_notifier.settings import NotifierSettings

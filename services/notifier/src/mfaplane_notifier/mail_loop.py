@@ -34,10 +34,10 @@ import uuid
 import asyncpg
 from prometheus_client import Counter
 
+from mfaplane_chassis.service import Runtime
 from mfaplane_contracts import reset_tokens
 from mfaplane_contracts.topics import dead_letter_topic
 from mfaplane_eventing import loops
-from mfaplane_eventing.service import Runtime
 from mfaplane_notifier.emails import Recipient, render
 from mfaplane_notifier.mail_queue import FACTS, facts_of
 from mfaplane_notifier.notifications import still_holds

@@ -1,7 +1,7 @@
 from pathlib import Path
 
+from mfaplane_chassis.service import ServiceSpec, main
 from mfaplane_contracts.topics import IDENTITY_EVENTS, MFA_EVENTS
-from mfaplane_eventing.service import ServiceSpec, main
 from mfaplane_scheduler import firing
 from mfaplane_scheduler.settings import SchedulerSettings
 from mfaplane_scheduler.timer_updates import batch_handler

@@ -13,10 +13,10 @@ import uuid
 
 import asyncpg
 
+from mfaplane_chassis.service import Runtime
 from mfaplane_contracts.mfa_events import EnrollmentExpired, EnrollmentExpiring
 from mfaplane_eventing import loops
 from mfaplane_eventing.event_store import Cause, ConcurrencyConflict, EventStore
-from mfaplane_eventing.service import Runtime
 from mfaplane_scheduler.timers import EXPIRY
 
 ACTOR = "system:scheduler"

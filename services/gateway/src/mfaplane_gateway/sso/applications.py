@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from mfaplane_contracts import identity_api
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_gateway.forwarding import Forwarder
+from mfaplane_gateway.edge.forwarding import Forwarder
 
 ACTOR = "gateway:sso"
 SCOPES = ("openid", "profile", "email")

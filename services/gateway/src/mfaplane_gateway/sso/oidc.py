@@ -41,10 +41,10 @@ from authlib.oidc.core.grants import OpenIDCode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from mfaplane_chassis.service import Runtime, RuntimeDep
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_eventing.service import Runtime, RuntimeDep
-from mfaplane_gateway.forwarding import ForwarderDep
-from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
+from mfaplane_gateway.edge.forwarding import ForwarderDep
+from mfaplane_gateway.edge.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import SCOPES, Application, application, verify_secret
 from mfaplane_gateway.sso.config import MFA, SignInProof, SSOConfig, SSODep

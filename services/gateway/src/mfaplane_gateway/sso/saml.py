@@ -40,10 +40,10 @@ from saml2.server import Server
 from saml2.sigver import get_xmlsec_binary
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
+from mfaplane_chassis.service import Runtime, RuntimeDep
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_eventing.service import Runtime, RuntimeDep
-from mfaplane_gateway.forwarding import ForwarderDep
-from mfaplane_gateway.rate_limits import CHALLENGE_LIMIT
+from mfaplane_gateway.edge.forwarding import ForwarderDep
+from mfaplane_gateway.edge.rate_limits import CHALLENGE_LIMIT
 from mfaplane_gateway.sso import pending
 from mfaplane_gateway.sso.applications import Application, application
 from mfaplane_gateway.sso.config import MFA, SignInProof, SSOConfig, SSODep

@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
+from mfaplane_chassis.service import Runtime
 from mfaplane_contracts import mfa_api, mfa_events
 from mfaplane_eventing.aggregate import Refusal, Rejected
-from mfaplane_eventing.service import Runtime
-from mfaplane_gateway.forwarding import Forwarder
-from mfaplane_gateway.read_models import LIVE_TABLES
+from mfaplane_gateway.edge.forwarding import Forwarder
+from mfaplane_gateway.read_models.registry import LIVE_TABLES
 from mfaplane_gateway.sso import oidc, pending, saml
 from mfaplane_gateway.sso.applications import ACTOR, application
 from mfaplane_gateway.sso.config import SignInProof, SSOConfig, not_configured
