@@ -7,7 +7,7 @@ or for a bulk operation still running, and identity and mfa out of reach. mfa's 
 in test_sign_in.py (test_wrong_codes_are_throttled), identity's `server_busy` and `source_throttled` the same way in
 test_sign_in_limits.py (they need an identity with tight limits), a database away in
 test_infra_faults.py (SteadyLoad counts a 503 without the header as unexpected), and /readyz in
-libs/eventing/tests/test_response_headers.py.
+libs/chassis/tests/test_response_headers.py.
 """
 
 from __future__ import annotations

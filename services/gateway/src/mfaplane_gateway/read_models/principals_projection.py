@@ -139,7 +139,7 @@ class Fold:
                 row.values[column] += 1
             else:
                 row.increments[column] = row.increments.get(column, 0) + 1
-        if row.values.get("deleted"):
+        if reducer.model == "principals" and row.values.get("deleted"):
             row.values.update(dict.fromkeys(CLEARED_BY_DELETION, False))
 
     async def write(self, conn: asyncpg.Connection, tables: dict[str, str]) -> None:
